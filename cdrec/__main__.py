@@ -1,0 +1,3 @@
+from cdrec.cli.main import main
+
+main()

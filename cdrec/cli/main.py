@@ -1,0 +1,143 @@
+"""The ``cdrec`` command line. User mistakes print ``error: <one line>`` and exit with code 2."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from cdrec.errors import CdrecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
+app.add_typer(data_app, name="data")
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _overrides(device: str | None, sets: list[str] | None) -> list[str]:
+    out = list(sets or [])
+    if device is not None:
+        out.append(f"train.device={device}")
+    return out
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for the demo's runs and summary."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Run every family on the built-in synthetic data (a few minutes on 2 CPU cores)."""
+    from cdrec.experiments.demo import run_demo
+
+    run_demo(out, device=device)
+
+
+@data_app.command("stats")
+def data_stats(
+    dataset: str = typer.Argument(..., help="Dataset name (ml-100k, ml-1m, afk, abe, douban, mdmt-ml-1m, synthetic, ...) or a path to a file."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the shared datasets (default ../shared/data)."),
+    domains: Optional[str] = typer.Option(None, "--domains", help="Domain builder: genre | genre-random | uniform-items:K | uniform-users:K | age-bins | age-edges:A,B"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Users, items and interactions overall and per domain."""
+    from cdrec.config import DataConfig
+    from cdrec.data.datasets import LOADERS, load_dataset
+
+    cfg = DataConfig(name=dataset, data_dir=str(data_dir) if data_dir else None, domains=domains)
+    if dataset not in LOADERS and Path(dataset).exists():
+        cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or Path(dataset).is_dir() else "table"), dataset
+    stats = load_dataset(cfg).stats()
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    typer.echo(f"{stats['name']}: {stats['users']} users, {stats['items']} items, {stats['interactions']} interactions, {len(stats['domains'])} domains")
+    from cdrec.results.tables import markdown_table
+
+    rows = [[d, s["users"], s["items"], s["interactions"]] for d, s in stats["domains"].items()]
+    rows.append(["total", stats["users"], sum(s["items"] for s in stats["domains"].values()), sum(s["interactions"] for s in stats["domains"].values())])
+    typer.echo(markdown_table(["domain", "users", "items", "interactions"], rows))
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="YAML config (see configs/ in the repository)."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set train.lr=0.01 (repeatable)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<model>-<dataset>-seed<seed>)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
+) -> None:
+    """Train and evaluate one model; writes config.yaml, results.json and results.md."""
+    from cdrec.config import load_config
+    from cdrec.experiments.pipeline import run_config
+    from cdrec.results.tables import result_markdown
+
+    cfg = load_config(config, _overrides(device, set_))
+    out = out or Path("runs") / f"{cfg.model}-{cfg.data.name}-seed{cfg.seed}"
+    result = run_config(cfg, out, resume=resume)
+    typer.echo(result_markdown(result))
+    typer.echo(f"wrote {out / 'results.json'}")
+
+
+@app.command()
+def evaluate(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `cdrec run`."),
+    part: str = typer.Option("test", "--part", help="valid | test"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Re-evaluate a trained run from its saved model and print the table."""
+    from cdrec.experiments.pipeline import evaluate_run
+    from cdrec.results.tables import result_markdown
+
+    typer.echo(result_markdown(evaluate_run(run_dir, part=part, device=device)))
+
+
+@app.command()
+def reproduce(
+    paper: str = typer.Argument(..., help="Paper recipe name (see `cdrec reproduce --help`)."),
+    out: Path = typer.Option(..., "--out", help="Folder for report.md and runs/."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the shared datasets (default ../shared/data)."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced run (few epochs, one seed) for smoke tests."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (default: the recipe's)."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Rerun a paper's main experiments on real data and write a report beside the paper's numbers."""
+    from cdrec.experiments import RECIPES
+
+    if paper not in RECIPES:
+        fail(f"unknown paper {paper!r}; expected one of {sorted(RECIPES)}")
+    if seeds is not None and seeds < 1:
+        fail(f"--seeds: expected >= 1, got {seeds}")
+    module = importlib.import_module(RECIPES[paper])
+    report = module.reproduce(out, data_dir=data_dir, quick=quick, seeds=seeds, device=device)
+    typer.echo(f"wrote {report}")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except CdrecError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise

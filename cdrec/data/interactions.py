@@ -1,0 +1,262 @@
+"""The one interaction model every family reads from.
+
+An :class:`Interactions` is one table with a row per event (``user``, ``item``, ``domain`` as dense
+integer indices, optional ``rating`` and ``timestamp``, any number of label columns) plus optional
+user- and item-feature tables and the raw-id <-> index maps.
+
+Two item layouts exist, and ``item_offsets`` says which one a table has:
+
+* **items owned by one domain** (cross-domain CF, sequences, organizations): items are numbered so
+  that each domain's items form the contiguous range ``item_offsets[d] : item_offsets[d + 1]``.
+  Candidate sampling and per-domain matrices rely on it.
+* **domain as a property of the sample** (multi-domain CTR): the same item may occur in several
+  domains; ``item_offsets`` is ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cdrec.errors import CdrecError, require
+
+CORE_COLUMNS = ("user", "item", "domain")
+
+
+@dataclass
+class Interactions:
+    """Interactions of users with items across domains (see module docstring)."""
+
+    frame: pd.DataFrame
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    domains: list[str]
+    item_offsets: np.ndarray | None = None
+    label_columns: tuple[str, ...] = ()
+    user_features: pd.DataFrame | None = None
+    item_features: pd.DataFrame | None = None
+    name: str = "data"
+    meta: dict = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        user_col: str = "user",
+        item_col: str = "item",
+        domain_col: str | None = "domain",
+        rating_col: str | None = None,
+        timestamp_col: str | None = None,
+        label_cols: Sequence[str] = (),
+        domain_names: Sequence[str] | None = None,
+        user_features: pd.DataFrame | None = None,
+        item_features: pd.DataFrame | None = None,
+        items_by_domain: bool | None = None,
+        name: str = "data",
+        source: str = "input",
+    ) -> "Interactions":
+        """Encode a table of raw ids into an :class:`Interactions`.
+
+        ``user_features`` / ``item_features`` are indexed by raw id; rows for ids that never occur
+        are dropped. ``items_by_domain=None`` picks the item-owned layout whenever every item occurs
+        in exactly one domain. ``source`` names the file or table in error messages.
+        """
+        for col in [user_col, item_col, domain_col, rating_col, timestamp_col, *label_cols]:
+            if col is not None and col not in frame.columns:
+                raise CdrecError(
+                    f"{source}: missing column {col!r}; found columns {list(map(str, frame.columns))}"
+                )
+        require(len(frame) > 0, f"{source}: no interactions (empty table)")
+        out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
+        if domain_col is None:
+            domain_raw = pd.Series(np.zeros(len(frame), dtype=np.int64))
+            names = list(domain_names) if domain_names else ["all"]
+        else:
+            domain_raw = frame[domain_col].reset_index(drop=True)
+            require(not domain_raw.isna().any(), f"{source}: column {domain_col!r} has missing domains")
+            names = list(domain_names) if domain_names else sorted(map(str, pd.unique(domain_raw)))
+            domain_raw = domain_raw.astype(str)
+            unknown = set(pd.unique(domain_raw)) - set(names)
+            require(not unknown, f"{source}: column {domain_col!r} has unknown domains {sorted(unknown)[:5]}; expected {names}")
+        domain_idx = (
+            pd.Categorical(domain_raw.astype(str), categories=names).codes.astype(np.int16)
+            if domain_col is not None
+            else np.zeros(len(frame), dtype=np.int16)
+        )
+        users_raw = frame[user_col].reset_index(drop=True)
+        items_raw = frame[item_col].reset_index(drop=True)
+        require(not users_raw.isna().any(), f"{source}: column {user_col!r} has missing user ids")
+        require(not items_raw.isna().any(), f"{source}: column {item_col!r} has missing item ids")
+        user_codes, user_ids = pd.factorize(users_raw, sort=True)
+        out["user"] = user_codes.astype(np.int64)
+        out["domain"] = domain_idx
+
+        item_domain_pairs = pd.DataFrame({"item": items_raw, "domain": domain_idx}).drop_duplicates()
+        owned = item_domain_pairs["item"].is_unique
+        if items_by_domain is None:
+            items_by_domain = owned
+        if items_by_domain:
+            require(
+                owned,
+                f"{source}: column {item_col!r}: an item occurs in several domains, "
+                "but this layout needs each item in exactly one domain",
+            )
+            order = item_domain_pairs.sort_values(["domain", "item"], kind="stable")
+            item_ids = order["item"].to_numpy()
+            lookup = pd.Series(np.arange(len(item_ids), dtype=np.int64), index=pd.Index(item_ids))
+            out["item"] = lookup.reindex(items_raw.to_numpy()).to_numpy()
+            counts = np.bincount(order["domain"].to_numpy(), minlength=len(names))
+            item_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        else:
+            item_codes, item_ids = pd.factorize(items_raw, sort=True)
+            out["item"] = item_codes.astype(np.int64)
+            item_offsets = None
+            item_ids = np.asarray(item_ids)
+
+        if rating_col is not None:
+            rating = pd.to_numeric(frame[rating_col].reset_index(drop=True), errors="coerce")
+            bad = rating.isna() | ~np.isfinite(rating.to_numpy(dtype=float, na_value=np.nan))
+            if bad.any():
+                first = int(np.flatnonzero(bad.to_numpy())[0])
+                raise CdrecError(f"{source}: column {rating_col!r} has {int(bad.sum())} non-numeric, NaN or infinite ratings (first at row {first + 1})")
+            out["rating"] = rating.to_numpy(dtype=np.float32)
+        if timestamp_col is not None:
+            ts = pd.to_numeric(frame[timestamp_col].reset_index(drop=True), errors="coerce")
+            require(not ts.isna().any(), f"{source}: column {timestamp_col!r} has non-numeric timestamps")
+            require(bool((ts >= 0).all()), f"{source}: column {timestamp_col!r} has negative timestamps")
+            out["timestamp"] = ts.to_numpy(dtype=np.int64)
+        for col in label_cols:
+            lab = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce")
+            require(not lab.isna().any(), f"{source}: label column {col!r} has non-numeric values")
+            out[col] = lab.to_numpy(dtype=np.float32)
+
+        user_ids = np.asarray(user_ids)
+        inter = cls(
+            frame=out,
+            user_ids=user_ids,
+            item_ids=np.asarray(item_ids),
+            domains=names,
+            item_offsets=item_offsets,
+            label_columns=tuple(label_cols),
+            name=name,
+        )
+        inter.user_features = _align_features(user_features, user_ids, "user features", source)
+        inter.item_features = _align_features(item_features, inter.item_ids, "item features", source)
+        return inter
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_domains(self) -> int:
+        return len(self.domains)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def has_rating(self) -> bool:
+        return "rating" in self.frame.columns
+
+    @property
+    def has_timestamp(self) -> bool:
+        return "timestamp" in self.frame.columns
+
+    @property
+    def items_by_domain(self) -> bool:
+        return self.item_offsets is not None
+
+    def column(self, name: str) -> np.ndarray:
+        return self.frame[name].to_numpy()
+
+    @property
+    def users(self) -> np.ndarray:
+        return self.frame["user"].to_numpy()
+
+    @property
+    def items(self) -> np.ndarray:
+        return self.frame["item"].to_numpy()
+
+    @property
+    def domain(self) -> np.ndarray:
+        return self.frame["domain"].to_numpy()
+
+    def domain_index(self, name: str) -> int:
+        if name not in self.domains:
+            raise CdrecError(f"unknown domain {name!r}; expected one of {self.domains}")
+        return self.domains.index(name)
+
+    def domain_item_range(self, d: int) -> tuple[int, int]:
+        """``[start, stop)`` of domain ``d``'s items (item-owned layout only)."""
+        if self.item_offsets is None:
+            raise CdrecError(f"{self.name}: items are not owned by domains, so no per-domain item range")
+        return int(self.item_offsets[d]), int(self.item_offsets[d + 1])
+
+    def item_domain(self) -> np.ndarray:
+        """Domain index of every item (item-owned layout only)."""
+        if self.item_offsets is None:
+            raise CdrecError(f"{self.name}: items are not owned by domains")
+        return np.repeat(np.arange(self.n_domains), np.diff(self.item_offsets)).astype(np.int64)
+
+    # ------------------------------------------------------------------ derived tables
+    def subset(self, rows: np.ndarray) -> "Interactions":
+        """Same id maps and domains, only the given rows (positions or boolean mask)."""
+        frame = self.frame.iloc[rows].reset_index(drop=True)
+        return replace(self, frame=frame, meta=dict(self.meta))
+
+    def with_frame(self, frame: pd.DataFrame) -> "Interactions":
+        return replace(self, frame=frame.reset_index(drop=True), meta=dict(self.meta))
+
+    def raw_frame(self) -> pd.DataFrame:
+        """The table with raw ids and domain names (what a user would recognise)."""
+        out = self.frame.copy()
+        out["user"] = self.user_ids[out["user"].to_numpy()]
+        out["item"] = self.item_ids[out["item"].to_numpy()]
+        out["domain"] = np.asarray(self.domains, dtype=object)[out["domain"].to_numpy()]
+        return out
+
+    def stats(self) -> dict:
+        """Counts that loaders are checked against (users/items/interactions overall and per domain)."""
+        f = self.frame
+        per_domain = {}
+        for d, name in enumerate(self.domains):
+            sub = f[f["domain"] == d]
+            items = (
+                int(self.item_offsets[d + 1] - self.item_offsets[d])
+                if self.item_offsets is not None
+                else int(sub["item"].nunique())
+            )
+            per_domain[name] = {
+                "users": int(sub["user"].nunique()),
+                "items": items,
+                "interactions": int(len(sub)),
+            }
+        return {
+            "name": self.name,
+            "users": int(f["user"].nunique()),
+            "items": int(f["item"].nunique()),
+            "interactions": int(len(f)),
+            "domains": per_domain,
+        }
+
+
+def _align_features(
+    features: pd.DataFrame | None, raw_ids: np.ndarray, what: str, source: str
+) -> pd.DataFrame | None:
+    """Reindex a feature table given by raw id onto the dense index order."""
+    if features is None:
+        return None
+    require(features.index.is_unique, f"{source}: {what} have duplicate ids")
+    aligned = features.reindex(pd.Index(raw_ids))
+    return aligned.reset_index(drop=True)

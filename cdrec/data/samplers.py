@@ -1,0 +1,53 @@
+"""Training samplers: vectorized batches of numpy arrays, reproducible per (seed, epoch)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from cdrec.data.candidates import sample_in_domain, user_item_keys
+from cdrec.data.interactions import Interactions
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The generator of one epoch: resuming at epoch e draws exactly what an uninterrupted run drew."""
+    return np.random.default_rng([seed, epoch])
+
+
+class BPRSampler:
+    """(user, positive, negative) triples over a training table; the negative comes from the
+    positive's domain and is an item the user has not interacted with in training (Rendle et al.)."""
+
+    def __init__(self, train: Interactions, batch_size: int, seed: int, n_negatives: int = 1) -> None:
+        self.train = train
+        self.batch_size = batch_size
+        self.seed = seed
+        self.n_negatives = n_negatives
+        self.users = train.users.astype(np.int64)
+        self.items = train.items.astype(np.int64)
+        self.domains = train.domain.astype(np.int64)
+        self.exclude = user_item_keys(train)
+        offsets = train.item_offsets
+        self.offsets = offsets if offsets is not None else np.array([0, train.n_items])
+        if offsets is None:
+            self.domains = np.zeros_like(self.domains)
+
+    def __len__(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+        rng = epoch_rng(self.seed, epoch)
+        perm = rng.permutation(len(self.users))
+        neg = sample_in_domain(
+            self.users[perm], self.domains[perm], self.n_negatives, item_offsets=self.offsets,
+            exclude_keys=self.exclude, n_items=self.train.n_items, rng=rng, distinct=False,
+        )
+        for start in range(0, len(perm), self.batch_size):
+            idx = perm[start : start + self.batch_size]
+            yield {
+                "user": self.users[idx],
+                "pos": self.items[idx],
+                "neg": neg[start : start + self.batch_size].squeeze(1) if self.n_negatives == 1 else neg[start : start + self.batch_size],
+                "domain": self.domains[idx],
+            }

@@ -1,0 +1,4 @@
+"""Paper recipes for ``cdrec reproduce <paper>`` and the demo; all run through :mod:`pipeline`."""
+
+RECIPES: dict[str, str] = {}
+"""Paper name -> module path of its recipe (``run(out, data_dir, quick, seeds, device)``)."""

@@ -1,0 +1,59 @@
+"""``cdrec run``: config -> task.prepare (checks, no output) -> run dir -> task.execute -> results.
+
+A paper recipe is data (which datasets, models, settings, seeds) and runs through this same path.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cdrec.config import RunConfig, dump_config, load_config
+from cdrec.errors import CdrecError, require
+from cdrec.results.schema import RunResult, atomic_write_text, write_result
+from cdrec.train.tasks import task_for
+
+
+def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, prepared: Any = None) -> RunResult:
+    """Train and evaluate one config, writing ``config.yaml``, ``results.json`` and ``results.md``
+    into ``out_dir``. Nothing is written when the config or data are wrong."""
+    out_dir = Path(out_dir)
+    require(not out_dir.is_file(), f"--out {out_dir}: is a file, expected a directory")
+    task = task_for(cfg.model)
+    if prepared is None:
+        prepared = task.prepare(cfg)
+    if resume:
+        require(out_dir.is_dir(), f"--resume: {out_dir} does not exist; nothing to resume")
+    elif out_dir.exists():
+        for stale in ("results.json", "results.md", "model.pt"):
+            (out_dir / stale).unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
+    try:
+        result = task.execute(prepared, cfg, out_dir, resume=resume)
+    except CdrecError:
+        if not resume and not any(out_dir.glob("checkpoint*.pt")):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    write_result(out_dir, result)
+    return result
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    require(run_dir.is_dir(), f"{run_dir}: not a run directory")
+    require((run_dir / "config.yaml").exists(), f"{run_dir}: no config.yaml; is this a cdrec run directory?")
+    return load_config(run_dir / "config.yaml")
+
+
+def evaluate_run(run_dir: str | Path, *, part: str = "test", device: str | None = None) -> RunResult:
+    """Rebuild a run's data and split from its config, load its model and evaluate ``part``."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    require(part in ("valid", "test"), f"--part: expected valid or test, got {part!r}")
+    require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+    if device is not None:
+        cfg.train.device = device
+    task = task_for(cfg.model)
+    return task.evaluate_saved(cfg, run_dir, part)

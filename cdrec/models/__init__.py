@@ -1,0 +1,3 @@
+"""Model families; importing this package registers every model by name."""
+
+from cdrec.models import cf  # noqa: F401

@@ -1,0 +1,38 @@
+"""Contracts shared by every model: a ranking model scores (user, item) pairs for the evaluator."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from cdrec.data.splits import Split
+
+
+class RankingModel(nn.Module):
+    """Base of the collaborative-filtering family.
+
+    Subclasses implement :meth:`from_split` (sizes come from the data view, never from a file),
+    :meth:`loss` over a BPR batch (``user``, ``pos``, ``neg``, ``domain`` tensors) and
+    :meth:`score`. :meth:`score_all` defaults to scoring an item range with :meth:`score`.
+    """
+
+    task: ClassVar[str] = "ranking"
+    registry_name: ClassVar[str] = ""
+
+    @classmethod
+    def from_split(cls, split: Split, params: Any) -> "RankingModel":
+        raise TypeError(f"{cls.__name__} must implement from_split")
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} must implement loss")
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``scores[n, c]`` for ``users[n]`` and candidate ``items[n, c]`` (global item ids)."""
+        raise TypeError(f"{type(self).__name__} must implement score")
+
+    def score_all(self, users: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """``scores[n, stop - start]`` over the item range ``[start, stop)``."""
+        items = torch.arange(start, stop, device=users.device).expand(len(users), -1)
+        return self.score(users, items)

@@ -1,0 +1,113 @@
+"""The ``results.json`` schema (version 1), stable for users and scripts.
+
+.. code-block:: text
+
+    {
+      "schema": 1,
+      "model": "bprmf",                      # registry name
+      "dataset": "ml-100k",
+      "protocol": "loo/1+99",                # split protocol / candidates
+      "seed": 0,
+      "setting": {...},                       # what distinguishes runs of one model (mode, ablation...)
+      "metrics": {"<domain>": {"HR@10": 0.61, "NDCG@10": ..., "MRR@10": ..., "n": 943},
+                  "overall": {...}},          # overall = mean over all evaluated rows
+      "buckets": {"<domain>": {"1-2": {...}, "3-5": {...}, ...}},
+      "valid_metrics": {...},                 # same shape, on the validation part (model selection)
+      "config": {...},                        # the resolved RunConfig
+      "data_stats": {...},                    # Interactions.stats() of the data the run used
+      "timing": {"train_s": 1.2, "eval_s": 0.1, "peak_rss_mb": 512.0},
+      "history": [{"epoch": 1, "loss": ..., "valid": {...}}, ...]
+    }
+
+Metric names: ``HR@10``, ``NDCG@10``, ``MRR@10``, ``MRR``, ``MAP@10``, ``RMSE``, ``AUC``, ``LogLoss``;
+multi-task metrics carry the task in brackets (``AUC[click]``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    """One run of one model on one dataset with one seed."""
+
+    model: str
+    dataset: str
+    protocol: str
+    seed: int
+    metrics: dict[str, dict[str, float]]
+    buckets: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    setting: dict[str, Any] = field(default_factory=dict)
+    valid_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    data_stats: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunResult":
+        data = {k: v for k, v in data.items() if k != "schema"}
+        return cls(**data)
+
+    @classmethod
+    def read(cls, path: str | Path) -> "RunResult":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (and finished children) in MiB."""
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(own * scale, 1)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_result(run_dir: str | Path, result: RunResult) -> Path:
+    """Write ``results.json`` and ``results.md`` into ``run_dir``; returns the JSON path."""
+    from cdrec.results.tables import result_markdown
+
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json"
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
+    atomic_write_text(run_dir / "results.md", result_markdown(result))
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

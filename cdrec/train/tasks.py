@@ -1,0 +1,229 @@
+"""Tasks turn a :class:`RunConfig` into a trained and evaluated run.
+
+Every model names its task (``RankingModel.task == "ranking"``); a family whose training is not a
+plain mini-batch loop (MTAL's assistance rounds, CTR's bi-level steps) registers its own task here.
+A task is split in two so that user mistakes surface before anything is written:
+
+* ``prepare(cfg)`` loads and checks data, split and model params (no output);
+* ``execute(prepared, run_dir, resume)`` trains, evaluates and returns a :class:`RunResult`
+  (the caller writes it);
+* ``restore(cfg, run_dir)`` rebuilds the prepared state and the trained model(s) for
+  ``cdrec evaluate`` and ``cdrec.load``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cdrec.config import RunConfig
+from cdrec.data.candidates import add_sampled_candidates
+from cdrec.data.datasets import load_dataset
+from cdrec.data.interactions import Interactions
+from cdrec.data.samplers import BPRSampler
+from cdrec.data.splits import Split, leave_one_out, ratio_split
+from cdrec.errors import CdrecError, require
+from cdrec.evaluate import Evaluation, evaluate_full, evaluate_sampled, report
+from cdrec.models import registry
+from cdrec.results.schema import RunResult, peak_rss_mb
+from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
+
+TASKS: dict[str, "Task"] = {}
+TASK_MODULES: dict[str, str] = {
+    "ranking": "cdrec.train.tasks",
+    "sequential": "cdrec.train.sequential",
+    "ctr": "cdrec.train.ctr",
+    "mtal": "cdrec.federated.task",
+}
+"""Task name -> module that registers it (imported on first use)."""
+
+
+def register_task(name: str):
+    def wrap(cls: type) -> type:
+        TASKS[name] = cls()
+        return cls
+
+    return wrap
+
+
+def task_for(model: str) -> "Task":
+    entry = registry.get(model)
+    name = getattr(entry.cls, "task", "ranking")
+    if name not in TASKS and name in TASK_MODULES:
+        importlib.import_module(TASK_MODULES[name])
+    if name not in TASKS:
+        raise CdrecError(f"model {model!r} needs task {name!r}, which is not available")
+    return TASKS[name]
+
+
+class Task:
+    def prepare(self, cfg: RunConfig) -> Any:
+        raise TypeError(f"{type(self).__name__} must implement prepare")
+
+    def execute(self, prepared: Any, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
+        raise TypeError(f"{type(self).__name__} must implement execute")
+
+    def restore(self, cfg: RunConfig, run_dir: Path) -> Any:
+        raise TypeError(f"{type(self).__name__} must implement restore")
+
+    def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
+        """Evaluate a finished run's saved model on ``part`` (for ``cdrec evaluate``)."""
+        raise TypeError(f"{type(self).__name__} must implement evaluate_saved")
+
+
+def make_split(data: Interactions, cfg: RunConfig) -> Split:
+    """Split per ``cfg.split`` and, for leave-one-out, fix the sampled candidates by the seed."""
+    sc = cfg.split
+    if sc.protocol == "ratio":
+        split = ratio_split(data, sc.ratios, order=sc.order, seed=cfg.seed)
+    else:
+        split = leave_one_out(data, mixed=sc.protocol == "loo-mixed", seed=cfg.seed)
+        require(len(split.test_rows) > 0, f"{data.name}: no user has 2 interactions in a domain, so leave-one-out gives no test rows")
+        if not sc.full_ranking:
+            add_sampled_candidates(split, sc.n_negatives, seed=cfg.seed)
+    return split
+
+
+def protocol_name(cfg: RunConfig) -> str:
+    sc = cfg.split
+    if sc.protocol == "ratio":
+        return f"ratio-{'-'.join(f'{r:g}' for r in sc.ratios)}"
+    return f"{sc.protocol}/{'full' if sc.full_ranking else f'1+{sc.n_negatives}'}"
+
+
+def merge_evaluations(split: Split, parts: list[Evaluation], bucket_edges) -> Evaluation:
+    """Combine per-domain evaluations (single-domain models) into one report."""
+    rows = np.concatenate([p.rows for p in parts])
+    per_row = {m: np.concatenate([p.per_row[m] for p in parts]) for m in parts[0].per_row}
+    order = np.argsort(rows, kind="stable")
+    return report(split, rows[order], {m: v[order] for m, v in per_row.items()}, bucket_edges)
+
+
+@dataclass
+class RankingPrepared:
+    data: Interactions
+    split: Split
+    params: Any
+    device: torch.device
+    scopes: list[tuple[str, Split]] = field(default_factory=list)
+
+
+@register_task("ranking")
+class RankingTask(Task):
+    """Leave-one-out ranking for collaborative-filtering models (joint or per-domain)."""
+
+    def prepare(self, cfg: RunConfig) -> RankingPrepared:
+        data = load_dataset(cfg.data, seed=cfg.seed)
+        require(data.items_by_domain, f"{data.name}: ranking models need each item in one domain (use an item-owned domain builder)")
+        split = make_split(data, cfg)
+        params = registry.build_params(cfg.model, cfg.model_params)
+        device = resolve_device(cfg.train.device)
+        if cfg.scope == "single":
+            scopes = [(name, split.restrict(d)) for d, name in enumerate(data.domains)]
+        else:
+            scopes = [("joint", split)]
+        return RankingPrepared(data, split, params, device, scopes)
+
+    @staticmethod
+    def scorers(model, data: Interactions, device: torch.device):
+        """Wrap a torch model as the evaluator's numpy scorers (sampled and full ranking)."""
+        def scorer(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                u = torch.as_tensor(users, device=device)
+                i = torch.as_tensor(items, device=device)
+                return model.score(u, i).float().cpu().numpy()
+
+        def full(users: np.ndarray, domain: int) -> np.ndarray:
+            start, stop = data.domain_item_range(domain)
+            with torch.no_grad():
+                return model.score_all(torch.as_tensor(users, device=device), start, stop).float().cpu().numpy()
+
+        return scorer, full
+
+    def evaluate(self, model, split: Split, part: str, cfg: RunConfig, device) -> Evaluation:
+        scorer, full = self.scorers(model, split.data, device)
+        kw = dict(ks=cfg.eval.ks, bucket_edges=cfg.eval.buckets)
+        if cfg.split.full_ranking:
+            return evaluate_full(full, split, part, **kw)
+        return evaluate_sampled(scorer, split, part, batch_size=cfg.eval.batch_size, **kw)
+
+    def build_model(self, cfg: RunConfig, split: Split, params: Any):
+        return registry.get(cfg.model).cls.from_split(split, params)
+
+    def execute(self, prepared: RankingPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
+        seed_everything(cfg.seed)
+        train_s = eval_s = 0.0
+        tests, valids, history, states = [], [], [], {}
+        for scope, split in prepared.scopes:
+            if len(split.test_rows) == 0:
+                continue
+            seed_everything(cfg.seed)
+            model = self.build_model(cfg, split, prepared.params)
+            sampler = BPRSampler(split.train, cfg.train.batch_size, seed=cfg.seed)
+            trainer = Trainer(
+                model, cfg.train, seed=cfg.seed, device=prepared.device,
+                checkpoint=run_dir / f"checkpoint-{scope}.pt", desc=f"{cfg.model}:{scope}",
+            )
+            has_valid = len(split.valid_rows) > 0
+            validate = (lambda m=model, s=split: self.evaluate(m, s, "valid", cfg, prepared.device).metrics["overall"]) if has_valid else (lambda: {})
+            if hasattr(model, "fit"):
+                fit = model.fit(trainer, sampler, validate, resume=resume)
+            else:
+                fit = trainer.fit(sampler.epoch, validate, n_batches=len(sampler), resume=resume)
+            train_s += fit.train_s
+            t0 = time.perf_counter()
+            tests.append(self.evaluate(model, split, "test", cfg, prepared.device))
+            if has_valid:
+                valids.append(self.evaluate(model, split, "valid", cfg, prepared.device))
+            eval_s += time.perf_counter() - t0
+            history.append({"scope": scope, "best_epoch": fit.best_epoch, "epochs": fit.history})
+            states[scope] = model.state_dict()
+        require(len(tests) > 0, f"{prepared.data.name}: no domain has test rows")
+        atomic_torch_save(states, run_dir / "model.pt")
+        for scope, _ in prepared.scopes:
+            (run_dir / f"checkpoint-{scope}.pt").unlink(missing_ok=True)
+        test = merge_evaluations(prepared.split, tests, cfg.eval.buckets) if len(tests) > 1 else tests[0]
+        valid = merge_evaluations(prepared.split, valids, cfg.eval.buckets) if len(valids) > 1 else (valids[0] if valids else None)
+        setting = {"scope": cfg.scope, **cfg.setting}
+        return RunResult(
+            model=cfg.model,
+            dataset=prepared.data.name,
+            protocol=protocol_name(cfg),
+            seed=cfg.seed,
+            metrics=test.metrics,
+            buckets=test.buckets,
+            setting=setting,
+            valid_metrics=valid.metrics if valid else {},
+            config=cfg.to_dict(),
+            data_stats=prepared.data.stats(),
+            timing={"train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "peak_rss_mb": peak_rss_mb()},
+            history=history,
+        )
+
+    def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[RankingPrepared, dict[str, Any]]:
+        prepared = self.prepare(cfg)
+        states = torch.load(run_dir / "model.pt", map_location=prepared.device, weights_only=False)
+        models = {}
+        for scope, split in prepared.scopes:
+            if scope in states:
+                model = self.build_model(cfg, split, prepared.params).to(prepared.device)
+                model.load_state_dict(states[scope])
+                model.eval()
+                models[scope] = model
+        return prepared, models
+
+    def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
+        prepared, models = self.restore(cfg, run_dir)
+        parts = [self.evaluate(models[scope], split, part, cfg, prepared.device) for scope, split in prepared.scopes if scope in models]
+        ev = merge_evaluations(prepared.split, parts, cfg.eval.buckets) if len(parts) > 1 else parts[0]
+        return RunResult(
+            model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg), seed=cfg.seed,
+            metrics=ev.metrics, buckets=ev.buckets, setting={"scope": cfg.scope, **cfg.setting, "part": part},
+            config=cfg.to_dict(), data_stats=prepared.data.stats(),
+        )

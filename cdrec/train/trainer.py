@@ -1,0 +1,199 @@
+"""One Trainer for every model that trains by mini-batches.
+
+The loop is seeded per epoch (``torch.manual_seed`` and the sampler's ``epoch_rng``), so a run
+resumed from its checkpoint draws exactly what an uninterrupted run would have drawn. After each
+epoch it validates, tracks the best state for early stopping, and writes an atomic checkpoint.
+
+A model plugs in through ``loss(batch) -> Tensor``. Models that need more control (several
+optimizers, bi-level steps) implement ``configure_optimizers(train_config)`` and/or
+``train_step(batch, optimizers) -> float``; ``on_epoch_end(epoch, valid_metrics)`` runs after
+validation (schedulers).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+
+from cdrec.config import TrainConfig
+from cdrec.errors import CdrecError
+from cdrec.results.schema import peak_rss_mb
+
+Batch = dict[str, "np.ndarray | torch.Tensor"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CdrecError("train.device: 'cuda' asked but no CUDA GPU is available; use auto or cpu")
+    if name not in ("cpu", "cuda"):
+        raise CdrecError(f"train.device: expected auto, cpu or cuda, got {name!r}")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in batch.items():
+        tensor = torch.as_tensor(value)
+        out[key] = tensor.to(device, non_blocking=True)
+    return out
+
+
+def atomic_torch_save(obj: object, path: Path) -> None:
+    """``torch.save`` through a temporary file and rename (a kill never leaves half a checkpoint)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise CdrecError(f"train.optimizer: expected adam, adamw or sgd, got {cfg.optimizer!r}")
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    best_metric: float
+    history: list[dict] = field(default_factory=list)
+    train_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+class Trainer:
+    """Train ``model`` on ``batches(epoch)``, validate with ``validate()`` (higher is better)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainConfig,
+        *,
+        seed: int,
+        device: torch.device,
+        checkpoint: Path | None = None,
+        metric: str | None = None,
+        minimize: bool = False,
+        desc: str = "train",
+    ) -> None:
+        self.model = model.to(device)
+        self.cfg = cfg
+        self.seed = seed
+        self.device = device
+        self.checkpoint = checkpoint
+        self.metric = metric or cfg.metric
+        self.sign = -1.0 if minimize else 1.0
+        self.desc = desc
+        if hasattr(model, "configure_optimizers"):
+            opt = model.configure_optimizers(cfg)
+            self.optimizers = list(opt) if isinstance(opt, (list, tuple)) else [opt]
+        else:
+            self.optimizers = [make_optimizer(model.parameters(), cfg)]
+
+    # -------------------------------------------------------------------- checkpointing
+    def _state(self, epoch: int, best: dict, history: list) -> dict:
+        return {
+            "epoch": epoch,
+            "model": self.model.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "best": best,
+            "history": history,
+        }
+
+    def _load(self) -> tuple[int, dict, list]:
+        assert self.checkpoint is not None
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        return state["epoch"], state["best"], state["history"]
+
+    # -------------------------------------------------------------------- loop
+    def step(self, batch: dict[str, torch.Tensor]) -> float:
+        if hasattr(self.model, "train_step"):
+            return float(self.model.train_step(batch, self.optimizers))
+        opt = self.optimizers[0]
+        opt.zero_grad(set_to_none=True)
+        loss = self.model.loss(batch)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())
+
+    def fit(
+        self,
+        batches: Callable[[int], Iterable[Batch]],
+        validate: Callable[[], dict[str, float]],
+        *,
+        n_batches: int | None = None,
+        resume: bool = False,
+    ) -> FitResult:
+        from tqdm.auto import tqdm
+
+        start_epoch, history = 0, []
+        best = {"epoch": 0, "score": -np.inf, "state": None, "bad": 0}
+        if resume and self.checkpoint is not None and self.checkpoint.exists():
+            start_epoch, best, history = self._load()
+        t0 = time.perf_counter()
+        for epoch in range(start_epoch, self.cfg.epochs):
+            if best["bad"] > 0 and best["bad"] >= self.cfg.patience:
+                break
+            torch.manual_seed(self.seed * 100_003 + epoch)
+            self.model.train()
+            losses = []
+            bar = tqdm(batches(epoch), total=n_batches, desc=f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}", leave=False, disable=not self.cfg.progress)
+            for i, batch in enumerate(bar):
+                if self.cfg.max_batches is not None and i >= self.cfg.max_batches:
+                    break
+                losses.append(self.step(to_device(batch, self.device)))
+            self.model.eval()
+            with torch.no_grad():
+                valid = validate()
+            score = self.sign * float(valid.get(self.metric, np.nan))
+            improved = bool(np.isfinite(score)) and score > best["score"]
+            if improved or best["state"] is None:
+                best = {"epoch": epoch + 1, "score": score if np.isfinite(score) else -np.inf, "state": copy.deepcopy(self.model.state_dict()), "bad": 0}
+            else:
+                best["bad"] += 1
+            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), "valid": valid})
+            if hasattr(self.model, "on_epoch_end"):
+                self.model.on_epoch_end(epoch, valid)
+            if self.checkpoint is not None:
+                atomic_torch_save(self._state(epoch + 1, best, history), self.checkpoint)
+        if best["state"] is not None:
+            self.model.load_state_dict(best["state"])
+        self.model.eval()
+        return FitResult(
+            best_epoch=best["epoch"],
+            best_metric=self.sign * best["score"] if np.isfinite(best["score"]) else float("nan"),
+            history=history,
+            train_s=round(time.perf_counter() - t0, 3),
+            peak_rss_mb=peak_rss_mb(),
+        )
