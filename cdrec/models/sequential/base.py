@@ -1,0 +1,116 @@
+"""Contract of the sequential family and what its models share beyond layers: the training
+schedule of the MERIT authors' code (AdamW, linear warm-up, ReduceLROnPlateau on validation MRR)
+and the per-domain sampled loss of dual-target models.
+
+A sequential model is built from the data sizes (``n_items``, ``item_offsets``: domain ``d`` owns
+global items ``item_offsets[d]:item_offsets[d+1]``; ids in batches are shifted by +1, 0 = padding)
+and exposes ``loss(batch)`` over a training window batch (``items``, ``domains``, ``targets``,
+``domain_targets`` ``[B, L]``) and ``score(batch)`` over an evaluation batch (``items``,
+``domains`` ``[n, L]`` histories, ``candidates [n, C]`` (+1 shifted), ``target_domain [n]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from cdrec.config import TrainConfig
+from cdrec.models.sequential.blocks import (
+    full_softmax_ce,
+    sample_domain_negatives,
+    sampled_info_nce,
+    seen_mask,
+)
+
+
+@dataclass
+class ScheduleParams:
+    """Warm-up and plateau schedule of the authors' code (LinearLR from 1e-5, then halve the
+    learning rate after ``lr_patience`` epochs without a better validation MRR sum)."""
+
+    warmup_epochs: int = 10
+    lr_factor: float = 0.5
+    lr_patience: int = 30
+
+
+class SequentialModel(nn.Module):
+    """Base of SASRec, BERT4Rec and MERIT."""
+
+    task: ClassVar[str] = "sequential"
+    registry_name: ClassVar[str] = ""
+    single_target: ClassVar[bool] = False
+    """True: one model per domain on that domain's sequence ("-st"); False: the mixed sequence."""
+    cloze: ClassVar[bool] = False
+    """True: training windows keep every event (masked-item models)."""
+
+    def __init__(self, n_items: int, item_offsets: np.ndarray, params: Any) -> None:
+        super().__init__()
+        self.n_items = int(n_items)
+        self.params = params
+        self.register_buffer("offsets", torch.as_tensor(np.asarray(item_offsets, dtype=np.int64)), persistent=False)
+        self.n_domains = len(item_offsets) - 1
+        self.schedulers: tuple[Any, Any] | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def item_domain(self, items: torch.Tensor) -> torch.Tensor:
+        """Domain of +1-shifted item ids (-1 for padding)."""
+        dom = torch.bucketize(items - 1, self.offsets[1:-1], right=True)
+        return torch.where(items > 0, dom, torch.full_like(dom, -1))
+
+    def domain_loss(self, h: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor, item_emb: nn.Embedding, domains: list[int] | None = None) -> torch.Tensor:
+        """Sum over domains of the loss on the positions whose target lies in that domain, with
+        negatives from that domain (dual-target SASRec/BERT4Rec, MERIT's A and B losses)."""
+        p = self.params
+        tdom = self.item_domain(targets)
+        total = h.new_zeros(())
+        for d in domains if domains is not None else range(self.n_domains):
+            weight = tdom == d
+            if not bool(weight.any()):
+                continue
+            if p.loss == "full":
+                total = total + full_softmax_ce(h, item_emb.weight[: self.n_items + 1], targets, weight)
+                continue
+            start, stop = int(self.offsets[d]), int(self.offsets[d + 1])
+            neg = sample_domain_negatives(len(h), p.n_negatives, start, stop, h.device)
+            total = total + sampled_info_nce(h, item_emb(targets), item_emb(neg), seen_mask(neg, seen), weight, p.temperature)
+        return total
+
+    # ------------------------------------------------------------------ trainer hooks
+    def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
+        opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched: ScheduleParams = self.params
+        warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-5, end_factor=1.0, total_iters=max(sched.warmup_epochs, 1))
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=sched.lr_factor, patience=sched.lr_patience)
+        self.schedulers = (warm, plateau)
+        return opt
+
+    def on_epoch_end(self, epoch: int, valid: dict[str, float]) -> None:
+        if self.schedulers is None:
+            return
+        warm, plateau = self.schedulers
+        if epoch < self.params.warmup_epochs:
+            warm.step()
+        elif "MRR_sum" in valid and np.isfinite(valid["MRR_sum"]):
+            plateau.step(valid["MRR_sum"])
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} must implement loss")
+
+    def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise TypeError(f"{type(self).__name__} must implement score")
+
+
+def last_valid_index(valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the latest valid position per row (``[n]``) and whether the row has any."""
+    pos = torch.arange(valid.shape[1], device=valid.device)
+    idx = torch.where(valid, pos, torch.full_like(pos, -1)).max(dim=1).values
+    return idx.clamp(min=0), idx >= 0
+
+
+def gather_positions(h: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``h[b, idx[b]]`` for ``h [B, L, d]``."""
+    return h[torch.arange(len(h), device=h.device), idx]

@@ -1,0 +1,239 @@
+"""Building blocks shared by the sequential family (SASRec, BERT4Rec, MERIT).
+
+* masks: :func:`causal_mask`, :func:`attention_mask` (causal or bidirectional, key padding, every
+  query may always see itself so padded rows never produce NaN), :func:`extended_causal_mask`
+  (MERIT Fig. 6: the causal mask cloned along the key length for concatenated sequences);
+* :class:`MultiHeadAttention` on :func:`torch.nn.functional.scaled_dot_product_attention`;
+* :class:`AttentionBlock` (post-norm residual, MERIT Eqs. 1-2 and 10-11), :class:`FFNBlock`
+  (Eq. 12), :class:`SwiGLU` (the Llama expert of Eq. 3), :class:`PointwiseFFN` (GELU, SASRec);
+* :class:`MoFFN` — the multi-output CGC feed-forward of MERIT (Eqs. 3-6);
+* :func:`reversed_positions` — in-sequence positions counted from the end (1 = latest event);
+* :func:`sampled_info_nce` (Eq. 13 with sampled negatives) and :func:`full_softmax_ce`;
+* :func:`sample_domain_negatives` — uniform negatives from one domain's item range, per sequence.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ------------------------------------------------------------------------------------ masks
+def causal_mask(length: int, device: torch.device | None = None) -> torch.Tensor:
+    """``[L, L]`` bool, True where query ``i`` may see key ``j`` (``j <= i``)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+def attention_mask(key_valid: torch.Tensor, *, causal: bool) -> torch.Tensor:
+    """``[B, 1, L, L]`` bool mask: keys that exist (``key_valid [B, L]``), not in the future when
+    ``causal``; the diagonal is always visible so that a padded query attends to itself (its
+    output is masked afterwards) instead of producing NaN."""
+    length = key_valid.shape[1]
+    eye = torch.eye(length, dtype=torch.bool, device=key_valid.device)
+    mask = key_valid[:, None, :] | eye[None]
+    if causal:
+        mask = mask & causal_mask(length, key_valid.device)[None]
+    return mask[:, None]
+
+
+def extended_causal_mask(key_valid: list[torch.Tensor], *, self_visible: int | None = 0) -> torch.Tensor:
+    """MERIT Fig. 6 (right): queries of one length-``L`` sequence attend to the length-wise
+    concatenation of ``len(key_valid)`` aligned sequences; the causal mask is cloned once per
+    concatenated sequence, so query ``i`` sees key ``j`` of every part only when ``j <= i``.
+    ``self_visible`` names the part whose diagonal is always visible (padded queries stay finite)."""
+    parts = []
+    for p, valid in enumerate(key_valid):
+        length = valid.shape[1]
+        allowed = valid[:, None, :]
+        if p == self_visible:
+            allowed = allowed | torch.eye(length, dtype=torch.bool, device=valid.device)[None]
+        parts.append(allowed & causal_mask(length, valid.device)[None])
+    return torch.cat(parts, dim=-1)[:, None]
+
+
+def reversed_positions(valid: torch.Tensor) -> torch.Tensor:
+    """Positions counted backwards within the valid events of each row (1 = latest), 0 elsewhere
+    (MERIT 4.2: positional indices in reversed chronological order, per domain sequence)."""
+    v = valid.long()
+    return v * v.flip(1).cumsum(1).flip(1)
+
+
+# ------------------------------------------------------------------------------------ layers
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate query and key/value inputs (scaled dot-product)."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % n_heads:
+            raise ValueError(f"hidden size {dim} is not divisible by {n_heads} heads")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, lq, d = query.shape
+        lk = key_value.shape[1]
+        h = self.n_heads
+        q = self.q(query).view(b, lq, h, d // h).transpose(1, 2)
+        k, v = self.kv(key_value).view(b, lk, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        drop = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        return self.out(out.transpose(1, 2).reshape(b, lq, d))
+
+
+class AttentionBlock(nn.Module):
+    """``LayerNorm(Q + Dropout(MHA(Q, KV, KV)))`` masked to the valid query positions (Eqs. 1-2, 10-11)."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.mha = MultiHeadAttention(dim, n_heads, dropout)
+        self.drop = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, query_valid: torch.Tensor) -> torch.Tensor:
+        h = self.norm(query + self.drop(self.mha(query, key_value, mask)))
+        return h * query_valid[..., None]
+
+
+class SwiGLU(nn.Module):
+    """Eq. 3: ``(Swish(H W1) * H W2) W3`` with inner width ``8/3 d`` (Llama's expert)."""
+
+    def __init__(self, dim: int, inner: int | None = None) -> None:
+        super().__init__()
+        inner = inner or int(round(8 * dim / 3))
+        self.w1 = nn.Linear(dim, inner, bias=False)
+        self.w2 = nn.Linear(dim, inner, bias=False)
+        self.w3 = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.w3(F.silu(self.w1(h)) * self.w2(h))
+
+
+class PointwiseFFN(nn.Module):
+    """SASRec/BERT4Rec point-wise feed-forward: ``GELU(H W1 + b1) W2 + b2``."""
+
+    def __init__(self, dim: int, inner: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, inner), nn.GELU(), nn.Dropout(dropout), nn.Linear(inner, dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class FFNBlock(nn.Module):
+    """``LayerNorm(H + Dropout(FFN(H)))`` masked to valid positions (Eq. 12)."""
+
+    def __init__(self, dim: int, dropout: float, ffn: nn.Module | None = None) -> None:
+        super().__init__()
+        self.ffn = ffn if ffn is not None else SwiGLU(dim)
+        self.drop = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.norm(h + self.drop(self.ffn(h))) * valid[..., None]
+
+
+class TransformerLayer(nn.Module):
+    """Self-attention block + feed-forward block (SASRec / BERT4Rec encoder layer)."""
+
+    def __init__(self, dim: int, n_heads: int, inner: int, dropout: float) -> None:
+        super().__init__()
+        self.attn = AttentionBlock(dim, n_heads, dropout)
+        self.ffn = FFNBlock(dim, dropout, PointwiseFFN(dim, inner, dropout))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.ffn(self.attn(h, h, mask, valid), valid)
+
+
+class MoFFN(nn.Module):
+    """Multi-output MoE feed-forward as a CGC network (MERIT Eqs. 3-6).
+
+    One shared expert plus one specific expert per output (SwiGLU, Eq. 3); output ``k`` mixes
+    ``S_k = [Expert_s, Expert_k]`` (Eq. 4) with ``Gate_k(H) = Softmax(W_k H)`` (Eq. 5) and
+    ``H_k = LayerNorm(H + Dropout(Gate_k(H) S_k(H)))`` (Eq. 6). With ``moe=False`` (ablation FF1)
+    every output is the same plain FFN block. ``last_gates`` keeps the gate weights of the latest
+    call (``[K, B, L, 2]``, column 0 = shared expert) for the expert-utilization figure (Fig. 7).
+    """
+
+    def __init__(self, dim: int, n_outputs: int, dropout: float, *, moe: bool = True) -> None:
+        super().__init__()
+        self.n_outputs = n_outputs
+        self.moe = moe
+        self.drop = nn.Dropout(dropout)
+        if moe:
+            self.shared = SwiGLU(dim)
+            self.experts = nn.ModuleList(SwiGLU(dim) for _ in range(n_outputs))
+            self.gates = nn.Linear(dim, 2 * n_outputs, bias=False)
+            self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(n_outputs))
+        else:
+            self.block = FFNBlock(dim, dropout)
+        self.last_gates: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
+        if not self.moe:
+            out = self.block(h, valid)
+            return [out] * self.n_outputs
+        shared = self.shared(h)
+        gates = F.softmax(self.gates(h).view(*h.shape[:-1], self.n_outputs, 2), dim=-1)
+        self.last_gates = gates.detach().movedim(-2, 0)
+        outs = []
+        for k, (expert, norm) in enumerate(zip(self.experts, self.norms)):
+            mixed = gates[..., k, 0:1] * shared + gates[..., k, 1:2] * expert(h)
+            outs.append(norm(h + self.drop(mixed)) * valid[..., None])
+        return outs
+
+
+# ------------------------------------------------------------------------------------ losses
+def sample_domain_negatives(n_rows: int, n: int, start: int, stop: int, device: torch.device) -> torch.Tensor:
+    """``[n_rows, n]`` uniform item ids (+1 shifted) from the global range ``[start, stop)``."""
+    return torch.randint(start + 1, stop + 1, (n_rows, n), device=device)
+
+
+def seen_mask(candidates: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Bool ``[B, N]``: which ``candidates [B, N]`` occur in the row's ``seen [B, S]`` items."""
+    srt = seen.sort(dim=1).values.contiguous()
+    pos = torch.searchsorted(srt, candidates.contiguous()).clamp(max=srt.shape[1] - 1)
+    return srt.gather(1, pos) == candidates
+
+
+def sampled_info_nce(
+    h: torch.Tensor,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    neg_invalid: torch.Tensor,
+    weight: torch.Tensor,
+    temperature: float,
+) -> torch.Tensor:
+    """Eq. 13 per position, averaged per sequence over its weighted positions, then over sequences
+    that have any (Eqs. 14-15: padding contributes nothing).
+
+    ``h [B, L, d]``, positive embeddings ``pos [B, L, d]``, negatives per sequence ``neg [B, N, d]``
+    (shared by the sequence's positions), ``neg_invalid [B, N]`` (negatives the user has seen are
+    dropped from the softmax), ``weight [B, L]`` (1 for positions with a target, 0 elsewhere).
+    """
+    pos_logit = (h * pos).sum(-1, keepdim=True)
+    neg_logit = torch.einsum("bld,bnd->bln", h, neg).masked_fill(neg_invalid[:, None, :], float("-inf"))
+    logits = torch.cat([pos_logit, neg_logit], dim=-1) / temperature
+    loss = -F.log_softmax(logits, dim=-1)[..., 0]
+    return masked_sequence_mean(loss, weight)
+
+
+def full_softmax_ce(h: torch.Tensor, item_weight: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Cross-entropy over all items (RecBole's ``loss_type=CE``); ``targets`` are +1 shifted ids."""
+    logits = h @ item_weight[1:].T / temperature
+    loss = F.cross_entropy(logits.flatten(0, 1), (targets - 1).clamp(min=0).flatten(), reduction="none").view_as(weight)
+    return masked_sequence_mean(loss, weight)
+
+
+def masked_sequence_mean(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean over each sequence's weighted positions, then over the sequences with any weight."""
+    weight = weight.to(loss.dtype)
+    count = weight.sum(1)
+    has = count > 0
+    if not bool(has.any()):
+        return loss.sum() * 0.0
+    per_seq = (torch.where(weight > 0, loss, torch.zeros_like(loss)) * weight).sum(1) / count.clamp(min=1)
+    return per_seq[has].mean()
