@@ -87,14 +87,19 @@ class BPRMF(RankingModel):
             u, i, j = U[users], V[pos], V[neg]
             n = u.shape[0]
             diff = i - j
-            x = (u * diff).sum(-1)
-            loss = -F.logsigmoid(x).mean() + self.params.reg * (u.square().sum() + i.square().sum() + j.square().sum()) / n
-            g = torch.sigmoid(-x).neg_().div_(n)
+            x = torch.linalg.vecdot(u, diff)
+            flat = [t.reshape(-1) for t in (u, i, j)]
+            loss = -F.logsigmoid(x).mean() + self.params.reg * sum(torch.dot(t, t) for t in flat) / n
+            g = torch.sigmoid(-x).neg_().div_(n)[:, None]
             r = 2.0 * self.params.reg / n
-            gu = u * g[:, None]
-            grad_u = diff.mul_(g[:, None]).add_(u, alpha=r)
-            grad_i = torch.add(gu, i, alpha=r)
-            grad_j = j.mul_(r).sub_(gu)
+            gu = u * g
+            grad_u = diff.mul_(g)
+            if r:
+                grad_u.add_(u, alpha=r)
+                grad_i = torch.add(gu, i, alpha=r)
+                grad_j = j.mul_(r).sub_(gu)
+            else:
+                grad_i, grad_j = gu, gu.neg()
             if self.params.sparse:
                 U.grad = torch.sparse_coo_tensor(users[None], grad_u, U.shape, check_invariants=False)
                 V.grad = torch.sparse_coo_tensor(torch.cat([pos, neg])[None], torch.cat([grad_i, grad_j]), V.shape, check_invariants=False)

@@ -1,0 +1,107 @@
+"""``summary.md`` from the benchmark JSONs in an output folder (whatever is present)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "**no**"
+    if isinstance(x, (int, float)):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _peer(peer: dict[str, Any]) -> list[str]:
+    if "skipped" in peer:
+        return [f"Skipped: {peer['skipped']}", ""]
+    lines = [
+        f"RecBole environment: {', '.join(f'{k} {v}' for k, v in sorted(peer.get('recbole_env', {}).items()))}. "
+        f"Threads per process: {peer['machine']['threads_per_process']}; load average at start {peer['machine']['load_average_at_start']} "
+        "on a shared 2-core machine, so wall times are inflated; CPU seconds are given beside them.",
+        "",
+        "| model | measure | cdrec | RecBole | cdrec / RecBole | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, m in peer["models"].items():
+        c, r, q, t = m["cdrec"], m["recbole"], m["ratio"], m["targets"]
+        same = r.get("same_candidates")
+        lines += [
+            f"| {name} | s / epoch (wall, median) | {_f(c['epoch_s'])} | {_f(r['epoch_s'])} | {_f(q['epoch_wall'])} | <= {t['epoch_ratio_max']} | {_f(t['met']['epoch_time'])} |",
+            f"| {name} | s / epoch (CPU, median) | {_f(c['epoch_cpu_s'])} | {_f(r['epoch_cpu_s'])} | {_f(q['epoch_cpu'])} | <= {t['epoch_ratio_max']} | {_f(t['met']['epoch_cpu_time'])} |",
+            f"| {name} | test evaluation s (wall / CPU) | {_f(c['eval_s'])} / {_f(c['eval_cpu_s'])} | {_f(r['eval_s'])} / {_f(r['eval_cpu_s'])} | {_f(q['eval_wall'])} / {_f(q['eval_cpu'])} | | |",
+            f"| {name} | peak RSS MB | {_f(c['peak_rss_mb'], 0)} | {_f(r['peak_rss_mb'], 0)} | {_f(q['peak_memory'])} | {('<= ' + str(t['memory_ratio_max'])) if 'memory_ratio_max' in t else ''} | {_f(t['met'].get('peak_memory')) if 'peak_memory' in t['met'] else ''} |",
+            f"| {name} | HR@10 (cdrec candidates) | {_f(c['hit@10'], 4)} | {_f(same['hit@10'], 4) if same else 'n/a'} | | within 0.01 | {_f(t['met']['hit@10_within_0.01']) if same else ''} |",
+            f"| {name} | NDCG@10 (cdrec candidates) | {_f(c['ndcg@10'], 4)} | {_f(same['ndcg@10'], 4) if same else 'n/a'} | | | |",
+            f"| {name} | HR@10 / NDCG@10 (RecBole's own 1+99) | | {_f(r['own_protocol'].get('hit@10'), 4)} / {_f(r['own_protocol'].get('ndcg@10'), 4)} | | {'within 0.01 (vs cdrec)' if not same else ''} | {_f(t['met']['hit@10_within_0.01']) if not same else ''} |",
+        ]
+    lines.append("")
+    lines.append("Issue's reference (RecBole 1.2 measured earlier on an unshared machine): BPR-MF 0.16 s/epoch, HR@10 0.595; SASRec 118 s/epoch, 4.5 GB, HR@10 0.682.")
+    lines.append("")
+    return lines
+
+
+def _throughput(tp: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{tp['users']:,} users, {tp['items']:,} items ({tp['items_per_domain']:,} per domain), {tp['model']}, threads {tp['machine']['threads_per_process']}, load average at start {tp['machine']['load_average_at_start']}.",
+        "",
+        "| step | wall s | CPU s | previous code (CPU s) | speed-up (CPU) |",
+        "|---|---|---|---|---|",
+        f"| sample 999 negatives per user | {_f(tp['sampling']['wall_s'])} | {_f(tp['sampling']['cpu_s'])} | {_f(tp.get('baseline_sampling', {}).get('cpu_s'))} | {_f(tp.get('speedup_vs_baseline', {}).get('sampling_cpu'), 1)}x |",
+        f"| score 1+999 + ranks + metrics | {_f(tp['scoring_metrics']['wall_s'])} | {_f(tp['scoring_metrics']['cpu_s'])} | {_f(tp.get('baseline_scoring_metrics', {}).get('cpu_s'))} | {_f(tp.get('speedup_vs_baseline', {}).get('scoring_cpu'), 1)}x |",
+        f"| **1+999 total** (target < 2 s) | {_f(tp['sampled_total']['wall_s'])} ({'met' if tp['sampled_total']['met_wall'] else 'missed'}) | {_f(tp['sampled_total']['cpu_s'])} ({'met' if tp['sampled_total']['met_cpu'] else 'missed'}) | | |",
+        f"| full ranking over the domain (~{tp['full_ranking']['candidates_per_user']:.0f} items per user) | {_f(tp['full_ranking']['wall_s'])} | {_f(tp['full_ranking']['cpu_s'])} | | |",
+        "",
+    ]
+    if "baseline_sampling" in tp:
+        lines.append(f"The new sampler draws exactly the previous code's candidates: {_f(tp['baseline_sampling']['identical_candidates'])}; the new scoring batches give identical metrics: {_f(tp['baseline_scoring_metrics']['same_metrics'])}.")
+        lines.append("")
+    return lines
+
+
+def _scaling(sc: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Synthetic, 3 domains x {sc['items_per_domain']} items, {sc['epochs']} epochs per size (median reported). Empty process RSS: {sc.get('empty_process_rss_mb', float('nan')):.0f} MB.",
+        "",
+        "| model | interactions | users | s / epoch (wall) | s / epoch (CPU) | peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model, entry in sc["models"].items():
+        for r in entry["runs"]:
+            users = sc["tables"].get(str(next((k for k, v in sc["tables"].items() if v["interactions"] == r["interactions"]), "")), {}).get("users")
+            lines.append(f"| {model} | {r['interactions']:,} | {users:,} | {_f(r['epoch_median_s'], 2)} | {_f(r['epoch_cpu_median_s'], 2)} | {_f(r['peak_rss_mb'], 0)} |" if users else f"| {model} | {r['interactions']:,} | | {_f(r['epoch_median_s'], 2)} | {_f(r['epoch_cpu_median_s'], 2)} | {_f(r['peak_rss_mb'], 0)} |")
+    lines += ["", "| model | exponent: time (CPU) | time (wall) | memory (total RSS) | memory (above empty process) | target |", "|---|---|---|---|---|---|"]
+    for model, entry in sc["models"].items():
+        e = entry.get("exponent", {})
+        lines.append(f"| {model} | {_f(e.get('time_cpu'), 2)} | {_f(e.get('time_wall'), 2)} | {_f(e.get('memory_total'), 2)} | {_f(e.get('memory_above_empty'), 2)} | <= 1.1 |")
+    if sc.get("skipped_sizes"):
+        lines += ["", "Sizes not run: " + "; ".join(f"{m}: {', '.join(f'{s:,}' for s in v)}" for m, v in sc["skipped_sizes"].items()) + " (time on the shared 2-core machine)."]
+    lines += ["", "![scaling curves](scaling.png)", ""]
+    return lines
+
+
+def write_summary(out: Path) -> Path:
+    lines = ["# cdrec benchmarks", "", "Produced by `make bench` (`python -m benchmarks.run_all`). Every figure below comes from the JSON files beside this summary.", ""]
+    sections = [
+        ("Peer comparison: cdrec vs RecBole on ML-100K", "peer.json", _peer),
+        ("Evaluation throughput", "eval_throughput.json", _throughput),
+        ("Scaling", "scaling.json", _scaling),
+    ]
+    for title, name, fn in sections:
+        data = _load(out / name)
+        lines += [f"## {title}", ""]
+        lines += fn(data) if data else [f"Not run (no {name}).", ""]
+    gpu = _load(out / "gpu.json")
+    lines += ["## GPU", "", gpu["skipped"] if gpu and "skipped" in gpu else "See the `-cuda` JSON files when run with `--device cuda`.", ""]
+    path = out / "summary.md"
+    path.write_text("\n".join(lines))
+    return path
