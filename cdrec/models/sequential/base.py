@@ -83,7 +83,8 @@ class SequentialModel(nn.Module):
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched: ScheduleParams = self.params
-        warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1e-5, end_factor=1.0, total_iters=max(sched.warmup_epochs, 1))
+        start = 1e-5 if sched.warmup_epochs > 0 else 1.0
+        warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, end_factor=1.0, total_iters=max(sched.warmup_epochs, 1))
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=sched.lr_factor, patience=sched.lr_patience)
         self.schedulers = (warm, plateau)
         return opt

@@ -60,6 +60,12 @@ def reversed_positions(valid: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------ layers
+def unpack(packed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Scatter ``packed [n_valid, ...]`` (rows of ``h[valid]``) back to ``[B, L, ...]``, zeros elsewhere."""
+    out = packed.new_zeros((*valid.shape, *packed.shape[1:]))
+    return out.index_put(tuple(valid.nonzero().T), packed)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention with separate query and key/value inputs (scaled dot-product)."""
 
@@ -73,15 +79,28 @@ class MultiHeadAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        key_value: torch.Tensor,
+        mask: torch.Tensor,
+        query_valid: torch.Tensor | None = None,
+        key_valid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """With ``query_valid`` / ``key_valid`` the projections run on the valid tokens only
+        (empty slots get zero queries/keys/values; the mask already hides them)."""
         b, lq, d = query.shape
         lk = key_value.shape[1]
         h = self.n_heads
-        q = self.q(query).view(b, lq, h, d // h).transpose(1, 2)
-        k, v = self.kv(key_value).view(b, lk, 2, h, d // h).permute(2, 0, 3, 1, 4)
+        q = self.q(query) if query_valid is None else unpack(self.q(query[query_valid]), query_valid)
+        kv = self.kv(key_value) if key_valid is None else unpack(self.kv(key_value[key_valid]), key_valid)
+        q = q.view(b, lq, h, d // h).transpose(1, 2)
+        k, v = kv.view(b, lk, 2, h, d // h).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
-        return self.out(out.transpose(1, 2).reshape(b, lq, d))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop).transpose(1, 2).reshape(b, lq, d)
+        if query_valid is None:
+            return self.out(out)
+        return unpack(self.out(out[query_valid]), query_valid)
 
 
 class AttentionBlock(nn.Module):
@@ -93,9 +112,10 @@ class AttentionBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, query_valid: torch.Tensor) -> torch.Tensor:
-        h = self.norm(query + self.drop(self.mha(query, key_value, mask)))
-        return h * query_valid[..., None]
+    def forward(self, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, query_valid: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
+        x = query[query_valid]
+        att = self.mha(query, key_value, mask, query_valid, key_valid)[query_valid]
+        return unpack(self.norm(x + self.drop(att)), query_valid)
 
 
 class SwiGLU(nn.Module):
@@ -124,7 +144,9 @@ class PointwiseFFN(nn.Module):
 
 
 class FFNBlock(nn.Module):
-    """``LayerNorm(H + Dropout(FFN(H)))`` masked to valid positions (Eq. 12)."""
+    """``LayerNorm(H + Dropout(FFN(H)))`` masked to valid positions (Eq. 12). Position-wise layers
+    run on the valid tokens only (packed), which skips the padding that fills most slots of the
+    aligned domain sequences."""
 
     def __init__(self, dim: int, dropout: float, ffn: nn.Module | None = None) -> None:
         super().__init__()
@@ -132,8 +154,11 @@ class FFNBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
+    def packed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.drop(self.ffn(x)))
+
     def forward(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return self.norm(h + self.drop(self.ffn(h))) * valid[..., None]
+        return unpack(self.packed(h[valid]), valid)
 
 
 class TransformerLayer(nn.Module):
@@ -145,7 +170,7 @@ class TransformerLayer(nn.Module):
         self.ffn = FFNBlock(dim, dropout, PointwiseFFN(dim, inner, dropout))
 
     def forward(self, h: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return self.ffn(self.attn(h, h, mask, valid), valid)
+        return self.ffn(self.attn(h, h, mask, valid, valid), valid)
 
 
 class MoFFN(nn.Module):
@@ -173,16 +198,17 @@ class MoFFN(nn.Module):
         self.last_gates: torch.Tensor | None = None
 
     def forward(self, h: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
+        x = h[valid]  # experts and gates run on the valid tokens only
         if not self.moe:
-            out = self.block(h, valid)
+            out = unpack(self.block.packed(x), valid)
             return [out] * self.n_outputs
-        shared = self.shared(h)
-        gates = F.softmax(self.gates(h).view(*h.shape[:-1], self.n_outputs, 2), dim=-1)
-        self.last_gates = gates.detach().movedim(-2, 0)
+        shared = self.shared(x)
+        gates = F.softmax(self.gates(x).view(len(x), self.n_outputs, 2), dim=-1)
+        self.last_gates = unpack(gates.detach(), valid).movedim(-2, 0)
         outs = []
         for k, (expert, norm) in enumerate(zip(self.experts, self.norms)):
-            mixed = gates[..., k, 0:1] * shared + gates[..., k, 1:2] * expert(h)
-            outs.append(norm(h + self.drop(mixed)) * valid[..., None])
+            mixed = gates[:, k, 0:1] * shared + gates[:, k, 1:2] * expert(x)
+            outs.append(unpack(norm(x + self.drop(mixed)), valid))
         return outs
 
 

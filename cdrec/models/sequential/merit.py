@@ -112,7 +112,7 @@ class MERIT(SequentialModel):
         # Eqs. 1-2 (causal self-attention per stream) and Eqs. 3-6 (moFFN)
         out = {}
         for s, names in (("M", ("M", "M2A", "M2B")), ("A", ("A", "A2M", "A2B")), ("B", ("B", "B2M", "B2A"))):
-            sa = self.sa[s](h[s], h[s], attention_mask(valid[s], causal=True), valid[s])
+            sa = self.sa[s](h[s], h[s], attention_mask(valid[s], causal=True), valid[s], valid[s])
             out.update(zip(names, self.moffn[s](sa, valid[s])))
         # Eqs. 7, 10-12: CAF_M on the token-wise sum of the A->M and B->M transfers
         to_m = out["A2M"] + out["B2M"]
@@ -121,7 +121,7 @@ class MERIT(SequentialModel):
         elif ab == "MF2":
             fused_m = out["M"]
         else:
-            fused_m = self.caf["M"](out["M"], to_m, attention_mask(valid["M"], causal=True), valid["M"])
+            fused_m = self.caf["M"](out["M"], to_m, attention_mask(valid["M"], causal=True), valid["M"], valid["M"])
         final = {"M": self.ffn["M"](fused_m, valid["M"])}
         # Eqs. 8-9 with ECAF_A / ECAF_B (extended causal masks, Fig. 6)
         for s, other in (("A", "B"), ("B", "A")):
@@ -140,12 +140,18 @@ class MERIT(SequentialModel):
                 kv = torch.cat([x for x, _ in parts], dim=1)
                 mask = extended_causal_mask([kv_valid for _, kv_valid in parts], self_visible=None)
                 mask = mask | see_self_if_empty(mask)
-                fused = self.caf[s](out[s], kv, mask, v)
+                kv_valid = torch.cat([x for _, x in parts], dim=1)
+                fused = self.caf[s](out[s], kv, mask, v, kv_valid)
             final[s] = self.ffn[s](fused, v)
         return final
 
     # ------------------------------------------------------------------ 4.5 training
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        terms = self.loss_terms(batch)
+        return terms["M"] + terms["AB"]  # Eq. 16
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``{"M": L_M, "AB": L_A + L_B}``."""
         items, domains = batch["items"], batch["domains"]
         targets, dom_targets = batch["targets"], batch["domain_targets"]
         f = self.forward(items, domains)
@@ -157,7 +163,7 @@ class MERIT(SequentialModel):
         loss_m = sampled_info_nce(f["M"], self.item_emb(targets), self.item_emb(neg), seen_mask(neg, seen), targets > 0, p.temperature)
         # Eq. 15: L_A and L_B on h_X^F + SG(h_M^F) at the slots of each domain
         h_ab = f["A"] + f["B"] + self.residual(f["M"])
-        return loss_m + self.domain_loss(h_ab, dom_targets, seen, self.item_emb)  # Eq. 16
+        return {"M": loss_m, "AB": self.domain_loss(h_ab, dom_targets, seen, self.item_emb)}
 
     def residual(self, h_m: torch.Tensor) -> torch.Tensor:
         """The mixed representation added to the domain tasks: stop-gradient (Eq. 15), plain (RL1),

@@ -1,0 +1,159 @@
+"""MERIT: extended causal masks, stop-gradient residual, padding, ablation switches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cdrec.models import registry
+from cdrec.models.sequential.blocks import attention_mask, extended_causal_mask
+from cdrec.models.sequential.merit import ABLATIONS, MERIT, MERITParams
+
+OFFSETS = np.array([0, 30, 70])
+
+
+def make_batch(b: int = 6, length: int = 12, seed: int = 0, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    rng = np.random.default_rng(seed)
+    items = np.zeros((b, length), dtype=np.int64)
+    for r in range(b):
+        n = rng.integers(3, length + 1)
+        items[r, length - n :] = rng.integers(1, 71, n)
+    doms = np.where(items > 0, (items - 1 >= 30).astype(np.int64), -1)
+    targets = np.zeros_like(items)
+    targets[:, :-1] = items[:, 1:]
+    targets[:, -1] = rng.integers(1, 71, b)
+    dom_t = np.zeros_like(items)
+    for r in range(b):  # next event of the same domain (0 when none)
+        for i in range(length):
+            if items[r, i]:
+                later = [x for x in list(items[r, i + 1 :]) + [targets[r, -1]] if x and (x - 1 >= 30) == (items[r, i] - 1 >= 30)]
+                dom_t[r, i] = later[0] if later else 0
+    if pad_to:
+        extra = pad_to - length
+        items, targets, dom_t = (np.pad(a, ((0, 0), (extra, 0))) for a in (items, targets, dom_t))
+        doms = np.pad(doms, ((0, 0), (extra, 0)), constant_values=-1)
+    return {k: torch.as_tensor(v) for k, v in dict(items=items, domains=doms, targets=targets, domain_targets=dom_t).items()}
+
+
+def model(**kw) -> MERIT:
+    torch.manual_seed(0)
+    params = MERITParams(dim=16, n_heads=2, dropout=0.0, max_len=24, n_negatives=8, **kw)
+    return MERIT(70, OFFSETS, params)
+
+
+def test_extended_causal_mask_hides_the_future_of_both_sequences():
+    length = 5
+    valid_m = torch.ones(1, length, dtype=torch.bool)
+    valid_b = torch.tensor([[True, False, True, False, True]])
+    mask = extended_causal_mask([valid_m, valid_b], self_visible=None)[0, 0]
+    assert mask.shape == (length, 2 * length)
+    for i in range(length):
+        for part in range(2):
+            for j in range(length):
+                if j > i:
+                    assert not mask[i, part * length + j], (i, part, j)
+        assert mask[i, : i + 1].all()  # the whole mixed past is visible
+        assert torch.equal(mask[i, length : length + i + 1], valid_b[0, : i + 1])
+    causal = attention_mask(valid_b, causal=True)[0, 0]
+    assert not causal.triu(1).any()
+
+
+@pytest.mark.parametrize("ablation", ["none", "SF1", "SF2", "SF3", "MF1"])
+def test_no_position_sees_a_future_item_of_any_stream(ablation):
+    net = model(ablation=ablation).eval()
+    batch = make_batch(b=4, length=10)
+    items, doms = batch["items"].clone(), batch["domains"].clone()
+    t = 5
+    with torch.no_grad():
+        ref = net(items, doms)
+        # replace every later item by another item of the same domain (the reversed in-domain
+        # positions of section 4.2 count later events per domain, so the domain pattern stays)
+        later = doms[:, t + 1 :]
+        future = torch.where(later == 0, torch.randint(1, 31, later.shape), torch.randint(31, 71, later.shape))
+        items2 = items.clone()
+        items2[:, t + 1 :] = future
+        doms2 = doms
+        assert not torch.equal(items2, items)
+        out = net(items2, doms2)
+    for s in "MAB":
+        assert torch.isfinite(out[s]).all()
+        assert torch.allclose(ref[s][:, : t + 1], out[s][:, : t + 1], atol=1e-5), s
+
+
+def mixed_only_params(net: MERIT) -> dict[str, torch.nn.Parameter]:
+    """Parameters reachable only through h_M^F (CAF_M, its FFN, the H_M expert/norm/gate of moFFN_M)."""
+    out = {f"caf.M.{n}": p for n, p in net.caf["M"].named_parameters()}
+    out.update({f"ffn.M.{n}": p for n, p in net.ffn["M"].named_parameters()})
+    out.update({f"moffn.M.experts.0.{n}": p for n, p in net.moffn["M"].experts[0].named_parameters()})
+    out.update({f"moffn.M.norms.0.{n}": p for n, p in net.moffn["M"].norms[0].named_parameters()})
+    return out
+
+
+def domain_grads(ablation: str) -> dict[str, float]:
+    net = model(ablation=ablation).train()
+    torch.manual_seed(1)
+    net.loss_terms(make_batch())["AB"].backward()
+    return {n: 0.0 if p.grad is None else float(p.grad.abs().sum()) for n, p in mixed_only_params(net).items()}
+
+
+def test_stop_gradient_keeps_domain_losses_off_the_mixed_stream():
+    grads = domain_grads("none")
+    assert grads and all(g == 0.0 for g in grads.values()), grads
+    # without the stop-gradient (RL1) the domain losses do reach those parameters
+    assert sum(domain_grads("RL1").values()) > 0
+    # while the mixed loss reaches them in every variant
+    net = model().train()
+    net.loss_terms(make_batch())["M"].backward()
+    assert sum(float(p.grad.abs().sum()) for p in mixed_only_params(net).values() if p.grad is not None) > 0
+
+
+@pytest.mark.parametrize("name", ["merit", "sasrec-dt"])
+def test_padding_contributes_nothing_to_the_loss(name):
+    entry = registry.get(name)
+    params = registry.build_params(name, {"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8})
+    torch.manual_seed(0)
+    net = entry.cls(70, OFFSETS, params).eval()
+    short, long = make_batch(length=10), make_batch(length=10, pad_to=20)
+    torch.manual_seed(5)
+    a = net.loss(short)
+    torch.manual_seed(5)
+    b = net.loss(long)
+    assert torch.isfinite(a) and torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("ablation", ABLATIONS)
+def test_every_ablation_trains_and_scores(ablation):
+    net = model(ablation=ablation).train()
+    batch = make_batch()
+    loss = net.loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss)
+    net.eval()
+    ev = {"items": batch["items"], "domains": batch["domains"], "candidates": torch.randint(1, 71, (6, 5)), "target_domain": torch.tensor([0, 1, 0, 1, 0, 1])}
+    with torch.no_grad():
+        scores = net.score(ev)
+    assert scores.shape == (6, 5) and torch.isfinite(scores).all()
+    if ablation != "FF1":
+        gates = net.gate_weights(ev)
+        assert set(gates) == {"M", "M2A", "M2B", "A", "A2M", "A2B", "B", "B2M", "B2A"}
+        g = gates["M"]
+        assert torch.allclose(g.sum(-1), torch.ones(6))
+
+
+def test_ablations_change_the_model():
+    batch = make_batch()
+    base = model().eval()
+    with torch.no_grad():
+        ref = base(batch["items"], batch["domains"])["A"]
+        for ab in ("SF1", "SF2", "SF3", "SF4"):
+            other = model(ablation=ab).eval()
+            other.load_state_dict(base.state_dict())
+            assert not torch.allclose(other(batch["items"], batch["domains"])["A"], ref), ab
+
+
+def test_wrong_ablation_is_a_user_error():
+    from cdrec.errors import CdrecError
+
+    with pytest.raises(CdrecError, match="ablation"):
+        model(ablation="XX")
