@@ -13,6 +13,7 @@ wall and CPU seconds; evaluation time is one pass over the test users; ratios ar
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,10 @@ def run(out: Path, *, data_dir: Path, device: str, threads: int, models: tuple[s
     work = out / "peer-work"
     rb_python = recbole_env.ensure(log)
     write_recbole_atomic(data_dir, work / "ml-100k")
+    previous = json.loads((out / "peer.json").read_text()) if (out / "peer.json").exists() else {}
     result: dict[str, Any] = {"benchmark": "peer", "dataset": "ml-100k", "machine": machine(device, threads), "recbole_env": recbole_env.versions(), "models": {}}
+    # a run of some models keeps the others' last results (each entry records its own machine state)
+    result["models"].update({k: v for k, v in previous.get("models", {}).items() if (k == "BPR-MF" and "BPR" not in models) or (k == "SASRec" and "SASRec" not in models)})
     rb_device = "cuda" if device == "cuda" else "cpu"
     if "BPR" in models:
         spec = {"model": "BPR", "data_dir": str(data_dir), "epochs": epochs["BPR"], "batch_size": 2048, "dim": 128, "device": device,
@@ -82,6 +86,7 @@ def run(out: Path, *, data_dir: Path, device: str, threads: int, models: tuple[s
                    "epochs": epochs["BPR"], "batch_size": 2048, "dim": 128, "candidates": str(work / "candidates.json"), "device": rb_device}
         theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_driver.py"))], rb_spec, work, "recbole-bpr", threads=threads)
         result["models"]["BPR-MF"] = summarize("BPR", ours, theirs)
+        result["models"]["BPR-MF"]["machine"] = machine(device, threads)
         result["models"]["BPR-MF"]["config"] = {"dim": 128, "batch_size": 2048, "epochs": epochs["BPR"], "lr": 1e-3, "negatives": 1, "cdrec_init_std": 0.04, "cdrec_reg": 0.0}
         log(f"BPR-MF: RecBole HR@10 {theirs.get('cdrec_candidates', {}).get('hit@10', float('nan')):.4f}, {median(theirs['epoch_s']):.3f} s/epoch")
         write_json(out / "peer.json", result)
@@ -94,6 +99,7 @@ def run(out: Path, *, data_dir: Path, device: str, threads: int, models: tuple[s
                    "batch_size": 2048, "dim": 64, "layers": 2, "heads": 2, "dropout": 0.5, "max_len": 50, "device": rb_device}
         theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_driver.py"))], rb_spec, work, "recbole-sasrec", threads=threads)
         result["models"]["SASRec"] = summarize("SASRec", ours, theirs)
+        result["models"]["SASRec"]["machine"] = machine(device, threads)
         result["models"]["SASRec"]["config"] = {"dim": 64, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.5, "max_len": 50, "loss": "CE over all items", "epochs": epochs["SASRec"], "batch_targets": 2048, "cdrec_sequences_per_batch": ours.get("sequences_per_batch")}
         log(f"SASRec: RecBole HR@10 {theirs['own_protocol'].get('hit@10', float('nan')):.4f}, {median(theirs['epoch_s']):.2f} s/epoch")
         write_json(out / "peer.json", result)

@@ -87,6 +87,8 @@ def main(spec_path: str, out_path: str) -> None:
         epoch_s.append(time.perf_counter() - start)
         epoch_cpu_s.append(time.process_time() - cpu)
         losses.append(float(sum(loss) if isinstance(loss, tuple) else loss))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"EPOCH {len(epoch_s)} wall_s={epoch_s[-1]:.3f} cpu_s={epoch_cpu_s[-1]:.3f} peak_rss_mb={rss:.0f}", flush=True)
         return loss
 
     trainer._train_epoch = timed

@@ -33,7 +33,7 @@ def test_closed_form_gradients_equal_autograd(sparse: bool, reg: float) -> None:
     opt = fast.configure_optimizers(TrainConfig())
     before = {k: v.clone() for k, v in fast.state_dict().items()}
     value = fast.train_step(batch, [opt])
-    assert value == pytest.approx(float(loss), rel=1e-5)
+    assert value == pytest.approx(float(loss.detach()), rel=1e-5)
     for a, b in ((ref.user_emb.weight, fast.user_emb.weight), (ref.item_emb.weight, fast.item_emb.weight)):
         torch.testing.assert_close(_dense(b.grad), _dense(a.grad), atol=1e-7, rtol=1e-5)
     if sparse:  # lazy Adam: rows outside the batch did not move
