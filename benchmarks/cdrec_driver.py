@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import own_peak_rss_mb
 from cdrec.config import TrainConfig
 from cdrec.data.candidates import add_sampled_candidates
 from cdrec.data.loaders import load_ml100k
 from cdrec.data.samplers import BPRSampler
 from cdrec.data.splits import Split, leave_one_out
 from cdrec.evaluate import evaluate_sampled
-from cdrec.results.schema import peak_rss_mb
 from cdrec.train.tasks import RankingTask
 from cdrec.train.trainer import Trainer, resolve_device, seed_everything
 
@@ -108,7 +108,7 @@ def main(spec_path: str, out_path: str) -> None:
     torch.set_num_threads(int(spec.get("threads", 1)))
     out: dict = {"library": "cdrec", "model": spec["model"]}
     {"BPR": run_bprmf, "SASRec": run_sasrec}[spec["model"]](spec, out)
-    out["peak_rss_mb"] = peak_rss_mb()
+    out["peak_rss_mb"] = own_peak_rss_mb()
     out["versions"] = {"torch": torch.__version__, "numpy": np.__version__}
     Path(out_path).write_text(json.dumps(out, indent=2))
 

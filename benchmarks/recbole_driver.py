@@ -17,6 +17,17 @@ import sys
 import time
 
 
+def own_peak_rss_mb() -> float:
+    """Peak resident memory of this process (``VmHWM``; ``ru_maxrss`` survives fork + exec on Linux)."""
+    try:
+        for line in open("/proc/self/status").read().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(open(spec_path).read())
     import numpy as np
@@ -87,7 +98,7 @@ def main(spec_path: str, out_path: str) -> None:
         epoch_s.append(time.perf_counter() - start)
         epoch_cpu_s.append(time.process_time() - cpu)
         losses.append(float(sum(loss) if isinstance(loss, tuple) else loss))
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = own_peak_rss_mb()
         print(f"EPOCH {len(epoch_s)} wall_s={epoch_s[-1]:.3f} cpu_s={epoch_cpu_s[-1]:.3f} peak_rss_mb={rss:.0f}", flush=True)
         return loss
 
@@ -111,7 +122,7 @@ def main(spec_path: str, out_path: str) -> None:
         t0 = time.perf_counter()
         out["cdrec_candidates"] = score_candidates(model, test_data, spec["candidates"], config["device"])
         out["cdrec_candidates"]["eval_s"] = time.perf_counter() - t0
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = own_peak_rss_mb()
     out["versions"] = {"recbole": __import__("recbole").__version__, "torch": torch.__version__, "numpy": np.__version__}
     with open(out_path, "w") as fh:
         json.dump(out, fh, indent=2)

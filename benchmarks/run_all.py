@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="folder holding ml-100k/ (default: $CDREC_DATA_DIR, else ../shared/data, as the loaders)")
     ap.add_argument("--peer-models", default="BPR,SASRec")
     ap.add_argument("--sasrec-epochs", type=int, default=10)
+    ap.add_argument("--recbole-sasrec-epochs", type=int, default=None, help="time RecBole's SASRec on fewer epochs (default: --sasrec-epochs)")
     ap.add_argument("--bpr-epochs", type=int, default=20)
     ap.add_argument("--sizes", default="1e5,1e6,1e7", help="scaling sizes (interactions) for BPR-MF")
     ap.add_argument("--sasrec-sizes", default="3e4,1e5,3e5", help="scaling sizes for SASRec")
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json(out / f"peer{tag}.json", {"benchmark": "peer", "skipped": f"ML-100K not found under {args.data_dir}"})
         else:
             models = tuple(m.strip() for m in args.peer_models.split(",") if m.strip())
-            peer.run(out if not tag else out / "cuda", data_dir=args.data_dir, device=args.device, threads=args.threads, models=models, epochs={"BPR": args.bpr_epochs, "SASRec": args.sasrec_epochs})
+            peer.run(out if not tag else out / "cuda", data_dir=args.data_dir, device=args.device, threads=args.threads, models=models, epochs={"BPR": args.bpr_epochs, "SASRec": args.sasrec_epochs}, recbole_sasrec_epochs=args.recbole_sasrec_epochs)
     if "throughput" in only:
         from benchmarks import eval_throughput
 

@@ -105,11 +105,11 @@ def child_train(spec: dict) -> dict:
 
 
 def child(spec_path: str, out_path: str) -> None:
-    from cdrec.results.schema import peak_rss_mb
+    from benchmarks.common import own_peak_rss_mb
 
     spec = json.loads(Path(spec_path).read_text())
     out = child_generate(spec) if spec["kind"] == "generate" else child_train(spec)
-    out["peak_rss_mb"] = peak_rss_mb()
+    out["peak_rss_mb"] = own_peak_rss_mb()
     Path(out_path).write_text(json.dumps(out, indent=2))
 
 
@@ -130,7 +130,12 @@ def run(out: Path, *, device: str, threads: int, sizes: tuple[int, ...] = (100_0
     all_sizes = sorted({s for v in models.values() for s in v})
     for size in all_sizes:
         path = work / f"table-{size}.npz"
-        gen = run_child(argv, {"kind": "generate", "n_users": max(100, int(round(size / per_user))), "path": str(path)}, work, f"generate-{size}", threads=threads)
+        spec = {"kind": "generate", "n_users": max(100, int(round(size / per_user))), "path": str(path)}
+        done = work / f"generate-{size}.out.json"
+        if path.exists() and done.exists() and json.loads((work / f"generate-{size}.spec.json").read_text()).get("n_users") == spec["n_users"]:
+            gen = json.loads(done.read_text())  # the same table from an interrupted run
+        else:
+            gen = run_child(argv, spec, work, f"generate-{size}", threads=threads)
         result["tables"][str(size)] = gen
         log(f"scaling: table {size:,}: {gen['interactions']:,} interactions, {gen['users']:,} users ({gen['generate_s']:.0f} s)")
     for model, model_sizes in models.items():
