@@ -41,7 +41,7 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_child(argv: list[str], spec: dict[str, Any], work: Path, name: str, *, threads: int, timeout: float | None = None) -> dict[str, Any]:
+def run_child(argv: list[str], spec: dict[str, Any], work: Path, name: str, *, threads: int, timeout: float | None = None, cwd: Path | None = None) -> dict[str, Any]:
     """Run ``argv + [spec.json, out.json]`` in a fresh process (its own peak memory); return out.json.
 
     A failing child raises with the tail of its log."""
@@ -52,7 +52,7 @@ def run_child(argv: list[str], spec: dict[str, Any], work: Path, name: str, *, t
     out_path.unlink(missing_ok=True)
     t0 = time.perf_counter()
     with open(log_path, "w") as fh:
-        proc = subprocess.run([*argv, str(spec_path), str(out_path)], stdout=fh, stderr=subprocess.STDOUT, env=child_env(threads), cwd=ROOT, timeout=timeout)
+        proc = subprocess.run([*argv, str(spec_path), str(out_path)], stdout=fh, stderr=subprocess.STDOUT, env=child_env(threads), cwd=cwd or ROOT, timeout=timeout)
     if proc.returncode != 0 or not out_path.exists():
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
         raise RuntimeError(f"{name} failed (exit {proc.returncode}); log {log_path}:\n" + "\n".join(tail))

@@ -91,7 +91,7 @@ def run(out: Path, *, data_dir: Path, device: str, threads: int, models: tuple[s
         log(f"BPR-MF: cdrec HR@10 {ours['metrics']['hit@10']:.4f}, {median(ours['epoch_s']):.3f} s/epoch; RecBole next")
         rb_spec = {"model": "BPR", "data_path": str(work), "dataset": "ml-100k-cdrec", "benchmark": True, "checkpoint_dir": str(work / "ckpt"),
                    "epochs": epochs["BPR"], "batch_size": 2048, "dim": 128, "candidates": str(work / "candidates.json"), "device": rb_device}
-        theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_driver.py"))], rb_spec, work, "recbole-bpr", threads=threads)
+        theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_driver.py"))], rb_spec, work, "recbole-bpr", threads=threads, cwd=work)
         result["models"]["BPR-MF"] = summarize("BPR", ours, theirs)
         result["models"]["BPR-MF"]["machine"] = machine(device, threads)
         result["models"]["BPR-MF"]["config"] = {"dim": 128, "batch_size": 2048, "epochs": epochs["BPR"], "lr": 1e-3, "negatives": 1, "cdrec_init_std": 0.04, "cdrec_reg": 0.0}
@@ -104,7 +104,7 @@ def run(out: Path, *, data_dir: Path, device: str, threads: int, models: tuple[s
         log(f"SASRec: cdrec HR@10 {ours['metrics']['hit@10']:.4f}, {median(ours['epoch_s']):.2f} s/epoch; RecBole next (slow)")
         rb_spec = {"model": "SASRec", "data_path": str(work), "dataset": "ml-100k", "checkpoint_dir": str(work / "ckpt"), "epochs": rb_sasrec_epochs,
                    "batch_size": 2048, "dim": 64, "layers": 2, "heads": 2, "dropout": 0.5, "max_len": 50, "device": rb_device}
-        theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_driver.py"))], rb_spec, work, "recbole-sasrec", threads=threads)
+        theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_driver.py"))], rb_spec, work, "recbole-sasrec", threads=threads, cwd=work)
         result["models"]["SASRec"] = summarize("SASRec", ours, theirs, recbole_short=rb_sasrec_epochs < epochs["SASRec"])
         result["models"]["SASRec"]["machine"] = machine(device, threads)
         result["models"]["SASRec"]["config"] = {"dim": 64, "layers": 2, "heads": 2, "inner": 256, "dropout": 0.5, "max_len": 50, "loss": "CE over all items", "epochs": epochs["SASRec"], "batch_targets": 2048, "cdrec_sequences_per_batch": ours.get("sequences_per_batch")}

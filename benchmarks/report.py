@@ -40,10 +40,21 @@ def _peer(peer: dict[str, Any]) -> list[str]:
             f"| {name} | s / epoch (CPU, median) | {_f(c['epoch_cpu_s'])} | {_f(r['epoch_cpu_s'])} | {_f(q['epoch_cpu'])} | <= {t['epoch_ratio_max']} | {_f(t['met']['epoch_cpu_time'])} |",
             f"| {name} | test evaluation s (wall / CPU) | {_f(c['eval_s'])} / {_f(c['eval_cpu_s'])} | {_f(r['eval_s'])} / {_f(r['eval_cpu_s'])} | {_f(q['eval_wall'])} / {_f(q['eval_cpu'])} | | |",
             f"| {name} | peak RSS MB | {_f(c['peak_rss_mb'], 0)} | {_f(r['peak_rss_mb'], 0)} | {_f(q['peak_memory'])} | {('<= ' + str(t['memory_ratio_max'])) if 'memory_ratio_max' in t else ''} | {_f(t['met'].get('peak_memory')) if 'peak_memory' in t['met'] else ''} |",
-            f"| {name} | HR@10 (cdrec candidates) | {_f(c['hit@10'], 4)} | {_f(same['hit@10'], 4) if same else 'n/a'} | | within 0.01 | {_f(t['met']['hit@10_within_0.01']) if same else ''} |",
-            f"| {name} | NDCG@10 (cdrec candidates) | {_f(c['ndcg@10'], 4)} | {_f(same['ndcg@10'], 4) if same else 'n/a'} | | | |",
-            f"| {name} | HR@10 / NDCG@10 (RecBole's own 1+99) | | {_f(r['own_protocol'].get('hit@10'), 4)} / {_f(r['own_protocol'].get('ndcg@10'), 4)} | | {'within 0.01 (vs cdrec)' if not same else ''} | {_f(t['met']['hit@10_within_0.01']) if not same else ''} |",
         ]
+        if same:
+            lines += [
+                f"| {name} | HR@10 (cdrec candidates) | {_f(c['hit@10'], 4)} | {_f(same['hit@10'], 4)} | difference {m['hit@10_minus_recbole']:+.4f} | within 0.01 | {_f(t['met']['hit@10_within_0.01'])} |",
+                f"| {name} | NDCG@10 (cdrec candidates) | {_f(c['ndcg@10'], 4)} | {_f(same['ndcg@10'], 4)} | | | |",
+            ]
+        epochs = m.get("epochs", {})
+        short = "issue" in m.get("quality_reference", "")
+        if short:
+            lines += [
+                f"| {name} | HR@10 / NDCG@10 (each library's own 1+99) | {_f(c['hit@10'], 4)} / {_f(c['ndcg@10'], 4)} ({epochs.get('cdrec')} epochs) | {_f(r['own_protocol'].get('hit@10'), 4)} / {_f(r['own_protocol'].get('ndcg@10'), 4)} (after only {epochs.get('recbole')} epoch(s): not comparable) | | | |",
+                f"| {name} | HR@10 vs the issue's RecBole HR@10 after {epochs.get('cdrec')} epochs ({m['issue_reference_recbole']['hit@10']}) | {_f(c['hit@10'], 4)} | {m['issue_reference_recbole']['hit@10']} | difference {m['hit@10_minus_recbole']:+.4f} | within 0.01 | {_f(t['met']['hit@10_within_0.01'])} |",
+            ]
+        else:
+            lines.append(f"| {name} | HR@10 / NDCG@10 (RecBole's own 1+99) | | {_f(r['own_protocol'].get('hit@10'), 4)} / {_f(r['own_protocol'].get('ndcg@10'), 4)} | | {'within 0.01 (vs cdrec)' if not same else ''} | {_f(t['met']['hit@10_within_0.01']) if not same else ''} |")
     lines.append("")
     notes = [
         "How to read this: each library trains in its own process with the same thread count, one after the other; epoch time is the training pass only (negative sampling + steps), validation excluded.",
@@ -62,6 +73,17 @@ def _peer(peer: dict[str, Any]) -> list[str]:
             f"cdrec on one right-aligned window per user with a target at every position (the original SASRec; {cfg.get('cdrec_sequences_per_batch', '~50')} windows = about 2,048 targets per step). "
             "That is why an epoch costs far less in cdrec; the per-prefix design is also why RecBole's memory is high."
         )
+        sm = peer["models"]["SASRec"]
+        if "issue" in sm.get("quality_reference", ""):
+            raw = sm.get("raw", {})
+            per_target = ""
+            if raw.get("cdrec", {}).get("train_targets"):
+                ours_t = sm["cdrec"]["epoch_cpu_s"] / raw["cdrec"]["train_targets"]
+                notes.append(f"cdrec's SASRec epoch covers {raw['cdrec']['train_targets']:,} training targets ({ours_t * 1e3:.3f} ms CPU per target); RecBole's covers one target per training prefix (about 97k).")
+            notes.append(
+                f"RecBole's SASRec was timed on {sm['epochs']['recbole']} epoch(s) only (one epoch took {sm['recbole']['epoch_s']:.0f} s wall / {sm['recbole']['epoch_cpu_s']:.0f} s CPU here, so ten would not fit the session); "
+                "its epoch time and peak memory (dataset, training and test evaluation included) are measured in this run, and the HR@10 target is checked against the issue's RecBole HR@10 after 10 epochs, 0.682."
+            )
     lines += [f"- {n}" for n in notes]
     lines.append("")
     lines.append("Issue's reference (RecBole 1.2 measured earlier on an unshared machine): BPR-MF 0.16 s/epoch, HR@10 0.595; SASRec 118 s/epoch, 4.5 GB, HR@10 0.682.")
@@ -105,6 +127,13 @@ def _scaling(sc: dict[str, Any]) -> list[str]:
     for model, entry in sc["models"].items():
         e = entry.get("exponent", {})
         lines.append(f"| {model} | {_f(e.get('time_cpu'), 2)} | {_f(e.get('time_wall'), 2)} | {_f(e.get('memory_total'), 2)} | {_f(e.get('memory_above_empty'), 2)} | <= 1.1 |")
+    for model, entry in sc["models"].items():
+        e = entry.get("exponent", {})
+        if e.get("time_cpu", 0) > 1.1:
+            lines += ["", f"{model}: the time exponent {e['time_cpu']:.2f} misses the target 1.1 by {e['time_cpu'] - 1.1:.2f}. The work per epoch is linear (one pass over the interactions, "
+                      "a step touches only the batch's rows with lazy Adam), but per-row cost grows once the tables outgrow the caches: at the top size the user table and its two Adam moments "
+                      "take about 1 GB and every step reads rows at random; the exclusion test of negative sampling switches from a bitmap to a binary search above 2^30 user x item cells; "
+                      "and the machine was shared, which inflates CPU time through cache contention most for the largest working sets."]
     if sc.get("skipped_sizes"):
         lines += ["", "Sizes not run: " + "; ".join(f"{m}: {', '.join(f'{s:,}' for s in v)}" for m, v in sc["skipped_sizes"].items()) + " (time on the shared 2-core machine)."]
     lines += ["", "![scaling curves](scaling.png)", ""]

@@ -158,7 +158,7 @@ def run(out: Path, *, device: str, threads: int, sizes: tuple[int, ...] = (100_0
             "memory_above_empty": fit_exponent(x, [max(r["peak_rss_mb"] - empty["peak_rss_mb"], 1.0) for r in rows]),
             "target_max": 1.1,
         }
-    skipped = {m: [s for s in all_sizes if s not in v] for m, v in models.items()}
+    skipped = {m: [s for s in all_sizes if s > max(v)] for m, v in models.items() if v}
     result["skipped_sizes"] = {m: s for m, s in skipped.items() if s}
     for path in work.glob("table-*.npz"):
         path.unlink()
