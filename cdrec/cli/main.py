@@ -79,11 +79,19 @@ def run(
     from cdrec.experiments.pipeline import run_config
     from cdrec.results.tables import result_markdown
 
+    from cdrec.train import distributed as dist_
+
     cfg = load_config(config, _overrides(device, set_))
     out = out or Path("runs") / f"{cfg.model}-{cfg.data.name}-seed{cfg.seed}"
-    result = run_config(cfg, out, resume=resume)
-    typer.echo(result_markdown(result))
-    typer.echo(f"wrote {out / 'results.json'}")
+    ok = False
+    try:
+        result = run_config(cfg, out, resume=resume)  # joins the process group under torchrun
+        if dist_.is_main():
+            typer.echo(result_markdown(result))
+            typer.echo(f"wrote {out / 'results.json'}")
+        ok = True
+    finally:
+        dist_.teardown(wait=ok)
 
 
 @app.command()
