@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cdrec.config import bounded, check_ranges
 from cdrec.data.interactions import Interactions
 from cdrec.errors import require
 
@@ -23,16 +24,19 @@ from cdrec.errors import require
 class SyntheticConfig:
     """Sizes and knobs of :func:`make_synthetic`."""
 
-    n_users: int = 1500
-    n_domains: int = 3
-    items_per_domain: int = 400
-    dim: int = 8
-    shared_weight: float = 0.7
-    activity_alpha: float = 1.3
-    min_activity: int = 1
-    max_activity: int = 60
-    presence: float = 0.8
-    seed: int = 0
+    n_users: int = bounded(1500, 1)
+    n_domains: int = bounded(3, 1)
+    items_per_domain: int = bounded(400, 2)
+    dim: int = bounded(8, 1)
+    shared_weight: float = bounded(0.7, 0, 1)
+    activity_alpha: float = bounded(1.3, 0, lo_open=True)
+    min_activity: int = bounded(1, 1)
+    max_activity: int = bounded(60, 1)
+    presence: float = bounded(0.8, 0, 1)
+    seed: int = bounded(0, 0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "data.synthetic")
 
 
 def make_synthetic(config: SyntheticConfig | None = None, **overrides) -> Interactions:

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdrec.config import bounded, check_ranges
 from cdrec.data.splits import Split
 from cdrec.models.base import RankingModel
 from cdrec.models.registry import register
@@ -20,9 +21,12 @@ from cdrec.models.registry import register
 class BPRMFParams:
     """Embedding size and L2 weight (UCLR section 4.1: m = 128, lambda_U = lambda_V = 1e-5)."""
 
-    dim: int = 128
-    reg: float = 1e-5
-    init_std: float = 0.1
+    dim: int = bounded(128, 1)
+    reg: float = bounded(1e-5, 0)
+    init_std: float = bounded(0.1, 0, lo_open=True)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "model_params (bprmf)")
 
 
 @register("bprmf", family="cf", params=BPRMFParams)
