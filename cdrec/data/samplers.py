@@ -8,6 +8,7 @@ import numpy as np
 
 from cdrec.data.candidates import sample_in_domain, user_item_keys
 from cdrec.data.interactions import Interactions
+from cdrec.errors import CdrecError
 
 
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
@@ -32,6 +33,25 @@ class BPRSampler:
         self.offsets = offsets if offsets is not None else np.array([0, train.n_items])
         if offsets is None:
             self.domains = np.zeros_like(self.domains)
+        self._check_room()
+
+    def _check_room(self) -> None:
+        """Every (user, domain) with a training row needs an item it has not touched to draw."""
+        n_items = self.train.n_items
+        n_dom = len(self.offsets) - 1
+        users, items = self.exclude // n_items, self.exclude % n_items
+        doms = np.searchsorted(self.offsets, items, side="right") - 1
+        touched = np.bincount(users * n_dom + doms, minlength=self.train.n_users * n_dom)
+        sizes = np.diff(self.offsets)
+        full = touched.reshape(-1, n_dom) >= sizes[None, :]
+        full &= touched.reshape(-1, n_dom) > 0
+        if full.any():
+            u, d = (int(x[0]) for x in np.nonzero(full))
+            name = self.train.domains[d] if self.train.item_offsets is not None else "all"
+            raise CdrecError(
+                f"{self.train.name}: user {self.train.user_ids[u]!r} has interacted with all {int(sizes[d])} items of domain "
+                f"{name!r}, so no negative item can be sampled; drop such users (e.g. data.kcore) or add items"
+            )
 
     def __len__(self) -> int:
         return -(-len(self.users) // self.batch_size)

@@ -52,6 +52,8 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
     created = not out_dir.exists()
     if dist_.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in out_dir.glob(".*.tmp"):  # temporary files of writes a kill interrupted
+            leftover.unlink(missing_ok=True)
         atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
     dist_.barrier()
     try:

@@ -111,6 +111,13 @@ def _disjoint_users() -> str:
     return csv_text([r for r in base_rows() if (int(r[0][1:]) < 4) == (r[2] == "A")])
 
 
+def _user_with_every_item() -> str:
+    """u0 touched all 12 items of domain A in training (two repeats later go to valid/test)."""
+    rows = [r for r in base_rows() if not (r[0] == "u0" and r[2] == "A")]
+    rows += [["u0", f"a{i}", "A", 3, 10 + i] for i in range(12)] + [["u0", "a0", "A", 4, 50], ["u0", "a1", "A", 4, 51]]
+    return csv_text(rows)
+
+
 def _truncated_gzip() -> bytes:
     blob = gzip.compress(csv_text(base_rows() * 20).encode())
     return blob[: len(blob) // 2]
@@ -174,6 +181,7 @@ CASES: list[Case] = [
     run_case("unknown_domain_builder", "unknown domain builder", **{"data.domains": "by-moon-phase"}),
     run_case("age_bins_without_ages", "no user attribute 'age'", **{"data.domains": "age-bins"}),
     run_case("one_interaction_per_user", "leave-one-out gives no test rows", csv_text([r for r in base_rows() if r[4] % 100 < 2])),
+    run_case("user_touched_every_item", "no negative item can be sampled", _user_with_every_item(), **{"split.full_ranking": True}),
     run_case("too_many_negatives", "too few items", **{"split.n_negatives": 50}),
     run_case("kcore_removes_everything", "survives the 50-core", **{"data.kcore": 50}),
     run_case("k_core_negative", "data.kcore", **{"data.kcore": -2}),
