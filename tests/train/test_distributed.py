@@ -19,17 +19,19 @@ import pytest
 import torch
 from torch import nn
 
-from cdrec.config import TrainConfig, load_config
-from cdrec.experiments.pipeline import run_config
+from cdrec.config import TrainConfig
 from cdrec.train import distributed as dist_
 from cdrec.train.trainer import Trainer
-from tests.train._runs import REPO, cli_env, results, tiny_config
 
 METRIC_TOL = 0.02
 LOSS_RTOL = 1e-4
 
 
 def test_torchrun_two_cpu_processes_match_one_process(tmp_path):
+    from cdrec.config import load_config
+    from cdrec.experiments.pipeline import run_config
+    from tests.train._runs import REPO, cli_env, results, tiny_config
+
     cfg_path = tiny_config(tmp_path / "tiny.yaml")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "cdrec", "run", str(cfg_path), "--out", str(tmp_path / "ddp")]
