@@ -130,7 +130,7 @@ def reproduce(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CdrecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -149,3 +149,4 @@ def main() -> None:
             exc.show()
             sys.exit(2)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

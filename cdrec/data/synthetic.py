@@ -33,6 +33,7 @@ class SyntheticConfig:
     min_activity: int = bounded(1, 1)
     max_activity: int = bounded(60, 1)
     presence: float = bounded(0.8, 0, 1)
+    signal: float = bounded(3.0, 0)
     seed: int = bounded(0, 0)
 
     def __post_init__(self) -> None:
@@ -56,10 +57,10 @@ def make_synthetic(config: SyntheticConfig | None = None, **overrides) -> Intera
         popularity = rng.normal(scale=1.0, size=n_i)
         affinity = user_vec @ item_vec.T + popularity
         activity = np.floor(cfg.min_activity * (1 - rng.random(n_u)) ** (-1 / cfg.activity_alpha)).astype(np.int64)
-        activity = np.clip(activity, cfg.min_activity, min(cfg.max_activity, n_i // 2))
+        activity = np.clip(activity, cfg.min_activity, min(cfg.max_activity, n_i // 4))
         activity[rng.random(n_u) > cfg.presence] = 0
         gumbel = -np.log(-np.log(rng.random((n_u, n_i))))
-        order = np.argsort(-(affinity + gumbel), axis=1)
+        order = np.argsort(-(cfg.signal * affinity + gumbel), axis=1)
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(n_i)[None, :].repeat(n_u, axis=0), axis=1)
         users, items = np.nonzero(rank < activity[:, None])
