@@ -54,7 +54,8 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
         out_dir.mkdir(parents=True, exist_ok=True)
         for leftover in out_dir.glob(".*.tmp"):  # temporary files of writes a kill interrupted
             leftover.unlink(missing_ok=True)
-        atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
+        if not (resume and (out_dir / "config.yaml").exists()):  # a resumed run keeps its (equal) config
+            atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
     dist_.barrier()
     try:
         result = task.execute(prepared, cfg, out_dir, resume=resume)

@@ -236,7 +236,7 @@ class Trainer:
             else:
                 best["bad"] += 1
             epoch_loss = float(np.mean(losses)) if losses else float("nan")
-            if self.world_size > 1:  # weighted shares of the batch mean: the sum over ranks is the global mean
+            if self.world_size > 1:  # each rank's loss carries weight n_rank * world / n: their mean is the batch mean
                 epoch_loss = float(dist_.all_reduce_mean([epoch_loss], self.device)[0])
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "valid": valid})
             if hasattr(self.model, "on_epoch_end"):

@@ -220,6 +220,8 @@ CASES: list[Case] = [
     # ------------------------------------------------------------------ run directories
     run_case("resume_missing_run_dir", "nothing to resume", argv=["run", "{d}/cfg.yaml", "--out", "{d}/out", "--resume"]),
     run_case("out_is_a_file", "is a file", extra={"out": "not a folder\n"}),
+    run_case("resume_from_truncated_checkpoint", "cannot read the checkpoint", argv=["run", "{d}/cfg.yaml", "--out", "{d}/out", "--resume"],
+             extra={"out/config.yaml": run_config(), "out/checkpoint-joint.pt": b"\x80\x02truncated"}),
     Case("evaluate_not_a_run_dir", {"run/notes.txt": "hello\n"}, ["evaluate", "{d}/run"], "no config.yaml"),
     Case("evaluate_truncated_model", _run_dir(b"PK\x03\x04truncated"), ["evaluate", "{d}/run"], "cannot read the saved model"),
     Case("evaluate_unknown_part", _run_dir(b"x"), ["evaluate", "{d}/run", "--part", "train"], "--part"),

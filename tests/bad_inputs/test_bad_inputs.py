@@ -60,6 +60,17 @@ def test_base_table_is_valid(tmp_path):
     assert (tmp_path / "out" / "results.json").exists()
 
 
+def test_unicode_and_inner_space_ids_are_valid(tmp_path):
+    """The other side of the id rule: Unicode ids and ids with inner spaces load as distinct ids."""
+    rows = base_rows()
+    for r in rows:
+        r[0] = {"u0": "Zoë Ångström", "u1": "用户 1", "u2": "u 2"}.get(r[0], r[0])
+    (tmp_path / "ids.csv").write_text(csv_text(rows), encoding="utf-8")
+    got = call_main("data", "stats", str(tmp_path / "ids.csv"), "--json")
+    assert got.code == 0 and got.exception is None, got.stderr
+    assert '"users": 8' in got.stdout
+
+
 @pytest.mark.parametrize("case", [c for c in CASES if not c.as_other_user], ids=lambda c: c.name)
 def test_bad_input_gives_exit_2_and_one_line(case, tmp_path):
     argv = materialise(case, tmp_path)

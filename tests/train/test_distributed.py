@@ -27,6 +27,7 @@ METRIC_TOL = 0.02
 LOSS_RTOL = 1e-4
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_match_one_process(tmp_path):
     from cdrec.config import load_config
     from cdrec.experiments.pipeline import run_config
@@ -144,6 +145,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     dist_.teardown()
 
 
+@pytest.mark.slow
 def test_two_ranks_loss_and_custom_step_models(tmp_path):
     """2 gloo ranks (torch.multiprocessing, free loopback port): a loss() model ends with the
     one-process weights (batches of 16, 17 and 17 rows with last batch 2 rows: unequal shards are

@@ -34,6 +34,7 @@ def _epochs(result: dict) -> list[dict]:
     return result["history"][0]["epochs"]
 
 
+@pytest.mark.slow
 def test_same_config_and_seed_give_bit_identical_results(runs):
     base, _ = runs
     a, b = results(base / "a"), results(base / "b")
@@ -43,6 +44,7 @@ def test_same_config_and_seed_give_bit_identical_results(runs):
     assert len(_epochs(a)) == EPOCHS
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(runs):
     base, cfg = runs
     out = base / "killed"
