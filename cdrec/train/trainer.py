@@ -42,8 +42,11 @@ def resolve_device(name: str) -> torch.device:
         raise CdrecError("train.device: 'cuda' asked but no CUDA GPU is available; use auto or cpu")
     if name not in ("cpu", "cuda"):
         raise CdrecError(f"train.device: expected auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and dist_.env_world_size() > 1:
-        return torch.device("cuda", dist_.local_rank())  # torchrun: one GPU per local rank
+    if name == "cuda" and dist_.env_world_size() > 1:  # torchrun: one GPU per local rank
+        count = torch.cuda.device_count()
+        if dist_.local_rank() >= count:
+            raise CdrecError(f"torchrun: local rank {dist_.local_rank()} needs GPU {dist_.local_rank()} but this node has {count}; use --nproc-per-node {count}")
+        return torch.device("cuda", dist_.local_rank())
     return torch.device(name)
 
 
@@ -116,6 +119,7 @@ class Trainer:
         minimize: bool = False,
         desc: str = "train",
     ) -> None:
+        dist_.init_from_env(device.type)  # no-op for one process or when `cdrec run` already joined
         self.model = model.to(device)
         self.cfg = cfg
         self.seed = seed
