@@ -78,7 +78,13 @@ def init_from_env(device_type: str = "cpu", timeout_s: float = 1800.0) -> bool:
     backend = "nccl" if device_type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(local_rank())
-    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    except (ValueError, RuntimeError) as exc:  # e.g. WORLD_SIZE set by hand without MASTER_ADDR
+        from cdrec.errors import CdrecError
+
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CdrecError(f"WORLD_SIZE={env_world_size()} but the process group cannot start ({first}); launch with torchrun") from None
     return True
 
 

@@ -89,6 +89,8 @@ class Case:
     setup: Callable | None = None
     as_other_user: bool = False
     """Needs a non-root reader (file permissions); see the test."""
+    env: dict[str, str] = field(default_factory=dict)
+    """Environment variables set while the case runs."""
 
 
 def run_case(name: str, expect: str, data: str | bytes | object | None = None, *, extra: dict | None = None, argv: list[str] | None = None, **over) -> Case:
@@ -220,6 +222,8 @@ CASES: list[Case] = [
     # ------------------------------------------------------------------ run directories
     run_case("resume_missing_run_dir", "nothing to resume", argv=["run", "{d}/cfg.yaml", "--out", "{d}/out", "--resume"]),
     run_case("out_is_a_file", "is a file", extra={"out": "not a folder\n"}),
+    Case("world_size_without_torchrun", {"cfg.yaml": run_config(), "data.csv": csv_text(base_rows())}, ["run", "{d}/cfg.yaml", "--out", "{d}/out"],
+         "launch with torchrun", env={"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "", "MASTER_PORT": ""}),
     run_case("resume_from_truncated_checkpoint", "cannot read the checkpoint", argv=["run", "{d}/cfg.yaml", "--out", "{d}/out", "--resume"],
              extra={"out/config.yaml": run_config(), "out/checkpoint-joint.pt": b"\x80\x02truncated"}),
     Case("evaluate_not_a_run_dir", {"run/notes.txt": "hello\n"}, ["evaluate", "{d}/run"], "no config.yaml"),

@@ -72,7 +72,12 @@ def test_unicode_and_inner_space_ids_are_valid(tmp_path):
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c.as_other_user], ids=lambda c: c.name)
-def test_bad_input_gives_exit_2_and_one_line(case, tmp_path):
+def test_bad_input_gives_exit_2_and_one_line(case, tmp_path, monkeypatch):
+    for key, value in case.env.items():
+        if value:
+            monkeypatch.setenv(key, value)
+        else:
+            monkeypatch.delenv(key, raising=False)
     argv = materialise(case, tmp_path)
     before = snapshot(tmp_path)
     got = call_main(*argv)
