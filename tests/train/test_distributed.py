@@ -132,8 +132,6 @@ def _toy_fit(model: nn.Module) -> np.ndarray:
 def _worker(rank: int, port: int, out: str) -> None:
     import os
 
-    import torch.distributed as dist
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     dist_.init_from_env("cpu")
