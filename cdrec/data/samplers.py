@@ -18,7 +18,8 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
 
 class BPRSampler:
     """(user, positive, negative) triples over a training table; the negative comes from the
-    positive's domain and is an item the user has not interacted with in training (Rendle et al.)."""
+    positive's domain and is an item the user has not interacted with in training (Rendle et al.).
+    With ``n_negatives > 1`` a row's negatives are distinct."""
 
     def __init__(self, train: Interactions, batch_size: int, seed: int, n_negatives: int = 1) -> None:
         self.train = train
@@ -43,14 +44,14 @@ class BPRSampler:
         doms = np.searchsorted(self.offsets, items, side="right") - 1
         touched = np.bincount(users * n_dom + doms, minlength=self.train.n_users * n_dom)
         sizes = np.diff(self.offsets)
-        full = touched.reshape(-1, n_dom) >= sizes[None, :]
-        full &= touched.reshape(-1, n_dom) > 0
+        touched = touched.reshape(-1, n_dom)
+        full = (touched > sizes[None, :] - self.n_negatives) & (touched > 0)
         if full.any():
             u, d = (int(x[0]) for x in np.nonzero(full))
             name = self.train.domains[d] if self.train.item_offsets is not None else "all"
             raise CdrecError(
-                f"{self.train.name}: user {self.train.user_ids[u]!r} has interacted with all {int(sizes[d])} items of domain "
-                f"{name!r}, so no negative item can be sampled; drop such users (e.g. data.kcore) or add items"
+                f"{self.train.name}: user {self.train.user_ids[u]!r} has interacted with {int(touched[u, d])} of the {int(sizes[d])} items "
+                f"of domain {name!r}, so {self.n_negatives} distinct negative item(s) cannot be sampled; drop such users (e.g. data.kcore) or add items"
             )
 
     def __len__(self) -> int:
@@ -61,7 +62,7 @@ class BPRSampler:
         perm = rng.permutation(len(self.users))
         neg = sample_in_domain(
             self.users[perm], self.domains[perm], self.n_negatives, item_offsets=self.offsets,
-            exclude_keys=self.exclude, n_items=self.train.n_items, rng=rng, distinct=False,
+            exclude_keys=self.exclude, n_items=self.train.n_items, rng=rng, distinct=self.n_negatives > 1,
         )
         for start in range(0, len(perm), self.batch_size):
             idx = perm[start : start + self.batch_size]

@@ -183,7 +183,7 @@ CASES: list[Case] = [
     run_case("unknown_domain_builder", "unknown domain builder", **{"data.domains": "by-moon-phase"}),
     run_case("age_bins_without_ages", "no user attribute 'age'", **{"data.domains": "age-bins"}),
     run_case("one_interaction_per_user", "leave-one-out gives no test rows", csv_text([r for r in base_rows() if r[4] % 100 < 2])),
-    run_case("user_touched_every_item", "no negative item can be sampled", _user_with_every_item(), **{"split.full_ranking": True}),
+    run_case("user_touched_every_item", "12 of the 12 items of domain 'A'", _user_with_every_item(), **{"split.full_ranking": True}),
     run_case("too_many_negatives", "too few items", **{"split.n_negatives": 50}),
     run_case("kcore_removes_everything", "survives the 50-core", **{"data.kcore": 50}),
     run_case("k_core_negative", "data.kcore", **{"data.kcore": -2}),

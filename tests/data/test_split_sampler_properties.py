@@ -125,31 +125,32 @@ def test_sampled_candidates_are_valid_negatives(inter, n_neg, seed):
 
 
 @SETTINGS
-@given(inter=tables(), batch=st.integers(1, 17), seed=st.integers(0, 1000), epoch=st.integers(0, 5))
-def test_bpr_sampler_negatives(inter, batch, seed, epoch):
+@given(inter=tables(), batch=st.integers(1, 17), seed=st.integers(0, 1000), epoch=st.integers(0, 5), n_neg=st.sampled_from([1, 3]))
+def test_bpr_sampler_negatives(inter, batch, seed, epoch, n_neg):
     train = leave_one_out(inter, seed=0).train
     try:
-        sampler = BPRSampler(train, batch, seed=seed)
+        sampler = BPRSampler(train, batch, seed=seed, n_negatives=n_neg)
     except CdrecError as exc:
-        assert "no negative item can be sampled" in str(exc)
+        assert "negative item(s) cannot be sampled" in str(exc)
         return
     batches = list(sampler.epoch(epoch))
     assert len(batches) == len(sampler)
     users = np.concatenate([b["user"] for b in batches])
     pos = np.concatenate([b["pos"] for b in batches])
-    neg = np.concatenate([b["neg"] for b in batches])
+    neg = np.concatenate([b["neg"] for b in batches]).reshape(len(users), n_neg)
     got = sorted(zip(users.tolist(), pos.tolist()))
     assert got == sorted(zip(train.users.tolist(), train.items.tolist()))  # every row once per epoch
     item_dom = train.item_domain()
-    assert np.array_equal(item_dom[neg], item_dom[pos])  # same domain as the positive
+    assert np.array_equal(item_dom[neg], np.repeat(item_dom[pos][:, None], n_neg, axis=1))  # positive's domain
     positives = set(zip(train.users.tolist(), train.items.tolist()))
-    assert not any((u, i) in positives for u, i in zip(users.tolist(), neg.tolist()))
-    again = list(BPRSampler(train, batch, seed=seed).epoch(epoch))
+    assert not any((u, int(i)) in positives for u, row in zip(users.tolist(), neg) for i in row)
+    assert all(len(set(row.tolist())) == n_neg for row in neg)  # distinct within a row
+    again = list(BPRSampler(train, batch, seed=seed, n_negatives=n_neg).epoch(epoch))
     assert all(np.array_equal(x[k], y[k]) for x, y in zip(batches, again) for k in x)
 
 
 def test_bpr_sampler_refuses_a_user_with_every_item():
     frame = pd.DataFrame({"user": ["a", "a", "b"], "item": [1, 2, 1], "domain": ["X", "X", "X"]})
     inter = Interactions.from_frame(frame, name="full")
-    with pytest.raises(CdrecError, match="all 2 items of domain 'X'"):
+    with pytest.raises(CdrecError, match="2 of the 2 items of domain 'X'"):
         BPRSampler(inter, 4, seed=0)
