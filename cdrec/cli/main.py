@@ -79,11 +79,19 @@ def run(
     from cdrec.experiments.pipeline import run_config
     from cdrec.results.tables import result_markdown
 
+    from cdrec.train import distributed as dist_
+
     cfg = load_config(config, _overrides(device, set_))
     out = out or Path("runs") / f"{cfg.model}-{cfg.data.name}-seed{cfg.seed}"
-    result = run_config(cfg, out, resume=resume)
-    typer.echo(result_markdown(result))
-    typer.echo(f"wrote {out / 'results.json'}")
+    ok = False
+    try:
+        result = run_config(cfg, out, resume=resume)  # joins the process group under torchrun
+        if dist_.is_main():
+            typer.echo(result_markdown(result))
+            typer.echo(f"wrote {out / 'results.json'}")
+        ok = True
+    finally:
+        dist_.teardown(wait=ok)
 
 
 @app.command()
@@ -122,7 +130,7 @@ def reproduce(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CdrecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -141,3 +149,4 @@ def main() -> None:
             exc.show()
             sys.exit(2)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

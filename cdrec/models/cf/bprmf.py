@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cdrec.config import TrainConfig
+from cdrec.config import TrainConfig, bounded, check_ranges
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.base import RankingModel
@@ -29,10 +29,13 @@ from cdrec.models.registry import register
 class BPRMFParams:
     """Embedding size and L2 weight (UCLR section 4.1: m = 128, lambda_U = lambda_V = 1e-5)."""
 
-    dim: int = 128
-    reg: float = 1e-5
-    init_std: float = 0.1
+    dim: int = bounded(128, 1)
+    reg: float = bounded(1e-5, 0)
+    init_std: float = bounded(0.1, 0, lo_open=True)
     sparse: bool = False
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "model_params (bprmf)")
 
 
 @register("bprmf", family="cf", params=BPRMFParams)
@@ -72,7 +75,15 @@ class BPRMF(RankingModel):
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         return make_optimizer(params, cfg)
 
-    def train_step(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> float:
+    @property
+    def train_step(self):
+        """The closed-form step, except in a data-parallel run (``torchrun``): there the Trainer's
+        DDP path all-reduces autograd gradients of :meth:`loss`, which a hand-set gradient skips."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            raise AttributeError("train_step")
+        return self.closed_form_step
+
+    def closed_form_step(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> float:
         """One step on a batch of triples with the closed-form gradients (module docstring)."""
         opt = optimizers[0]
         opt.zero_grad(set_to_none=True)
