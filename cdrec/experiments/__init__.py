@@ -2,3 +2,4 @@
 
 RECIPES: dict[str, str] = {}
 """Paper name -> module path of its recipe (``run(out, data_dir, quick, seeds, device)``)."""
+RECIPES["mtal"] = "cdrec.experiments.mtal"
