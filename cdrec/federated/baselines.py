@@ -96,6 +96,9 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
         model = AE(block.n_cols, block.n_cols, params,
                    d_row_side=0 if block.row_side is None else block.row_side.shape[1],
                    d_col_side=0 if block.col_side is None else block.col_side.shape[1])
+        f0 = BaseModel(block.n_cols, feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+        with torch.no_grad():  # start the output layer at the base model F0 (per-column mean / popularity)
+            model.out_bias.copy_(torch.as_tensor(f0.values, dtype=torch.float32))
         validate = (lambda: _loss(feedback, predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device), va.y)) if len(va) else None
         fit_autoencoder(model, data, targets, loss="mse" if feedback == "explicit" else "bce", seed=cfg.seed,
                         device=cfg.device, epochs=cfg.epochs, validate=validate, patience=cfg.patience)
@@ -105,9 +108,8 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
     model = cls(n_rows, block.n_cols, pcls(), n_groups=n_groups,
                 d_row_side=0 if block.row_side is None else block.row_side.shape[1],
                 d_col_side=0 if block.col_side is None else block.col_side.shape[1])
-    if feedback == "explicit" and backbone == "mf":
-        with torch.no_grad():
-            model.group_bias.fill_(float(tr.y.mean()))
+    mean = float(tr.y.mean())
+    model.init_output_bias(mean if feedback == "explicit" else float(np.log(mean + 1e-6) - np.log1p(-mean + 1e-6)))
     g = block.groups
 
     def predict(e: Entries, grp: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ rounds each organization keeps the round that is best on *its own validation* en
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -27,6 +28,8 @@ class MTALRun:
 
 
 def build_organizations(fed: Federation, cfg: MTALConfig) -> list[Organization]:
+    """One :class:`Organization` per holding; the overarching loss follows the federation's feedback."""
+    cfg = dataclasses.replace(cfg, feedback=fed.feedback)
     names = [o.name for o in fed.orgs]
     return [Organization(h, names, cfg) for h in fed.orgs]
 

@@ -77,7 +77,7 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     if s.mode == "mtal":
         require(cfg.model == "aae", f"setting.mode=mtal needs model aae, got {cfg.model!r}")
     else:
-        require(cfg.model != "aae", "model aae runs with setting.mode=mtal; use assisted-ae for the Joint/Alone autoencoder")
+        require(cfg.model != "aae", f"setting.mode={s.mode}: model aae runs with setting.mode=mtal; use assisted-ae for the Joint/Alone autoencoder")
     return s
 
 

@@ -27,6 +27,10 @@ class MF(PairModel):
         nn.init.zeros_(self.col_bias.weight)
         self.group_bias = nn.Parameter(torch.zeros(n_groups))
 
+    def init_output_bias(self, value: float) -> None:
+        with torch.no_grad():
+            self.group_bias.fill_(value)
+
     def forward(self, rows, cols, groups, row_side=None, col_side=None) -> torch.Tensor:
         u, v = self.embed(rows, cols, row_side, col_side)
         return (u * v).sum(-1) + self.row_bias(rows).squeeze(-1) + self.col_bias(cols).squeeze(-1) + self.group_bias[groups]

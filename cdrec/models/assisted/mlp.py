@@ -42,6 +42,11 @@ class MLP(PairModel):
         super().__init__(n_rows, n_cols, params.layers[0] // 2, d_row_side=d_row_side, d_col_side=d_col_side)
         self.towers = Towers(list(params.layers), n_groups)
 
+    def init_output_bias(self, value: float) -> None:
+        with torch.no_grad():
+            for tower in self.towers.towers:
+                tower[-1].bias.fill_(value)
+
     def forward(self, rows, cols, groups, row_side=None, col_side=None) -> torch.Tensor:
         u, v = self.embed(rows, cols, row_side, col_side)
         return self.towers(torch.cat([u, v], -1), groups)

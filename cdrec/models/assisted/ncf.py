@@ -33,6 +33,11 @@ class NCF(PairModel):
         self.tower = mlp(list(params.layers))
         self.heads = nn.ModuleList([nn.Linear(params.dim + params.layers[-1], 1) for _ in range(n_groups)])
 
+    def init_output_bias(self, value: float) -> None:
+        with torch.no_grad():
+            for head in self.heads:
+                head.bias.fill_(value)
+
     def forward(self, rows, cols, groups, row_side=None, col_side=None) -> torch.Tensor:
         u, v = self.embed(rows, cols, row_side, col_side)
         a, b = self.mlp_row(rows), self.mlp_col(cols)
