@@ -213,7 +213,9 @@ class LocalFederation:
                      "--node-config", f'data-path="{Path(path).resolve()}"']
             if self.node_auth:
                 priv, pub = write_node_keys(self.work / "node-keys", safe(name))
-                self.flwr(["supernode", "register", str(pub), self.connection, "--name", safe(name)], timeout=wait_s)
+                reg = self.flwr(["supernode", "register", str(pub), self.connection, "--name", safe(name)], timeout=wait_s)
+                if reg.returncode != 0:
+                    raise CdrecError(f"flwr supernode register failed for {name!r}: {reg.stdout[-800:]} {reg.stderr[-800:]}")
                 nargs += ["--auth-supernode-private-key", str(priv)]
             self.node_procs[name] = self._start(f"supernode-{safe(name)}", nargs)
 
