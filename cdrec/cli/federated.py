@@ -85,8 +85,9 @@ def up(
     with LocalFederation(dirs, out / "flower", insecure=insecure, node_auth=node_auth) as fedn:
         typer.echo(f"SuperLink on {fedn.address} ({'insecure' if insecure else 'TLS'}{', node auth' if node_auth else ''}); "
                    f"{len(dirs)} SuperNodes: {', '.join(dirs)}; logs in {out / 'flower'}")
-        fedn.submit(app_dir)
-        res = fedn.wait_result(result_path, timeout=timeout)
+        run_id = fedn.submit(app_dir)
+        typer.echo(f"Flower run {run_id}: MTAL, {mcfg.rounds} rounds")
+        res = fedn.wait_result(result_path, timeout=timeout, run_id=run_id)
     if res["status"] != "ok":
         raise CdrecError(f"MTAL on Flower failed: {res.get('error')}")
     _print_result(res, time.monotonic() - t0)

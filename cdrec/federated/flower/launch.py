@@ -241,18 +241,33 @@ class LocalFederation:
                               timeout=timeout, check=False)
 
     def submit(self, app_dir: Path, run_config: dict | None = None, *, timeout: float = 120.0) -> str:
-        """``flwr run APP cdrec-local`` (returns at once; the ServerApp runs on the SuperLink's side)."""
+        """``flwr run APP cdrec-local``: returns the run id at once (the ServerApp runs beside the SuperLink)."""
         args = ["run", str(app_dir), self.connection, "--format", "json"]
         if run_config:
             args += ["--run-config", " ".join(f"{k}={toml_value(v)}" for k, v in run_config.items())]
         res = self.flwr(args, timeout=timeout)
         if res.returncode != 0:
             raise CdrecError(f"flwr run failed ({res.returncode}): {res.stdout[-1500:]} {res.stderr[-1500:]}")
-        return res.stdout
+        try:
+            return str(json.loads(res.stdout[res.stdout.index("{"):])["run-id"])
+        except (ValueError, KeyError) as e:
+            raise CdrecError(f"flwr run: unexpected output {res.stdout[-500:]!r}") from e
 
-    def wait_result(self, path: Path, *, timeout: float, on_progress=None) -> dict:
-        """Poll for the ServerApp's result file; fail (never hang) after ``timeout`` seconds."""
+    def run_status(self, run_id: str) -> tuple[str, str]:
+        """``flwr ls --run-id``: the run's status text (e.g. ``finished:failed``) and details."""
+        res = self.flwr(["ls", self.connection, "--run-id", run_id, "--format", "json"], timeout=60)
+        try:
+            run = json.loads(res.stdout[res.stdout.index("{"):])["runs"][0]
+            return str(run.get("status", "")), str(run.get("status-details", ""))
+        except (ValueError, KeyError, IndexError):
+            return "", ""
+
+    def wait_result(self, path: Path, *, timeout: float, run_id: str | None = None, on_progress=None, check_every: float = 20.0) -> dict:
+        """Poll for the ServerApp's result file; fail (never hang) after ``timeout`` seconds, or as soon
+        as Flower reports the run finished without writing one (e.g. the ServerApp could not start)."""
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + check_every
+        finished_at = None
         while time.monotonic() < deadline:
             if path.exists():
                 res = json.loads(path.read_text())
@@ -263,6 +278,13 @@ class LocalFederation:
             for p in self.procs:
                 if p.name == "superlink" and p.popen.poll() is not None:
                     raise CdrecError(f"the SuperLink exited ({p.popen.returncode}); see {p.log}")
+            if run_id is not None and time.monotonic() > next_check:
+                next_check = time.monotonic() + check_every
+                status, details = self.run_status(run_id)
+                if status.startswith("finished") and finished_at is None:
+                    finished_at = time.monotonic()
+                elif finished_at is not None and time.monotonic() - finished_at > 10:
+                    raise CdrecError(f"Flower run {run_id} {status} without an MTAL result ({details}); logs in {self.work}")
             time.sleep(0.5)
         raise CdrecError(f"no MTAL result at {path} within {timeout:g} s (logs in {self.work})")
 

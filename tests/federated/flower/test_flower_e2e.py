@@ -12,6 +12,7 @@ process the test started is gone afterwards. Every wait has a timeout.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -63,8 +64,8 @@ def test_three_rounds_match_in_process_and_wire_carries_only_keyed_residuals_and
     app = write_app(work / "app", {"num-orgs": 3, "rounds": ROUNDS, "audit-dir": str(work / "audit"),
                                    "result-path": str(work / "result.json"), "step-timeout": 300.0, "connect-timeout": 120.0})
     t0 = time.monotonic()
-    fedn.submit(app)
-    res = fedn.wait_result(work / "result.json", timeout=900)
+    run_id = fedn.submit(app)
+    res = fedn.wait_result(work / "result.json", timeout=900, run_id=run_id)
     print(f"Flower run: {time.monotonic() - t0:.0f} s, {res.get('messages')} MTAL messages")
     assert res["status"] == "ok", res.get("error")
 
@@ -129,7 +130,7 @@ def test_killed_supernode_is_reported_by_name_and_every_process_ends(setup):
     audit = work / "audit-kill"
     app = write_app(work / "app-kill", {"num-orgs": 3, "rounds": 2, "audit-dir": str(audit), "on-failure": "error",
                                         "result-path": str(work / "result-kill.json"), "step-timeout": 240.0})
-    fedn.submit(app)
+    run_id = fedn.submit(app)
     killed = []
 
     def kill_after_first_step():
@@ -138,7 +139,7 @@ def test_killed_supernode_is_reported_by_name_and_every_process_ends(setup):
             fedn.kill_org(victim)
             killed.append(time.monotonic())
 
-    res = fedn.wait_result(work / "result-kill.json", timeout=600, on_progress=kill_after_first_step)
+    res = fedn.wait_result(work / "result-kill.json", timeout=600, run_id=run_id, on_progress=kill_after_first_step)
     assert killed, "the run ended before the SuperNode could be killed"
     print(f"failure reported {time.monotonic() - killed[0]:.0f} s after the kill: {res.get('error')}")
     assert res["status"] == "error"
@@ -182,7 +183,7 @@ def test_tls_and_supernode_authentication(setup):
     with LocalFederation(dirs, work / "tls", node_auth=True) as f:
         assert f.certs is not None and not f.insecure
         priv, _ = write_node_keys(work / "tls" / "rogue-key", "rogue")
-        f._start("supernode-rogue", ["flower-supernode", "--root-certificates", str(f.certs["ca"]), "--superlink", f.address,
+        rogue = f._start("supernode-rogue", ["flower-supernode", "--root-certificates", str(f.certs["ca"]), "--superlink", f.address,
                                      "--port", str(free_port()), "--auth-supernode-private-key", str(priv),
                                      "--node-config", f'data-path="{dirs[GENRES[0]]}"'])
         deadline = time.monotonic() + 120
@@ -195,6 +196,11 @@ def test_tls_and_supernode_authentication(setup):
         nodes = _nodes(f)
         assert len(online) == 3, nodes
         assert len(nodes) == 3, f"an unregistered SuperNode joined: {nodes}"
+        try:  # the SuperLink refuses its key ("No SuperNode found with the given public key") and it gives up
+            code = rogue.popen.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            code = None
+        assert code not in (None, 0), f"the unregistered SuperNode is still running or exited cleanly ({code})"
 
 
 def _nodes(f: LocalFederation) -> list[dict]:
