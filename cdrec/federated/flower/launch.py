@@ -139,6 +139,7 @@ class Proc:
     name: str
     popen: subprocess.Popen
     log: Path
+    killed: bool = False
 
 
 @dataclass
@@ -232,7 +233,7 @@ class LocalFederation:
 
     def check_alive(self) -> None:
         for p in self.procs:
-            if p.popen.poll() is not None and not getattr(p, "killed", False):
+            if p.popen.poll() is not None and not p.killed:
                 tail = p.log.read_text(errors="replace")[-2000:] if p.log.exists() else ""
                 raise CdrecError(f"{p.name} exited with code {p.popen.returncode}; last log lines:\n{tail}")
 
@@ -291,7 +292,7 @@ class LocalFederation:
     def kill_org(self, name: str) -> None:
         """Simulate an organization's machine dying: SIGKILL its SuperNode's whole process group."""
         p = self.node_procs[name]
-        p.killed = True  # type: ignore[attr-defined]
+        p.killed = True
         _killpg(p.popen, signal.SIGKILL)
 
     def stop(self, grace_s: float = 10.0) -> None:
