@@ -70,6 +70,9 @@ def test_three_rounds_match_in_process_and_wire_carries_only_keyed_residuals_and
     assert res["status"] == "ok", res.get("error")
 
     # --- same metrics as the in-process run
+    diff = max(abs(a - h["test"]["RMSE"]) for n, o in res["organizations"].items()
+               for a, h in zip(o["report"]["test.RMSE"], reference[n].history))
+    print(f"max |test RMSE Flower - in-process| over organizations and rounds: {diff:.3g}")
     for name, org in res["organizations"].items():
         rep, ref = org["report"], reference[name]
         assert rep["rounds"] == list(range(ROUNDS + 1))
