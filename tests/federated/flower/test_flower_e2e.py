@@ -46,10 +46,8 @@ def setup(tmp_path_factory):
     work = tmp_path_factory.mktemp("flower")
     dirs = write_federation(fed, mcfg, work / "orgs")
     reference = {o.name: o for o in run_mtal(fed, mcfg).orgs}
-    fedn = LocalFederation(dirs, work / "federation", insecure=True)
-    fedn.start()
-    yield fedn, fed, reference, work
-    fedn.stop()
+    with LocalFederation(dirs, work / "federation", insecure=True) as fedn:  # stops every process, also on failure
+        yield fedn, fed, reference, work
 
 
 def _captured(audit: Path):
