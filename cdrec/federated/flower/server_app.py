@@ -56,7 +56,7 @@ class ServerSettings:
     on_failure: str = "error"
     audit_dir: str = ""
     result_path: str = ""
-    poll_s: float = 0.25
+    poll_s: float = 1.0
     status_s: float = 5.0
 
     @classmethod
