@@ -299,6 +299,12 @@ def write_report(out: Path, sched: dict, quick: bool) -> Path:
         lines += [f"MTAL AAE with optimized gradient-assistance weights w on explicit/user/genre: RMSE {_f(_mean(w, 'RMSE'))} "
                   f""
                   f"versus {_f(_mean(res.get(('ml-100k', 'explicit/user/genre', 'mtal-aae'), []), 'RMSE'))} with uniform w.", ""]
+    trows = [[f"{k[0]} {k[1]}", k[2], f"{v[0].timing.get('train_s', 0):.0f}", f"{v[0].timing.get('peak_rss_mb', 0):.0f}",
+              v[0].data_stats.get("messages", "–"), v[0].data_stats.get("values", "–")]
+             for k, v in sorted(res.items()) if k[2].startswith("mtal")]
+    if trows:
+        lines += ["### MTAL run cost (wall seconds on the shared 2-core machine, process peak RSS, messages exchanged)", "",
+                  markdown_table(["data / column", "row", "wall s", "peak RSS MiB", "messages", "values sent"], trows), ""]
     lines += _curves(out, res)
     lines += _ablations(res)
     lines += _paper002(res)
