@@ -303,7 +303,7 @@ def write_report(out: Path, sched: dict, quick: bool) -> Path:
               v[0].data_stats.get("messages", "–"), v[0].data_stats.get("values", "–")]
              for k, v in sorted(res.items()) if k[2].startswith("mtal")]
     if trows:
-        lines += ["### MTAL run cost (wall seconds on the shared 2-core machine, process peak RSS, messages exchanged)", "",
+        lines += ["### MTAL run cost (wall seconds on the shared 2-core machine; peak RSS of the whole recipe process so far, so cumulative; messages exchanged)", "",
                   markdown_table(["data / column", "row", "wall s", "peak RSS MiB", "messages", "values sent"], trows), ""]
     lines += _curves(out, res)
     lines += _ablations(res)
