@@ -15,6 +15,9 @@ from cdrec.errors import CdrecError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
+from cdrec.cli.federated import federated_app  # noqa: E402  (MTAL on Flower, issue 6)
+
+app.add_typer(federated_app, name="federated")
 
 
 def fail(message: str) -> None:

@@ -3,3 +3,4 @@
 RECIPES: dict[str, str] = {}
 """Paper name -> module path of its recipe (``run(out, data_dir, quick, seeds, device)``)."""
 RECIPES["merit"] = "cdrec.experiments.merit"
+RECIPES["mtal"] = "cdrec.experiments.mtal"

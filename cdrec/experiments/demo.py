@@ -16,6 +16,7 @@ from cdrec.results.schema import atomic_write_text
 DEMO_STEPS: list[str] = [
     "cdrec.experiments.demo_cf",
     "cdrec.experiments.demo_seq",
+    "cdrec.experiments.demo_mtal",
 ]
 
 
