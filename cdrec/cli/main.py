@@ -10,11 +10,13 @@ from typing import List, Optional
 
 import typer
 
+from cdrec.cli.serve_cmds import register as register_serve_commands
 from cdrec.errors import CdrecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
+register_serve_commands(app)  # recommend, export, serve (cdrec/cli/serve_cmds.py)
 
 
 def fail(message: str) -> None:
