@@ -114,6 +114,20 @@ class IdMap:
         return _native(self.raw[idx])
 
 
+def masked_top_k(scores: torch.Tensor, k: int, *, exclude=None, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` columns per row of ``scores[n, m]`` (one domain's items), as numpy
+    ``(items[n, min(k, m)] + offset, scores)``. ``exclude`` (a SciPy CSR ``[n, m]``, e.g. the seen
+    items or a history) sets its entries to ``-inf`` first; those sort last and callers drop them."""
+    with torch.no_grad():
+        scores = scores.float().clone() if exclude is not None else scores.float()
+        if exclude is not None and exclude.nnz:
+            rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+            dev = scores.device
+            scores[torch.as_tensor(rows, device=dev), torch.as_tensor(exclude.indices, dtype=torch.long, device=dev)] = -torch.inf
+        vals, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
+    return idx.cpu().numpy() + offset, vals.cpu().numpy()
+
+
 class Predictor:
     """Base of every family's predictor (see module docstring): override what ``supports`` lists."""
 
@@ -215,14 +229,9 @@ class RankingPredictor(Predictor):
         excluded items come last with score ``-inf``."""
         start, stop = int(self.offsets[d]), int(self.offsets[d + 1])
         with torch.no_grad():
-            scores = self._model(d).score_all(torch.as_tensor(users, dtype=torch.long, device=self.device), start, stop).float()
-            if exclude_seen:
-                sub = self.seen[d][users]
-                rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-                if len(rows):
-                    scores[torch.as_tensor(rows, device=scores.device), torch.as_tensor(sub.indices, dtype=torch.long, device=scores.device)] = -torch.inf
-            vals, idx = torch.topk(scores, min(k, stop - start), dim=1)
-        return idx.cpu().numpy() + start, vals.cpu().numpy()
+            scores = self._model(d).score_all(torch.as_tensor(users, dtype=torch.long, device=self.device), start, stop)
+        exclude = self.seen[d][users] if exclude_seen else None
+        return masked_top_k(scores, k, exclude=exclude, offset=start)
 
     def _popular(self, user: Any, d: int, k: int) -> Recommendations:
         items = self.popular[d][:k]
@@ -291,7 +300,7 @@ def load(run_dir: str | Path, *, device: str | None = None) -> Predictor:
 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+    require((run_dir / "results.json").exists(), f"{run_dir}: no results.json; the run did not finish")
     if device is not None:
         cfg.train.device = device
     task = task_for(cfg.model)

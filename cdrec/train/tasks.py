@@ -225,6 +225,7 @@ class RankingTask(Task):
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predict import RankingPredictor
 
+        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
         prepared, models = self.restore(cfg, run_dir)
         return RankingPredictor(model=cfg.model, scope=cfg.scope, split=prepared.split, models=models, device=prepared.device)
 

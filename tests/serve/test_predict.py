@@ -165,6 +165,9 @@ def test_load_rejects_non_runs(tmp_path, joint_run):
     with pytest.raises(CdrecError, match="no config.yaml"):
         cdrec.load(tmp_path)
     (tmp_path / "config.yaml").write_text((joint_run / "config.yaml").read_text())
+    with pytest.raises(CdrecError, match="no results.json"):
+        cdrec.load(tmp_path)
+    (tmp_path / "results.json").write_text((joint_run / "results.json").read_text())
     with pytest.raises(CdrecError, match="no model.pt"):
         cdrec.load(tmp_path)
 
