@@ -11,6 +11,8 @@
    and its latency runs from when it was due (a slow server is not hidden by a waiting client);
 4. does the same for ``/health`` (the HTTP stack alone) as the baseline of the same run, then a
    closed-loop phase (``--concurrency`` requests always in flight) for the most the server gives;
+   The server's CPU time per request (from /proc) is reported too: it does not depend on what else
+   runs on the machine, unlike the latencies;
 5. prints a Markdown table and writes ``benchmarks/out/serve.json``.
 
 Target (issue 7): /recommend holds 200 requests/s with p99 < 50 ms on 2 cores.
@@ -50,6 +52,15 @@ def train_or_reuse(run_dir: Path, data_dir: str | None, epochs: int) -> float:
     result = run_config(load_config(None, sets), run_dir)
     print(f"trained {run_dir} in {time.perf_counter() - t0:.1f}s: test {result.metrics['overall']}", file=sys.stderr)
     return time.perf_counter() - t0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), robust to other load on the machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -172,12 +183,17 @@ def main() -> None:
     try:
         ready_s = wait_ready(proc, port)
         asyncio.run(load_phase(port, recommend_paths(200), None, 4, 10))  # warm-up, not reported
-        phases = {
-            "health_open_loop": asyncio.run(load_phase(port, ["/health"] * args.requests, args.rate, args.concurrency, args.max_seconds)),
-            "recommend_open_loop": asyncio.run(load_phase(port, recommend_paths(args.requests), args.rate, args.concurrency, args.max_seconds)),
+        plan = {
+            "health_open_loop": (["/health"] * args.requests, args.rate),
+            "recommend_open_loop": (recommend_paths(args.requests), args.rate),
         }
         if args.saturate_requests > 0:
-            phases["recommend_closed_loop"] = asyncio.run(load_phase(port, recommend_paths(args.saturate_requests), None, args.concurrency, args.max_seconds))
+            plan["recommend_closed_loop"] = (recommend_paths(args.saturate_requests), None)
+        phases = {}
+        for name, (paths, rate) in plan.items():
+            cpu0 = cpu_seconds(proc.pid)
+            phases[name] = asyncio.run(load_phase(port, paths, rate, args.concurrency, args.max_seconds))
+            phases[name]["server_cpu_ms_per_request"] = round((cpu_seconds(proc.pid) - cpu0) * 1e3 / phases[name]["requests"], 3)
     finally:
         proc.terminate()
         try:
@@ -199,7 +215,7 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    cols = ["phase", "target_rps", "requests", "non_200", "throughput_rps", "p50_ms", "p99_ms", "max_ms", "p50_service_ms", "p99_service_ms"]
+    cols = ["phase", "target_rps", "requests", "non_200", "throughput_rps", "p50_ms", "p99_ms", "max_ms", "p50_service_ms", "p99_service_ms", "server_cpu_ms_per_request"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for name, ph in phases.items():

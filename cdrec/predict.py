@@ -114,16 +114,26 @@ class IdMap:
         return _native(self.raw[idx])
 
 
-def masked_top_k(scores: torch.Tensor, k: int, *, exclude=None, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def csr_entries(matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(position in rows, column)`` of every stored entry of ``matrix[rows]`` (SciPy CSR), without
+    building the sub-matrix (cheaper than fancy indexing for the one-user requests of a server)."""
+    starts, stops = matrix.indptr[rows], matrix.indptr[np.asarray(rows) + 1]
+    lens = stops - starts
+    pos = np.repeat(np.arange(len(lens)), lens)
+    flat = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    return pos, matrix.indices[flat]
+
+
+def masked_top_k(scores: torch.Tensor, k: int, *, exclude: tuple[np.ndarray, np.ndarray] | None = None, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` columns per row of ``scores[n, m]`` (one domain's items), as numpy
-    ``(items[n, min(k, m)] + offset, scores)``. ``exclude`` (a SciPy CSR ``[n, m]``, e.g. the seen
-    items or a history) sets its entries to ``-inf`` first; those sort last and callers drop them."""
+    ``(items[n, min(k, m)] + offset, scores)``. ``exclude = (rows, cols)`` (e.g. the seen items from
+    :func:`csr_entries`, or a history) are set to ``-inf`` first; they sort last and callers drop them."""
     with torch.no_grad():
-        scores = scores.float().clone() if exclude is not None else scores.float()
-        if exclude is not None and exclude.nnz:
-            rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
+        scores = scores.float()
+        if exclude is not None and len(exclude[0]):
+            scores = scores.clone()
             dev = scores.device
-            scores[torch.as_tensor(rows, device=dev), torch.as_tensor(exclude.indices, dtype=torch.long, device=dev)] = -torch.inf
+            scores[torch.as_tensor(exclude[0], dtype=torch.long, device=dev), torch.as_tensor(exclude[1], dtype=torch.long, device=dev)] = -torch.inf
         vals, idx = torch.topk(scores, min(k, scores.shape[1]), dim=1)
     return idx.cpu().numpy() + offset, vals.cpu().numpy()
 
@@ -230,7 +240,7 @@ class RankingPredictor(Predictor):
         start, stop = int(self.offsets[d]), int(self.offsets[d + 1])
         with torch.no_grad():
             scores = self._model(d).score_all(torch.as_tensor(users, dtype=torch.long, device=self.device), start, stop)
-        exclude = self.seen[d][users] if exclude_seen else None
+        exclude = csr_entries(self.seen[d], users) if exclude_seen else None
         return masked_top_k(scores, k, exclude=exclude, offset=start)
 
     def _popular(self, user: Any, d: int, k: int) -> Recommendations:

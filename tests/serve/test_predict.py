@@ -185,3 +185,23 @@ def test_export_failure_leaves_no_file(tmp_path, joint_predictor, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         export_recommendations(joint_predictor, out, k=3, batch_size=5)
     assert os.listdir(tmp_path) == []
+
+
+def test_csr_entries_equals_scipy_row_indexing():
+    import scipy.sparse as sp
+    from hypothesis import given, settings, strategies as st
+
+    from cdrec.predict import csr_entries
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.integers(1, 12), st.integers(1, 9), st.floats(0, 1), st.lists(st.integers(0, 11), max_size=15), st.integers(0, 2**31))
+    def check(n, m, density, rows, seed):
+        mat = sp.random(n, m, density=density, format="csr", random_state=seed)
+        rows = np.asarray([r % n for r in rows], dtype=np.int64)
+        pos, cols = csr_entries(mat, rows)
+        sub = mat[rows] if len(rows) else sp.csr_matrix((0, m))
+        ref_pos, ref_cols = np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), sub.indices
+        np.testing.assert_array_equal(pos, ref_pos)
+        np.testing.assert_array_equal(cols, ref_cols)
+
+    check()
