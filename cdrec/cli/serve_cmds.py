@@ -90,6 +90,7 @@ def serve(
 
     from cdrec.predict import load
 
+    _check_bindable(host, port)
     if threads is not None:
         torch.set_num_threads(threads)
     predictor = load(run_dir, device=device)
@@ -97,6 +98,19 @@ def serve(
     guard = "API key required" if api_key else "no API key"
     typer.echo(f"serving {predictor.model} ({predictor.task}, {predictor.dataset}) on http://{host}:{port} ({guard})", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Fail with one line before loading the model when ``host:port`` cannot be bound."""
+    import socket
+
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+    except OSError as exc:
+        raise CdrecError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -118,3 +118,15 @@ def test_serve_bad_options_exit_2_before_loading(monkeypatch, capsys, tmp_path, 
     code, _, err = cli(monkeypatch, capsys, "serve", tmp_path, *args)
     assert code == 2
     one_line_error(err, needle)
+
+
+def test_serve_port_in_use_exit_2(monkeypatch, capsys, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = cli(monkeypatch, capsys, "serve", tmp_path, "--port", port)
+    assert code == 2
+    one_line_error(err, "cannot listen there")
