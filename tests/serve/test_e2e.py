@@ -114,7 +114,7 @@ def test_recommend_bad_requests_are_4xx_with_a_message(server, params, code, nee
 
 def test_score_endpoint(server, joint_predictor):
     users = joint_predictor.data.user_ids[[1, 2]].tolist()
-    items = joint_predictor.data.item_ids[[3, 250]].tolist()
+    items = joint_predictor.data.item_ids[[3, -1]].tolist()
     rows = [{"user": u, "item": i} for u, i in zip(users, items)]
     r = server.post("/score", json={"rows": rows}, headers=AUTH)
     assert r.status_code == 200
