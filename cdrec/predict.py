@@ -14,6 +14,20 @@ A question a model cannot answer raises :class:`UnsupportedError` (HTTP 400); an
 item or domain raises :class:`UnknownIdError` (HTTP 404). Both are :class:`CdrecError`, so the CLI
 prints one line and exits with code 2.
 
+Plugging a family in, step by step:
+
+1. subclass :class:`Predictor`, calling ``super().__init__(model=cfg.model, task="<task>",
+   dataset=data.name, domains=data.domains, users=IdMap(data.user_ids, "user"),
+   items=IdMap(data.item_ids, "item"))``;
+2. set ``supports`` and override the matching methods with the signatures below; take and return
+   raw ids (``self.users.lookup`` / ``self.items.lookup`` give -1 for unknown ids,
+   ``self.items.to_raw`` maps back), check ``k`` with :func:`check_k`, resolve domains with
+   :meth:`Predictor.domain_index`, and rank with :func:`masked_top_k` (plus :func:`csr_entries`
+   to leave out seen items) so that every family excludes and breaks ties the same way;
+3. in the family's task: ``def predictor(self, cfg, run_dir): prepared, models = self.restore(cfg,
+   run_dir); return MyPredictor(...)``. ``cdrec.load``, ``cdrec recommend/export/serve`` and the
+   HTTP endpoints then work unchanged.
+
 :class:`RankingPredictor` serves the collaborative-filtering family (task ``"ranking"``).
 Serving rules (documented in the README):
 
