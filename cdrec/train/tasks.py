@@ -77,6 +77,10 @@ class Task:
         """Evaluate a finished run's saved model on ``part`` (for ``cdrec evaluate``)."""
         raise TypeError(f"{type(self).__name__} must implement evaluate_saved")
 
+    def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
+        """A :class:`cdrec.predict.Predictor` answering from the run's saved model(s) (``cdrec.load``)."""
+        raise CdrecError(f"model {cfg.model!r}: its task {type(self).__name__} cannot load runs for predictions yet")
+
 
 def make_split(data: Interactions, cfg: RunConfig) -> Split:
     """Split per ``cfg.split`` and, for leave-one-out, fix the sampled candidates by the seed."""
@@ -230,6 +234,13 @@ class RankingTask(Task):
                 model.eval()
                 models[scope] = model
         return prepared, models
+
+    def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
+        from cdrec.predict import RankingPredictor
+
+        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+        prepared, models = self.restore(cfg, run_dir)
+        return RankingPredictor(model=cfg.model, scope=cfg.scope, split=prepared.split, models=models, device=prepared.device)
 
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)
