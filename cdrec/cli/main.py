@@ -10,15 +10,14 @@ from typing import List, Optional
 
 import typer
 
+from cdrec.cli.federated import federated_app
 from cdrec.cli.serve_cmds import register as register_serve_commands
 from cdrec.errors import CdrecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
-from cdrec.cli.federated import federated_app  # noqa: E402  (MTAL on Flower, issue 6)
-
-app.add_typer(federated_app, name="federated")
+app.add_typer(federated_app, name="federated")  # MTAL on Flower (cdrec/cli/federated.py)
 register_serve_commands(app)  # recommend, export, serve (cdrec/cli/serve_cmds.py)
 
 
