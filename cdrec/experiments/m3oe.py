@@ -93,7 +93,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "ml-100k": {"domains": "age-edges:25,35", "epochs": 5, "patience": 1, "batch_size": 2048, "seeds": 3, "reduced": True, "n_shared": 4, "entries": None},
     "ml-1m": {
         "domains": "age-bins", "epochs": 2, "patience": 1, "batch_size": 4096, "seeds": 3, "reduced": True, "n_shared": 1,
-        "entries": ["M3oE", "MMoE-MDMT", "ShBot-MDMT", "STAR", "w/o AutoML", "MMoE-MTL", "ShBot-MDL", "AdaTT-MDMT", "MLP",
+        "entries": ["M3oE", "MMoE-MDMT", "ShBot-MDMT", "STAR", "w/o AutoML", "MMoE-MTL", "ShBot-MDL", "AdaTT-MDMT", "MLP", "PLE-MDMT",
                     "Concat modules", "Fully gated modules", "w/o domain module", "w/o task module", "w/o domain&task module"],
     },
 }
@@ -163,6 +163,8 @@ def rela_impr(ours: float, base: float) -> float:
 
 
 def table2_markdown(dataset: str, results: dict[str, list[RunResult]], with_paper: bool) -> tuple[list[str], dict[str, Any]]:
+    if not results:
+        return ["No Table 2 run finished for this dataset.", ""], {}
     doms = [d for d in next(iter(results.values()))[0].metrics if d != "overall"]
     heads = [f"{dl}:{t}" for dl in DOMAIN_LABELS[: len(doms)] for t in TASKS]
     header = ["group", "model", *heads, "AUC", "LogLoss", "seeds"]
@@ -202,7 +204,7 @@ def table2_markdown(dataset: str, results: dict[str, list[RunResult]], with_pape
 def table3_markdown(results: dict[str, list[RunResult]], with_paper: bool) -> list[str]:
     rows = []
     for label in [e.label for e in TABLE3] + ["M3oE"]:
-        if label not in results:
+        if not results.get(label):
             continue
         mean, std = summary(results[label])
         row = [label, f"{mean[-2]:.2f}±{std[-2]:.2f}", f"{mean[-1]:.2f}", len(results[label])]
