@@ -199,7 +199,8 @@ def table2_markdown(dataset: str, results: dict[str, list[RunResult]], with_pape
                 "",
                 f"Best baseline on mean AUC: **{best}** ({baselines[best][-2]:.2f}); M3oE {ours[-2]:.2f}. "
                 f"Two-sided paired t-test (by seed) on mean AUC, M3oE vs {best}: t = {t:.3f}, p = {p:.4f}. "
-                f"M3oE {'beats' if beats else 'does NOT beat'} every baseline on mean AUC here.",
+                f"M3oE {'beats' if beats else 'does NOT beat'} every baseline on mean AUC here"
+                + (f" (the margin over {best} is not significant at 5 %)." if beats and not p < 0.05 else "."),
                 "",
             ]
     return lines, info
@@ -373,7 +374,8 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
     for dataset, info in verdicts:
         if "beats_all" in info:
             lines.append(f"- {dataset}: M3oE mean AUC {info['m3oe_auc']:.2f}; best baseline {info['best']}; "
-                         f"RelaImpr {info['rela']:+.2f}%; p = {info['p']:.4f}; beats every baseline: {'yes' if info['beats_all'] else 'no'}.")
+                         f"RelaImpr {info['rela']:+.2f}%; p = {info['p']:.4f}; beats every baseline: {'yes' if info['beats_all'] else 'no'}"
+                         + (" (not significant)." if info['beats_all'] and not info['p'] < 0.05 else "."))
     lines += [
         "",
         "Notes: M3oE's fusion weights are trained by the bi-level scheme on held-out (validation) batches with their own Adam "
