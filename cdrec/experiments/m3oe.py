@@ -93,8 +93,9 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "ml-100k": {"domains": "age-edges:25,35", "order": "random", "epochs": 5, "patience": 1, "batch_size": 2048, "seeds": 3, "reduced": True, "n_shared": 4, "entries": None},
     "ml-1m": {
         "domains": "age-bins", "order": "row", "epochs": 2, "patience": 1, "batch_size": 4096, "seeds": 3, "reduced": True, "n_shared": 1,
-        "entries": ["M3oE", "MMoE-MDMT", "ShBot-MDMT", "STAR", "w/o AutoML", "MMoE-MTL", "ShBot-MDL", "AdaTT-MDMT", "MLP", "PLE-MDMT",
-                    "Concat modules", "Fully gated modules", "w/o domain module", "w/o task module", "w/o domain&task module"],
+        "entries": ["M3oE", "MMoE-MDMT", "ShBot-MDMT", "STAR", "w/o AutoML", "MMoE-MTL", "ShBot-MDL", "AdaTT-MDMT",
+                    "Concat modules", "Fully gated modules", "w/o domain module", "w/o task module", "w/o domain&task module",
+                    "MLP", "PLE-MDMT"],
     },
 }
 """``order``: ML-1M is split 8:1:1 in file order, as the authors' code does (``ratings.dat`` is sorted by
