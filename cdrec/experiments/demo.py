@@ -17,6 +17,7 @@ DEMO_STEPS: list[str] = [
     "cdrec.experiments.demo_cf",
     "cdrec.experiments.demo_seq",
     "cdrec.experiments.demo_mtal",
+    "cdrec.experiments.demo_ctr",
 ]
 
 
