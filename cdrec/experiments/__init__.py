@@ -2,7 +2,9 @@
 
 RECIPES: dict[str, str] = {
     "m3oe": "cdrec.experiments.m3oe",
+    "merit": "cdrec.experiments.merit",
+    "mtal": "cdrec.experiments.mtal",
+    "uclr": "cdrec.experiments.uclr",
 }
-"""Paper name -> module path of its recipe (``run(out, data_dir, quick, seeds, device)``)."""
-RECIPES["merit"] = "cdrec.experiments.merit"
-RECIPES["mtal"] = "cdrec.experiments.mtal"
+"""Paper name -> module path of its recipe, exposing
+``reproduce(out, *, data_dir, quick, seeds, device) -> Path`` (the report it wrote)."""
