@@ -15,6 +15,7 @@ from cdrec.results.schema import atomic_write_text
 
 DEMO_STEPS: list[str] = [
     "cdrec.experiments.demo_cf",
+    "cdrec.experiments.demo_uclr",
 ]
 
 
