@@ -12,7 +12,7 @@ from cdrec.results.tables import markdown_table
 def demo(out: Path, device: str) -> list[str]:
     rows = []
     common = [
-        "train.epochs=8", "train.patience=2", "train.lr=0.01", "train.progress=false", f"train.device={device}",
+        "train.epochs=8", "train.patience=2", "train.lr=0.01", "train.batch_size=512", "train.progress=false", f"train.device={device}",
         "data.synthetic.n_users=600", "data.synthetic.items_per_domain=200", "eval.ks=[10]",
     ]
     ladder = ["model_params.dim=32", "model_params.ae_epochs=4", "model_params.ae_passes=5", "model_params.ft_epochs=2",

@@ -151,10 +151,13 @@ def run_all(out: Path, datasets: list[str], seeds: list[int], schedule: dict[str
 
 
 # ------------------------------------------------------------------------------ aggregation
-def _by(results: list[RunResult]) -> dict[tuple[str, str], list[RunResult]]:
+def _by(results: list[RunResult], datasets: list[str]) -> dict[tuple[str, str], list[RunResult]]:
+    """Results grouped by (recipe dataset name, model)."""
     out: dict[tuple[str, str], list[RunResult]] = {}
     for r in results:
-        out.setdefault((r.dataset_key, r.model), []).append(r)  # type: ignore[attr-defined]
+        ds = next((d for d in datasets if _matches(r, d)), None)
+        if ds is not None:
+            out.setdefault((ds, r.model), []).append(r)
     return out
 
 
@@ -285,9 +288,7 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
 
 # ------------------------------------------------------------------------------ report
 def write_report(out: Path, results: list[RunResult], datasets: list[str], schedule: dict[str, Any], quick: bool) -> Path:
-    for r in results:
-        r.dataset_key = next(ds for ds in datasets if _matches(r, ds))  # type: ignore[attr-defined]
-    by = _by(results)
+    by = _by(results, datasets)
     lines = [
         "# UCLR reproduction (Yang et al., WWW 2024): Tables 2-5",
         "",
