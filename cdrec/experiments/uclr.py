@@ -419,7 +419,9 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
                 trows.append([ds, model, f"{np.mean([r.timing.get('train_s', 0.0) for r in runs]):.1f}", f"{np.mean([r.timing.get('eval_s', 0.0) for r in runs]):.1f}"])
     lines += ["## Done-when checks (computed from the numbers above)", "", *checks, "",
               "## Training time (s, mean over seeds; the ladder rungs after `pge` reuse its cached pretraining)", "",
-              markdown_table(["dataset", "model", "train s", "eval s"], trows)]
+              markdown_table(["dataset", "model", "train s", "eval s"], trows),
+              f"Total over all {len(results)} runs: {sum(r.timing.get('train_s', 0.0) + r.timing.get('eval_s', 0.0) for r in results) / 60:.1f} min "
+              "of training + evaluation (wall-clock on a shared 2-core machine, one thread)."]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_text(out / "summary.json", json.dumps({"checks": checks, "temperatures": tstats}, indent=2) + "\n")

@@ -43,3 +43,20 @@ def test_uclr_ladder_learns_and_reuses_pge(tmp_path):
     # LoRA kept W0 frozen at the pretrained user table
     state = torch.load(tmp_path / "uclr" / "model.pt", weights_only=False)["joint"]
     torch.testing.assert_close(state["heads.0.lora.weight0"], state["user_emb.weight"])
+
+
+def test_uclr_options_frozen_items_and_embedding_scoring(tmp_path):
+    cache = tmp_path / "pge.pt"
+    extra = ["train.epochs=3", "model_params.dim=16", "model_params.ae_epochs=1", "model_params.ae_passes=2",
+             "model_params.ft_epochs=2", f"model_params.pge_cache={cache}", *COMMON]
+    frozen = run_config(load_config(None, ["model=uclr", "model_params.finetune_items=false", "model_params.score_with=embedding", *extra]), tmp_path / "frozen")
+    pretrained = torch.load(cache, weights_only=False)
+    state = torch.load(tmp_path / "frozen" / "model.pt", weights_only=False)["joint"]
+    torch.testing.assert_close(state["item_emb.weight"], pretrained["item"])  # items never finetuned
+    assert frozen.metrics["overall"]["MRR@10"] > 0
+    tuned = run_config(load_config(None, ["model=uclr", *extra]), tmp_path / "tuned")
+    state = torch.load(tmp_path / "tuned" / "model.pt", weights_only=False)["joint"]
+    finetuned = [h for h in tuned.history[0]["epochs"] if h["stage"].startswith("finetune") and h["epoch"] > 0]
+    assert finetuned, "the finetune stage ran"
+    if any(not torch.equal(state[f"heads.{d}.lora.lora_B"], torch.zeros_like(state[f"heads.{d}.lora.lora_B"])) for d in range(2)):
+        assert not torch.equal(state["item_emb.weight"], pretrained["item"])  # a kept finetune moved the domain's items
