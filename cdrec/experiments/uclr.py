@@ -330,6 +330,9 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
             if runs:
                 rows.append([model, *[_fmt(_metric(runs, d, m)) for d in doms for m in METRICS], _fmt(_domain_mean(runs, doms))])
         lines += [f"### {ds}", "", markdown_table(header, rows)]
+        missing = [m for m in MODELS if not by.get((ds, m))]
+        if missing:
+            lines += [f"No finished run in this reproduction for: {', '.join(missing)} (they are absent from every comparison below).", ""]
         paper_rows = [[m, d, _paper(PAPER_TABLE2, ds, d, m)] for d in doms for m in [*BASELINES, "uclr"] if _paper(PAPER_TABLE2, ds, d, m)]
         if paper_rows:
             lines += ["Paper (Table 2, MRR / HR / NDCG @10, %):", "", markdown_table(["model", "domain", "paper"], paper_rows)]
@@ -348,7 +351,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     lines += [
         "### Paired t-test: UCLR vs the best baseline per domain (MRR@10, paired by seed)",
         "",
-        "Best baseline = highest mean test MRR@10 among BPR-MF, NeuMF, LightGCN (single domain) and PGE.",
+        "Best baseline = highest mean test MRR@10 among the finished BPR-MF, NeuMF, LightGCN (single domain) and PGE runs.",
         "",
         markdown_table(["dataset", "domain", "best baseline", "baseline", "UCLR", "Δ", "t", "p"], ttest_rows),
     ]
