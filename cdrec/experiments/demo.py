@@ -18,6 +18,7 @@ DEMO_STEPS: list[str] = [
     "cdrec.experiments.demo_seq",
     "cdrec.experiments.demo_mtal",
     "cdrec.experiments.demo_ctr",
+    "cdrec.experiments.demo_uclr",
 ]
 
 

@@ -1,5 +1,8 @@
-"""Collaborative-filtering family: BPR-MF (+ NeuMF, LightGCN, UCLR)."""
+"""Collaborative-filtering family: BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder."""
 
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
+from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
+from cdrec.models.cf.neumf import NeuMF, NeuMFParams
+from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
 
-__all__ = ["BPRMF", "BPRMFParams"]
+__all__ = ["BPRMF", "BPRMFParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "UCLR", "UCLRParams"]

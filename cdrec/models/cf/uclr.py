@@ -1,0 +1,507 @@
+"""UCLR: user-aware contrastive learning for robust multi-target cross-domain recommendation
+(Yang et al., WWW 2024), section 3, and the ablation ladder of its Tables 4-5.
+
+Reading order follows the paper:
+
+1. **Pretrained global embedding** (PGE, section 3.3, Eq. 2): BPR-MF over the union of all
+   domains' items; user table ``E``, item table ``I``, ``r_ij = E_i^T I_j``.
+2. **Contrastive dual-stream collaborative autoencoder** (section 3.4, :class:`ContrastiveAE`):
+   the reconstruction stream encodes ``E``, the generation stream encodes ``E'`` (``E`` with a
+   share ``mask_ratio`` of the batch's users replaced by zero vectors); both streams share the
+   weights (MLP ``m -> 128 -> 32`` and back); the user-aware contrastive loss (Eq. 3) has one
+   learnable temperature per user, clipped to ``[1e-5, 1]``; the reconstruction loss (Eq. 4)
+   asks both decoded streams for the original ``E_i``; the combined loss is Eq. 5 with
+   ``alpha = 1e-3``. Temperatures move by the gradient of the contrastive loss (Algorithm 1,
+   step 6; their own learning rate ``tau_lr``); the network by the combined loss (step 9).
+3. **Domain-aware LoRA finetune** (section 3.5, :class:`DomainHead`): for each domain ``d`` the
+   user table becomes ``W = W0 + B A`` with ``W0 = E`` frozen and ``B = 0`` at the start; the
+   domain's copy of the autoencoder and temperatures is finetuned with it on
+   ``L_ft^d = L_ft-bpr^d + L_combined`` (Eqs. 6-7).
+
+Choices the paper leaves open (each has an option):
+
+* **Which embedding scores items at test time** (``score_with``): ``"decoded"`` (default) scores
+  the reconstruction-stream output ``E_hat_i = dec(enc(W_i))`` against the item embeddings — the
+  autoencoder's "better and more equal" embedding is what the paper says it produces, and it is
+  the only reading under which the ablation rows PGE+AE ... PGE+UCL-AE differ from PGE;
+  ``"embedding"`` scores the (LoRA-adapted) table row ``W_i`` itself, with the autoencoder acting
+  only as a regulariser through Eq. 7.
+* **Whether item embeddings are finetuned** (``finetune_items``): ``True`` (default) finetunes
+  the domain's rows of ``I`` in Eq. 6 (Eq. 6 regularises ``I_j, j in V_d``, so they are
+  parameters of the domain's loss); domains own disjoint item ranges, so one table holds every
+  domain's finetuned items. ``False`` keeps the pretrained items frozen.
+* **Temperature objective** (``rho``): Eq. 3 alone has a temperature gradient equal to the
+  entropy of the softmax over negatives (never negative), so every temperature would sink to the
+  lower clip. ``rho`` adds the KL-constraint term of Qiu et al. (2023), the paper's reference
+  [43] for automatic temperature individualisation (see
+  :func:`~cdrec.models.cf.blocks.user_aware_contrastive_loss`); ``rho=None`` is Eq. 3 verbatim.
+* **Masking** (``mask_mode``): ``"row"`` (default) zeroes whole user embeddings as section 3.4
+  describes; ``"element"`` zeroes single coordinates instead.
+
+Training runs in stages from :meth:`UCLR.fit` (the ranking task calls it): PGE with the caller's
+trainer settings and early stopping on validation MRR@10 (cached in ``pge_cache`` when given, so
+every rung of the ladder in one dataset and seed reuses one pretraining), the autoencoder for
+``ae_epochs`` (x ``ae_passes`` passes over the users, early stopping on validation MRR@10), then
+per-domain LoRA finetuning for ``ft_epochs`` with early stopping on the domain's validation
+MRR@10 (the un-finetuned state counts as epoch 0, so a domain keeps ``W0`` when finetuning never
+helps on validation). Learned temperatures are kept in the state dict (``ae.tau``,
+``heads.<d>.ae.tau``) and written to ``temperatures.npz`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from cdrec.data.samplers import BPRSampler, epoch_rng
+from cdrec.data.splits import Split
+from cdrec.errors import require
+from cdrec.evaluate import evaluate_sampled
+from cdrec.models.base import RankingModel
+from cdrec.models.cf.blocks import MLP, LoRAEmbedding, bpr_loss, clip_temperatures, user_aware_contrastive_loss
+from cdrec.models.registry import register
+
+
+@dataclass
+class UCLRParams:
+    """UCLR hyper-parameters (section 4.2 values as defaults) and the ladder switches."""
+
+    dim: int = 128
+    reg: float = 1e-5
+    init_std: float = 0.1
+    # ladder switches: autoencoder none | single (PGE+AE) | dual; temperature global | user
+    autoencoder: str = "dual"
+    temperature: str = "user"
+    lora: bool = True
+    # contrastive dual-stream collaborative autoencoder (section 3.4)
+    hidden: list[int] = field(default_factory=lambda: [128, 32])
+    mask_ratio: float = 0.3
+    mask_mode: str = "row"
+    alpha: float = 1e-3
+    tau_init: float = 0.1
+    tau_min: float = 1e-5
+    tau_max: float = 1.0
+    tau_lr: float = 1e-2
+    rho: float | None = 0.5
+    ae_lr: float = 1e-3
+    ae_batch: int = 2048
+    ae_epochs: int = 20
+    ae_passes: int = 10
+    # domain-aware LoRA finetune (section 3.5)
+    lora_rank: int = 8
+    lora_init_std: float = 0.01
+    ft_epochs: int = 10
+    finetune_items: bool = True
+    score_with: str = "decoded"
+    # reuse of one PGE pretraining across the ladder (path of a cache file, or None)
+    pge_cache: str | None = None
+
+
+def _check(p: UCLRParams) -> None:
+    require(p.autoencoder in ("none", "single", "dual"), f"model_params.autoencoder: expected none, single or dual, got {p.autoencoder!r}")
+    require(p.temperature in ("global", "user"), f"model_params.temperature: expected global or user, got {p.temperature!r}")
+    require(p.mask_mode in ("row", "element"), f"model_params.mask_mode: expected row or element, got {p.mask_mode!r}")
+    require(p.score_with in ("decoded", "embedding"), f"model_params.score_with: expected decoded or embedding, got {p.score_with!r}")
+    require(0.0 <= p.mask_ratio < 1.0, f"model_params.mask_ratio: expected a share in [0, 1), got {p.mask_ratio}")
+    require(0 < p.tau_min <= p.tau_init <= p.tau_max, f"model_params: expected 0 < tau_min <= tau_init <= tau_max, got {p.tau_min}, {p.tau_init}, {p.tau_max}")
+    require(len(p.hidden) >= 1 and all(h > 0 for h in p.hidden), f"model_params.hidden: expected positive layer sizes, got {p.hidden}")
+    require(p.lora_rank >= 1, f"model_params.lora_rank: expected >= 1, got {p.lora_rank}")
+
+
+# ------------------------------------------------------------------------------ section 3.4
+class ContrastiveAE(nn.Module):
+    """Dual-stream collaborative autoencoder with shared weights and learnable temperatures."""
+
+    def __init__(self, dim: int, n_users: int, p: UCLRParams) -> None:
+        super().__init__()
+        self.p = p
+        self.encoder = MLP([dim, *p.hidden])
+        self.decoder = MLP([p.hidden[-1], *reversed(p.hidden[:-1]), dim])
+        shape = (n_users,) if p.temperature == "user" else ()
+        self.tau = nn.Parameter(torch.full(shape, float(p.tau_init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction stream: ``E_hat = dec(enc(E))``."""
+        return self.decoder(self.encoder(x))
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        """``E'``: a share ``mask_ratio`` of the users (rows) replaced by zero vectors."""
+        shape = (x.shape[0], 1) if self.p.mask_mode == "row" else x.shape
+        keep = torch.rand(shape, device=x.device) >= self.p.mask_ratio
+        return x * keep
+
+    def temperatures(self, users: torch.Tensor) -> torch.Tensor:
+        return self.tau[users] if self.tau.dim() == 1 else self.tau
+
+    def loss(self, x: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """Eq. 5 averaged over the batch (``single``: Eq. 4's reconstruction term alone, PGE+AE)."""
+        if self.p.autoencoder == "single":
+            return (self(x) - x).pow(2).sum(-1).mean()
+        z, z_masked = self.encoder(x), self.encoder(self.mask(x))
+        rec = (self.decoder(z) - x).pow(2).sum(-1) + (self.decoder(z_masked) - x).pow(2).sum(-1)  # Eq. 4
+        if x.shape[0] < 2:
+            return self.p.alpha * rec.mean()
+        con = user_aware_contrastive_loss(z, z_masked, self.temperatures(users), self.p.rho)  # Eq. 3
+        return (con + self.p.alpha * rec).mean()  # Eq. 5
+
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        net = [p for n, p in self.named_parameters() if n != "tau"]
+        return [{"params": net, "lr": self.p.ae_lr}, {"params": [self.tau], "lr": self.p.tau_lr}]
+
+    def clip(self) -> None:
+        clip_temperatures(self.tau, self.p.tau_min, self.p.tau_max)
+
+
+# ------------------------------------------------------------------------------ section 3.5
+class DomainHead(nn.Module):
+    """One domain's finetuned framework: LoRA user table ``W0 + B A`` and its copy of the AE."""
+
+    def __init__(self, n_users: int, dim: int, p: UCLRParams) -> None:
+        super().__init__()
+        self.lora = LoRAEmbedding(torch.zeros(n_users, dim), p.lora_rank, init_std=p.lora_init_std)
+        self.ae = ContrastiveAE(dim, n_users, p) if p.autoencoder != "none" else None
+
+    def start_from(self, user_weight: torch.Tensor, ae: ContrastiveAE | None) -> None:
+        """Reset to the pretrained state: ``W0 = E``, ``B = 0`` and the global autoencoder."""
+        with torch.no_grad():
+            self.lora.weight0.copy_(user_weight)
+            self.lora.lora_B.zero_()
+        if ae is not None and self.ae is not None:
+            self.ae.load_state_dict(ae.state_dict())
+
+
+class UCLR(RankingModel):
+    """PGE -> contrastive dual-stream autoencoder -> per-domain LoRA (the ``uclr`` rung)."""
+
+    def __init__(self, n_users: int, n_items: int, item_offsets: np.ndarray, params: UCLRParams) -> None:
+        super().__init__()
+        _check(params)
+        self.params = params
+        self.n_users, self.n_items = n_users, n_items
+        self.user_emb = nn.Embedding(n_users, params.dim)  # E (Eq. 2)
+        self.item_emb = nn.Embedding(n_items, params.dim)  # I (Eq. 2)
+        nn.init.normal_(self.user_emb.weight, std=params.init_std)
+        nn.init.normal_(self.item_emb.weight, std=params.init_std)
+        self.register_buffer("item_offsets", torch.as_tensor(np.asarray(item_offsets), dtype=torch.long))
+        self.ae = ContrastiveAE(params.dim, n_users, params) if params.autoencoder != "none" else None
+        n_domains = len(item_offsets) - 1
+        self.heads = nn.ModuleList([DomainHead(n_users, params.dim, params) for _ in range(n_domains)]) if params.lora else None
+        self.stage = self.final_stage
+        self._split: Split | None = None
+
+    @classmethod
+    def from_split(cls, split: Split, params: UCLRParams) -> "UCLR":
+        data = split.data
+        require(data.item_offsets is not None, f"{data.name}: UCLR needs items owned by domains")
+        model = cls(data.n_users, data.n_items, data.item_offsets, params)
+        model._split = split
+        return model
+
+    @property
+    def final_stage(self) -> str:
+        if self.params.lora:
+            return "finetune"
+        return "ae" if self.params.autoencoder != "none" else "pge"
+
+    # -------------------------------------------------------------------- scoring
+    def _decode(self, ae: ContrastiveAE | None, x: torch.Tensor) -> torch.Tensor:
+        return ae(x) if ae is not None and self.params.score_with == "decoded" else x
+
+    def user_vectors(self, users: torch.Tensor, domain: int) -> torch.Tensor:
+        """The user representation that scores domain ``domain``'s items in the current stage."""
+        if self.stage == "pge":
+            return self.user_emb(users)
+        if self.stage == "ae":
+            return self._decode(self.ae, self.user_emb(users))
+        head = self.heads[domain]
+        return self._decode(head.ae, head.lora(users))
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        doms = torch.searchsorted(self.item_offsets, items[:, 0].contiguous(), right=True) - 1
+        out = torch.empty(items.shape, device=items.device)
+        for d in torch.unique(doms).tolist():  # one pass per domain, not per user
+            rows = doms == d
+            u = self.user_vectors(users[rows], d)
+            out[rows] = torch.einsum("nd,ncd->nc", u, self.item_emb(items[rows]))
+        return out
+
+    def score_all(self, users: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        d = int(torch.searchsorted(self.item_offsets, torch.tensor([start], device=self.item_offsets.device), right=True)[0]) - 1
+        return self.user_vectors(users, d) @ self.item_emb.weight[start:stop].T
+
+    # -------------------------------------------------------------------- training stages
+    def fit(self, trainer, sampler: BPRSampler, validate: Callable[[], dict[str, float]], *, resume: bool = False):
+        """Algorithm 1: PGE (step 1), autoencoder (steps 2-9), per-domain LoRA (step 10).
+
+        ``trainer`` supplies the settings (``cfg``, ``seed``, ``device``, checkpoint folder); each
+        stage trains with a trainer of the same class. Returns the last stage's fit result with
+        the whole history (``stage`` marks each epoch).
+        """
+        split = self._split
+        require(split is not None, "UCLR.fit needs a model built with UCLR.from_split")
+        make = type(trainer)
+        cfg, seed, device = trainer.cfg, trainer.seed, trainer.device
+        run_dir = trainer.checkpoint.parent if trainer.checkpoint is not None else None
+        history: list[dict] = []
+        train_s = 0.0
+
+        # Step 1: pretrained global embedding (Eq. 2), cached across the ladder.
+        self.stage = "pge"
+        fit = self._pretrain(make, cfg, seed, device, sampler, validate, run_dir, resume)
+        history += [{**h, "stage": "pge"} for h in fit.history]
+        train_s += fit.train_s
+        last = fit
+
+        # Steps 2-9: contrastive dual-stream collaborative autoencoder (Eqs. 3-5).
+        if self.ae is not None:
+            self.stage = "ae"
+            stage = _AEStage(self.ae, self.user_emb.weight.detach())
+            ae_cfg = dataclasses.replace(cfg, epochs=self.params.ae_epochs)
+            users = np.unique(split.data.users[split.train_rows]).astype(np.int64)
+            last = make(stage, ae_cfg, seed=seed, device=device, desc="uclr:ae").fit(
+                lambda epoch: _user_batches(users, self.params.ae_batch, self.params.ae_passes, seed, epoch), validate,
+                n_batches=self.params.ae_passes * -(-len(users) // self.params.ae_batch),
+            )
+            history += [{**h, "stage": "ae"} for h in last.history]
+            train_s += last.train_s
+
+        # Step 10: domain-aware LoRA finetune (Eqs. 6-7), one head per domain.
+        if self.heads is not None:
+            self.stage = "finetune"
+            for d, head in enumerate(self.heads):
+                head.start_from(self.user_emb.weight.detach(), self.ae)
+            for d, head in enumerate(self.heads):
+                dsplit = split.restrict(d)
+                if len(dsplit.train_rows) == 0:
+                    continue
+                last = self._finetune(make, cfg, seed, device, d, dsplit)
+                history += [{**h, "stage": f"finetune:{d}"} for h in last.history]
+                train_s += last.train_s
+        self.stage = self.final_stage
+        if run_dir is not None:
+            self.save_temperatures(run_dir / "temperatures.npz", split)
+        return dataclasses.replace(last, history=history, train_s=round(train_s, 3))
+
+    def _pretrain(self, make, cfg, seed, device, sampler, validate, run_dir, resume):
+        cache = Path(self.params.pge_cache) if self.params.pge_cache else None
+        key = self._cache_key(cfg, seed)
+        if cache is not None and cache.exists():
+            state = torch.load(cache, map_location=device, weights_only=False)
+            if state.get("key") == key:
+                self.user_emb.weight.data.copy_(state["user"])
+                self.item_emb.weight.data.copy_(state["item"])
+                return dataclasses.replace(state["fit"], train_s=0.0)
+        ckpt = run_dir / "checkpoint-pge.pt" if run_dir is not None else None
+        fit = make(_PGEStage(self), cfg, seed=seed, device=device, checkpoint=ckpt, desc="uclr:pge").fit(
+            sampler.epoch, validate, n_batches=len(sampler), resume=resume
+        )
+        if ckpt is not None:
+            ckpt.unlink(missing_ok=True)
+        if cache is not None:
+            from cdrec.train.trainer import atomic_torch_save
+
+            atomic_torch_save({"key": key, "user": self.user_emb.weight.detach().cpu(), "item": self.item_emb.weight.detach().cpu(), "fit": fit}, cache)
+        return fit
+
+    def _cache_key(self, cfg, seed: int) -> str:
+        split = self._split
+        p = self.params
+        rows = split.train_rows
+        return json.dumps([
+            split.data.name, self.n_users, self.n_items, int(len(rows)), int(rows.sum()), int((rows * rows % 1_000_003).sum()),
+            seed, p.dim, p.reg, p.init_std, cfg.epochs, cfg.lr, cfg.batch_size, cfg.patience, cfg.metric, cfg.max_batches,
+        ])
+
+    def _finetune(self, make, cfg, seed, device, d: int, dsplit: Split):
+        head = self.heads[d]
+        stage = _FinetuneStage(self, d)
+        dsampler = BPRSampler(dsplit.train, cfg.batch_size, seed=seed)
+        has_valid = len(dsplit.valid_rows) > 0
+
+        def validate() -> dict[str, float]:
+            if not has_valid:
+                return {}
+            ev = evaluate_sampled(self._scorer(device), dsplit, "valid", ks=(10,))
+            return ev.metrics["overall"]
+
+        start = {"head": copy.deepcopy(head.state_dict()), "items": self.item_emb.weight.detach().clone()}
+        self.eval()
+        before = validate().get(cfg.metric, float("nan"))
+        ft_cfg = dataclasses.replace(cfg, epochs=self.params.ft_epochs)
+        fit = make(stage, ft_cfg, seed=seed + 7919 * (d + 1), device=device, desc=f"uclr:finetune:{d}").fit(
+            dsampler.epoch, validate, n_batches=len(dsampler)
+        )
+        if np.isfinite(before) and not (fit.best_metric > before):
+            head.load_state_dict(start["head"])  # finetuning never beat the pretrained state on validation
+            self.item_emb.weight.data.copy_(start["items"])
+            fit = dataclasses.replace(fit, best_epoch=0, best_metric=before)
+        fit.history.insert(0, {"epoch": 0, "loss": float("nan"), "valid": {cfg.metric: before}})
+        return fit
+
+    def _scorer(self, device: torch.device):
+        def scorer(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return self.score(torch.as_tensor(users, device=device), torch.as_tensor(items, device=device)).cpu().numpy()
+
+        return scorer
+
+    # -------------------------------------------------------------------- temperatures
+    def temperature_table(self, split: Split) -> dict[str, np.ndarray]:
+        """Learned temperatures with each user's training activity (overall and per domain)."""
+        counts = split.train_counts()
+        out: dict[str, np.ndarray] = {"train_counts": counts, "total_count": counts.sum(axis=1)}
+        if self.ae is not None:
+            out["tau_ae"] = self.ae.tau.detach().cpu().numpy()
+        if self.heads is not None:
+            for d, head in enumerate(self.heads):
+                if head.ae is not None:
+                    out[f"tau_finetune_{d}"] = head.ae.tau.detach().cpu().numpy()
+        return out
+
+    def save_temperatures(self, path: Path, split: Split) -> None:
+        table = self.temperature_table(split)
+        if "tau_ae" not in table:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            np.savez_compressed(handle, domains=np.asarray(split.data.domains), **table)
+
+
+# ------------------------------------------------------------------------------ stage modules
+class _PGEStage(nn.Module):
+    """BPR over all domains on the global tables (Eq. 2)."""
+
+    def __init__(self, model: UCLR) -> None:
+        super().__init__()
+        self.user_emb, self.item_emb, self.reg = model.user_emb, model.item_emb, model.params.reg
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return bpr_loss(self.user_emb(batch["user"]), self.item_emb(batch["pos"]), self.item_emb(batch["neg"]), self.reg)
+
+
+class _AEStage(nn.Module):
+    """Combined loss (Eq. 5) on batches of users over the frozen pretrained embeddings."""
+
+    def __init__(self, ae: ContrastiveAE, user_weight: torch.Tensor) -> None:
+        super().__init__()
+        self.ae = ae
+        self.register_buffer("user_weight", user_weight, persistent=False)
+
+    def configure_optimizers(self, cfg) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.ae.optimizer_groups())
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> float:
+        opt = optimizers[0]
+        opt.zero_grad(set_to_none=True)
+        users = batch["user"]
+        loss = self.ae.loss(self.user_weight[users], users)
+        loss.backward()
+        opt.step()
+        self.ae.clip()
+        return float(loss.detach())
+
+
+class _FinetuneStage(nn.Module):
+    """Domain ``d``'s finetune loss (Eq. 7): BPR on the domain (Eq. 6) + combined loss (Eq. 5)."""
+
+    def __init__(self, model: UCLR, d: int) -> None:
+        super().__init__()
+        self.head = model.heads[d]
+        self.item_emb = model.item_emb
+        self.p = model.params
+        self.decode = model._decode
+
+    def configure_optimizers(self, cfg) -> torch.optim.Optimizer:
+        groups: list[dict[str, Any]] = [{"params": [self.head.lora.lora_A, self.head.lora.lora_B], "lr": cfg.lr}]
+        if self.head.ae is not None:
+            groups += self.head.ae.optimizer_groups()
+        if self.p.finetune_items:
+            groups.append({"params": [self.item_emb.weight], "lr": cfg.lr})
+        return torch.optim.Adam(groups)
+
+    def train_step(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> float:
+        opt = optimizers[0]
+        opt.zero_grad(set_to_none=True)
+        users = batch["user"]
+        w = self.head.lora(users)
+        u = self.decode(self.head.ae, w)
+        item_emb = self.item_emb if self.p.finetune_items else (lambda idx: self.item_emb(idx).detach())
+        loss = bpr_loss(u, item_emb(batch["pos"]), item_emb(batch["neg"]), self.p.reg)  # Eq. 6
+        if self.head.ae is not None:
+            uniq = torch.unique(users)
+            loss = loss + self.head.ae.loss(self.head.lora(uniq), uniq)  # Eq. 7
+        loss.backward()
+        opt.step()
+        if self.head.ae is not None:
+            self.head.ae.clip()
+        return float(loss.detach())
+
+
+def _user_batches(users: np.ndarray, batch: int, passes: int, seed: int, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+    """Algorithm 1 step 2: shuffled batches of users, ``passes`` passes per epoch."""
+    rng = epoch_rng(seed + 1, epoch)
+    for _ in range(passes):
+        perm = users[rng.permutation(len(users))]
+        for start in range(0, len(perm), batch):
+            yield {"user": perm[start : start + batch]}
+
+
+# ------------------------------------------------------------------------------ ablation ladder
+@register("uclr", family="cf", params=UCLRParams)
+class UCLRModel(UCLR):
+    """UCLR: PGE + UCL-AE + domain-aware LoRA finetune (Tables 2-5, last rung)."""
+
+
+@dataclass
+class PGEParams(UCLRParams):
+    autoencoder: str = "none"
+    lora: bool = False
+
+
+@register("pge", family="cf", params=PGEParams)
+class PGE(UCLR):
+    """PGE: the pretrained global embedding alone (joint BPR-MF over all domains)."""
+
+
+@dataclass
+class PGEAEParams(UCLRParams):
+    autoencoder: str = "single"
+    lora: bool = False
+
+
+@register("pge+ae", family="cf", params=PGEAEParams)
+class PGEAE(UCLR):
+    """PGE + AE: a single-stream autoencoder with the reconstruction loss only."""
+
+
+@dataclass
+class PGECLAEParams(UCLRParams):
+    temperature: str = "global"
+    lora: bool = False
+
+
+@register("pge+cl-ae", family="cf", params=PGECLAEParams)
+class PGECLAE(UCLR):
+    """PGE + CL-AE: dual-stream autoencoder, contrastive loss with one global temperature."""
+
+
+@dataclass
+class PGEUCLAEParams(UCLRParams):
+    lora: bool = False
+
+
+@register("pge+ucl-ae", family="cf", params=PGEUCLAEParams)
+class PGEUCLAE(UCLR):
+    """PGE + UCL-AE: dual-stream autoencoder with one learnable temperature per user."""
+
+
+LADDER = ["pge", "pge+ae", "pge+cl-ae", "pge+ucl-ae", "uclr"]
+"""The rungs of Tables 4-5 in order."""
