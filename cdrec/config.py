@@ -21,6 +21,64 @@ from cdrec.errors import CdrecError, require
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 
+# ------------------------------------------------------------------------------ ranges
+@dataclass(frozen=True)
+class Range:
+    """Allowed interval of a numeric field: ``lo``/``hi`` bounds (None: unbounded), open or closed."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if value != value:  # NaN is never in range
+            return False
+        if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
+            return False
+        if self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        def num(x: float) -> str:
+            return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+        if self.lo is not None and self.hi is not None:
+            return f"in {'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {num(self.lo)}"
+        return f"{'<' if self.hi_open else '<='} {num(self.hi)}"
+
+
+def bounded(default: Any = dataclasses.MISSING, lo: float | None = None, hi: float | None = None, *,
+            lo_open: bool = False, hi_open: bool = False) -> Any:
+    """A dataclass field checked against ``[lo, hi]`` (open ends with ``lo_open``/``hi_open``) by
+    :func:`build_dataclass` (the message names the config key) and by :func:`check_ranges` (call it
+    from ``__post_init__`` to guard direct construction too). ``None`` values are not checked; list
+    values are checked element-wise. Example: ``mask_ratio: float = bounded(0.3, 0, 1)``."""
+    return field(default=default, metadata={"range": Range(lo, hi, lo_open, hi_open)})
+
+
+def _check_range_values(cls: type, values: dict[str, Any], where: str) -> None:
+    for f in dataclasses.fields(cls):
+        rng = f.metadata.get("range")
+        if rng is None or f.name not in values or values[f.name] is None:
+            continue
+        value = values[f.name]
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for v in items:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and rng.contains(float(v))
+            if not ok:
+                key = f"{where}.{f.name}" if where != "config" else f.name
+                raise CdrecError(f"{key}: expected a number {rng}, got {v!r}")
+
+
+def check_ranges(obj: Any, where: str | None = None) -> None:
+    """Raise :class:`CdrecError` when a :func:`bounded` field of dataclass ``obj`` is out of range."""
+    _check_range_values(type(obj), {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, where or type(obj).__name__)
+
+
 @dataclass
 class DataConfig:
     """Which data to load and how to shape it into domains."""
@@ -32,7 +90,7 @@ class DataConfig:
     domains: str | None = None
     keep_domains: list[str] | None = None
     min_rating: float | None = None
-    kcore: int = 0
+    kcore: int = bounded(0, 0)
     overlap_only: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)
 
@@ -44,7 +102,7 @@ class SplitConfig:
     protocol: str = "loo"
     ratios: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     order: str = "random"
-    n_negatives: int = 99
+    n_negatives: int = bounded(99, 1)
     full_ranking: bool = False
 
 
@@ -52,25 +110,25 @@ class SplitConfig:
 class TrainConfig:
     """The trainer's loop, optimizer, early stopping and device."""
 
-    epochs: int = 50
-    batch_size: int = 2048
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: int = bounded(50, 0)
+    batch_size: int = bounded(2048, 1)
+    lr: float = bounded(1e-3, 0, lo_open=True)
+    weight_decay: float = bounded(0.0, 0)
     optimizer: str = "adam"
-    patience: int = 5
+    patience: int = bounded(5, 0)
     metric: str = "MRR@10"
     device: str = "auto"
     progress: bool = True
-    max_batches: int | None = None
+    max_batches: int | None = bounded(None, 1)
 
 
 @dataclass
 class EvalConfig:
     """Cut-offs, activity buckets and evaluation batch size."""
 
-    ks: list[int] = field(default_factory=lambda: [5, 10])
+    ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"range": Range(0, lo_open=True)})
     buckets: list[int] = field(default_factory=lambda: [2, 5, 20])
-    batch_size: int = 4096
+    batch_size: int = bounded(4096, 1)
 
 
 @dataclass
@@ -79,7 +137,7 @@ class RunConfig:
 
     model: str = "bprmf"
     scope: str = "joint"
-    seed: int = 0
+    seed: int = bounded(0, 0, 2**32 - 1)
     model_params: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
@@ -145,6 +203,7 @@ def build_dataclass(cls: type, values: dict[str, Any], *, where: str = "config")
     if unknown:
         raise CdrecError(f"{where}: unknown key {unknown[0]!r}; expected one of {sorted(names)}")
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in values.items()}
+    _check_range_values(cls, kwargs, where)
     return cls(**kwargs)
 
 
@@ -229,6 +288,13 @@ def validate(cfg: RunConfig) -> None:
     require(cfg.train.lr > 0, f"train.lr: expected > 0, got {cfg.train.lr}")
     require(cfg.train.patience >= 0, f"train.patience: expected >= 0, got {cfg.train.patience}")
     require(cfg.train.device in ("auto", "cpu", "cuda"), f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
+    require(cfg.train.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer: expected adam, adamw or sgd, got {cfg.train.optimizer!r}")
+    require(cfg.split.order in ("random", "row"), f"split.order: expected random or row, got {cfg.split.order!r}")
+    ratios = list(cfg.split.ratios)
+    require(
+        len(ratios) in (2, 3) and all(r >= 0 for r in ratios) and abs(sum(ratios) - 1) < 1e-6,
+        f"split.ratios: expected 2 or 3 non-negative numbers summing to 1, got {ratios}",
+    )
     require(all(k > 0 for k in cfg.eval.ks), f"eval.ks: every k must be > 0, got {cfg.eval.ks}")
     require(len(cfg.eval.buckets) > 0 and list(cfg.eval.buckets) == sorted(cfg.eval.buckets), f"eval.buckets: expected increasing edges, got {cfg.eval.buckets}")
 

@@ -21,6 +21,9 @@ from cdrec.metrics.ranking import hit_rate_from_rank, mrr_from_rank, ndcg_from_r
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 FullScorer = Callable[[np.ndarray, int], np.ndarray]
 
+CELLS_PER_BATCH = 1 << 16
+"""Most candidates scored in one call of a sampled scorer (rows x candidates)."""
+
 
 @dataclass
 class Evaluation:
@@ -71,11 +74,16 @@ def evaluate_sampled(
     bucket_edges: Sequence[int] = (2, 5, 20),
     batch_size: int = 4096,
 ) -> Evaluation:
-    """Rank each row's stored candidates (positive in column 0)."""
+    """Rank each row's stored candidates (positive in column 0).
+
+    ``batch_size`` caps the rows per scorer call; a call also holds at most :data:`CELLS_PER_BATCH`
+    candidates, so a scorer that gathers candidate embeddings stays cache-sized with 1+999 lists.
+    """
     rows = split.rows(part)
     cands = split.candidates[part]
     users = split.data.users[rows]
     ranks = np.empty(len(rows), dtype=np.int64)
+    batch_size = max(1, min(batch_size, CELLS_PER_BATCH // max(1, cands.shape[1])))
     for start in range(0, len(rows), batch_size):
         stop = start + batch_size
         ranks[start:stop] = positive_rank(np.asarray(scorer(users[start:stop], cands[start:stop])))

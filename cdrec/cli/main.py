@@ -10,11 +10,15 @@ from typing import List, Optional
 
 import typer
 
+from cdrec.cli.federated import federated_app
+from cdrec.cli.serve_cmds import register as register_serve_commands
 from cdrec.errors import CdrecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
+app.add_typer(federated_app, name="federated")  # MTAL on Flower (cdrec/cli/federated.py)
+register_serve_commands(app)  # recommend, export, serve (cdrec/cli/serve_cmds.py)
 
 
 def fail(message: str) -> None:
@@ -79,11 +83,19 @@ def run(
     from cdrec.experiments.pipeline import run_config
     from cdrec.results.tables import result_markdown
 
+    from cdrec.train import distributed as dist_
+
     cfg = load_config(config, _overrides(device, set_))
     out = out or Path("runs") / f"{cfg.model}-{cfg.data.name}-seed{cfg.seed}"
-    result = run_config(cfg, out, resume=resume)
-    typer.echo(result_markdown(result))
-    typer.echo(f"wrote {out / 'results.json'}")
+    ok = False
+    try:
+        result = run_config(cfg, out, resume=resume)  # joins the process group under torchrun
+        if dist_.is_main():
+            typer.echo(result_markdown(result))
+            typer.echo(f"wrote {out / 'results.json'}")
+        ok = True
+    finally:
+        dist_.teardown(wait=ok)
 
 
 @app.command()
@@ -122,7 +134,7 @@ def reproduce(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CdrecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -141,3 +153,4 @@ def main() -> None:
             exc.show()
             sys.exit(2)
         raise
+    sys.exit(code if isinstance(code, int) else 0)

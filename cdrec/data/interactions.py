@@ -68,9 +68,11 @@ class Interactions:
         """
         for col in [user_col, item_col, domain_col, rating_col, timestamp_col, *label_cols]:
             if col is not None and col not in frame.columns:
-                raise CdrecError(
-                    f"{source}: missing column {col!r}; found columns {list(map(str, frame.columns))}"
-                )
+                found = list(map(str, frame.columns))
+                hint = ""
+                if len(found) == 1 and any(d in found[0] for d in (";", "\t", "|", ",", " ")):
+                    hint = " (one column only: is the file's delimiter the expected one?)"
+                raise CdrecError(f"{source}: missing column {col!r}; found columns {found}{hint}")
         require(len(frame) > 0, f"{source}: no interactions (empty table)")
         out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
         if domain_col is None:
@@ -78,7 +80,9 @@ class Interactions:
             names = list(domain_names) if domain_names else ["all"]
         else:
             domain_raw = frame[domain_col].reset_index(drop=True)
-            require(not domain_raw.isna().any(), f"{source}: column {domain_col!r} has missing domains")
+            missing = domain_raw.isna().to_numpy()
+            if missing.any():
+                raise CdrecError(f"{source}: column {domain_col!r} has {int(missing.sum())} missing domains (first at row {int(np.flatnonzero(missing)[0]) + 1})")
             names = list(domain_names) if domain_names else sorted(map(str, pd.unique(domain_raw)))
             domain_raw = domain_raw.astype(str)
             unknown = set(pd.unique(domain_raw)) - set(names)
@@ -90,8 +94,8 @@ class Interactions:
         )
         users_raw = frame[user_col].reset_index(drop=True)
         items_raw = frame[item_col].reset_index(drop=True)
-        require(not users_raw.isna().any(), f"{source}: column {user_col!r} has missing user ids")
-        require(not items_raw.isna().any(), f"{source}: column {item_col!r} has missing item ids")
+        _check_ids(users_raw, user_col, "user", source)
+        _check_ids(items_raw, item_col, "item", source)
         user_codes, user_ids = pd.factorize(users_raw, sort=True)
         out["user"] = user_codes.astype(np.int64)
         out["domain"] = domain_idx
@@ -127,8 +131,11 @@ class Interactions:
             out["rating"] = rating.to_numpy(dtype=np.float32)
         if timestamp_col is not None:
             ts = pd.to_numeric(frame[timestamp_col].reset_index(drop=True), errors="coerce")
-            require(not ts.isna().any(), f"{source}: column {timestamp_col!r} has non-numeric timestamps")
-            require(bool((ts >= 0).all()), f"{source}: column {timestamp_col!r} has negative timestamps")
+            values = ts.to_numpy(dtype=float, na_value=np.nan)
+            for bad, what in ((~np.isfinite(values), "non-numeric, NaN or infinite"), (values < 0, "negative")):
+                if bad.any():
+                    first = int(np.flatnonzero(bad)[0])
+                    raise CdrecError(f"{source}: column {timestamp_col!r} has {int(bad.sum())} {what} timestamps (first at row {first + 1}: {_show(frame[timestamp_col].iloc[first])})")
             out["timestamp"] = ts.to_numpy(dtype=np.int64)
         for col in label_cols:
             lab = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce")
@@ -249,6 +256,29 @@ class Interactions:
             "interactions": int(len(f)),
             "domains": per_domain,
         }
+
+
+def _show(value: object) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _check_ids(raw: pd.Series, col: str, what: str, source: str) -> None:
+    """Ids are opaque: numbers or any non-empty text (Unicode and inner spaces included). Missing
+    ids, and text ids with leading or trailing whitespace (usually a ``", "`` delimiter or padded
+    columns, which would make ``u1`` and `` u1`` two users), are errors naming the first row."""
+    missing = raw.isna().to_numpy()
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        raise CdrecError(f"{source}: column {col!r} has {int(missing.sum())} missing {what} ids (first at row {first + 1})")
+    if raw.dtype == object or pd.api.types.is_string_dtype(raw.dtype):
+        text = raw.astype(str)
+        padded = (text != text.str.strip()).to_numpy()
+        if padded.any():
+            first = int(np.flatnonzero(padded)[0])
+            raise CdrecError(
+                f"{source}: column {col!r} row {first + 1}: {what} id {text.iloc[first]!r} has leading/trailing "
+                "whitespace or is blank (check the delimiter; ids may contain inner spaces and Unicode)"
+            )
 
 
 def _align_features(

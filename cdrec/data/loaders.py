@@ -245,8 +245,29 @@ def _read_csv(path: Path, sep: str = ",") -> pd.DataFrame:
     _need_file(path)
     try:
         return pd.read_csv(path, sep=sep, compression="infer")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError, EOFError) as exc:
-        raise CdrecError(f"{path}: cannot parse as CSV ({type(exc).__name__})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        raise CdrecError(f"{path}: cannot parse as CSV ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (pandas puts the offending line number there)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1][:160]}" if text else type(exc).__name__
+
+
+def _reject_duplicates(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
+    """User files must not repeat a row exactly (same user, item, domain, rating and timestamp):
+    a copy would sit in both train and test. Repeat interactions with distinct timestamps are fine."""
+    cols = [c for c in columns if c is not None and c in frame.columns]
+    dup = frame.duplicated(subset=cols, keep="first").to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        group = frame.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
+        first = int(np.flatnonzero(group == group[row])[0])
+        raise CdrecError(
+            f"{path}: {int(dup.sum())} duplicate rows (row {row + 1} repeats row {first + 1} in columns {cols}); "
+            "remove them or give repeat interactions distinct timestamps"
+        )
 
 
 # ---------------------------------------------------------------------------- user files
@@ -262,6 +283,7 @@ def load_recbole(path: str | os.PathLike, *, domain_field: str | None = None) ->
     inter_frame = _read_atomic(path)
     for col in ("user_id", "item_id"):
         require(col in inter_frame.columns, f"{path}: missing field '{col}:token' in the header; found {list(inter_frame.columns)}")
+    _reject_duplicates(inter_frame, ["user_id", "item_id", domain_field, "rating", "timestamp"], path)
     user_feats = item_feats = None
     if path.with_suffix(".user").exists():
         user_feats = _read_atomic(path.with_suffix(".user")).drop_duplicates("user_id").set_index("user_id")
@@ -279,8 +301,8 @@ def _read_atomic(path: Path) -> pd.DataFrame:
     _need_file(path)
     try:
         frame = pd.read_csv(path, sep="\t", dtype=str, compression="infer")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError) as exc:
-        raise CdrecError(f"{path}: cannot parse as a RecBole atomic file ({type(exc).__name__})") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
+        raise CdrecError(f"{path}: cannot parse as a RecBole atomic file ({_one_line(exc)})") from None
     fields = {}
     for col in frame.columns:
         name, _, kind = str(col).partition(":")
@@ -317,6 +339,8 @@ def load_table(
     else:
         frame = _read_csv(path, sep=sep)
     labels = [c for c in mapping.get("labels", "").split(",") if c]
+    if mapping["user"] in frame.columns and mapping["item"] in frame.columns:
+        _reject_duplicates(frame, [mapping["user"], mapping["item"], mapping.get("domain"), mapping.get("rating"), mapping.get("timestamp")], path)
     return Interactions.from_frame(
         frame, user_col=mapping["user"], item_col=mapping["item"], domain_col=mapping.get("domain"),
         rating_col=mapping.get("rating"), timestamp_col=mapping.get("timestamp"), label_cols=labels,

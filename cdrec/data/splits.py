@@ -75,7 +75,13 @@ class Split:
     def save(self, path: str | Path) -> None:
         arrays = {f"{p}_rows": self.rows(p) for p in PARTS}
         arrays.update({f"cand_{k}": v for k, v in self.candidates.items()})
-        np.savez_compressed(path, protocol=self.protocol, seed=self.seed, **arrays)
+        from cdrec.results.schema import atomic_path
+
+        path = Path(path)
+        if path.suffix != ".npz":  # what np.savez would do; the temporary name must not get it twice
+            path = path.with_name(path.name + ".npz")
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez_compressed(handle, protocol=self.protocol, seed=self.seed, **arrays)
 
     @classmethod
     def load(cls, path: str | Path, data: Interactions) -> "Split":

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from cdrec.config import bounded, check_ranges
 from cdrec.data.interactions import Interactions
 from cdrec.errors import require
 
@@ -23,16 +24,20 @@ from cdrec.errors import require
 class SyntheticConfig:
     """Sizes and knobs of :func:`make_synthetic`."""
 
-    n_users: int = 1500
-    n_domains: int = 3
-    items_per_domain: int = 400
-    dim: int = 8
-    shared_weight: float = 0.7
-    activity_alpha: float = 1.3
-    min_activity: int = 1
-    max_activity: int = 60
-    presence: float = 0.8
-    seed: int = 0
+    n_users: int = bounded(1500, 1)
+    n_domains: int = bounded(3, 1)
+    items_per_domain: int = bounded(400, 2)
+    dim: int = bounded(8, 1)
+    shared_weight: float = bounded(0.7, 0, 1)
+    activity_alpha: float = bounded(1.3, 0, lo_open=True)
+    min_activity: int = bounded(1, 1)
+    max_activity: int = bounded(60, 1)
+    presence: float = bounded(0.8, 0, 1)
+    signal: float = bounded(3.0, 0)
+    seed: int = bounded(0, 0)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "data.synthetic")
 
 
 def make_synthetic(config: SyntheticConfig | None = None, **overrides) -> Interactions:
@@ -52,10 +57,10 @@ def make_synthetic(config: SyntheticConfig | None = None, **overrides) -> Intera
         popularity = rng.normal(scale=1.0, size=n_i)
         affinity = user_vec @ item_vec.T + popularity
         activity = np.floor(cfg.min_activity * (1 - rng.random(n_u)) ** (-1 / cfg.activity_alpha)).astype(np.int64)
-        activity = np.clip(activity, cfg.min_activity, min(cfg.max_activity, n_i // 2))
+        activity = np.clip(activity, cfg.min_activity, min(cfg.max_activity, n_i // 4))
         activity[rng.random(n_u) > cfg.presence] = 0
         gumbel = -np.log(-np.log(rng.random((n_u, n_i))))
-        order = np.argsort(-(affinity + gumbel), axis=1)
+        order = np.argsort(-(cfg.signal * affinity + gumbel), axis=1)
         rank = np.empty_like(order)
         np.put_along_axis(rank, order, np.arange(n_i)[None, :].repeat(n_u, axis=0), axis=1)
         users, items = np.nonzero(rank < activity[:, None])

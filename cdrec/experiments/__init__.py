@@ -1,5 +1,10 @@
 """Paper recipes for ``cdrec reproduce <paper>`` and the demo; all run through :mod:`pipeline`."""
 
-RECIPES: dict[str, str] = {}
-"""Paper name -> module path of its recipe (``run(out, data_dir, quick, seeds, device)``)."""
-RECIPES["merit"] = "cdrec.experiments.merit"
+RECIPES: dict[str, str] = {
+    "m3oe": "cdrec.experiments.m3oe",
+    "merit": "cdrec.experiments.merit",
+    "mtal": "cdrec.experiments.mtal",
+    "uclr": "cdrec.experiments.uclr",
+}
+"""Paper name -> module path of its recipe, exposing
+``reproduce(out, *, data_dir, quick, seeds, device) -> Path`` (the report it wrote)."""

@@ -16,6 +16,8 @@ from cdrec.results.schema import atomic_write_text
 DEMO_STEPS: list[str] = [
     "cdrec.experiments.demo_cf",
     "cdrec.experiments.demo_seq",
+    "cdrec.experiments.demo_mtal",
+    "cdrec.experiments.demo_ctr",
 ]
 
 

@@ -12,31 +12,62 @@ from typing import Any
 from cdrec.config import RunConfig, dump_config, load_config
 from cdrec.errors import CdrecError, require
 from cdrec.results.schema import RunResult, atomic_write_text, write_result
+from cdrec.train import distributed as dist_
 from cdrec.train.tasks import task_for
+
+RESUME_FREE_KEYS = {("train", "device"), ("train", "progress")}
+"""Config keys that may change between a killed run and its ``--resume``."""
+
+
+def _resume_view(config: dict) -> dict:
+    return {k: ({kk: vv for kk, vv in v.items() if (k, kk) not in RESUME_FREE_KEYS} if isinstance(v, dict) else v) for k, v in config.items()}
 
 
 def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, prepared: Any = None) -> RunResult:
     """Train and evaluate one config, writing ``config.yaml``, ``results.json`` and ``results.md``
-    into ``out_dir``. Nothing is written when the config or data are wrong."""
+    into ``out_dir``. Nothing is written when the config or data are wrong.
+
+    Under ``torchrun`` every rank runs this (joining the process group first); only rank 0 writes.
+    """
+    from cdrec.train.trainer import resolve_device
+
     out_dir = Path(out_dir)
     require(not out_dir.is_file(), f"--out {out_dir}: is a file, expected a directory")
+    dist_.init_from_env(resolve_device(cfg.train.device).type)
     task = task_for(cfg.model)
     if prepared is None:
         prepared = task.prepare(cfg)
     if resume:
         require(out_dir.is_dir(), f"--resume: {out_dir} does not exist; nothing to resume")
-    elif out_dir.exists():
+        saved = out_dir / "config.yaml"
+        if saved.exists():
+            before = load_config(saved).to_dict()
+            require(
+                _resume_view(before) == _resume_view(cfg.to_dict()),
+                f"--resume: the config differs from the one in {saved}; resume with the same config or start a new --out",
+            )
+    elif out_dir.exists() and dist_.is_main():
         for stale in ("results.json", "results.md", "model.pt"):
             (out_dir / stale).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
+    created = not out_dir.exists()
+    if dist_.is_main():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in out_dir.glob(".*.tmp"):  # temporary files of writes a kill interrupted
+            leftover.unlink(missing_ok=True)
+        if not (resume and (out_dir / "config.yaml").exists()):  # a resumed run keeps its (equal) config
+            atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
+    dist_.barrier()
     try:
         result = task.execute(prepared, cfg, out_dir, resume=resume)
     except CdrecError:
-        if not resume and not any(out_dir.glob("checkpoint*.pt")):
-            shutil.rmtree(out_dir, ignore_errors=True)
+        if dist_.is_main() and not resume and not any(out_dir.glob("checkpoint*.pt")):
+            if created:
+                shutil.rmtree(out_dir, ignore_errors=True)
+            else:
+                (out_dir / "config.yaml").unlink(missing_ok=True)
         raise
-    write_result(out_dir, result)
+    if dist_.is_main():
+        write_result(out_dir, result)
     return result
 
 
@@ -52,7 +83,7 @@ def evaluate_run(run_dir: str | Path, *, part: str = "test", device: str | None 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     require(part in ("valid", "test"), f"--part: expected valid or test, got {part!r}")
-    require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+    require((run_dir / "model.pt").is_file(), f"{run_dir}: no model.pt; the run did not finish")
     if device is not None:
         cfg.train.device = device
     task = task_for(cfg.model)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def rmse(pred: np.ndarray, target: np.ndarray) -> float:
@@ -20,6 +19,8 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     n_neg = len(labels) - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    from scipy.stats import rankdata  # lazy: scipy.stats costs seconds at start-up
+
     ranks = rankdata(np.asarray(scores, dtype=np.float64))
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 

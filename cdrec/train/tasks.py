@@ -32,6 +32,7 @@ from cdrec.errors import CdrecError, require
 from cdrec.evaluate import Evaluation, evaluate_full, evaluate_sampled, report
 from cdrec.models import registry
 from cdrec.results.schema import RunResult, peak_rss_mb
+from cdrec.train import distributed as dist_
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
 
 TASKS: dict[str, "Task"] = {}
@@ -75,6 +76,10 @@ class Task:
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         """Evaluate a finished run's saved model on ``part`` (for ``cdrec evaluate``)."""
         raise TypeError(f"{type(self).__name__} must implement evaluate_saved")
+
+    def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
+        """A :class:`cdrec.predict.Predictor` answering from the run's saved model(s) (``cdrec.load``)."""
+        raise CdrecError(f"model {cfg.model!r}: its task {type(self).__name__} cannot load runs for predictions yet")
 
 
 def make_split(data: Interactions, cfg: RunConfig) -> Split:
@@ -124,6 +129,8 @@ class RankingTask(Task):
         split = make_split(data, cfg)
         params = registry.build_params(cfg.model, cfg.model_params)
         device = resolve_device(cfg.train.device)
+        metrics = [f"{m}@{k}" for k in cfg.eval.ks for m in ("HR", "NDCG", "MRR")] + ["MRR"]
+        require(cfg.train.metric in metrics, f"train.metric: {cfg.train.metric!r} is not a ranking metric; expected one of {metrics}")
         if cfg.scope == "single":
             scopes = [(name, split.restrict(d)) for d, name in enumerate(data.domains)]
         else:
@@ -178,16 +185,22 @@ class RankingTask(Task):
                 fit = trainer.fit(sampler.epoch, validate, n_batches=len(sampler), resume=resume)
             train_s += fit.train_s
             t0 = time.perf_counter()
-            tests.append(self.evaluate(model, split, "test", cfg, prepared.device))
+            # under torchrun rank 0 evaluates and every rank receives the same metrics
+            tests.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "test", cfg, prepared.device)))
             if has_valid:
-                valids.append(self.evaluate(model, split, "valid", cfg, prepared.device))
+                valids.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "valid", cfg, prepared.device)))
             eval_s += time.perf_counter() - t0
-            history.append({"scope": scope, "best_epoch": fit.best_epoch, "epochs": fit.history})
+            entry = {"scope": scope, "best_epoch": fit.best_epoch, "epochs": fit.history}
+            if getattr(fit, "resumed_from", 0):
+                entry["resumed_from"] = fit.resumed_from
+            history.append(entry)
             states[scope] = model.state_dict()
         require(len(tests) > 0, f"{prepared.data.name}: no domain has test rows")
-        atomic_torch_save(states, run_dir / "model.pt")
-        for scope, _ in prepared.scopes:
-            (run_dir / f"checkpoint-{scope}.pt").unlink(missing_ok=True)
+        if dist_.is_main():
+            atomic_torch_save(states, run_dir / "model.pt")
+            for scope, _ in prepared.scopes:
+                (run_dir / f"checkpoint-{scope}.pt").unlink(missing_ok=True)
+        dist_.barrier()
         test = merge_evaluations(prepared.split, tests, cfg.eval.buckets) if len(tests) > 1 else tests[0]
         valid = merge_evaluations(prepared.split, valids, cfg.eval.buckets) if len(valids) > 1 else (valids[0] if valids else None)
         setting = {"scope": cfg.scope, **cfg.setting}
@@ -208,7 +221,11 @@ class RankingTask(Task):
 
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[RankingPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
-        states = torch.load(run_dir / "model.pt", map_location=prepared.device, weights_only=False)
+        try:
+            states = torch.load(run_dir / "model.pt", map_location=prepared.device, weights_only=False)
+        except Exception as exc:  # truncated or foreign file: torch raises several types
+            raise CdrecError(f"{run_dir / 'model.pt'}: cannot read the saved model ({type(exc).__name__}); rerun the training") from None
+        require(isinstance(states, dict), f"{run_dir / 'model.pt'}: not a cdrec model file")
         models = {}
         for scope, split in prepared.scopes:
             if scope in states:
@@ -217,6 +234,13 @@ class RankingTask(Task):
                 model.eval()
                 models[scope] = model
         return prepared, models
+
+    def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
+        from cdrec.predict import RankingPredictor
+
+        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+        prepared, models = self.restore(cfg, run_dir)
+        return RankingPredictor(model=cfg.model, scope=cfg.scope, split=prepared.split, models=models, device=prepared.device)
 
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)

@@ -8,13 +8,15 @@ A model plugs in through ``loss(batch) -> Tensor``. Models that need more contro
 optimizers, bi-level steps) implement ``configure_optimizers(train_config)`` and/or
 ``train_step(batch, optimizers) -> float``; ``on_epoch_end(epoch, valid_metrics)`` runs after
 validation (schedulers).
+
+Under ``torchrun`` (world size > 1) the same loop trains data-parallel: see
+:mod:`cdrec.train.distributed` for how batches, gradients, evaluation and checkpoints are split. With
+one process nothing is wrapped and the loop is the plain one.
 """
 
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,8 @@ from torch import nn
 
 from cdrec.config import TrainConfig
 from cdrec.errors import CdrecError
-from cdrec.results.schema import peak_rss_mb
+from cdrec.results.schema import atomic_path, peak_rss_mb
+from cdrec.train import distributed as dist_
 
 Batch = dict[str, "np.ndarray | torch.Tensor"]
 
@@ -34,11 +37,16 @@ Batch = dict[str, "np.ndarray | torch.Tensor"]
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise CdrecError("train.device: 'cuda' asked but no CUDA GPU is available; use auto or cpu")
     if name not in ("cpu", "cuda"):
         raise CdrecError(f"train.device: expected auto, cpu or cuda, got {name!r}")
+    if name == "cuda" and dist_.env_world_size() > 1:  # torchrun: one GPU per local rank
+        count = torch.cuda.device_count()
+        if dist_.local_rank() >= count:
+            raise CdrecError(f"torchrun: local rank {dist_.local_rank()} needs GPU {dist_.local_rank()} but this node has {count}; use --nproc-per-node {count}")
+        return torch.device("cuda", dist_.local_rank())
     return torch.device(name)
 
 
@@ -58,15 +66,8 @@ def to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` through a temporary file and rename (a kill never leaves half a checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -87,6 +88,20 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     train_s: float = 0.0
     peak_rss_mb: float = 0.0
+    resumed_from: int = 0
+    """Epochs already done in the checkpoint this fit resumed from (0: started fresh)."""
+
+
+class _LossForward(nn.Module):
+    """``forward(batch) = model.loss(batch) * weight``: DistributedDataParallel hooks ``forward``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor], weight: float) -> torch.Tensor:
+        loss = self.model.loss(batch)
+        return loss * weight if weight != 1.0 else loss
 
 
 class Trainer:
@@ -104,6 +119,7 @@ class Trainer:
         minimize: bool = False,
         desc: str = "train",
     ) -> None:
+        dist_.init_from_env(device.type)  # no-op for one process or when `cdrec run` already joined
         self.model = model.to(device)
         self.cfg = cfg
         self.seed = seed
@@ -117,6 +133,9 @@ class Trainer:
             self.optimizers = list(opt) if isinstance(opt, (list, tuple)) else [opt]
         else:
             self.optimizers = [make_optimizer(model.parameters(), cfg)]
+        self.world_size = dist_.world_size()
+        self.rank = dist_.rank()
+        self._ddp: nn.Module | None = None
 
     # -------------------------------------------------------------------- checkpointing
     def _state(self, epoch: int, best: dict, history: list) -> dict:
@@ -129,23 +148,58 @@ class Trainer:
         }
 
     def _load(self) -> tuple[int, dict, list]:
+        """Restore the checkpoint (rank 0 reads it and broadcasts it to the other ranks)."""
         assert self.checkpoint is not None
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        path = self.checkpoint
+
+        def read() -> dict:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc:  # a foreign or damaged file: torch raises several types
+                raise CdrecError(f"{path}: cannot read the checkpoint ({type(exc).__name__}); delete it to start over") from None
+
+        state = dist_.on_main(read)
         self.model.load_state_dict(state["model"])
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)
         return state["epoch"], state["best"], state["history"]
 
+    def _has_checkpoint(self) -> bool:
+        return bool(dist_.on_main(lambda: self.checkpoint is not None and self.checkpoint.exists()))
+
     # -------------------------------------------------------------------- loop
-    def step(self, batch: dict[str, torch.Tensor]) -> float:
+    def step(self, batch: dict[str, torch.Tensor], weight: float = 1.0) -> float:
+        """One optimisation step; ``weight`` is this rank's share of a distributed batch."""
         if hasattr(self.model, "train_step"):
-            return float(self.model.train_step(batch, self.optimizers))
+            loss = float(self.model.train_step(batch, self.optimizers))
+            dist_.average_parameters(self.model)
+            return loss
         opt = self.optimizers[0]
         opt.zero_grad(set_to_none=True)
-        loss = self.model.loss(batch)
+        if self._ddp is not None:
+            loss = self._ddp(batch, weight)
+        else:
+            loss = self.model.loss(batch)
         loss.backward()
         opt.step()
         return float(loss.detach())
+
+    def _wrap(self) -> None:
+        """DistributedDataParallel around ``loss`` when several ranks train a loss()-based model."""
+        if self.world_size <= 1 or hasattr(self.model, "train_step") or self._ddp is not None:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self._ddp = DistributedDataParallel(_LossForward(self.model), device_ids=ids, find_unused_parameters=True)
+
+    def _epoch_batches(self, batches: Iterable[Batch]) -> Iterable[tuple[Batch, float]]:
+        """This rank's part of every batch (all of it with one process)."""
+        for batch in batches:
+            if self.world_size <= 1:
+                yield batch, 1.0
+            else:
+                yield dist_.shard_batch(batch, self.world_size, self.rank)
 
     def fit(
         self,
@@ -159,8 +213,10 @@ class Trainer:
 
         start_epoch, history = 0, []
         best = {"epoch": 0, "score": -np.inf, "state": None, "bad": 0}
-        if resume and self.checkpoint is not None and self.checkpoint.exists():
+        if resume and self.checkpoint is not None and self._has_checkpoint():
             start_epoch, best, history = self._load()
+        resumed_from = start_epoch
+        self._wrap()
         t0 = time.perf_counter()
         for epoch in range(start_epoch, self.cfg.epochs):
             if best["bad"] > 0 and best["bad"] >= self.cfg.patience:
@@ -168,24 +224,28 @@ class Trainer:
             torch.manual_seed(self.seed * 100_003 + epoch)
             self.model.train()
             losses = []
-            bar = tqdm(batches(epoch), total=n_batches, desc=f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}", leave=False, disable=not self.cfg.progress)
-            for i, batch in enumerate(bar):
+            show = self.cfg.progress and self.rank == 0
+            bar = tqdm(batches(epoch), total=n_batches, desc=f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}", leave=False, disable=not show)
+            for i, (batch, weight) in enumerate(self._epoch_batches(bar)):
                 if self.cfg.max_batches is not None and i >= self.cfg.max_batches:
                     break
-                losses.append(self.step(to_device(batch, self.device)))
+                losses.append(self.step(to_device(batch, self.device), weight))
             self.model.eval()
             with torch.no_grad():
-                valid = validate()
+                valid = dist_.on_main(validate)
             score = self.sign * float(valid.get(self.metric, np.nan))
             improved = bool(np.isfinite(score)) and score > best["score"]
             if improved or best["state"] is None:
                 best = {"epoch": epoch + 1, "score": score if np.isfinite(score) else -np.inf, "state": copy.deepcopy(self.model.state_dict()), "bad": 0}
             else:
                 best["bad"] += 1
-            history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), "valid": valid})
+            epoch_loss = float(np.mean(losses)) if losses else float("nan")
+            if self.world_size > 1:  # each rank's loss carries weight n_rank * world / n: their mean is the batch mean
+                epoch_loss = float(dist_.all_reduce_mean([epoch_loss], self.device)[0])
+            history.append({"epoch": epoch + 1, "loss": epoch_loss, "valid": valid})
             if hasattr(self.model, "on_epoch_end"):
                 self.model.on_epoch_end(epoch, valid)
-            if self.checkpoint is not None:
+            if self.checkpoint is not None and self.rank == 0:
                 atomic_torch_save(self._state(epoch + 1, best, history), self.checkpoint)
         if best["state"] is not None:
             self.model.load_state_dict(best["state"])
@@ -196,4 +256,5 @@ class Trainer:
             history=history,
             train_s=round(time.perf_counter() - t0, 3),
             peak_rss_mb=peak_rss_mb(),
+            resumed_from=resumed_from,
         )

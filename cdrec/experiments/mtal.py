@@ -1,0 +1,393 @@
+"""``cdrec reproduce mtal``: AAE + MTAL (paper 001, Table 4 layout) and DMTCDR (paper 002) on real data.
+
+What runs (each run is one ``cdrec run`` config through :func:`cdrec.experiments.pipeline.run_config`,
+writing ``runs/<dataset>/<column>/<row>/seed<k>/results.json``; finished runs are reused, so the
+command resumes):
+
+1. ML-100K, Table 4 layout: explicit / implicit x user-aligned uniform K=8 (``uniform-items:8``),
+   user-aligned genre K=18 (``genre-random``, each movie to one of its genres drawn by the seed, the
+   ``unknown`` genre dropped) and item-aligned uniform K=8 (``uniform-users:8``); rows Joint / Alone
+   (Base, MF, MLP, NCF, AE) and MTAL (AAE), with and without side information.
+2. Ablations on ML-100K user-aligned: eta in {0.1, 0.3, 1.0, optimize}, optimized w; partial alignment
+   curve; cold-start curve; Laplace DP and interval privacy.
+3. ML-1M user-aligned 18 genres (paper 002 Table 2) and Douban book + music (paper 002, two of its
+   three domains), explicit and implicit.
+
+The CPU schedule (2 shared cores) is reduced and says so in the report: ``SCHEDULES["reduced"]``
+versus the papers' ``SCHEDULES["paper"]`` (20 local epochs, 10 rounds, 4 seeds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cdrec.config import load_config
+from cdrec.errors import CdrecError
+from cdrec.experiments.pipeline import run_config
+from cdrec.results.schema import RunResult, atomic_write_text
+from cdrec.results.tables import markdown_table
+
+ML100K_GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+                 "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+
+COLUMNS = {  # name -> (feedback, alignment, partition, domains builder)
+    "explicit/user/uniform": ("explicit", "user", "uniform", "uniform-items:8"),
+    "explicit/user/genre": ("explicit", "user", "genre", "genre-random"),
+    "explicit/item/uniform": ("explicit", "item", "uniform", "uniform-users:8"),
+    "implicit/user/uniform": ("implicit", "user", "uniform", "uniform-items:8"),
+    "implicit/user/genre": ("implicit", "user", "genre", "genre-random"),
+    "implicit/item/uniform": ("implicit", "item", "uniform", "uniform-users:8"),
+}
+COLS = list(COLUMNS)
+
+# Paper 001 Table 4 ("ML100K") and Table 1 ("ML1M"), columns in COLS order; None = unreadable in the text.
+# Their Base rows (item-mean RMSE 0.980 in "ML100K" vs 1.020 in "ML1M") and paper 002 (ML-1M genre MTAL
+# 0.894 = Table 4's 0.893) indicate the two captions are swapped: we show both beside our ML-100K numbers.
+PAPER_T4 = {
+    ("joint", "base"): [0.980, 0.980, 1.033, 0.808, 0.808, 0.620], ("joint", "mf"): [0.915, 0.915, 0.914, 0.831, 0.831, 0.653],
+    ("joint", "mf_s"): [0.910, 0.910, 0.909, 0.832, 0.832, 0.720], ("joint", "mlp"): [0.899, 0.899, 0.908, 0.835, 0.835, 0.730],
+    ("joint", "mlp_s"): [0.884, 0.884, 0.885, 0.832, 0.832, None], ("joint", "ncf"): [0.893, 0.893, 0.909, 0.832, 0.832, 0.727],
+    ("joint", "ncf_s"): [0.883, 0.883, 0.881, 0.832, 0.832, 0.725], ("joint", "ae"): [0.881, 0.881, 0.873, 0.842, 0.842, 0.735],
+    ("joint", "ae_s"): [0.874, 0.874, 0.870, 0.846, 0.846, 0.740],
+    ("alone", "base"): [0.980, 0.980, 1.033, 0.807, 0.805, 0.619], ("alone", "mf"): [0.949, 1.060, 0.935, 0.809, 0.809, 0.657],
+    ("alone", "mf_s"): [0.936, 0.934, 0.908, 0.819, 0.821, 0.711], ("alone", "mlp"): [0.932, 0.928, 0.918, 0.811, 0.811, 0.704],
+    ("alone", "mlp_s"): [0.930, 0.924, 0.909, 0.812, 0.812, 0.704], ("alone", "ncf"): [0.931, 0.929, 0.921, 0.812, 0.811, 0.703],
+    ("alone", "ncf_s"): [0.929, 0.923, 0.913, 0.812, 0.817, 0.702], ("alone", "ae"): [0.967, 1.159, 0.893, 0.833, 0.824, 0.731],
+    ("alone", "ae_s"): [0.961, 1.059, 0.894, 0.833, 0.829, 0.732],
+    ("mtal", "aae"): [0.878, 0.893, 0.834, 0.847, 0.845, 0.745], ("mtal", "aae_s"): [0.881, 0.897, 0.835, 0.844, 0.844, 0.743],
+}
+PAPER_T1 = {
+    ("joint", "base"): [1.020, 1.020, 1.040, 0.744, 0.744, 0.623], ("joint", "mf"): [0.939, 0.939, 0.944, 0.768, 0.768, 0.681],
+    ("joint", "mf_s"): [0.912, 0.912, 0.911, 0.784, 0.784, 0.696], ("joint", "mlp"): [0.937, 0.937, 0.921, 0.775, 0.775, 0.694],
+    ("joint", "mlp_s"): [0.922, 0.922, 0.919, 0.771, 0.771, 0.698], ("joint", "ncf"): [0.937, 0.937, 0.913, 0.777, 0.777, 0.693],
+    ("joint", "ncf_s"): [0.912, 0.912, 0.913, 0.774, 0.774, 0.693], ("joint", "ae"): [0.927, 0.927, 0.899, 0.788, 0.788, None],
+    ("joint", "ae_s"): [0.926, 0.926, 0.898, 0.792, 0.792, None],
+    ("alone", "base"): [1.020, 1.011, 1.040, 0.744, 0.748, 0.624], ("alone", "mf"): [1.007, 1.184, 1.037, 0.750, 0.755, 0.651],
+    ("alone", "mf_s"): [0.986, 0.971, 0.975, 0.756, 0.770, 0.668], ("alone", "mlp"): [0.980, 0.970, 0.980, 0.744, 0.768, 0.669],
+    ("alone", "mlp_s"): [0.974, 0.960, 0.978, 0.747, 0.768, 0.670], ("alone", "ncf"): [0.981, 0.974, 0.980, 0.747, 0.769, 0.670],
+    ("alone", "ncf_s"): [0.972, 0.960, 0.977, 0.751, 0.768, 0.669], ("alone", "ae"): [1.076, 1.353, 1.094, 0.767, 0.777, 0.667],
+    ("alone", "ae_s"): [1.041, 1.174, 1.057, 0.767, 0.780, 0.679],
+    ("mtal", "aae"): [0.938, 0.945, 0.883, 0.789, 0.802, 0.706], ("mtal", "aae_s"): [0.940, 0.950, 0.884, 0.789, 0.801, 0.706],
+}
+# Paper 002 Table 2 (user-aligned; RMSE, NDCG@10) for ML-1M and Douban (3 domains there, 2 here).
+PAPER_002 = {
+    "ml-1m": {("joint", "base"): (0.981, 0.817), ("joint", "mf"): (0.917, 0.840), ("joint", "mlp"): (0.899, 0.847),
+              ("joint", "ncf"): (0.904, 0.842), ("joint", "ae"): (0.879, 0.853), ("mtcdr", "mf"): (0.925, 0.832),
+              ("mtcdr", "mlp"): (0.908, 0.841), ("mtcdr", "ncf"): (0.902, 0.841), ("alone", "base"): (0.981, 0.815),
+              ("alone", "mf"): (1.060, 0.822), ("alone", "mlp"): (0.929, 0.838), ("alone", "ncf"): (0.931, 0.838),
+              ("alone", "ae"): (1.158, 0.835), ("mtal", "aae"): (0.894, 0.850)},
+    "douban": {("joint", "base"): (0.904, 0.769), ("joint", "mf"): (1.081, 0.851), ("joint", "mlp"): (0.911, 0.872),
+               ("joint", "ncf"): (0.899, 0.872), ("joint", "ae"): (0.907, 0.869), ("mtcdr", "mf"): (0.955, 0.852),
+               ("mtcdr", "mlp"): (0.905, 0.872), ("mtcdr", "ncf"): (0.898, 0.872), ("alone", "base"): (0.904, 0.769),
+               ("alone", "mf"): (1.050, 0.856), ("alone", "mlp"): (0.901, 0.873), ("alone", "ncf"): (0.905, 0.873),
+               ("alone", "ae"): (0.905, 0.869), ("mtal", "aae"): (0.857, 0.877)},
+}
+PAPER_ETA_ML1M = {"0.1": (0.911, 0.841), "0.3": (0.894, 0.847), "1.0": (0.889, 0.850), "optimize": (0.896, 0.829), "optimize w": (0.894, 0.850)}
+PAPER_PRIVACY = {"ml-1m": {"alone": (0.929, 0.838), "dp": (0.900, 0.850), "ip": (0.899, 0.850)},
+                 "douban": {"alone": (0.901, 0.873), "dp": (0.856, 0.875), "ip": (0.857, 0.875)}}
+
+SCHEDULES = {
+    "paper": {"rounds": 10, "local_epochs": 20, "local_lr": 1e-3, "cf_epochs": 50, "seeds": 4},
+    "reduced": {"rounds": 10, "local_epochs": 5, "local_lr": 5e-3, "cf_epochs": 10, "seeds": 1},
+    "quick": {"rounds": 2, "local_epochs": 2, "local_lr": 5e-3, "cf_epochs": 3, "seeds": 1},
+}
+BACKBONES = ["base", "mf", "mlp", "ncf", "ae"]
+MODEL = {"base": "assisted-base", "mf": "assisted-mf", "mlp": "assisted-mlp", "ncf": "assisted-ncf", "ae": "assisted-ae", "aae": "aae"}
+
+
+def _metric(feedback: str) -> str:
+    return "RMSE" if feedback == "explicit" else "MAP@10"
+
+
+class Runner:
+    def __init__(self, out: Path, data_dir: str, device: str, schedule: dict) -> None:
+        self.out, self.data_dir, self.device, self.sched = out, data_dir, device, schedule
+
+    def run(self, dataset: str, column: str, row: str, seed: int, model: str, domains: str | None, setting: dict,
+            keep: list[str] | None = None, batch: int | None = None, kcore: int = 0) -> RunResult | None:
+        run_dir = self.out / "runs" / dataset / column / row / f"seed{seed}"
+        if (run_dir / "results.json").exists():
+            return RunResult.read(run_dir / "results.json")
+        sets = [f"model={MODEL[model]}", f"data.name={dataset}", f"data.data_dir={self.data_dir}", f"seed={seed}",
+                f"train.device={self.device}", "train.progress=false", f"train.epochs={self.sched['cf_epochs']}",
+                "train.batch_size=256"]
+        if domains:
+            sets.append(f"data.domains={domains}")
+        if keep:
+            sets.append("data.keep_domains=" + json.dumps(keep))
+        if kcore:
+            sets.append(f"data.kcore={kcore}")
+        if model in ("aae", "ae"):
+            sets.append(f"model_params.epochs={self.sched['local_epochs'] if model == 'aae' else self.sched['cf_epochs']}")
+            sets.append(f"model_params.lr={self.sched['local_lr']}")
+            if batch:
+                sets.append(f"model_params.batch_size={batch}")
+        setting = {"rounds": self.sched["rounds"], **setting}
+        sets += [f"setting.{k}={json.dumps(v)}" for k, v in setting.items()]
+        t0 = time.perf_counter()
+        try:
+            res = run_config(load_config(None, sets), run_dir)
+        except Exception as exc:  # one failed row must not stop the others; the report shows "–"
+            print(f"[mtal] {dataset}/{column}/{row}: FAILED {type(exc).__name__}: {exc}", flush=True)
+            return None
+        overall = res.metrics.get("overall", {})
+        print(f"[mtal] {dataset}/{column}/{row}/seed{seed}: {overall} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        return res
+
+
+def _setting(column: str, mode: str, side: bool, **extra) -> dict:
+    feedback, alignment, partition, _ = COLUMNS[column]
+    s = {"mode": mode, "feedback": feedback, "alignment": alignment, "partition": partition, "side_info": side}
+    if mode == "mtal":
+        s.update({"eta": 0.3 if feedback == "explicit" else "optimize", "weights": "uniform"})
+    s.update(extra)
+    return s
+
+
+def plan(quick: bool) -> list[tuple]:
+    """(dataset, column, row, model, domains, setting, keep, batch, kcore), most important first:
+    MTAL and Alone rows of every ML-100K column, ablations, Joint rows, paper 002 data, side information."""
+    keep = ML100K_GENRES
+    cols = ["explicit/user/uniform"] if quick else ["explicit/user/genre", "explicit/user/uniform", "explicit/item/uniform",
+                                                    "implicit/user/genre", "implicit/user/uniform", "implicit/item/uniform"]
+    main, joint, side_jobs = [], [], []
+    for side in ([False] if quick else [False, True]):
+        sfx = "_s" if side else ""
+        for col in cols:
+            dom = COLUMNS[col][3]
+            k = keep if dom == "genre-random" else None
+            target = side_jobs if side else main
+            target.append(("ml-100k", col, f"mtal-aae{sfx}", "aae", dom, _setting(col, "mtal", side), k, 100, 0))
+            for b in (["base", "mf"] if quick else BACKBONES):
+                if side and b == "base":
+                    continue
+                target.append(("ml-100k", col, f"alone-{b}{sfx}", b, dom, _setting(col, "alone", side), k, 100, 0))
+                if not quick:
+                    (side_jobs if side else joint).append(("ml-100k", col, f"joint-{b}{sfx}", b, dom, _setting(col, "joint", side), k, 100, 0))
+    if quick:
+        return main
+    g = "explicit/user/genre"
+    wopt = ("ml-100k", g, "mtal-aae-wopt", "aae", "genre-random", _setting(g, "mtal", False, weights="optimize"), keep, 100, 0)
+    main.insert(3 * (len(BACKBONES) + 1), wopt)
+    ablations = []
+    col, dom = "explicit/user/uniform", "uniform-items:8"
+    short = {"rounds": 5}  # ablations run 5 rounds (reduced schedule); eta=0.3 at 5 rounds is their reference row
+    for eta in (0.3, 1.0):
+        ablations.append(("ml-100k", col, f"ablation-eta-{eta}", "aae", dom, _setting(col, "mtal", False, eta=eta, **short), None, 100, 0))
+    ablations.append(("ml-100k", col, "ablation-w-optimize", "aae", dom, _setting(col, "mtal", False, weights="optimize", **short), None, 100, 0))
+    for priv in ("dp", "ip"):
+        ablations.append(("ml-100k", col, f"privacy-{priv}", "aae", dom, _setting(col, "mtal", False, privacy=priv, **short), None, 100, 0))
+    for ratio in (0.5, 0.25, 0.75):
+        ablations.append(("ml-100k", col, f"align-{ratio}", "aae", dom, _setting(col, "mtal", False, align_ratio=ratio, **short), None, 100, 0))
+        for b, mode in (("aae", "mtal"), ("ae", "alone"), ("base", "alone")):
+            extra = short if mode == "mtal" else {}
+            ablations.append(("ml-100k", col, f"cold-{ratio}-{mode}-{b}", b, dom, _setting(col, mode, False, cold_start_ratio=ratio, **extra), None, 100, 0))
+        if ratio == 0.5:
+            for eta in (0.1, "optimize"):
+                ablations.append(("ml-100k", col, f"ablation-eta-{eta}", "aae", dom, _setting(col, "mtal", False, eta=eta, **short), None, 100, 0))
+    # paper 002: Douban book + music and ML-1M 18 genres (user-aligned)
+    p002 = []
+    for ds, dom, batch, kcore in (("douban", None, 100, 20), ("ml-1m", "genre-random", 500, 0)):
+        for fb in ("explicit", "implicit"):
+            col = f"{fb}/user/{'genre' if ds == 'ml-1m' else 'domain'}"
+            base = {"feedback": fb, "alignment": "user", "partition": "genre" if ds == "ml-1m" else "domain", "side_info": False}
+            p002.append((ds, col, "mtal-aae", "aae", dom, {**base, "mode": "mtal", "eta": 0.3 if fb == "explicit" else 1.0}, None, batch, kcore))
+            for b in BACKBONES:
+                p002.append((ds, col, f"alone-{b}", b, dom, {**base, "mode": "alone"}, None, batch, kcore))
+            for b in BACKBONES:
+                p002.append((ds, col, f"joint-{b}", b, dom, {**base, "mode": "joint"}, None, batch, kcore))
+            for b in ("mf", "mlp", "ncf"):
+                p002.append((ds, col, f"mtcdr-{b}", b, dom, {**base, "mode": "mtcdr"}, None, batch, kcore))
+    return main + ablations + joint + p002 + side_jobs
+
+
+def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "cpu") -> Path:
+    out = Path(out)
+    from cdrec.data.loaders import data_dir as resolve_data_dir
+
+    root = resolve_data_dir(data_dir)
+    if not (root / "ml-100k" / "u.data").exists():
+        raise CdrecError(f"--data-dir {root}: ml-100k/u.data not found; `cdrec reproduce mtal` needs the real datasets")
+    sched = dict(SCHEDULES["quick" if quick else os.environ.get("CDREC_MTAL_SCHEDULE", "reduced")])
+    n_seeds = seeds or sched["seeds"]
+    runner = Runner(out, str(root), device, sched)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in range(n_seeds):
+        for job in plan(quick):
+            ds, col, row, model, dom, setting, keep, batch, kcore = job
+            if ds != "ml-100k" and not (root / ("ml-1m" if ds == "ml-1m" else "douban-ga-dtcdr")).exists():
+                continue
+            runner.run(ds, col, row, seed, model, dom, setting, keep, batch, kcore)
+            write_report(out, sched, quick)
+    return write_report(out, sched, quick)
+
+
+# ----------------------------------------------------------------------------------------- report
+def _load(out: Path) -> dict:
+    res: dict = defaultdict(list)
+    for path in sorted((out / "runs").glob("*/*/*/*/*/seed*/results.json")) + sorted((out / "runs").glob("*/*/*/*/seed*/results.json")):
+        rel = path.relative_to(out / "runs").parts
+        ds, row = rel[0], rel[-3]
+        col = "/".join(rel[1:-3])
+        res[(ds, col, row)].append(RunResult.read(path))
+    return res
+
+
+def _mean(results: list[RunResult], metric: str, org: str = "overall") -> float | None:
+    vals = [r.metrics.get(org, {}).get(metric) for r in results]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _f(v) -> str:
+    return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def write_report(out: Path, sched: dict, quick: bool) -> Path:
+    res = _load(out)
+    lines = ["# AAE + MTAL reproduction (papers 001 and 002)", "",
+             f"Schedule: {'quick' if quick else 'reduced'} = {sched} versus the papers' {SCHEDULES['paper']}. "
+             "**Reduced**: 5 instead of 20 local epochs per round (local Adam learning rate raised from 1e-3 to 5e-3 to "
+             "compensate), at most 10 epochs for the CF baselines, one seed, on 2 CPU cores shared with other jobs; numbers are single-seed.",
+             "Split: random per-user 81/9/10 (validation carved from the papers' 90% train); each organization picks "
+             "its round on its own validation entries. Explicit: RMSE (lower is better); implicit: MAP@10 and NDCG@10 over "
+             "each user's held-out rated items (rating >= 3.5 positive).", "",
+             "Paper columns: *T4* = paper 001 Table 4 (captioned ML100K, the issue's targets), *T1* = Table 1 (captioned "
+             "ML1M). Their Base rows (item-mean RMSE 0.980 vs 1.020; the ML-100K item mean gives ~1.02) and paper 002 "
+             "(ML-1M genre MTAL 0.894 ≈ T4's 0.893) indicate the captions are swapped, so T1 is the likelier ML-100K reference.", ""]
+    # Table 4 layout
+    rows_order = [("joint", b) for b in BACKBONES] + [("joint", b + "_s") for b in BACKBONES[1:]] + \
+                 [("alone", b) for b in BACKBONES] + [("alone", b + "_s") for b in BACKBONES[1:]] + [("mtal", "aae"), ("mtal", "aae_s")]
+    header = ["mode", "model"] + [f"{c} ({_metric(COLUMNS[c][0])})" for c in COLS]
+    table, t4, t1 = [], [], []
+    for mode, b in rows_order:
+        name = f"{mode}-{b}" if mode != "mtal" else f"mtal-{b}"
+        cells = []
+        for c in COLS:
+            r = res.get(("ml-100k", c, name))
+            cells.append(_f(_mean(r, _metric(COLUMNS[c][0]))) if r else "–")
+        table.append([mode, b, *cells])
+        t4.append([mode, b, *(_f(v) for v in PAPER_T4.get((mode, b), [None] * 6))])
+        t1.append([mode, b, *(_f(v) for v in PAPER_T1.get((mode, b), [None] * 6))])
+    lines += ["## ML-100K, Table 4 layout (ours)", "", markdown_table(header, table), "",
+              "Paper T4 (captioned ML100K):", "", markdown_table(header, t4), "",
+              "Paper T1 (captioned ML1M):", "", markdown_table(header, t1), ""]
+    # MTAL vs best Alone per column
+    lines += ["### MTAL (AAE) against the best Alone model, per column", ""]
+    rows = []
+    for c in COLS:
+        m = _metric(COLUMNS[c][0])
+        lower = m == "RMSE"
+        ours = res.get(("ml-100k", c, "mtal-aae"))
+        alone = {k[2]: _mean(v, m) for k, v in res.items() if k[0] == "ml-100k" and k[1] == c and k[2].startswith("alone-")}
+        alone = {k: v for k, v in alone.items() if v is not None}
+        best = (min if lower else max)(alone.items(), key=lambda kv: kv[1]) if alone else None
+        o = _mean(ours, m) if ours else None
+        beats = None if o is None or best is None else (o < best[1] if lower else o > best[1])
+        i = COLS.index(c)
+        rows.append([c, m, _f(o), f"{best[0]} {best[1]:.4f}" if best else "–", {True: "yes", False: "**no**", None: "–"}[beats],
+                     _f(PAPER_T4[("mtal", "aae")][i]), _f(PAPER_T1[("mtal", "aae")][i])])
+    lines += [markdown_table(["column", "metric", "MTAL AAE", "best Alone", "MTAL better", "paper T4", "paper T1"], rows), ""]
+    w = res.get(("ml-100k", "explicit/user/genre", "mtal-aae-wopt"))
+    if w:
+        lines += [f"MTAL AAE with optimized gradient-assistance weights w on explicit/user/genre: RMSE {_f(_mean(w, 'RMSE'))} "
+                  f""
+                  f"versus {_f(_mean(res.get(('ml-100k', 'explicit/user/genre', 'mtal-aae'), []), 'RMSE'))} with uniform w.", ""]
+    trows = [[f"{k[0]} {k[1]}", k[2], f"{v[0].timing.get('train_s', 0):.0f}", f"{v[0].timing.get('peak_rss_mb', 0):.0f}",
+              v[0].data_stats.get("messages", "–"), v[0].data_stats.get("values", "–")]
+             for k, v in sorted(res.items()) if k[2].startswith("mtal")]
+    if trows:
+        lines += ["### MTAL run cost (wall seconds on the shared 2-core machine; peak RSS of the whole recipe process so far, so cumulative; messages exchanged)", "",
+                  markdown_table(["data / column", "row", "wall s", "peak RSS MiB", "messages", "values sent"], trows), ""]
+    lines += _curves(out, res)
+    lines += _ablations(res)
+    lines += _paper002(res)
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _curves(out: Path, res: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [(c, res[("ml-100k", c, "mtal-aae")]) for c in COLS if ("ml-100k", c, "mtal-aae") in res]
+    if not present:
+        return []
+    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 3), squeeze=False)
+    for ax, (c, rs) in zip(axes[0], present):
+        m = _metric(COLUMNS[c][0])
+        hist = rs[0].history
+        ax.plot([h["round"] for h in hist], [h["test"].get(m) for h in hist], marker="o", label="MTAL AAE")
+        alone = [(k[2], _mean(v, m)) for k, v in res.items() if k[0] == "ml-100k" and k[1] == c and k[2].startswith("alone-") and not k[2].endswith("_s")]
+        alone = [a for a in alone if a[1] is not None]
+        if alone:
+            best = (min if m == "RMSE" else max)(alone, key=lambda kv: kv[1])
+            ax.axhline(best[1], color="gray", ls="--", label=f"best Alone ({best[0][6:]})")
+        joint = [(k[2], _mean(v, m)) for k, v in res.items() if k[0] == "ml-100k" and k[1] == c and k[2].startswith("joint-") and not k[2].endswith("_s")]
+        joint = [a for a in joint if a[1] is not None]
+        if joint:
+            best = (min if m == "RMSE" else max)(joint, key=lambda kv: kv[1])
+            ax.axhline(best[1], color="green", ls=":", label=f"best Joint ({best[0][6:]})")
+        ax.set_title(c, fontsize=8)
+        ax.set_xlabel("assistance round")
+        ax.set_ylabel(m)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "rounds.png", dpi=110)
+    plt.close(fig)
+    return ["## Per-round curves (test, pooled over organizations; round 0 = F0)", "", "![rounds](rounds.png)", ""]
+
+
+def _ablations(res: dict) -> list[str]:
+    col = "explicit/user/uniform"
+    get = lambda row: _mean(res.get(("ml-100k", col, row), []), "RMSE") if ("ml-100k", col, row) in res else None  # noqa: E731
+    lines = ["## Ablations (ML-100K explicit, user-aligned uniform K=8, RMSE; ablation rows run 5 rounds)", ""]
+    rows = [["eta = 0.3 (main run, 10 rounds), uniform w", _f(get("mtal-aae"))]]
+    for eta in (0.3, 0.1, 1.0, "optimize"):
+        rows.append([f"eta = {eta}, uniform w", _f(get(f"ablation-eta-{eta}"))])
+    rows.append(["eta = 0.3, optimized w", _f(get("ablation-w-optimize"))])
+    lines += [markdown_table(["setting", "RMSE"], rows), "",
+              "Paper 002 Table 8 (ML-1M genre, RMSE / NDCG): " + ", ".join(f"{k}: {v[0]} / {v[1]}" for k, v in PAPER_ETA_ML1M.items()), ""]
+    rows = [[r, _f(get(f"align-{r}"))] for r in (0.25, 0.5, 0.75)] + [[1.0, _f(get("ablation-eta-0.3"))]]
+    lines += ["### Partial alignment (share of users aligned)", "", markdown_table(["align_ratio", "MTAL RMSE"], rows), ""]
+    rows = []
+    for r in (0.25, 0.5, 0.75):
+        cells = []
+        for row in (f"cold-{r}-mtal-aae", f"cold-{r}-alone-ae", f"cold-{r}-alone-base"):
+            rr = res.get(("ml-100k", col, row))
+            cold_org = rr[0].setting.get("cold_start_org") if rr else None
+            org = cold_org or (list(rr[0].metrics)[0] if rr else None)
+            cells.append(_f(_mean(rr, "RMSE", org)) if rr else "–")
+        rows.append([r, *cells])
+    lines += ["### Cold start (organization part0 trains on a share of its users, evaluated on the others; RMSE on its new users)", "",
+              markdown_table(["cold_start_ratio", "MTAL AAE", "Alone AE", "Alone Base"], rows), ""]
+    rows = [["none", _f(get("ablation-eta-0.3"))], ["Laplace DP (alpha=10)", _f(get("privacy-dp"))], ["interval privacy (10 thresholds)", _f(get("privacy-ip"))]]
+    alone = [v for k, v in res.items() if k[0] == "ml-100k" and k[1] == col and k[2].startswith("alone-") and not k[2].endswith("_s")]
+    best = min((m for m in (_mean(v, "RMSE") for v in alone) if m is not None), default=None)
+    rows.append(["best Alone", _f(best)])
+    lines += ["### Privacy of transmitted residuals", "", markdown_table(["mechanism", "RMSE"], rows),
+              "", "Paper 002 Table 5 (RMSE / NDCG): " + json.dumps(PAPER_PRIVACY), ""]
+    return lines
+
+
+def _paper002(res: dict) -> list[str]:
+    lines = ["## Paper 002 (DMTCDR) Table 2 columns, user-aligned", ""]
+    for ds, col_part in (("ml-1m", "user/genre"), ("douban", "user/domain")):
+        rows = []
+        for (mode, b), (p_rmse, p_ndcg) in PAPER_002[ds].items():
+            row = f"{mode}-{b}"
+            e = res.get((ds, f"explicit/{col_part}", row))
+            i = res.get((ds, f"implicit/{col_part}", row))
+            rows.append([mode, b, _f(_mean(e, "RMSE")) if e else "–", p_rmse, _f(_mean(i, "NDCG@10")) if i else "–", p_ndcg])
+        lines += [f"### {ds}" + (" (book + music; the paper also had movie)" if ds == "douban" else " (18 genres)"), "",
+                  markdown_table(["mode", "model", "RMSE (ours)", "RMSE (paper)", "NDCG@10 (ours)", "NDCG@10 (paper)"], rows), ""]
+    return lines

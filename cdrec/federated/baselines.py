@@ -1,0 +1,153 @@
+"""The centralized / isolated baselines of the AAE and DMTCDR papers, on the same organizations.
+
+* ``alone``: every organization trains a backbone on its own entries only.
+* ``joint``: all organizations' entries pooled into one model (the centralized upper reference).
+* ``mtcdr``: the CF backbones with the aligned (row) embeddings shared across organizations and one
+  prediction head per organization, trained centrally (DMTCDR Section 5.1).
+
+Backbones: ``base`` (F0), ``mf``, ``mlp``, ``ncf`` (pair models, Adam, early stopping on the validation
+overarching loss) and ``ae`` (the autoencoder whose output columns are its input columns). Every
+model is trained with the overarching loss (MSE on ratings / BCE-with-logits on labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from cdrec.errors import require
+from cdrec.federated.alignment import Entries, Federation
+from cdrec.federated.organization import key_metrics
+from cdrec.models.assisted.aae import AAEParams, AE, AutoencoderData, fit_autoencoder, predict_autoencoder
+from cdrec.models.assisted.base import BaseModel
+from cdrec.models.assisted.blocks import fit_pairs, predict_pairs
+from cdrec.models.assisted.mf import MF, MFParams
+from cdrec.models.assisted.mlp import MLP, MLPParams
+from cdrec.models.assisted.ncf import NCF, NCFParams
+
+BACKBONES = ("base", "mf", "mlp", "ncf", "ae")
+MODES = ("joint", "alone", "mtcdr")
+PAIR_MODELS = {"mf": (MF, MFParams), "mlp": (MLP, MLPParams), "ncf": (NCF, NCFParams)}
+
+
+@dataclass
+class BaselineConfig:
+    epochs: int = 30
+    batch_size: int = 1024
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    pair_weight_decay: float = 0.0
+    patience: int = 3
+    ae: AAEParams | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class Block:
+    """A pool of entries with one column space: ``cols`` are global within the block."""
+
+    train: Entries
+    valid: Entries
+    test: Entries
+    groups: dict[str, np.ndarray]
+    n_cols: int
+    row_side: np.ndarray | None
+    col_side: np.ndarray | None
+
+
+def _pool(fed: Federation, which: list[int]) -> Block:
+    offs = np.concatenate([[0], np.cumsum([fed.orgs[k].n_cols for k in which])])
+    parts, groups = {}, {}
+    for part in ("train", "valid", "test"):
+        ents, grp = [], []
+        for j, k in enumerate(which):
+            e = getattr(fed.orgs[k], part)
+            ents.append(Entries(e.rows, e.cols + offs[j], e.y, e.users, e.items))
+            grp.append(np.full(len(e), j))
+        parts[part] = Entries.concat(ents)
+        groups[part] = np.concatenate(grp)
+    sides = [fed.orgs[k].col_side for k in which]
+    col_side = np.concatenate(sides) if all(s is not None for s in sides) else None
+    return Block(parts["train"], parts["valid"], parts["test"], groups, int(offs[-1]), fed.orgs[which[0]].row_side, col_side)
+
+
+def _loss(feedback: str, f: np.ndarray, y: np.ndarray) -> float:
+    if feedback == "explicit":
+        return float(np.mean((f - y) ** 2))
+    return float(np.mean(np.logaddexp(0, f) - y * f))
+
+
+def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n_groups: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train ``backbone`` on the block; returns scores on its valid and test entries."""
+    tr, va, te = block.train, block.valid, block.test
+    if backbone == "base":
+        base = BaseModel(block.n_cols, feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+        return base.predict(va.cols), base.predict(te.cols)
+    torch.manual_seed(cfg.seed)
+    if backbone == "ae":
+        params = cfg.ae or AAEParams()
+        x = tr.y if feedback == "explicit" else np.where(tr.y > 0, 1.0, -1.0)
+        data = AutoencoderData(sp.csr_matrix((x.astype(np.float32), (tr.rows, tr.cols)), shape=(n_rows, block.n_cols)), block.row_side, block.col_side)
+        targets = sp.csr_matrix((tr.y.astype(np.float32), (tr.rows, tr.cols)), shape=(n_rows, block.n_cols))
+        model = AE(block.n_cols, block.n_cols, params,
+                   d_row_side=0 if block.row_side is None else block.row_side.shape[1],
+                   d_col_side=0 if block.col_side is None else block.col_side.shape[1])
+        f0 = BaseModel(block.n_cols, feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+        with torch.no_grad():  # start the output layer at the base model F0 (per-column mean / popularity)
+            model.out_bias.copy_(torch.as_tensor(f0.values, dtype=torch.float32))
+        validate = (lambda: _loss(feedback, predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device), va.y)) if len(va) else None
+        fit_autoencoder(model, data, targets, loss="mse" if feedback == "explicit" else "bce", seed=cfg.seed,
+                        device=cfg.device, epochs=cfg.epochs, validate=validate, patience=cfg.patience)
+        return (predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device),
+                predict_autoencoder(model, data, te.rows, te.cols, device=cfg.device))
+    cls, pcls = PAIR_MODELS[backbone]
+    model = cls(n_rows, block.n_cols, pcls(), n_groups=n_groups,
+                d_row_side=0 if block.row_side is None else block.row_side.shape[1],
+                d_col_side=0 if block.col_side is None else block.col_side.shape[1])
+    mean = float(tr.y.mean())
+    model.init_output_bias(mean if feedback == "explicit" else float(np.log(mean + 1e-6) - np.log1p(-mean + 1e-6)))
+    g = block.groups
+
+    def predict(e: Entries, grp: np.ndarray) -> np.ndarray:
+        return predict_pairs(model, e.rows, e.cols, grp, block.row_side, block.col_side, device=cfg.device)
+
+    validate = (lambda: _loss(feedback, predict(va, g["valid"]), va.y)) if len(va) else None
+    fit_pairs(model, tr.rows, tr.cols, g["train"], tr.y, feedback=feedback, row_side=block.row_side, col_side=block.col_side,
+              epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.pair_weight_decay, seed=cfg.seed,
+              validate=validate, patience=cfg.patience, device=cfg.device)
+    return predict(va, g["valid"]), predict(te, g["test"])
+
+
+def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig) -> dict:
+    """Metrics per organization and overall on valid and test for one baseline row."""
+    require(mode in MODES, f"setting.mode: expected one of {MODES} for a baseline, got {mode!r}")
+    require(backbone in BACKBONES, f"baseline backbone: expected one of {BACKBONES}, got {backbone!r}")
+    require(mode != "mtcdr" or backbone in PAIR_MODELS, "MTCDR is defined for the CF backbones mf, mlp, ncf")
+    K = len(fed.orgs)
+    scores = {"valid": [None] * K, "test": [None] * K}
+    if mode == "alone":
+        for k in range(K):
+            v, t = fit_block(_pool(fed, [k]), backbone, fed.feedback, cfg, 1, fed.n_rows)
+            scores["valid"][k], scores["test"][k] = v, t
+    else:
+        block = _pool(fed, list(range(K)))
+        v, t = fit_block(block, backbone, fed.feedback, cfg, K if mode == "mtcdr" else 1, fed.n_rows)
+        for k in range(K):
+            scores["valid"][k] = v[block.groups["valid"] == k]
+            scores["test"][k] = t[block.groups["test"] == k]
+    return {part: federation_metrics(fed, part, scores[part]) for part in ("valid", "test")}
+
+
+def federation_metrics(fed: Federation, part: str, scores: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Per organization and ``overall`` (all organizations' entries pooled; rankings per user)."""
+    clip = None
+    if fed.feedback == "explicit":
+        ys = np.concatenate([o.train.y for o in fed.orgs])
+        clip = (float(ys.min()), float(ys.max()))
+    out = {o.name: key_metrics(fed.feedback, getattr(o, part), s, clip) for o, s in zip(fed.orgs, scores)}
+    out["overall"] = key_metrics(fed.feedback, Entries.concat([getattr(o, part) for o in fed.orgs]), np.concatenate(scores), clip)
+    return out

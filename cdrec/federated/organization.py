@@ -1,0 +1,328 @@
+"""An organization of Multi-Target Assisted Learning (Algorithm 1 of the AAE paper / DMTCDR).
+
+An :class:`Organization` holds its own rating entries, side information, local model and losses,
+and nothing of anyone else's. It talks to peers only through messages (:mod:`.messages`); each
+phase method takes the messages delivered to it and returns the messages it sends:
+
+=====================  ===========================================================================
+``announce``           ids it may align on -> :class:`AlignmentMessage` to every peer
+``on_alignment``       aligned sets ``U^k ∩ U^l`` and peers' column counts (output layout)
+``start``              base model ``F_0^k`` (per-column mean / popularity); :class:`QueryMessage` of
+                       its evaluation keys on aligned rows
+``residuals(t)``       pseudo-residuals ``r_t^{k,k} = -dL_k/dF_{t-1}`` (Eq. 5); the aligned part,
+                       privacy-enhanced if configured, as :class:`ResidualMessage` to each peer
+``fit(t, inbox)``      pseudo-targets over all n columns from own + received residuals; local AAE
+                       ``f_t^k = argmin l2`` (Eq. 6)
+``predictions(t)``     ``r_hat_t^{k,l}`` on each peer's residual keys and query keys (Eq. 7)
+``update(t, inbox)``   weights ``w_t^k`` on the simplex (Eq. 8, L-BFGS, optional), learning rate
+                       ``eta_t^k`` (constant or line search, Eq. 9) and ``F_t = F_{t-1} + eta sum_j w_j
+                       r_hat^{j,k}`` (Eq. 10) on its training and evaluation keys
+=====================  ===========================================================================
+
+Keys a peer cannot predict (row not aligned with it) are combined with the weights renormalized
+over the peers that did predict them (the organization's own model always does).
+"""
+
+from __future__ import annotations
+
+import copy
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from cdrec.federated.alignment import Entries, OrgHoldings
+from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
+from cdrec.federated.privacy import interval_release, laplace_dp
+from cdrec.metrics.ranking import ranked_list_metrics
+from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, fit_autoencoder, predict_autoencoder
+from cdrec.models.assisted.base import BaseModel
+
+
+@dataclass
+class MTALConfig:
+    """Assistance settings (Tables 6-7): T rounds, eta constant or ``"optimize"``, w optimized or uniform."""
+
+    rounds: int = 10
+    eta: float | str = 0.3
+    optimize_w: bool = False
+    lbfgs_iters: int = 10
+    privacy: str = "none"
+    privacy_alpha: float = 10.0
+    ip_thresholds: int = 10
+    feedback: str = "explicit"
+    model: AAEParams = field(default_factory=AAEParams)
+    keep_models: bool = False
+    seed: int = 0
+    device: str = "cpu"
+
+
+def overarching(feedback: str, f: np.ndarray, y: np.ndarray) -> float:
+    if feedback == "explicit":
+        return float(np.mean((f - y) ** 2))
+    return float(np.mean(np.logaddexp(0, f) - y * f))
+
+
+def negative_gradient(feedback: str, f: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pseudo-residuals per entry: ``2 (y - f)`` for the squared error ``(f - y)^2``, ``y - sigmoid(f)``
+    for BCE-with-logits (the negative gradient of the summed loss, as the authors' code computes it)."""
+    if feedback == "explicit":
+        return 2.0 * (y - f)
+    return y - 1.0 / (1.0 + np.exp(-f))
+
+
+def combine(preds: np.ndarray, mask: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``sum_j w_j p_j`` over the predictors present for each key, weights renormalized."""
+    wm = w[:, None] * mask
+    return (wm * preds).sum(0) / np.maximum(wm.sum(0), 1e-12)
+
+
+def lbfgs(fun, x0: torch.Tensor, iters: int) -> torch.Tensor:
+    x = x0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = fun(x)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return x.detach()
+
+
+def key_metrics(feedback: str, ent: Entries, score: np.ndarray, clip: tuple[float, float] | None = None) -> dict[str, float]:
+    """RMSE (explicit, predictions clipped to the rating range) or NDCG@10 / MAP@10 over each user's
+    held-out rated items (implicit)."""
+    if len(ent) == 0:
+        return {"n": 0}
+    if feedback == "explicit":
+        s = np.clip(score, *clip) if clip else score
+        return {"RMSE": float(np.sqrt(np.mean((s - ent.y) ** 2))), "n": int(len(ent))}
+    m = ranked_list_metrics(ent.users, score, ent.y, 10)
+    return {"NDCG@10": float(np.nanmean(m["NDCG@10"])), "MAP@10": float(np.nanmean(m["MAP@10"])), "n": int(len(ent))}
+
+
+class Organization:
+    """One organization's learner (see the module docstring for the phases)."""
+
+    def __init__(self, holdings: OrgHoldings, peers: list[str], cfg: MTALConfig) -> None:
+        self.h = holdings
+        self.name = holdings.name
+        self.peers = [p for p in peers if p != self.name]
+        self.cfg = cfg
+        self.rng = np.random.default_rng([cfg.seed, zlib.crc32(self.name.encode())])
+        self.aligned: dict[str, np.ndarray] = {}
+        self.n_cols: dict[str, int] = {self.name: holdings.n_cols}
+        self.query = Entries.concat([holdings.valid, holdings.test])
+        self.n_valid = len(holdings.valid)
+        self.models: list[dict] = []
+        self.history: list[dict] = []
+        self.weights: list[np.ndarray] = []
+        self.etas: list[float] = []
+        tr = holdings.train
+        x = tr.y if cfg.feedback == "explicit" else np.where(tr.y > 0, 1.0, -1.0)
+        self.inputs = AutoencoderData(
+            sp.csr_matrix((x.astype(np.float32), (tr.rows, tr.cols)), shape=(holdings.n_rows, holdings.n_cols)),
+            holdings.row_side, holdings.col_side,
+        )
+        self.clip = (float(tr.y.min()), float(tr.y.max())) if cfg.feedback == "explicit" and len(tr) else None
+
+    # ----------------------------------------------------------------------------- alignment
+    def announce(self) -> list[AlignmentMessage]:
+        self.offered = np.intersect1d(self.h.known_rows, self.h.shareable)
+        return [AlignmentMessage(self.name, p, self.offered, self.h.n_cols) for p in self.peers]
+
+    def on_alignment(self, inbox: list[AlignmentMessage]) -> None:
+        for m in inbox:
+            self.aligned[m.sender] = np.intersect1d(self.offered, m.ids)
+            self.n_cols[m.sender] = int(m.n_cols)
+        order = sorted(self.n_cols)
+        sizes = [self.n_cols[o] for o in order]
+        self.offset = dict(zip(order, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)))
+        self.n_out = int(sum(sizes))
+
+    # ----------------------------------------------------------------------------- base model
+    def start(self) -> list[QueryMessage]:
+        tr = self.h.train
+        self.base = BaseModel(self.h.n_cols, self.cfg.feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+        self.f_train = self.base.predict(tr.cols)
+        self.f_query = self.base.predict(self.query.cols)
+        self.query_mask = {p: np.isin(self.query.rows, self.aligned[p]) for p in self.peers}
+        self.peer_queries: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._record(0, None, None)
+        return [QueryMessage(self.name, p, self.query.rows[mk], self.query.cols[mk]) for p, mk in self.query_mask.items()]
+
+    def on_queries(self, inbox: list[QueryMessage]) -> None:
+        for m in inbox:
+            self.peer_queries[m.sender] = (m.rows, m.cols)
+
+    # ----------------------------------------------------------------------------- a round
+    def residuals(self, t: int) -> list[ResidualMessage]:
+        tr = self.h.train
+        self.own_residual = negative_gradient(self.cfg.feedback, self.f_train, tr.y)
+        out, self.sent_mask = [], {}
+        for p in self.peers:
+            mk = np.isin(tr.rows, self.aligned[p])
+            self.sent_mask[p] = mk
+            vals = self.own_residual[mk]
+            if self.cfg.privacy == "dp":
+                out.append(ResidualMessage(self.name, p, t, tr.rows[mk], tr.cols[mk], values=laplace_dp(vals, self.cfg.privacy_alpha, self.rng)))
+            elif self.cfg.privacy == "ip":
+                out.append(ResidualMessage(self.name, p, t, tr.rows[mk], tr.cols[mk], interval=interval_release(vals, self.cfg.ip_thresholds, self.rng)))
+            else:
+                out.append(ResidualMessage(self.name, p, t, tr.rows[mk], tr.cols[mk], values=vals))
+        return out
+
+    def fit(self, t: int, inbox: list[ResidualMessage]) -> list[float]:
+        tr = self.h.train
+        rows = [tr.rows]
+        cols = [self.offset[self.name] + tr.cols]
+        vals = [self.own_residual]
+        self.peer_train_keys = {}
+        for m in inbox:
+            rows.append(m.rows)
+            cols.append(self.offset[m.sender] + m.cols)
+            vals.append(m.decoded())
+            self.peer_train_keys[m.sender] = (m.rows, m.cols)
+        targets = sp.csr_matrix(
+            (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(self.h.n_rows, self.n_out),
+        )
+        seed = int(self.rng.integers(2**31))
+        torch.manual_seed(seed)
+        self.model = AAE(self.h.n_cols, self.n_out, self.cfg.model,
+                         d_row_side=0 if self.h.row_side is None else self.h.row_side.shape[1],
+                         d_col_side=0 if self.h.col_side is None else self.h.col_side.shape[1])
+        losses = fit_autoencoder(self.model, self.inputs, targets, loss="mse", seed=seed, device=self.cfg.device)
+        if self.cfg.keep_models:
+            self.models.append({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
+        return losses
+
+    def _predict(self, owner: str, rows: np.ndarray, cols: np.ndarray, model: AAE | None = None) -> np.ndarray:
+        return predict_autoencoder(model or self.model, self.inputs, rows, self.offset[owner] + cols, device=self.cfg.device)
+
+    def predictions(self, t: int) -> list[PredictionMessage]:
+        out = []
+        for p in self.peers:
+            if p in self.peer_train_keys:
+                r, c = self.peer_train_keys[p]
+                out.append(PredictionMessage(self.name, p, t, "train", r, c, self._predict(p, r, c)))
+            if p in self.peer_queries:
+                r, c = self.peer_queries[p]
+                out.append(PredictionMessage(self.name, p, t, "query", r, c, self._predict(p, r, c)))
+        return out
+
+    def _stack(self, t: int, inbox: list[PredictionMessage], part: str) -> tuple[np.ndarray, np.ndarray]:
+        keys = self.h.train if part == "train" else self.query
+        masks = self.sent_mask if part == "train" else self.query_mask
+        members = [self.name, *self.peers]
+        preds = np.zeros((len(members), len(keys)))
+        present = np.zeros((len(members), len(keys)))
+        preds[0] = self._predict(self.name, keys.rows, keys.cols)
+        present[0] = 1.0
+        by_sender = {m.sender: m for m in inbox if m.part == part and m.round == t}
+        for j, p in enumerate(members[1:], start=1):
+            if p in by_sender:
+                mk = masks[p]
+                preds[j, mk] = by_sender[p].values
+                present[j, mk] = 1.0
+        return preds, present
+
+    def update(self, t: int, inbox: list[PredictionMessage]) -> dict:
+        p_train, m_train = self._stack(t, inbox, "train")
+        p_query, m_query = self._stack(t, inbox, "query")
+        n_members = len(p_train)
+        w = np.full(n_members, 1.0 / n_members)
+        if self.cfg.optimize_w and n_members > 1:
+            P, M = torch.as_tensor(p_train), torch.as_tensor(m_train)
+            r = torch.as_tensor(self.own_residual)
+
+            def wloss(theta):
+                wm = torch.softmax(theta, 0)[:, None] * M
+                g = (wm * P).sum(0) / wm.sum(0).clamp_min(1e-12)
+                return ((g - r) ** 2).mean()
+
+            w = torch.softmax(lbfgs(wloss, torch.zeros(n_members, dtype=torch.float64), self.cfg.lbfgs_iters), 0).numpy()
+        g_train = combine(p_train, m_train, w)
+        g_query = combine(p_query, m_query, w)
+        if self.cfg.eta == "optimize":
+            f0 = torch.as_tensor(self.f_train)
+            g = torch.as_tensor(g_train)
+            y = torch.as_tensor(self.h.train.y)
+            if self.cfg.feedback == "explicit":
+                fun = lambda e: ((f0 + e * g - y) ** 2).mean()  # noqa: E731
+            else:
+                fun = lambda e: torch.nn.functional.binary_cross_entropy_with_logits(f0 + e * g, y)  # noqa: E731
+            eta = float(lbfgs(fun, torch.ones(1, dtype=torch.float64), self.cfg.lbfgs_iters)[0])
+        else:
+            eta = float(self.cfg.eta)
+        self.f_train = self.f_train + eta * g_train
+        self.f_query = self.f_query + eta * g_query
+        self.weights.append(w)
+        self.etas.append(eta)
+        return self._record(t, w, eta)
+
+    # ----------------------------------------------------------------------------- evaluation
+    def _record(self, t: int, w, eta) -> dict:
+        valid = key_metrics(self.cfg.feedback, self.h.valid, self.f_query[: self.n_valid], self.clip)
+        test = key_metrics(self.cfg.feedback, self.h.test, self.f_query[self.n_valid :], self.clip)
+        rec = {
+            "round": t,
+            "train_loss": overarching(self.cfg.feedback, self.f_train, self.h.train.y),
+            "valid": valid, "test": test,
+            "eta": eta, "w": None if w is None else [round(float(x), 4) for x in w],
+            "f_test": self.f_query[self.n_valid :].copy(),
+        }
+        self.history.append(rec)
+        return rec
+
+    def best_round(self) -> int:
+        """Round with the best validation metric (RMSE down, NDCG@10 up); round 0 is the base model."""
+        key = "RMSE" if self.cfg.feedback == "explicit" else "NDCG@10"
+        vals = [h["valid"].get(key, np.nan) for h in self.history]
+        if all(np.isnan(v) for v in vals):
+            return len(self.history) - 1
+        vals = np.asarray(vals, dtype=float)
+        return int(np.nanargmin(vals) if key == "RMSE" else np.nanargmax(vals))
+
+    def test_scores(self, t: int | None = None) -> np.ndarray:
+        return self.history[self.best_round() if t is None else t]["f_test"]
+
+    # ----------------------------------------------------------------------------- prediction stage
+    def answer_replay(self, inbox: list[QueryMessage]) -> list[PredictionMessage]:
+        """Prediction stage: outputs of every stored round model at a peer's keys (needs keep_models)."""
+        out = []
+        model = copy.deepcopy(self.model)
+        for t, state in enumerate(self.models, start=1):
+            model.load_state_dict(state)
+            for m in inbox:
+                out.append(PredictionMessage(self.name, m.sender, t, "replay", m.rows, m.cols, self._predict(m.sender, m.rows, m.cols, model)))
+        return out
+
+    def replay_queries(self, rows: np.ndarray, cols: np.ndarray) -> list[QueryMessage]:
+        self.replay_keys = (rows, cols)
+        self.replay_mask = {p: np.isin(rows, self.aligned[p]) for p in self.peers}
+        return [QueryMessage(self.name, p, rows[mk], cols[mk]) for p, mk in self.replay_mask.items()]
+
+    def replay_predict(self, inbox: list[PredictionMessage], own: list[PredictionMessage], upto: int | None = None) -> np.ndarray:
+        """``F^T = F_0 + sum_t eta_t sum_j w_t^j r_hat_t^{j,k}`` at the replay keys."""
+        rows, cols = self.replay_keys
+        members = [self.name, *self.peers]
+        f = self.base.predict(cols)
+        T = len(self.etas) if upto is None else upto
+        for t in range(1, T + 1):
+            preds = np.zeros((len(members), len(rows)))
+            present = np.zeros_like(preds)
+            for j, p in enumerate(members):
+                src = own if p == self.name else inbox
+                msg = next((m for m in src if m.sender == p and m.round == t), None)
+                if msg is None:
+                    continue
+                mk = np.ones(len(rows), dtype=bool) if p == self.name else self.replay_mask[p]
+                preds[j, mk] = msg.values
+                present[j, mk] = 1.0
+            f = f + self.etas[t - 1] * combine(preds, present, self.weights[t - 1])
+        return f

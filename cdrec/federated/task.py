@@ -1,0 +1,157 @@
+"""The ``mtal`` task: ``cdrec run`` for the assisted family (AAE + MTAL and its baselines).
+
+The run's ``setting`` section says what to run (names as in ``results.json``):
+
+* ``mode``: ``mtal`` (model ``aae``), ``joint``, ``alone`` or ``mtcdr`` (models ``assisted-base``,
+  ``assisted-mf``, ``assisted-mlp``, ``assisted-ncf``, ``assisted-ae``);
+* ``feedback``: ``explicit`` (RMSE) or ``implicit`` (rating >= 3.5 positive, NDCG@10 / MAP@10);
+* ``alignment``: ``user`` or ``item``; ``partition``: label of the domain builder;
+* ``side_info``, ``eta`` (number or ``optimize``), ``weights`` (``uniform`` / ``optimize``),
+  ``privacy`` (``none`` / ``dp`` / ``ip``), ``privacy_alpha``, ``align_ratio``, ``cold_start_ratio``,
+  ``cold_start_org``, ``rounds``.
+
+The split is the papers' random per-user ratio split (``split.ratios``, validation carved from the
+90% training part); each organization selects its round on its validation entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cdrec.config import RunConfig, build_dataclass
+from cdrec.data.datasets import load_dataset
+from cdrec.data.interactions import Interactions
+from cdrec.data.splits import ratio_split
+from cdrec.errors import CdrecError, require
+from cdrec.federated.alignment import Entries, Federation, build_federation
+from cdrec.federated.baselines import BACKBONES, BaselineConfig, federation_metrics, run_baseline
+from cdrec.federated.mtal import run_mtal
+from cdrec.federated.organization import MTALConfig, key_metrics
+from cdrec.federated.privacy import MECHANISMS
+from cdrec.models.assisted.aae import AAEParams
+from cdrec.results.schema import RunResult, peak_rss_mb
+from cdrec.train.tasks import Task, register_task
+from cdrec.train.trainer import resolve_device, seed_everything
+
+SHORT = {"aae": "aae", "assisted-ae": "ae", "assisted-base": "base", "assisted-mf": "mf", "assisted-mlp": "mlp", "assisted-ncf": "ncf"}
+
+
+@dataclass
+class MTALSetting:
+    mode: str = "mtal"
+    feedback: str = "explicit"
+    alignment: str = "user"
+    partition: str = "uniform"
+    side_info: bool = False
+    eta: float | str = 0.3
+    weights: str = "uniform"
+    privacy: str = "none"
+    privacy_alpha: float = 10.0
+    align_ratio: float = 1.0
+    cold_start_ratio: float | None = None
+    cold_start_org: str | None = None
+    rounds: int = 10
+
+
+@dataclass
+class MTALPrepared:
+    data: Interactions
+    fed: Federation
+    setting: MTALSetting
+    params: Any
+
+
+def parse_setting(cfg: RunConfig) -> MTALSetting:
+    s = build_dataclass(MTALSetting, dict(cfg.setting), where="setting")
+    require(s.mode in ("mtal", "joint", "alone", "mtcdr"), f"setting.mode: expected mtal, joint, alone or mtcdr, got {s.mode!r}")
+    require(s.weights in ("uniform", "optimize"), f"setting.weights: expected uniform or optimize, got {s.weights!r}")
+    require(s.privacy in MECHANISMS, f"setting.privacy: expected one of {MECHANISMS}, got {s.privacy!r}")
+    require(isinstance(s.eta, float) or s.eta == "optimize", f"setting.eta: expected a number or 'optimize', got {s.eta!r}")
+    require(s.rounds >= 1, f"setting.rounds: expected >= 1, got {s.rounds}")
+    if s.mode == "mtal":
+        require(cfg.model == "aae", f"setting.mode=mtal needs model aae, got {cfg.model!r}")
+    else:
+        require(cfg.model != "aae", f"setting.mode={s.mode}: model aae runs with setting.mode=mtal; use assisted-ae for the Joint/Alone autoencoder")
+    return s
+
+
+def federation_for(data: Interactions, cfg: RunConfig, s: MTALSetting) -> Federation:
+    require(len(cfg.split.ratios) == 3, f"split.ratios: MTAL needs train/valid/test ratios, got {cfg.split.ratios}")
+    split = ratio_split(data, cfg.split.ratios, by_user=True, seed=cfg.seed)
+    return build_federation(
+        data, split, alignment=s.alignment, feedback=s.feedback, side_info=s.side_info, align_ratio=s.align_ratio,
+        cold_start_ratio=s.cold_start_ratio, cold_start_org=s.cold_start_org if s.cold_start_org is not None else 0, seed=cfg.seed,
+    )
+
+
+def overall_curve(orgs, feedback: str, clip) -> list[dict]:
+    """Per-round test metrics pooled over organizations (the papers' Figures 4-5)."""
+    curve = []
+    test = Entries.concat([o.h.test for o in orgs])
+    valid = Entries.concat([o.h.valid for o in orgs])
+    for t in range(len(orgs[0].history)):
+        ft = np.concatenate([o.history[t]["f_test"] for o in orgs])
+        curve.append({"round": t, "test": key_metrics(feedback, test, ft, clip),
+                      "valid_by_org": {o.name: o.history[t]["valid"] for o in orgs},
+                      "eta": {o.name: o.history[t]["eta"] for o in orgs}, "w": {o.name: o.history[t]["w"] for o in orgs}})
+    del valid
+    return curve
+
+
+@register_task("mtal")
+class MTALTask(Task):
+    def prepare(self, cfg: RunConfig) -> MTALPrepared:
+        s = parse_setting(cfg)
+        data = load_dataset(dataclasses.replace(cfg.data, min_rating=None), seed=cfg.seed)
+        fed = federation_for(data, cfg, s)
+        from cdrec.models import registry
+
+        params = registry.build_params(cfg.model, cfg.model_params)
+        return MTALPrepared(data, fed, s, params)
+
+    def execute(self, prepared: MTALPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
+        seed_everything(cfg.seed)
+        s, fed = prepared.setting, prepared.fed
+        device = str(resolve_device(cfg.train.device))
+        t0 = time.perf_counter()
+        history: list[dict] = []
+        if s.mode == "mtal":
+            params = dataclasses.replace(prepared.params, side_info=s.side_info)
+            mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", privacy=s.privacy,
+                              privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, seed=cfg.seed, device=device)
+            run = run_mtal(fed, mcfg, progress=cfg.train.progress)
+            best = [o.best_round() for o in run.orgs]
+            test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs])
+            valid = {o.name: o.history[b]["valid"] for o, b in zip(run.orgs, best)}
+            clip = run.orgs[0].clip
+            history = overall_curve(run.orgs, s.feedback, clip)
+            for o, b in zip(run.orgs, best):
+                test[o.name]["best_round"] = b
+            messages = {"messages": run.transport.n_sent, "values": run.transport.n_values}
+        else:
+            bcfg = BaselineConfig(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
+                                  seed=cfg.seed, device=device,
+                                  ae=dataclasses.replace(prepared.params, side_info=s.side_info) if cfg.model == "assisted-ae" else None)
+            out = run_baseline(fed, s.mode, SHORT[cfg.model], bcfg)
+            test, valid = out["test"], out["valid"]
+            messages = {}
+        setting = {**dataclasses.asdict(s), **cfg.setting}
+        setting["eta"] = s.eta
+        return RunResult(
+            model=SHORT[cfg.model], dataset=prepared.data.name, protocol="ratio-by-user-" + "-".join(f"{r:g}" for r in cfg.split.ratios),
+            seed=cfg.seed, metrics=test, setting=setting, valid_metrics=valid, config=cfg.to_dict(),
+            data_stats={"organizations": {o.name: {"n_cols": o.n_cols, "train": len(o.train), "valid": len(o.valid), "test": len(o.test)} for o in fed.orgs}, **messages},
+            timing={"train_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": peak_rss_mb()}, history=history,
+        )
+
+    def restore(self, cfg: RunConfig, run_dir: Path) -> Any:
+        raise CdrecError(f"{run_dir}: MTAL runs are evaluated during the run (each organization keeps only its messages); re-run with `cdrec run`")
+
+    def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
+        return self.restore(cfg, run_dir)

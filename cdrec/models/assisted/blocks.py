@@ -1,0 +1,162 @@
+"""Building blocks shared by the assisted family (AAE/MTAL papers, Table 5 / Table 6).
+
+* :func:`mlp` — fully connected stack (``[128, 64, 32, 16]`` for MLP and NCF).
+* :class:`SideEncoder` — linear encoder of a dense side-information vector (user profile one-hot or
+  a sum of item-attribute one-hots), whose code is *summed* into the main code (AAE_s, Figure 2).
+* :func:`dense_rows` — densify a CSR slice for a batch of rows (sparse input of an autoencoder).
+* :func:`fit_pairs` — mini-batch Adam over (row, col, target) triples for the pair models.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def mlp(sizes: Sequence[int], *, act: type[nn.Module] = nn.ReLU, last_act: bool = True) -> nn.Sequential:
+    """``sizes = [in, h1, h2, ...]`` -> Linear/act layers (activation after the last layer if asked)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if last_act or i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class SideEncoder(nn.Module):
+    """Side information -> code of the main code's size (added to it)."""
+
+    def __init__(self, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(dim_in, dim_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+def dense_rows(mat: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``mat[rows]`` as a dense float tensor (only a batch is ever densified)."""
+    return torch.as_tensor(mat[rows].toarray(), dtype=torch.float32, device=device)
+
+
+def overarching_loss(feedback: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """MSE for explicit ratings, BCE-with-logits for implicit labels (both means over entries)."""
+    if feedback == "explicit":
+        return lambda pred, y: F.mse_loss(pred, y)
+    return lambda pred, y: F.binary_cross_entropy_with_logits(pred, y)
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True):
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+class PairModel(nn.Module):
+    """Collaborative filtering on (row, col) pairs with optional side information and per-group heads.
+
+    ``n_groups > 1`` gives each organization its own prediction head while the row embeddings stay
+    shared: the MTCDR baseline (embeddings of the aligned users / items shared across organizations,
+    trained centrally). Subclasses build ``self.head`` from the two embeddings.
+    """
+
+    task = "mtal"
+
+    def __init__(self, n_rows: int, n_cols: int, dim: int, *, d_row_side: int = 0, d_col_side: int = 0) -> None:
+        super().__init__()
+        self.row_emb = nn.Embedding(n_rows, dim)
+        self.col_emb = nn.Embedding(n_cols, dim)
+        nn.init.normal_(self.row_emb.weight, std=0.01)
+        nn.init.normal_(self.col_emb.weight, std=0.01)
+        self.row_side = nn.Linear(d_row_side, dim, bias=False) if d_row_side else None
+        self.col_side = nn.Linear(d_col_side, dim, bias=False) if d_col_side else None
+
+    def embed(self, rows: torch.Tensor, cols: torch.Tensor, row_side: torch.Tensor | None, col_side: torch.Tensor | None):
+        u, v = self.row_emb(rows), self.col_emb(cols)
+        if self.row_side is not None and row_side is not None:
+            u = u + self.row_side(row_side)
+        if self.col_side is not None and col_side is not None:
+            v = v + self.col_side(col_side)
+        return u, v
+
+
+def fit_pairs(
+    model: PairModel,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    groups: np.ndarray,
+    targets: np.ndarray,
+    *,
+    feedback: str,
+    row_side: np.ndarray | None,
+    col_side: np.ndarray | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    validate: Callable[[], float] | None = None,
+    patience: int = 3,
+    device: torch.device | str = "cpu",
+) -> list[float]:
+    """Adam on the overarching loss over observed pairs; keeps the epoch with the best ``validate()``
+    (lower is better) when given. Returns the per-epoch validation values (or train losses)."""
+    device = torch.device(device)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    crit = overarching_loss(feedback)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    t = {k: torch.as_tensor(v, device=device) for k, v in dict(rows=rows, cols=cols, groups=groups).items()}
+    y = torch.as_tensor(targets, dtype=torch.float32, device=device)
+    rs = torch.as_tensor(row_side, dtype=torch.float32, device=device) if row_side is not None else None
+    cs = torch.as_tensor(col_side, dtype=torch.float32, device=device) if col_side is not None else None
+    best, best_state, bad, history = np.inf, None, 0, []
+    for _ in range(epochs):
+        model.train()
+        total = 0.0
+        for idx in batches(len(rows), batch_size, rng):
+            i = torch.as_tensor(idx, device=device)
+            r, c = t["rows"][i], t["cols"][i]
+            pred = model(r, c, t["groups"][i], rs[r] if rs is not None else None, cs[c] if cs is not None else None)
+            loss = crit(pred, y[i])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        model.eval()
+        value = validate() if validate is not None else total / len(rows)
+        history.append(value)
+        if validate is None:
+            continue
+        if value < best - 1e-6:
+            best, bad = value, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict_pairs(model: PairModel, rows, cols, groups, row_side, col_side, device="cpu", chunk: int = 65536) -> np.ndarray:
+    device = torch.device(device)
+    model.eval()
+    rs = torch.as_tensor(row_side, dtype=torch.float32, device=device) if row_side is not None else None
+    cs = torch.as_tensor(col_side, dtype=torch.float32, device=device) if col_side is not None else None
+    out = np.empty(len(rows))
+    for s in range(0, len(rows), chunk):
+        r = torch.as_tensor(rows[s : s + chunk], device=device)
+        c = torch.as_tensor(cols[s : s + chunk], device=device)
+        g = torch.as_tensor(groups[s : s + chunk], device=device)
+        out[s : s + chunk] = model(r, c, g, rs[r] if rs is not None else None, cs[c] if cs is not None else None).double().cpu().numpy()
+    return out

@@ -1,0 +1,280 @@
+"""The ``ctr`` task: multi-domain multi-task CTR prediction (M3oE and its baselines).
+
+* data: any dataset through :func:`~cdrec.data.datasets.load_dataset`, turned into the CTR view
+  (:mod:`cdrec.data.ctr`), split by rows 8:1:1 (``split.protocol: ratio``);
+* modes (M3oE Table 2): ``single`` trains one model per (domain, task), ``mtl`` one multi-task model
+  per domain, ``mdl`` one multi-domain model per task, ``mdmt`` one model for all; the predictions
+  of the scopes are merged before evaluation, so every mode is scored on the same test rows;
+* loss: BCE summed over the (domain, task) heads; early stopping on the mean validation AUC;
+* models with a bi-level step (M3oE) get an endless stream of held-out (validation) batches;
+* metrics per domain: ``AUC[task]``, ``LogLoss[task]`` and ``n``; ``overall`` holds the means over
+  domains per task plus ``AUC`` / ``LogLoss``, the means over all (domain, task) heads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from cdrec.config import RunConfig
+from cdrec.data.ctr import CTRView, build_ctr_view, iterate_batches, n_batches
+from cdrec.data.datasets import load_dataset
+from cdrec.data.interactions import Interactions
+from cdrec.data.splits import Split, ratio_split
+from cdrec.errors import require
+from cdrec.metrics import auc, log_loss
+from cdrec.models import registry
+from cdrec.models.ctr.layers import CTRSchema
+from cdrec.results.schema import RunResult, peak_rss_mb
+from cdrec.train.tasks import Task, protocol_name, register_task
+from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything, to_device
+
+TASKS = ("click", "like")
+
+
+@dataclass
+class Scope:
+    """One trained model: the rows' domain (None = all) and the task column (None = all)."""
+
+    name: str
+    domain: int | None
+    task: int | None
+
+
+@dataclass
+class CTRPrepared:
+    data: Interactions
+    view: CTRView
+    split: Split
+    params: Any
+    device: torch.device
+    scopes: list[Scope] = field(default_factory=list)
+
+
+def scopes_for(mode: str, view: CTRView) -> list[Scope]:
+    D, T = range(view.n_domains), range(view.n_tasks)
+    if mode == "single":
+        return [Scope(f"{view.domains[d]}/{view.tasks[t]}", d, t) for d in D for t in T]
+    if mode == "mtl":
+        return [Scope(view.domains[d], d, None) for d in D]
+    if mode == "mdl":
+        return [Scope(view.tasks[t], None, t) for t in T]
+    return [Scope("all", None, None)]
+
+
+def ctr_metrics(view: CTRView, rows: np.ndarray, probs: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-(domain, task) AUC and log-loss of ``probs[len(rows), T]`` plus their means."""
+    out: dict[str, dict[str, float]] = {}
+    dom = view.domain[rows]
+    labels = view.labels[rows]
+    heads_auc, heads_ll = [], []
+    for d, name in enumerate(view.domains):
+        mask = dom == d
+        if not mask.any():
+            continue
+        vals: dict[str, float] = {}
+        for t, task in enumerate(view.tasks):
+            vals[f"AUC[{task}]"] = auc(labels[mask, t], probs[mask, t])
+            vals[f"LogLoss[{task}]"] = log_loss(labels[mask, t], probs[mask, t])
+            heads_auc.append(vals[f"AUC[{task}]"])
+            heads_ll.append(vals[f"LogLoss[{task}]"])
+        vals["n"] = int(mask.sum())
+        out[name] = vals
+    overall: dict[str, float] = {}
+    for task in view.tasks:
+        overall[f"AUC[{task}]"] = float(np.nanmean([v[f"AUC[{task}]"] for v in out.values()]))
+        overall[f"LogLoss[{task}]"] = float(np.mean([v[f"LogLoss[{task}]"] for v in out.values()]))
+    overall["AUC"] = float(np.nanmean(heads_auc))
+    overall["LogLoss"] = float(np.mean(heads_ll))
+    overall["n"] = int(len(rows))
+    out["overall"] = overall
+    return out
+
+
+def heldout_stream(data: dict[str, torch.Tensor], batch_size: int, seed: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless seeded batches of held-out rows (the upper level of M3oE's bi-level step)."""
+    epoch = 0
+    while True:
+        for batch in iterate_batches(data, batch_size, seed=seed + 7919, epoch=epoch):
+            yield to_device(batch, device)
+        epoch += 1
+
+
+@register_task("ctr")
+class CTRTask(Task):
+    """Train CTR models in a Table-2 mode and evaluate AUC / log-loss per (domain, task)."""
+
+    def prepare(self, cfg: RunConfig) -> CTRPrepared:
+        params = registry.build_params(cfg.model, cfg.model_params)
+        cls = registry.get(cfg.model).cls
+        require(params.mode in cls.modes, f"model_params.mode: {cfg.model} runs in {list(cls.modes)}, got {params.mode!r}")
+        require(cfg.split.protocol == "ratio", f"split.protocol: the ctr task splits rows by ratio (8:1:1), got {cfg.split.protocol!r}")
+        data = load_dataset(cfg.data, seed=cfg.seed)
+        require(data.item_offsets is None or data.n_domains >= 1, f"{data.name}: no domains")
+        view = build_ctr_view(data, TASKS)
+        split = ratio_split(data, cfg.split.ratios, order=cfg.split.order, seed=cfg.seed)
+        require(len(split.valid_rows) > 0, f"{data.name}: the ctr task needs validation rows for early stopping (split.ratios)")
+        device = resolve_device(cfg.train.device)
+        return CTRPrepared(data, view, split, params, device, scopes_for(params.mode, view))
+
+    # ------------------------------------------------------------------ pieces
+    @staticmethod
+    def scope_rows(prepared: CTRPrepared, scope: Scope, part: str) -> np.ndarray:
+        rows = prepared.split.rows(part)
+        if scope.domain is not None:
+            rows = rows[prepared.view.domain[rows] == scope.domain]
+        return rows
+
+    @staticmethod
+    def scope_tensors(prepared: CTRPrepared, scope: Scope, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        return prepared.view.tensors(rows, domain_zero=scope.domain is not None, task=scope.task)
+
+    def build_model(self, cfg: RunConfig, prepared: CTRPrepared, scope: Scope):
+        view = prepared.view
+        schema = CTRSchema(
+            vocab_sizes=view.vocab_sizes,
+            n_dense=view.dense.shape[1],
+            n_domains=1 if scope.domain is not None else view.n_domains,
+            n_tasks=1 if scope.task is not None else view.n_tasks,
+        )
+        return registry.get(cfg.model).cls.from_schema(schema, prepared.params)
+
+    @staticmethod
+    def predict(model, data: dict[str, torch.Tensor], device: torch.device, batch_size: int) -> np.ndarray:
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for batch in iterate_batches(data, batch_size, seed=0, epoch=0, shuffle=False):
+                out.append(model.predict(to_device(batch, device)).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 1), dtype=np.float32)
+
+    def predict_part(self, models: dict[str, Any], prepared: CTRPrepared, part: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Merged probabilities ``[n_rows, T]`` of ``part`` from every scope's model."""
+        rows = prepared.split.rows(part)
+        probs = np.full((len(rows), prepared.view.n_tasks), np.nan, dtype=np.float64)
+        position = np.full(len(prepared.view), -1, dtype=np.int64)
+        position[rows] = np.arange(len(rows))
+        for scope in prepared.scopes:
+            if scope.name not in models:
+                continue
+            srows = self.scope_rows(prepared, scope, part)
+            pred = self.predict(models[scope.name], self.scope_tensors(prepared, scope, srows), prepared.device, batch_size)
+            cols = slice(None) if scope.task is None else [scope.task]
+            probs[position[srows][:, None], np.arange(prepared.view.n_tasks)[cols]] = pred
+        require(not np.isnan(probs).any(), "ctr: some rows got no prediction (a scope failed to train)")
+        return rows, probs
+
+    # ------------------------------------------------------------------ run
+    def execute(self, prepared: CTRPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
+        train_s = 0.0
+        history, models, states = [], {}, {}
+        bs = cfg.train.batch_size
+        for scope in prepared.scopes:
+            seed_everything(cfg.seed)
+            model = self.build_model(cfg, prepared, scope)
+            train_rows = self.scope_rows(prepared, scope, "train")
+            valid_rows = self.scope_rows(prepared, scope, "valid")
+            if len(train_rows) == 0:
+                continue
+            train = self.scope_tensors(prepared, scope, train_rows)
+            valid = self.scope_tensors(prepared, scope, valid_rows)
+            if hasattr(model, "heldout") and len(valid_rows) > 0:
+                model.heldout = heldout_stream(valid, bs, cfg.seed, prepared.device)
+            sub_view = prepared.view if scope.task is None else _task_view(prepared.view, scope.task)
+            sub_view = sub_view if scope.domain is None else _domain_view(sub_view, scope.domain)
+
+            def validate(m=model, v=valid, rows=valid_rows, sv=sub_view) -> dict[str, float]:
+                probs = self.predict(m, v, prepared.device, max(bs, 8192))
+                return ctr_metrics(sv, rows, probs)["overall"] if len(rows) else {}
+
+            trainer = Trainer(
+                model, cfg.train, seed=cfg.seed, device=prepared.device, metric="AUC",
+                checkpoint=run_dir / f"checkpoint-{_safe(scope.name)}.pt", desc=f"{cfg.model}:{scope.name}",
+            )
+            fit = trainer.fit(
+                lambda epoch, data=train: iterate_batches(data, bs, seed=cfg.seed, epoch=epoch),
+                validate, n_batches=n_batches(len(train_rows), bs), resume=resume,
+            )
+            if hasattr(model, "heldout"):
+                model.heldout = None
+            train_s += fit.train_s
+            entry = {"scope": scope.name, "best_epoch": fit.best_epoch, "epochs": fit.history}
+            if hasattr(model, "weights_report"):
+                entry["fusion_weights"] = model.weights_report()
+            history.append(entry)
+            models[scope.name] = model
+            states[scope.name] = model.state_dict()
+        require(len(models) > 0, f"{prepared.data.name}: no scope has training rows")
+        t0 = time.perf_counter()
+        rows, probs = self.predict_part(models, prepared, "test", max(bs, 8192))
+        test = ctr_metrics(prepared.view, rows, probs)
+        vrows, vprobs = self.predict_part(models, prepared, "valid", max(bs, 8192))
+        valid = ctr_metrics(prepared.view, vrows, vprobs)
+        eval_s = time.perf_counter() - t0
+        atomic_torch_save(states, run_dir / "model.pt")
+        for scope in prepared.scopes:
+            (run_dir / f"checkpoint-{_safe(scope.name)}.pt").unlink(missing_ok=True)
+        p = prepared.params
+        setting = {"mode": p.mode, "ablation": getattr(p, "ablation", "none"), **cfg.setting}
+        n_train = sum(len(self.scope_rows(prepared, s, "train")) for s in prepared.scopes)
+        epochs = sum(len(h["epochs"]) for h in history)
+        return RunResult(
+            model=cfg.model,
+            dataset=prepared.data.name,
+            protocol=protocol_name(cfg),
+            seed=cfg.seed,
+            metrics=test,
+            setting=setting,
+            valid_metrics=valid,
+            config=cfg.to_dict(),
+            data_stats=prepared.data.stats(),
+            timing={
+                "train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "peak_rss_mb": peak_rss_mb(),
+                "train_samples_per_s": round(n_train * epochs / max(len(history), 1) / max(train_s, 1e-9), 1),
+            },
+            history=history,
+        )
+
+    def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[CTRPrepared, dict[str, Any]]:
+        prepared = self.prepare(cfg)
+        states = torch.load(run_dir / "model.pt", map_location=prepared.device, weights_only=False)
+        models = {}
+        for scope in prepared.scopes:
+            if scope.name in states:
+                model = self.build_model(cfg, prepared, scope).to(prepared.device)
+                model.load_state_dict(states[scope.name])
+                model.eval()
+                models[scope.name] = model
+        return prepared, models
+
+    def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
+        prepared, models = self.restore(cfg, run_dir)
+        rows, probs = self.predict_part(models, prepared, part, max(cfg.train.batch_size, 8192))
+        p = prepared.params
+        return RunResult(
+            model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg), seed=cfg.seed,
+            metrics=ctr_metrics(prepared.view, rows, probs),
+            setting={"mode": p.mode, "ablation": getattr(p, "ablation", "none"), **cfg.setting, "part": part},
+            config=cfg.to_dict(), data_stats=prepared.data.stats(),
+        )
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _task_view(view: CTRView, task: int) -> CTRView:
+    from dataclasses import replace
+
+    return replace(view, labels=view.labels[:, [task]], tasks=[view.tasks[task]])
+
+
+def _domain_view(view: CTRView, domain: int) -> CTRView:
+    from dataclasses import replace
+
+    return replace(view, domain=np.where(view.domain == domain, 0, -1), domains=[view.domains[domain]])

@@ -1,0 +1,65 @@
+"""The vectorized candidate sampler: same draws as the previous algorithm, valid candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import reference
+from cdrec.data import candidates
+from cdrec.data.candidates import add_sampled_candidates, sample_in_domain, user_item_keys
+from cdrec.data.splits import leave_one_out
+
+
+def _case(seed: int):
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(30, 300, size=int(rng.integers(1, 4)))
+    offsets = np.r_[0, np.cumsum(sizes)]
+    n_items, n_users = int(offsets[-1]), int(rng.integers(5, 200))
+    keys = np.unique(rng.integers(0, n_users * n_items, size=n_users * 5))
+    users = rng.integers(0, n_users, 300)
+    doms = rng.integers(0, len(sizes), 300)
+    n = int(rng.integers(1, sizes.min() // 2))
+    return users, doms, n, offsets, keys, n_items
+
+
+@pytest.mark.parametrize("bitmap", [True, False])
+@pytest.mark.parametrize("distinct", [True, False])
+@pytest.mark.parametrize("seed", range(6))
+def test_same_draws_as_previous_algorithm(monkeypatch, seed: int, distinct: bool, bitmap: bool) -> None:
+    if not bitmap:
+        monkeypatch.setattr(candidates, "_BITMAP_MAX_BITS", 1)
+    users, doms, n, offsets, keys, n_items = _case(seed)
+    kw = dict(item_offsets=offsets, exclude_keys=keys, n_items=n_items, distinct=distinct)
+    new = sample_in_domain(users, doms, n, rng=np.random.default_rng(seed), **kw)
+    old = reference.sample_in_domain(users, doms, n, rng=np.random.default_rng(seed), **kw)
+    np.testing.assert_array_equal(new, old)
+
+
+def test_candidates_are_valid_distinct_and_unseen(tiny_synthetic) -> None:
+    split = add_sampled_candidates(leave_one_out(tiny_synthetic, seed=0), 20, seed=0)
+    data = split.data
+    cand = split.candidates["test"]
+    rows = split.test_rows
+    neg = cand[:, 1:]
+    start = data.item_offsets[data.domain[rows]][:, None]
+    stop = data.item_offsets[data.domain[rows] + 1][:, None]
+    assert ((neg >= start) & (neg < stop)).all()
+    assert (np.sort(neg, axis=1)[:, 1:] != np.sort(neg, axis=1)[:, :-1]).all()
+    touched = set(zip(data.users.tolist(), data.items.tolist()))
+    users = data.users[rows]
+    assert not any((int(u), int(i)) in touched for u, row in zip(users, neg) for i in row)
+
+
+def test_membership_lookup_follows_the_keys_it_was_built_for() -> None:
+    a = np.array([3, 10, 64], dtype=np.int64)
+    b = np.array([4, 11], dtype=np.int64)
+    probe = np.arange(70)
+    assert np.flatnonzero(candidates._membership(a, 10)(probe)).tolist() == [3, 10, 64]
+    assert np.flatnonzero(candidates._membership(b, 10)(probe)).tolist() == [4, 11]
+    assert not candidates._membership(np.zeros(0, dtype=np.int64), 10)(probe).any()
+
+
+def test_user_item_keys_unchanged(tiny_synthetic) -> None:
+    keys = user_item_keys(tiny_synthetic)
+    assert (np.diff(keys) > 0).all()

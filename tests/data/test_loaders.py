@@ -1,0 +1,92 @@
+"""Loaders reproduce the statistics of ../shared/data/README.md (skip when the data is absent)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cdrec.data import loaders
+from cdrec.data.datasets import build_domains
+from cdrec.errors import CdrecError
+from tests.conftest import shared_path
+
+
+def test_ml100k_and_genre_domains():
+    root = shared_path("ml-100k").parent
+    inter = loaders.load_ml100k(root)
+    s = inter.stats()
+    assert (s["users"], s["items"], s["interactions"]) == (943, 1682, 100000)
+    counts = np.bincount(inter.column("rating").astype(int))[1:]
+    assert counts.tolist() == [6110, 11370, 27145, 34174, 21201]
+    assert inter.user_features.shape[0] == 943 and inter.item_features.shape[0] == 1682
+    for choice in ("genre", "genre-random"):
+        g = build_domains(inter, choice, seed=0)
+        per = g.stats()["domains"]
+        assert sum(d["interactions"] for d in per.values()) == 100000
+        assert sum(d["items"] for d in per.values()) == 1682
+        assert len(per) <= 19
+
+
+def test_ml1m_genres_and_age_bins():
+    root = shared_path("ml-1m").parent
+    inter = loaders.load_ml1m(root)
+    s = inter.stats()
+    assert (s["users"], s["items"], s["interactions"]) == (6040, 3706, 1000209)
+    t = inter.column("timestamp")
+    assert (t.min(), t.max()) == (956703932, 1046454590)
+    genre = build_domains(inter, "genre")
+    assert genre.n_domains == 18 and genre.n_items == 3706
+    ages = build_domains(inter, "age-bins").stats()["domains"]
+    assert [d["users"] for d in ages.values()] == [1325, 2096, 2619]
+    assert [d["interactions"] for d in ages.values()] == [210747, 395556, 393906]
+
+
+@pytest.mark.parametrize(
+    "name, users, items, inter_counts",
+    [("afk", 7144, (11837, 16258), (83663, 89885)), ("abe", 4474, (10379, 14188), (50329, 63800))],
+)
+def test_amazon_cdsr(name, users, items, inter_counts):
+    root = shared_path("amazon-cdsr-merit").parent
+    inter = loaders.load_amazon_cdsr(name, root)
+    per = inter.stats()["domains"]
+    assert inter.n_users == users
+    assert tuple(d["items"] for d in per.values()) == items
+    assert tuple(d["interactions"] for d in per.values()) == inter_counts
+
+
+def test_douban():
+    root = shared_path("douban-ga-dtcdr").parent
+    inter = loaders.load_douban(root)
+    per = inter.stats()["domains"]
+    assert (per["book"]["users"], per["book"]["items"], per["book"]["interactions"]) == (2110, 6777, 96041)
+    assert (per["music"]["users"], per["music"]["items"], per["music"]["interactions"]) == (1672, 5567, 69709)
+    present = np.zeros((inter.n_users, 2), bool)
+    present[inter.users, inter.domain] = True
+    assert int(present.all(1).sum()) == 1566
+
+
+def test_mdmt_samples():
+    root = shared_path("mdmt-samples").parent
+    ml = loaders.load_mdmt_sample("ml-1m", root)
+    assert len(ml) == 500 and set(ml.label_columns) == {"click", "like"}
+    db = loaders.load_mdmt_sample("douban", root)
+    assert {k: v["interactions"] for k, v in db.stats()["domains"].items()} == {"book": 364, "movie": 2299, "music": 337}
+    kr = loaders.load_mdmt_sample("kuairand", root)
+    assert len(kr) == 200 and kr.column("is_click").sum() == 32
+
+
+def test_recbole_and_table_loaders(tmp_path):
+    (tmp_path / "toy.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\nu1\ti1\t5\t10\nu2\ti1\t3\t11\nu1\ti2\t4\t12\n")
+    (tmp_path / "toy.user").write_text("user_id:token\tage:float\nu1\t20\nu2\t30\n")
+    inter = loaders.load_recbole(tmp_path)
+    assert (inter.n_users, inter.n_items, len(inter)) == (2, 2, 3)
+    assert inter.user_features["age"].tolist() == [20.0, 30.0]
+    pd.DataFrame({"uid": [1, 2, 2], "iid": [7, 7, 8], "dom": ["a", "a", "b"], "y": [1, 0, 1]}).to_parquet(tmp_path / "t.parquet")
+    t = loaders.load_table(tmp_path / "t.parquet", columns={"user": "uid", "item": "iid", "domain": "dom", "labels": "y"})
+    assert t.domains == ["a", "b"] and t.label_columns == ("y",)
+    with pytest.raises(CdrecError, match="missing column 'uid2'"):
+        loaders.load_table(tmp_path / "t.parquet", columns={"user": "nope"} | {"user": "uid2"})
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(CdrecError, match="empty"):
+        loaders.load_table(tmp_path / "empty.csv")
+    with pytest.raises(CdrecError, match="is a directory"):
+        loaders.load_table(tmp_path)

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from cdrec.data.candidates import add_sampled_candidates
+from cdrec.data.splits import leave_one_out, ratio_split
+
+
+def pairs(inter, rows):
+    return set(zip(inter.users[rows].tolist(), inter.items[rows].tolist()))
+
+
+def test_leave_one_out_per_domain_no_leak_and_latest_is_test(tiny_synthetic):
+    inter = tiny_synthetic
+    split = leave_one_out(inter, seed=0)
+    all_rows = np.concatenate([split.train_rows, split.valid_rows, split.test_rows])
+    assert np.array_equal(np.sort(all_rows), np.arange(len(inter)))
+    assert not pairs(inter, split.test_rows) & pairs(inter, split.train_rows)
+    assert not pairs(inter, split.valid_rows) & pairs(inter, split.train_rows)
+    ts = inter.column("timestamp")
+    key = inter.users * inter.n_domains + inter.domain
+    for part in ("valid", "test"):
+        rows = split.rows(part)
+        # at most one row per (user, domain)
+        assert len(np.unique(key[rows])) == len(rows)
+    # the test row is the latest of its (user, domain) group; validation is latest among the rest
+    latest = {}
+    for r in np.argsort(ts, kind="stable"):
+        latest[key[r]] = r
+    assert all(latest[key[r]] == r or ts[latest[key[r]]] == ts[r] for r in split.test_rows)
+    train_ts = {}
+    for r in split.train_rows:
+        train_ts[key[r]] = max(train_ts.get(key[r], -1), ts[r])
+    assert all(ts[r] >= train_ts.get(key[r], -1) for r in split.valid_rows)
+    # groups with 1 interaction stay in train, groups of 2 give test only
+    sizes = np.bincount(key, minlength=inter.n_users * inter.n_domains)
+    assert set(sizes[key[split.test_rows]]) >= {2} and sizes[key[split.test_rows]].min() >= 2
+    assert sizes[key[split.valid_rows]].min() >= 3
+
+
+def test_leave_one_out_mixed(tiny_synthetic):
+    split = leave_one_out(tiny_synthetic, mixed=True)
+    users = tiny_synthetic.users
+    assert len(np.unique(users[split.test_rows])) == len(split.test_rows)
+    assert not pairs(tiny_synthetic, split.test_rows) & pairs(tiny_synthetic, split.train_rows)
+
+
+@pytest.mark.parametrize("order", ["random", "row"])
+def test_ratio_split_partitions(tiny_synthetic, order):
+    split = ratio_split(tiny_synthetic, (0.8, 0.1, 0.1), order=order, seed=1)
+    n = len(tiny_synthetic)
+    sizes = [len(split.train_rows), len(split.valid_rows), len(split.test_rows)]
+    assert sum(sizes) == n and abs(sizes[0] - 0.8 * n) <= 1 and abs(sizes[2] - 0.1 * n) <= 2
+    if order == "row":
+        assert split.train_rows.max() < split.valid_rows.min() < split.test_rows.min()
+    by_user = ratio_split(tiny_synthetic, (0.9, 0.1), by_user=True, seed=1)
+    assert len(by_user.valid_rows) == 0 and len(by_user.train_rows) + len(by_user.test_rows) == n
+
+
+def test_sampled_negatives_exclude_positives_and_are_fixed_by_seed(tiny_synthetic):
+    inter = tiny_synthetic
+    a = add_sampled_candidates(leave_one_out(inter, seed=0), 20, seed=5)
+    b = add_sampled_candidates(leave_one_out(inter, seed=0), 20, seed=5)
+    c = add_sampled_candidates(leave_one_out(inter, seed=0), 20, seed=6)
+    touched = pairs(inter, np.arange(len(inter)))
+    item_domain = inter.item_domain()
+    for part in ("valid", "test"):
+        cand = a.candidates[part]
+        rows = a.rows(part)
+        assert np.array_equal(cand, b.candidates[part])
+        assert not np.array_equal(cand, c.candidates[part])
+        assert np.array_equal(cand[:, 0], inter.items[rows])
+        users = inter.users[rows]
+        for u, negs in zip(users, cand[:, 1:]):
+            assert not any((u, int(i)) in touched for i in negs)
+            assert len(set(negs.tolist())) == len(negs)
+        assert np.all(item_domain[cand] == inter.domain[rows][:, None])

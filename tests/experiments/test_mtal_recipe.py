@@ -1,0 +1,36 @@
+"""The mtal recipe: plan order, report from whatever runs exist, registration."""
+
+from __future__ import annotations
+
+from cdrec.experiments import RECIPES
+from cdrec.experiments.demo import DEMO_STEPS
+from cdrec.experiments.mtal import COLUMNS, PAPER_T4, SCHEDULES, plan, write_report
+from cdrec.results.schema import RunResult, write_result
+
+
+def test_registered():
+    assert RECIPES["mtal"] == "cdrec.experiments.mtal"
+    assert "cdrec.experiments.demo_mtal" in DEMO_STEPS
+
+
+def test_plan_covers_table4_and_paper002_with_mtal_first():
+    jobs = plan(False)
+    rows = {(j[0], j[1], j[2]) for j in jobs}
+    for col in COLUMNS:
+        assert ("ml-100k", col, "mtal-aae") in rows and ("ml-100k", col, "alone-ae") in rows and ("ml-100k", col, "joint-mlp") in rows
+    assert ("ml-1m", "explicit/user/genre", "mtal-aae") in rows and ("douban", "implicit/user/domain", "mtcdr-ncf") in rows
+    assert jobs[0][2] == "mtal-aae"
+    assert len(plan(True)) == 3
+    assert all(len(v) == 6 for v in PAPER_T4.values())
+
+
+def test_report_from_partial_results(tmp_path):
+    res = RunResult(model="aae", dataset="ml-100k", protocol="p", seed=0,
+                    metrics={"overall": {"RMSE": 0.95, "n": 10}},
+                    history=[{"round": 0, "test": {"RMSE": 1.0}}, {"round": 1, "test": {"RMSE": 0.95}}])
+    write_result(tmp_path / "runs/ml-100k/explicit/user/genre/mtal-aae/seed0", res)
+    alone = RunResult(model="mlp", dataset="ml-100k", protocol="p", seed=0, metrics={"overall": {"RMSE": 0.97, "n": 10}})
+    write_result(tmp_path / "runs/ml-100k/explicit/user/genre/alone-mlp/seed0", alone)
+    text = write_report(tmp_path, SCHEDULES["quick"], True).read_text()
+    assert "| explicit/user/genre | RMSE | 0.9500 | alone-mlp 0.9700 | yes |" in text
+    assert (tmp_path / "rounds.png").exists()

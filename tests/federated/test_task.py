@@ -1,0 +1,51 @@
+"""`cdrec run` for the mtal task: results.json names and settings; bad settings fail cleanly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cdrec.config import load_config
+from cdrec.errors import CdrecError
+from cdrec.experiments.pipeline import run_config
+from cdrec.results.schema import RunResult
+
+SYNTH = {"n_users": 120, "n_domains": 3, "items_per_domain": 30, "min_activity": 6, "max_activity": 20}
+
+
+def cfg(model, **setting):
+    sets = [f"model={model}", "data.name=synthetic", "data.synthetic=" + json.dumps(SYNTH), "train.progress=false",
+            "train.epochs=2", "train.device=cpu"]
+    if model in ("aae", "assisted-ae"):
+        sets.append("model_params.epochs=2")
+    return load_config(None, sets + [f"setting.{k}={json.dumps(v)}" for k, v in setting.items()])
+
+
+def test_mtal_run_writes_results_with_issue_names(tmp_path):
+    res = run_config(cfg("aae", mode="mtal", rounds=2, eta=0.3, weights="optimize", privacy="dp"), tmp_path / "aae")
+    saved = RunResult.read(tmp_path / "aae" / "results.json")
+    assert saved.model == "aae" and res.model == "aae"
+    for key in ("mode", "feedback", "alignment", "partition", "side_info", "eta", "weights", "privacy", "align_ratio", "cold_start_ratio"):
+        assert key in saved.setting
+    assert set(saved.metrics) == {"D0", "D1", "D2", "overall"}
+    assert "RMSE" in saved.metrics["overall"]
+    assert [h["round"] for h in saved.history] == [0, 1, 2]
+    assert saved.data_stats["messages"] > 0
+
+
+@pytest.mark.parametrize("model,mode", [("assisted-mf", "mtcdr"), ("assisted-ae", "joint"), ("assisted-base", "alone")])
+def test_baselines_run(tmp_path, model, mode):
+    res = run_config(cfg(model, mode=mode, feedback="implicit"), tmp_path / model)
+    assert res.model == model.split("-")[1]
+    assert "MAP@10" in res.metrics["overall"] and "NDCG@10" in res.metrics["overall"]
+
+
+def test_bad_settings_fail_before_writing(tmp_path):
+    with pytest.raises(CdrecError, match="setting.mode"):
+        run_config(cfg("aae", mode="alone"), tmp_path / "x")
+    with pytest.raises(CdrecError, match="setting.privacy"):
+        run_config(cfg("aae", mode="mtal", privacy="rsa"), tmp_path / "y")
+    with pytest.raises(CdrecError, match="item-aligned"):
+        run_config(cfg("aae", mode="mtal", alignment="item"), tmp_path / "z")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()

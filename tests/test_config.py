@@ -1,0 +1,46 @@
+import pytest
+
+from cdrec.config import load_config, parse_overrides
+from cdrec.errors import CdrecError
+
+
+def test_layering_defaults_model_user_overrides(tmp_path):
+    cfg = load_config(None)
+    assert cfg.model == "bprmf" and cfg.model_params["dim"] == 128  # model YAML layer
+    user = tmp_path / "c.yaml"
+    user.write_text("data:\n  name: ml-100k\ntrain:\n  lr: 0.01\nmodel_params:\n  dim: 64\n")
+    cfg = load_config(user, ["train.lr=0.05", "split.n_negatives=999"])
+    assert cfg.data.name == "ml-100k" and cfg.train.lr == 0.05 and cfg.model_params["dim"] == 64
+    assert cfg.model_params["reg"] == 1e-5 and cfg.split.n_negatives == 999 and cfg.train.epochs == 50
+
+
+def test_overrides_parse_yaml_values():
+    assert parse_overrides(["a.b=3", "c=[1, 2]", "d=true", "e=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": True, "e": "text"}
+
+
+@pytest.mark.parametrize(
+    "sets, message",
+    [
+        (["train.lrr=1"], "unknown key 'lrr'"),
+        (["train.lr=fast"], "train.lr: expected a number"),
+        (["train.epochs=1.5"], "train.epochs: expected an integer"),
+        (["model=nope"], "unknown model 'nope'"),
+        (["model_params.size=3"], "unknown key 'size'"),
+        (["split.protocol=kfold"], "split.protocol"),
+        (["train.device=tpu"], "train.device"),
+        (["eval.ks=[0]"], "eval.ks"),
+        (["noequals"], "expected key=value"),
+    ],
+)
+def test_bad_configs(sets, message):
+    with pytest.raises(CdrecError, match=message):
+        load_config(None, sets)
+
+
+def test_bad_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(CdrecError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(CdrecError, match="not found"):
+        load_config(tmp_path / "missing.yaml")

@@ -1,0 +1,78 @@
+"""The ``ctr`` task end to end on small synthetic data: modes, metrics (against sklearn), learning,
+saved-model evaluation and user errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss as sk_log_loss
+from sklearn.metrics import roc_auc_score
+
+from cdrec.config import load_config
+from cdrec.data.ctr import build_ctr_view
+from cdrec.errors import CdrecError
+from cdrec.experiments.pipeline import evaluate_run, run_config
+from cdrec.train.ctr import ctr_metrics, scopes_for
+
+SMALL = ["data.synthetic={n_users: 600, items_per_domain: 150}", "train.progress=false", "train.device=cpu", "train.batch_size=512"]
+
+
+def cfg(model: str, *extra: str):
+    return load_config(None, [f"model={model}", *SMALL, *extra])
+
+
+def test_metrics_per_head_agree_with_sklearn(tiny_synthetic):
+    view = build_ctr_view(tiny_synthetic)
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(len(view))[:500]
+    probs = rng.random((500, 2))
+    probs[:, 0] = np.round(probs[:, 0], 1)  # ties are handled like sklearn
+    out = ctr_metrics(view, rows, probs)
+    heads = []
+    for d, name in enumerate(view.domains):
+        mask = view.domain[rows] == d
+        for t, task in enumerate(view.tasks):
+            y = view.labels[rows][mask, t]
+            assert out[name][f"AUC[{task}]"] == pytest.approx(roc_auc_score(y, probs[mask, t]), abs=1e-12)
+            assert out[name][f"LogLoss[{task}]"] == pytest.approx(sk_log_loss(y, probs[mask, t], labels=[0, 1]), abs=1e-12)
+            heads.append(out[name][f"AUC[{task}]"])
+    assert out["overall"]["AUC"] == pytest.approx(np.mean(heads))
+    assert out["overall"]["AUC[click]"] == pytest.approx(np.mean(heads[0::2]))
+
+
+def test_modes_make_the_scopes_of_table2(tiny_synthetic):
+    view = build_ctr_view(tiny_synthetic)
+    assert len(scopes_for("single", view)) == 6
+    assert [s.domain for s in scopes_for("mtl", view)] == [0, 1, 2]
+    assert [s.task for s in scopes_for("mdl", view)] == [0, 1]
+    assert [(s.domain, s.task) for s in scopes_for("mdmt", view)] == [(None, None)]
+
+
+@pytest.mark.parametrize(
+    "model, mode",
+    [("mlp", "single"), ("sharedbottom", "mtl"), ("mmoe", "mdmt"), ("ple", "mdl"), ("star", "mdl"), ("adatt", "mtl"), ("m3oe", "mdmt")],
+)
+def test_models_learn_on_synthetic(tmp_path, model, mode):
+    res = run_config(cfg(model, f"model_params.mode={mode}", "train.epochs=4"), tmp_path / model)
+    assert res.setting["mode"] == mode
+    assert set(res.metrics) == {"D0", "D1", "D2", "overall"}
+    assert {"AUC[click]", "AUC[like]", "LogLoss[click]", "LogLoss[like]"} <= set(res.metrics["D0"])
+    assert res.metrics["overall"]["AUC"] > 0.6, res.metrics["overall"]
+    assert (tmp_path / model / "model.pt").exists() and not list((tmp_path / model).glob("checkpoint*"))
+
+
+def test_m3oe_run_records_fusion_weights_and_reloads(tmp_path):
+    res = run_config(cfg("m3oe", "train.epochs=2", "model_params.arch_every=1"), tmp_path / "run")
+    weights = res.history[0]["fusion_weights"]
+    assert set(weights) == {"beta_d", "beta_t", "alpha_d", "alpha_t"} and len(weights["beta_d"]) == 3
+    assert any(abs(v - 0.5) > 1e-4 for v in weights["alpha_t"] + weights["beta_d"])
+    again = evaluate_run(tmp_path / "run", part="test")
+    assert again.metrics["overall"]["AUC"] == pytest.approx(res.metrics["overall"]["AUC"], abs=1e-6)
+
+
+def test_wrong_mode_or_protocol_is_a_user_error(tmp_path):
+    with pytest.raises(CdrecError, match="mode"):
+        run_config(cfg("m3oe", "model_params.mode=mtl"), tmp_path / "a")
+    with pytest.raises(CdrecError, match="split.protocol"):
+        run_config(cfg("mmoe", "split.protocol=loo"), tmp_path / "b")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
