@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -34,6 +35,20 @@ from cdrec.train.trainer import resolve_device, to_device
 REF_EPOCH_S = 450.0
 REF_VALID_S = 42.0
 REF_PEAK_GB = 16.0
+
+
+def matmul_gflops(device: torch.device) -> float:
+    """Throughput of a plain matmul of the expert's shape right now: the machine is shared, so
+    this tells how much compute the timed batches could get."""
+    a = torch.randn(4096, 256, device=device)
+    w = torch.randn(256, 683, device=device)
+    a @ w
+    t0 = time.perf_counter()
+    for _ in range(10):
+        a @ w
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 10 * 2 * 4096 * 256 * 683 / (time.perf_counter() - t0) / 1e9
 
 
 def main() -> None:
@@ -93,6 +108,8 @@ def main() -> None:
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
     out = {
         "device": str(device),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "matmul_gflops_now": round(matmul_gflops(device), 1),
         "threads": args.threads,
         "dim": args.dim,
         "batch_size": args.batch,

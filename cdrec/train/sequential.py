@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -133,6 +133,23 @@ def gate_summary(model, view: EvalView, batch_size: int, device: torch.device) -
     return out
 
 
+_SPLITS: dict[str, tuple[Interactions, Split]] = {}
+
+
+def cached_split(cfg: RunConfig) -> tuple[Interactions, Split]:
+    """Data and split (with its fixed candidates) for ``cfg.data``/``cfg.split``/``cfg.seed``, kept
+    for the next run of the same process (a recipe trains several models on the same split; the
+    split is deterministic in these keys, so reusing it changes nothing but the time)."""
+    key = json.dumps([asdict(cfg.data), asdict(cfg.split), cfg.seed], sort_keys=True, default=str)
+    if key not in _SPLITS:
+        data = load_dataset(cfg.data, seed=cfg.seed)
+        require(data.items_by_domain, f"{data.name}: sequential models need each item in one domain")
+        split = make_split(data, cfg)
+        _SPLITS.clear()  # keep one: a split of the large sets holds ~100 MB of candidates
+        _SPLITS[key] = (data, split)
+    return _SPLITS[key]
+
+
 @register_task("sequential")
 class SequentialTask(Task):
     """Leave-one-out on the mixed sequence with fixed sampled candidates (see module docstring)."""
@@ -142,9 +159,7 @@ class SequentialTask(Task):
         params = registry.build_params(cfg.model, cfg.model_params)
         require(cfg.split.protocol in ("loo-mixed", "loo"), f"split.protocol: sequential models need leave-one-out ('loo-mixed' as in MERIT), got {cfg.split.protocol!r}")
         require(not cfg.split.full_ranking, "split.full_ranking: the sequential task ranks sampled candidates; set split.full_ranking=false")
-        data = load_dataset(cfg.data, seed=cfg.seed)
-        require(data.items_by_domain, f"{data.name}: sequential models need each item in one domain")
-        split = make_split(data, cfg)
+        data, split = cached_split(cfg)
         device = resolve_device(cfg.train.device)
         cls = entry.cls
         max_len = params.max_len

@@ -24,6 +24,7 @@ def test_recipe_is_registered_and_plans_the_main_table_first():
     first = runs[: 2 * len(MODELS)]
     assert {r[1] for r in first} == set(MODELS) and all(r[2] is None and r[3] == 0 for r in first)
     assert sum(1 for r in runs if r[2] is None) == 3 * 2 * len(MODELS)
+    assert runs[-1][3] == 2 and runs[-1][2] is None  # the third seed comes after the ablations
     assert {r[2] for r in runs if r[2]} == {"SF1", "SF2", "SF3", "SF4", "FF1", "MF1", "MF2", "RL1", "RL2"}
 
 

@@ -83,8 +83,8 @@ def test_cdrec_run_writes_results_with_domains_and_mrr_sum(tmp_path):
 
 def test_single_target_runs_one_model_per_domain(tmp_path):
     cfg = load_config(None, [
-        "model=sasrec-st", "data.name=synthetic", "data.synthetic={n_users: 120, n_domains: 2, items_per_domain: 100}",
-        "split.n_negatives=30", "train.epochs=1", "train.progress=false", "model_params.dim=16",
+        "model=sasrec-st", "data.name=synthetic", "data.synthetic={n_users: 120, n_domains: 2, items_per_domain: 200}",
+        "split.n_negatives=15", "train.epochs=1", "train.progress=false", "model_params.dim=16",
     ])
     res = run_config(cfg, tmp_path / "st")
     assert [h["scope"] for h in res.history] == ["D0", "D1"]

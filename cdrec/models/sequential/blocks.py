@@ -248,9 +248,12 @@ def sampled_info_nce(
 
 
 def full_softmax_ce(h: torch.Tensor, item_weight: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Cross-entropy over all items (RecBole's ``loss_type=CE``); ``targets`` are +1 shifted ids."""
-    logits = h @ item_weight[1:].T / temperature
-    loss = F.cross_entropy(logits.flatten(0, 1), (targets - 1).clamp(min=0).flatten(), reduction="none").view_as(weight)
+    """Cross-entropy over all items (RecBole's ``loss_type=CE``); ``targets`` are +1 shifted ids.
+    Logits are computed only at the weighted positions (padding costs nothing)."""
+    keep = weight > 0
+    logits = h[keep] @ item_weight[1:].T / temperature
+    loss = torch.zeros(weight.shape, dtype=h.dtype, device=h.device)
+    loss = loss.index_put(tuple(keep.nonzero().T), F.cross_entropy(logits, targets[keep] - 1, reduction="none"))
     return masked_sequence_mean(loss, weight)
 
 

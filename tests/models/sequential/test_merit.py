@@ -108,10 +108,10 @@ def test_stop_gradient_keeps_domain_losses_off_the_mixed_stream():
     assert sum(float(p.grad.abs().sum()) for p in mixed_only_params(net).values() if p.grad is not None) > 0
 
 
-@pytest.mark.parametrize("name", ["merit", "sasrec-dt"])
-def test_padding_contributes_nothing_to_the_loss(name):
+@pytest.mark.parametrize("name,extra", [("merit", {}), ("sasrec-dt", {}), ("sasrec-dt", {"loss": "full", "n_layers": 1})])
+def test_padding_contributes_nothing_to_the_loss(name, extra):
     entry = registry.get(name)
-    params = registry.build_params(name, {"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8})
+    params = registry.build_params(name, {"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8, **extra})
     torch.manual_seed(0)
     net = entry.cls(70, OFFSETS, params).eval()
     short, long = make_batch(length=10), make_batch(length=10, pad_to=20)
