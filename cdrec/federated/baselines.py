@@ -110,7 +110,7 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
                 d_col_side=0 if block.col_side is None else block.col_side.shape[1])
     mean = float(tr.y.mean())
     model.init_output_bias(mean if feedback == "explicit" else float(np.log(mean + 1e-6) - np.log1p(-mean + 1e-6)))
-    g = block.groups
+    g = block.groups if n_groups > 1 else {k: np.zeros_like(v) for k, v in block.groups.items()}
 
     def predict(e: Entries, grp: np.ndarray) -> np.ndarray:
         return predict_pairs(model, e.rows, e.cols, grp, block.row_side, block.col_side, device=cfg.device)

@@ -34,7 +34,7 @@ def test_mtal_run_writes_results_with_issue_names(tmp_path):
     assert saved.data_stats["messages"] > 0
 
 
-@pytest.mark.parametrize("model,mode", [("assisted-mf", "mtcdr"), ("assisted-ae", "joint"), ("assisted-base", "alone")])
+@pytest.mark.parametrize("model,mode", [("assisted-mf", "mtcdr"), ("assisted-mf", "joint"), ("assisted-ae", "joint"), ("assisted-base", "alone")])
 def test_baselines_run(tmp_path, model, mode):
     res = run_config(cfg(model, mode=mode, feedback="implicit"), tmp_path / model)
     assert res.model == model.split("-")[1]

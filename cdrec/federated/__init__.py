@@ -1,0 +1,1 @@
+"""Decentralized multi-target recommendation: organizations, messages, transports, MTAL rounds, privacy."""
