@@ -31,7 +31,7 @@ from cdrec.metrics import auc, log_loss
 from cdrec.models import registry
 from cdrec.models.ctr.layers import CTRSchema
 from cdrec.results.schema import RunResult, peak_rss_mb
-from cdrec.train.tasks import Task, protocol_name, register_task
+from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_task
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything, to_device
 
 TASKS = ("click", "like")
@@ -242,15 +242,8 @@ class CTRTask(Task):
 
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[CTRPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
-        states = torch.load(run_dir / "model.pt", map_location=prepared.device, weights_only=False)
-        models = {}
-        for scope in prepared.scopes:
-            if scope.name in states:
-                model = self.build_model(cfg, prepared, scope).to(prepared.device)
-                model.load_state_dict(states[scope.name])
-                model.eval()
-                models[scope.name] = model
-        return prepared, models
+        builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared, sc)) for sc in prepared.scopes}
+        return prepared, load_saved_models(run_dir, prepared.device, builders)
 
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)

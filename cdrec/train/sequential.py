@@ -31,7 +31,7 @@ from cdrec.evaluate import Evaluation, rank_metrics, report
 from cdrec.metrics.ranking import positive_rank
 from cdrec.models import registry
 from cdrec.results.schema import RunResult, atomic_write_text, peak_rss_mb
-from cdrec.train.tasks import Task, make_split, merge_evaluations, protocol_name, register_task
+from cdrec.train.tasks import Task, load_saved_models, make_split, merge_evaluations, protocol_name, register_task
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
 
 
@@ -246,15 +246,8 @@ class SequentialTask(Task):
 
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[SequentialPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
-        states = torch.load(run_dir / "model.pt", map_location=prepared.device, weights_only=False)
-        models = {}
-        for scope in prepared.scopes:
-            if scope.name in states:
-                model = self.build_model(cfg, prepared.data, prepared.params).to(prepared.device)
-                model.load_state_dict(states[scope.name])
-                model.eval()
-                models[scope.name] = model
-        return prepared, models
+        builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared.data, prepared.params)) for sc in prepared.scopes}
+        return prepared, load_saved_models(run_dir, prepared.device, builders)
 
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)

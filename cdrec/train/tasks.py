@@ -17,7 +17,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -80,6 +80,27 @@ class Task:
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         """A :class:`cdrec.predict.Predictor` answering from the run's saved model(s) (``cdrec.load``)."""
         raise CdrecError(f"model {cfg.model!r}: its task {type(self).__name__} cannot load runs for predictions yet")
+
+
+def load_saved_models(run_dir: Path, device: torch.device, builders: dict[str, Callable[[], torch.nn.Module]]) -> dict[str, torch.nn.Module]:
+    """Load ``model.pt`` (one state dict per scope) into freshly built models, in eval mode.
+
+    ``builders`` maps each scope name to a function building its (untrained) model; scopes absent
+    from the file (no test rows at training time) are skipped. Shared by every task's ``restore``."""
+    path = run_dir / "model.pt"
+    try:
+        states = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # truncated or foreign file: torch raises several types
+        raise CdrecError(f"{path}: cannot read the saved model ({type(exc).__name__}); rerun the training") from None
+    require(isinstance(states, dict), f"{path}: not a cdrec model file")
+    models = {}
+    for scope, build in builders.items():
+        if scope in states:
+            model = build().to(device)
+            model.load_state_dict(states[scope])
+            model.eval()
+            models[scope] = model
+    return models
 
 
 def make_split(data: Interactions, cfg: RunConfig) -> Split:
@@ -221,19 +242,8 @@ class RankingTask(Task):
 
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[RankingPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
-        try:
-            states = torch.load(run_dir / "model.pt", map_location=prepared.device, weights_only=False)
-        except Exception as exc:  # truncated or foreign file: torch raises several types
-            raise CdrecError(f"{run_dir / 'model.pt'}: cannot read the saved model ({type(exc).__name__}); rerun the training") from None
-        require(isinstance(states, dict), f"{run_dir / 'model.pt'}: not a cdrec model file")
-        models = {}
-        for scope, split in prepared.scopes:
-            if scope in states:
-                model = self.build_model(cfg, split, prepared.params).to(prepared.device)
-                model.load_state_dict(states[scope])
-                model.eval()
-                models[scope] = model
-        return prepared, models
+        builders = {scope: (lambda s=split: self.build_model(cfg, s, prepared.params)) for scope, split in prepared.scopes}
+        return prepared, load_saved_models(run_dir, prepared.device, builders)
 
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predict import RankingPredictor
