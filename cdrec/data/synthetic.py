@@ -32,6 +32,7 @@ class SyntheticConfig:
     activity_alpha: float = bounded(1.3, 0, lo_open=True)
     min_activity: int = bounded(1, 1)
     max_activity: int = bounded(60, 1)
+    max_activity_share: float = bounded(0.25, 0, 1, lo_open=True)
     presence: float = bounded(0.8, 0, 1)
     signal: float = bounded(3.0, 0)
     seed: int = bounded(0, 0)
@@ -57,7 +58,7 @@ def make_synthetic(config: SyntheticConfig | None = None, **overrides) -> Intera
         popularity = rng.normal(scale=1.0, size=n_i)
         affinity = user_vec @ item_vec.T + popularity
         activity = np.floor(cfg.min_activity * (1 - rng.random(n_u)) ** (-1 / cfg.activity_alpha)).astype(np.int64)
-        activity = np.clip(activity, cfg.min_activity, min(cfg.max_activity, n_i // 4))
+        activity = np.clip(activity, cfg.min_activity, min(cfg.max_activity, max(1, int(n_i * cfg.max_activity_share))))
         activity[rng.random(n_u) > cfg.presence] = 0
         gumbel = -np.log(-np.log(rng.random((n_u, n_i))))
         order = np.argsort(-(cfg.signal * affinity + gumbel), axis=1)

@@ -9,7 +9,7 @@ from cdrec.config import load_config
 from cdrec.experiments.pipeline import run_config
 from cdrec.results.tables import markdown_table
 
-SYNTH = {"n_users": 300, "n_domains": 3, "items_per_domain": 80, "min_activity": 8, "max_activity": 40}
+SYNTH = {"n_users": 300, "n_domains": 3, "items_per_domain": 80, "min_activity": 8, "max_activity": 40, "signal": 1.0, "max_activity_share": 0.5}
 
 
 def demo(out: Path, device: str) -> list[str]:

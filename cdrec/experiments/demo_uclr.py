@@ -13,7 +13,8 @@ def demo(out: Path, device: str) -> list[str]:
     rows = []
     common = [
         "train.epochs=8", "train.patience=2", "train.lr=0.01", "train.batch_size=512", "train.progress=false", f"train.device={device}",
-        "data.synthetic.n_users=600", "data.synthetic.items_per_domain=200", "eval.ks=[10]",
+        "data.synthetic.n_users=600", "data.synthetic.items_per_domain=200", "data.synthetic.signal=1.0",
+        "data.synthetic.max_activity_share=0.5", "eval.ks=[10]",
     ]
     ladder = ["model_params.dim=32", "model_params.ae_epochs=4", "model_params.ae_passes=5", "model_params.ft_epochs=2",
               f"model_params.pge_cache={out / 'uclr' / 'pge-cache.pt'}"]

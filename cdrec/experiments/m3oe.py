@@ -28,6 +28,7 @@ from cdrec.data.loaders import data_dir as resolve_data_dir
 from cdrec.errors import require
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table, paired_ttest
+from cdrec.results.plots import save_figure
 
 DOMAIN_LABELS = ("d1", "d2", "d3")
 TASKS = ("click", "like")
@@ -254,7 +255,7 @@ def plot_fusion(out: Path, weights: dict[str, dict[str, np.ndarray]], domains: d
         ax.set_title(f"M3oE learned fusion weights ({dataset}, mean over seeds)")
     fig.tight_layout()
     path = out / "fusion_weights.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -304,7 +305,7 @@ def plot_experts(out: Path, run: Path, n: int = 1500) -> Path | None:
     fig.suptitle(f"PCA of M3oE expert outputs ({prepared.data.name}, seed {cfg.seed}); cf. paper Fig. 3 (t-SNE)")
     fig.tight_layout()
     path = out / "expert_embeddings.png"
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

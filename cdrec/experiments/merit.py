@@ -33,6 +33,7 @@ from cdrec.errors import require
 from cdrec.experiments.pipeline import run_config
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import aggregate_seeds, markdown_table, mean_std, paired_ttest
+from cdrec.results.plots import save_figure
 
 DATASETS = {"abe": ("Beauty", "Electronics"), "afk": ("Food", "Kitchen")}
 BASELINES = ["sasrec-st", "bert4rec-st", "sasrec-dt", "bert4rec-dt"]
@@ -294,6 +295,6 @@ def plot_gates(runs, path: Path) -> Path | None:
         ax.set_title(f"{ds}: target {dom}", fontsize=9)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path

@@ -32,6 +32,7 @@ from cdrec.errors import CdrecError
 from cdrec.experiments.pipeline import run_config
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table
+from cdrec.results.plots import save_figure
 
 ML100K_GENRES = ["Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
                  "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
@@ -342,7 +343,7 @@ def _curves(out: Path, res: dict) -> list[str]:
         ax.set_ylabel(m)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / "rounds.png", dpi=110)
+    save_figure(fig, out / "rounds.png", dpi=110)
     plt.close(fig)
     return ["## Per-round curves (test, pooled over organizations; round 0 = F0)", "", "![rounds](rounds.png)", ""]
 

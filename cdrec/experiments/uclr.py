@@ -31,6 +31,7 @@ from cdrec.models.cf.uclr import LADDER
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table, paired_ttest
 from cdrec.train.tasks import task_for
+from cdrec.results.plots import save_figure
 
 DATASETS: dict[str, dict[str, Any]] = {
     "douban": {"name": "douban", "overlap_only": True},
@@ -262,7 +263,7 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
         rows.append([ds, len(per_seed[ds]), s["users"], f"{s['tau_min']:.4f}", f"{s['tau_max']:.4f}", f"{s['tau_mean']:.4f} ± {s['tau_std']:.4f}",
                      f"{s['spearman']:.3f} (min over seeds {s['spearman_min_seed']:.3f})", f"{s['pearson_log']:.3f}"])
     fig.tight_layout()
-    fig.savefig(out / "temperature_vs_activity.png", dpi=120)
+    save_figure(fig, out / "temperature_vs_activity.png", dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(1.6 + 1.2 * len(per_seed), 3.2))
     for i, (ds, vals) in enumerate(per_seed.items()):
@@ -273,7 +274,7 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_title("temperature-activity correlation per seed")
     fig.tight_layout()
-    fig.savefig(out / "temperature_correlation.png", dpi=120)
+    save_figure(fig, out / "temperature_correlation.png", dpi=120)
     plt.close(fig)
     lines = [
         "Learned per-user temperatures after the contrastive autoencoder stage (`tau_ae` in each `uclr` run's "

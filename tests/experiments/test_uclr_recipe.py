@@ -12,7 +12,7 @@ from cdrec.experiments import uclr as recipe
 
 def test_recipe_smoke_on_synthetic(tmp_path, monkeypatch):
     assert RECIPES["uclr"] == "cdrec.experiments.uclr"
-    monkeypatch.setitem(recipe.DATASETS, "synthetic", {"name": "synthetic", "synthetic": {"n_users": 200, "items_per_domain": 250, "n_domains": 2}})
+    monkeypatch.setitem(recipe.DATASETS, "synthetic", {"name": "synthetic", "synthetic": {"n_users": 200, "items_per_domain": 250, "n_domains": 2, "signal": 1.0}})
     tiny = {"train": {"lr": 0.01, "epochs": 2, "patience": 1, "batch_size": 512},
             "ladder": {"ae_epochs": 1, "ae_passes": 2, "ft_epochs": 1, "dim": 16}, "seeds": 2, "datasets": ["synthetic"]}
     monkeypatch.setattr(recipe, "QUICK", tiny)

@@ -17,7 +17,7 @@ from cdrec.models.assisted.aae import AAEParams
 
 @pytest.fixture(scope="module")
 def data():
-    return make_synthetic(SyntheticConfig(n_users=240, n_domains=3, items_per_domain=60, min_activity=8, max_activity=40, seed=3))
+    return make_synthetic(SyntheticConfig(n_users=240, n_domains=3, items_per_domain=60, min_activity=8, max_activity=40, max_activity_share=0.5, signal=1.0, seed=3))
 
 
 def fed_of(data, **kw):

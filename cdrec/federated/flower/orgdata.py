@@ -21,6 +21,7 @@ from cdrec.federated.alignment import Entries, Federation, OrgHoldings
 from cdrec.federated.organization import MTALConfig, Organization
 from cdrec.models.assisted.aae import AAEParams
 from cdrec.results.schema import atomic_write_text
+from cdrec.results.schema import atomic_path
 
 PARTS = ("train", "valid", "test")
 FIELDS = ("rows", "cols", "y", "users", "items")
@@ -39,9 +40,8 @@ def save_holdings(h: OrgHoldings, out: Path, *, feedback: str, alignment: str, m
         arrays["row_side"] = h.row_side
     if h.col_side is not None:
         arrays["col_side"] = h.col_side
-    tmp = out / "org.tmp.npz"
-    np.savez(tmp, **arrays)
-    tmp.replace(out / "org.npz")
+    with atomic_path(out / "org.npz") as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
     meta = {"name": h.name, "n_rows": int(h.n_rows), "n_cols": int(h.n_cols), "feedback": feedback, "alignment": alignment,
             "mtal": dataclasses.asdict(mtal)}
     atomic_write_text(out / "org.json", json.dumps(meta, indent=2))

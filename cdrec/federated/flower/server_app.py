@@ -32,6 +32,7 @@ from flwr.serverapp import Grid, ServerApp
 from cdrec.federated.flower import wire
 from cdrec.federated.mtal import Step, drive
 from cdrec.federated.transport import InProcessTransport
+from cdrec.results.schema import atomic_path, atomic_write_text
 
 MESSAGE_TYPE = "query.mtal"
 DOWN = ("offline", "unregistered")
@@ -85,8 +86,9 @@ class Recorder:
         manifest, arrays = wire.audit(rd)
         stem = f"{self.n:05d}-{direction}"
         self.n += 1
-        np.savez(self.dir / f"{stem}.npz", **arrays)
-        (self.dir / f"{stem}.json").write_text(json.dumps({"direction": direction, "org": org, "what": what, **manifest}, default=str))
+        with atomic_path(self.dir / f"{stem}.npz") as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+        atomic_write_text(self.dir / f"{stem}.json", json.dumps({"direction": direction, "org": org, "what": what, **manifest}, default=str))
 
     def progress(self, what: str) -> None:
         if self.dir is not None:
@@ -214,10 +216,7 @@ def serve(grid: Grid, s: ServerSettings) -> dict:
         result["dropped"] = dict(cohort.dropped) if cohort is not None else {}
         result["seconds"] = round(time.perf_counter() - t0, 3)
         if s.result_path:
-            Path(s.result_path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(s.result_path).with_suffix(".tmp")
-            tmp.write_text(json.dumps(result, indent=2, default=str))
-            tmp.replace(s.result_path)
+            atomic_write_text(s.result_path, json.dumps(result, indent=2, default=str))
         log(INFO if result["status"] == "ok" else WARNING, "[cdrec] MTAL %s: %s", result["status"], result.get("error", ""))
     return result
 

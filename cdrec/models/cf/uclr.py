@@ -68,6 +68,7 @@ from cdrec.evaluate import evaluate_sampled
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import MLP, LoRAEmbedding, bpr_loss, clip_temperatures, user_aware_contrastive_loss
 from cdrec.models.registry import register
+from cdrec.results.schema import atomic_path
 
 
 @dataclass
@@ -370,8 +371,7 @@ class UCLR(RankingModel):
         table = self.temperature_table(split)
         if "tau_ae" not in table:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as handle:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(handle, domains=np.asarray(split.data.domains), **table)
 
 

@@ -12,7 +12,7 @@ from cdrec.experiments.pipeline import run_config
 RANDOM_MRR10 = sum(1 / r for r in range(1, 11)) / 100  # expected MRR@10 of a random scorer, 1+99 candidates
 
 COMMON = ["train.progress=false", "train.batch_size=256", "train.device=cpu", "train.lr=0.01", "train.patience=2", "eval.ks=[10]",
-          "data.synthetic.n_users=400", "data.synthetic.items_per_domain=250", "data.synthetic.n_domains=2"]
+          "data.synthetic.n_users=400", "data.synthetic.items_per_domain=250", "data.synthetic.n_domains=2", "data.synthetic.signal=1.0"]
 
 
 @pytest.mark.parametrize("model", ["neumf", "lightgcn"])
