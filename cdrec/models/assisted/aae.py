@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from cdrec.models.assisted.blocks import SideEncoder, batches, dense_rows
+from cdrec.models.assisted.blocks import KeepBest, SideEncoder, batches, dense_rows
 from cdrec.models.registry import register
 
 
@@ -157,7 +157,7 @@ def fit_autoencoder(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     crit = nn.MSELoss() if loss == "mse" else nn.BCEWithLogitsLoss()
-    history, best, best_state, bad = [], np.inf, None, 0
+    history, keep = [], KeepBest(model, patience)
     for _ in range(p.epochs if epochs is None else epochs):
         model.train()
         total, count = 0.0, 0
@@ -181,16 +181,9 @@ def fit_autoencoder(
         model.eval()
         value = float(validate())
         history.append(value)
-        if value < best - 1e-6:
-            best, bad = value, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+        if keep.update(value):
+            break
+    keep.restore()
     return history
 
 

@@ -18,6 +18,29 @@ import torch.nn.functional as F
 from torch import nn
 
 
+class KeepBest:
+    """Early stopping on a lower-is-better validation value: remembers the best state and says when
+    ``patience`` epochs in a row did not improve on it; :meth:`restore` loads the best state back."""
+
+    def __init__(self, model: nn.Module, patience: int) -> None:
+        self.model, self.patience = model, patience
+        self.best, self.state, self.bad = np.inf, None, 0
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's value; True when training should stop."""
+        if value < self.best - 1e-6:
+            self.best, self.bad = value, 0
+            self.state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            return False
+        self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self) -> None:
+        if self.state is not None:
+            self.model.load_state_dict(self.state)
+        self.model.eval()
+
+
 def mlp(sizes: Sequence[int], *, act: type[nn.Module] = nn.ReLU, last_act: bool = True) -> nn.Sequential:
     """``sizes = [in, h1, h2, ...]`` -> Linear/act layers (activation after the last layer if asked)."""
     layers: list[nn.Module] = []
@@ -116,7 +139,7 @@ def fit_pairs(
     y = torch.as_tensor(targets, dtype=torch.float32, device=device)
     rs = torch.as_tensor(row_side, dtype=torch.float32, device=device) if row_side is not None else None
     cs = torch.as_tensor(col_side, dtype=torch.float32, device=device) if col_side is not None else None
-    best, best_state, bad, history = np.inf, None, 0, []
+    keep, history = KeepBest(model, patience), []
     for _ in range(epochs):
         model.train()
         total = 0.0
@@ -132,18 +155,9 @@ def fit_pairs(
         model.eval()
         value = validate() if validate is not None else total / len(rows)
         history.append(value)
-        if validate is None:
-            continue
-        if value < best - 1e-6:
-            best, bad = value, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+        if validate is not None and keep.update(value):
+            break
+    keep.restore()
     return history
 
 
