@@ -12,8 +12,9 @@
 * :meth:`SequencePredictor.recommend` — the same for a user of the run's data, whose history is
   every event the run has of them (train, validation and test parts, in time order): the items
   expected *after* all of them. ``exclude_seen`` leaves out every item the user has in the domain;
-  ``fallback="popularity"`` answers unknown users (and, for single-target models, users without an
-  event in the domain) with the domain's most popular training items.
+  ``fallback="popularity"`` answers unknown users (and, for single-target models, users without a
+  training event in the domain) with the domain's most popular training items (shared with the
+  ranking predictor: :class:`cdrec.predict.TopKPredictor`).
 * :meth:`SequencePredictor.recommend_users` — the same for every user of a domain, in batches
   (``cdrec export``).
 
