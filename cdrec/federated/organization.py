@@ -37,7 +37,7 @@ from cdrec.federated.alignment import Entries, OrgHoldings
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.privacy import interval_release, laplace_dp
 from cdrec.metrics.ranking import ranked_list_metrics
-from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, fit_autoencoder, predict_autoencoder
+from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_rows, fit_autoencoder, score_pairs
 from cdrec.models.assisted.base import BaseModel
 
 
@@ -122,6 +122,7 @@ class Organization:
         self.history: list[dict] = []
         self.weights: list[np.ndarray] = []
         self.etas: list[float] = []
+        self._codes: torch.Tensor | None = None
         tr = holdings.train
         x = tr.y if cfg.feedback == "explicit" else np.where(tr.y > 0, 1.0, -1.0)
         self.inputs = AutoencoderData(
@@ -197,12 +198,24 @@ class Organization:
                          d_row_side=0 if self.h.row_side is None else self.h.row_side.shape[1],
                          d_col_side=0 if self.h.col_side is None else self.h.col_side.shape[1])
         losses = fit_autoencoder(self.model, self.inputs, targets, loss="mse", seed=seed, device=self.cfg.device)
+        self._codes = None  # hidden codes of this round's model, computed once on first use
         if self.cfg.keep_models:
             self.models.append({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         return losses
 
-    def _predict(self, owner: str, rows: np.ndarray, cols: np.ndarray, model: AAE | None = None) -> np.ndarray:
-        return predict_autoencoder(model or self.model, self.inputs, rows, self.offset[owner] + cols, device=self.cfg.device)
+    def _codes_of(self, model: AAE) -> torch.Tensor:
+        """Hidden codes of every row under ``model`` (one encoder pass serves all peers' keys)."""
+        return encode_rows(model, self.inputs, np.arange(self.h.n_rows), device=self.cfg.device)
+
+    def _predict(self, owner: str, rows: np.ndarray, cols: np.ndarray, model: AAE | None = None, codes: torch.Tensor | None = None) -> np.ndarray:
+        """Outputs of this round's model (or ``model`` with its ``codes``) at ``owner``'s (row, col) keys."""
+        if model is None:
+            if self._codes is None:
+                self._codes = self._codes_of(self.model)
+            model, codes = self.model, self._codes
+        elif codes is None:
+            codes = self._codes_of(model)
+        return score_pairs(model, codes, rows, self.offset[owner] + cols)
 
     def predictions(self, t: int) -> list[PredictionMessage]:
         out = []
@@ -298,8 +311,9 @@ class Organization:
         model = copy.deepcopy(self.model)
         for t, state in enumerate(self.models, start=1):
             model.load_state_dict(state)
+            codes = self._codes_of(model)
             for m in inbox:
-                out.append(PredictionMessage(self.name, m.sender, t, "replay", m.rows, m.cols, self._predict(m.sender, m.rows, m.cols, model)))
+                out.append(PredictionMessage(self.name, m.sender, t, "replay", m.rows, m.cols, self._predict(m.sender, m.rows, m.cols, model, codes)))
         return out
 
     def replay_queries(self, rows: np.ndarray, cols: np.ndarray) -> list[QueryMessage]:
