@@ -49,6 +49,7 @@ class MTALConfig:
     eta: float | str = 0.3
     optimize_w: bool = False
     lbfgs_iters: int = 10
+    assist_fit: str = "train"  # entries that w (Eq. 8) and an optimized eta (Eq. 9) are fitted on: "train" or "valid"
     privacy: str = "none"
     privacy_alpha: float = 10.0
     ip_thresholds: int = 10
@@ -248,10 +249,19 @@ class Organization:
         p_train, m_train = self._stack(t, inbox, "train")
         p_query, m_query = self._stack(t, inbox, "query")
         n_members = len(p_train)
+        nv = self.n_valid
+        if self.cfg.assist_fit == "valid" and nv > 0:
+            # Fit w / eta on held-out validation entries: on training entries every model has already
+            # fitted the residuals (the own model reads those very ratings), so in-sample outputs
+            # reward memorization (the paper: "a more reliable solution ... is to use a validation set").
+            p_fit, m_fit, f_fit, y_fit = p_query[:, :nv], m_query[:, :nv], self.f_query[:nv], self.h.valid.y
+            r_fit = negative_gradient(self.cfg.feedback, f_fit, y_fit)
+        else:
+            p_fit, m_fit, f_fit, y_fit, r_fit = p_train, m_train, self.f_train, self.h.train.y, self.own_residual
         w = np.full(n_members, 1.0 / n_members)
         if self.cfg.optimize_w and n_members > 1:
-            P, M = torch.as_tensor(p_train), torch.as_tensor(m_train)
-            r = torch.as_tensor(self.own_residual)
+            P, M = torch.as_tensor(p_fit), torch.as_tensor(m_fit)
+            r = torch.as_tensor(r_fit)
 
             def wloss(theta):
                 wm = torch.softmax(theta, 0)[:, None] * M
@@ -262,9 +272,9 @@ class Organization:
         g_train = combine(p_train, m_train, w)
         g_query = combine(p_query, m_query, w)
         if self.cfg.eta == "optimize":
-            f0 = torch.as_tensor(self.f_train)
-            g = torch.as_tensor(g_train)
-            y = torch.as_tensor(self.h.train.y)
+            f0 = torch.as_tensor(f_fit)
+            g = torch.as_tensor(combine(p_fit, m_fit, w))
+            y = torch.as_tensor(y_fit)
             if self.cfg.feedback == "explicit":
                 fun = lambda e: ((f0 + e * g - y) ** 2).mean()  # noqa: E731
             else:
