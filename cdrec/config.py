@@ -8,6 +8,7 @@ Unknown keys and wrong types raise :class:`~cdrec.errors.CdrecError` naming the 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -150,6 +151,9 @@ class RunConfig:
 
 
 # ------------------------------------------------------------------------------ building
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Coerce ``value`` to ``hint`` where safe (int -> float), else raise naming ``where``."""
     origin = typing.get_origin(hint)
@@ -186,6 +190,8 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         require(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string; YAML 1.2 as a number
         require(isinstance(value, (int, float)) and not isinstance(value, bool), f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is str:

@@ -18,6 +18,17 @@ def test_overrides_parse_yaml_values():
     assert parse_overrides(["a.b=3", "c=[1, 2]", "d=true", "e=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": True, "e": "text"}
 
 
+def test_exponent_notation_is_a_number_in_overrides_and_yaml(tmp_path):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; float fields accept it as the number it spells."""
+    user = tmp_path / "c.yaml"
+    user.write_text("train:\n  weight_decay: 5e-2\n")
+    cfg = load_config(user, ["train.lr=1e-3", "model=merit", "model_params.temperature=7.5E-1"])
+    assert cfg.train.lr == 1e-3 and cfg.train.weight_decay == 0.05
+    from cdrec.models import registry
+
+    assert registry.build_params("merit", cfg.model_params).temperature == 0.75
+
+
 @pytest.mark.parametrize(
     "sets, message",
     [
