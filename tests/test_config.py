@@ -26,6 +26,10 @@ def test_exponent_numbers_are_numbers_in_overrides_and_yaml(tmp_path):
     assert cfg.train.weight_decay == 1e-5 and cfg.train.lr == 3e-4
     with pytest.raises(CdrecError, match="train.epochs: expected an integer"):
         load_config(None, ["train.epochs=1e3"])
+    merit = load_config(None, ["model=merit", "model_params.temperature=7.5E-1"])
+    from cdrec.models import registry
+
+    assert registry.build_params("merit", merit.model_params).temperature == 0.75
 
 
 @pytest.mark.parametrize(

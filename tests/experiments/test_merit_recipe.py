@@ -7,15 +7,19 @@ import json
 import numpy as np
 
 from cdrec.experiments import RECIPES
+from cdrec.config import load_config
 from cdrec.experiments.merit import MODELS, SCHEDULES, plan, run_dir, write_report
+from cdrec.models import registry
 from cdrec.results.schema import RunResult, write_result
 
 
 def fake_result(model: str, ds: str, seed: int, mrr: float, ablation: str | None = None) -> RunResult:
     domains = {"abe": ("Beauty", "Electronics"), "afk": ("Food", "Kitchen")}[ds]
     metrics = {d: {"HR@5": mrr * 1.5, "HR@10": mrr * 2, "NDCG@10": mrr * 1.2, "MRR": mrr + 0.01 * i, "n": 100} for i, d in enumerate(domains)}
+    scopes = domains if model.endswith("-st") else ("joint",)
+    history = [{"scope": sc, "best_epoch": 2, "epochs": [{"epoch": e, "loss": 1.0, "valid": {"MRR_sum": mrr * e}} for e in (1, 2, 3)]} for sc in scopes]
     return RunResult(model=model, dataset=ds, protocol="loo-mixed/1+999", seed=seed, metrics=metrics,
-                     setting={"ablation": ablation} if ablation else {}, timing={"train_s": 1.0, "peak_rss_mb": 10.0})
+                     setting={"ablation": ablation} if ablation else {}, timing={"train_s": 1.0, "peak_rss_mb": 10.0}, history=history)
 
 
 def test_recipe_is_registered_and_plans_the_main_table_first():
@@ -26,6 +30,21 @@ def test_recipe_is_registered_and_plans_the_main_table_first():
     assert sum(1 for r in runs if r[2] is None) == 3 * 2 * len(MODELS)
     assert runs[-1][3] == 2 and runs[-1][2] is None  # the third seed comes after the ablations
     assert {r[2] for r in runs if r[2]} == {"SF1", "SF2", "SF3", "SF4", "FF1", "MF1", "MF2", "RL1", "RL2"}
+    # within a seed, MERIT and the dual-target baselines of every dataset run before any single-target one
+    first_st = min(i for i, r in enumerate(first) if r[1].endswith("-st"))
+    assert {(r[0], r[1]) for r in first[:first_st]} == {(ds, m) for ds in ("abe", "afk") for m in ("merit", "sasrec-dt", "bert4rec-dt")}
+
+
+def test_every_schedule_builds_valid_configs_for_every_model():
+    for sched in SCHEDULES.values():
+        for model in MODELS:
+            cfg = load_config(None, [f"model={model}", *sched.overrides()])
+            params = registry.build_params(model, cfg.model_params)
+            assert cfg.train.lr == sched.lr and cfg.train.weight_decay == sched.weight_decay and params.dim == sched.dim
+            if sched.dropout is not None:
+                assert params.dropout == sched.dropout
+            if sched.lr_patience is not None:
+                assert params.lr_patience == sched.lr_patience
 
 
 def test_report_tables_ttest_and_gate_figure(tmp_path):
@@ -46,3 +65,5 @@ def test_report_tables_ttest_and_gate_figure(tmp_path):
     assert "NOT within 10%" in report  # 0.09 is far from 0.2004
     assert "| SF1 |" in (tmp_path / "table3.md").read_text()
     assert (tmp_path / "fig7_gates.png").stat().st_size > 1000
+    assert (tmp_path / "curves.png").stat().st_size > 1000 and "![validation MRR sum per epoch](curves.png)" in report
+    assert "| abe | sasrec-st | 0 | 3/3 | 2/2 |" in report  # epochs run and kept epoch per domain model
