@@ -79,6 +79,10 @@ def sample_in_domain(
 _BITMAP_MAX_BITS = 1 << 30
 """Never more than this many ``user x item`` cells (128 MiB) in a bitmap."""
 
+_BITMAP_FREE_BYTES = 64 << 20
+"""A bitmap up to this size is always used (bounded memory, the fastest lookup); above it only while
+it is no larger than the hash set of the same keys."""
+
 _LAST: list = []
 """The last membership built, with a weak reference to its keys (samplers reuse theirs every epoch)."""
 
@@ -97,14 +101,14 @@ def _membership(exclude_keys: np.ndarray, n_items: int):
 
 
 def _build_membership(exclude_keys: np.ndarray):
-    """A bitmap over the ``user x item`` cells when it is no larger than a hash set of the keys
-    (small or dense tables: one lookup is one byte read), else :class:`HashSet` (memory grows with
-    the keys, not with ``users x items``; a lookup is about one random read, where the binary search
-    it replaces made ~log2(keys) dependent reads and grew with the table)."""
+    """A bitmap over the ``user x item`` cells when it takes at most 64 MiB or no more than a hash set
+    of the keys (one lookup is one byte read), else :class:`HashSet`: memory grows with the keys, not
+    with ``users x items``, and a lookup is about one random read, where the binary search it replaces
+    made ~log2(keys) dependent reads (1.3 us per key at 7.8M keys against 0.04 us for the hash set)."""
     if len(exclude_keys) == 0:
         return lambda keys: np.zeros(np.shape(keys), dtype=bool)
     top = int(exclude_keys[-1]) + 1
-    if top <= _BITMAP_MAX_BITS and (top + 7) // 8 <= HashSet.table_bytes(len(exclude_keys)):
+    if top <= _BITMAP_MAX_BITS and (top + 7) // 8 <= max(_BITMAP_FREE_BYTES, HashSet.table_bytes(len(exclude_keys))):
         byte = exclude_keys >> 3
         first = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])
         packed = np.zeros((top + 7) // 8, dtype=np.uint8)
