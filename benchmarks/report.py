@@ -114,11 +114,19 @@ def _throughput(tp: dict[str, Any]) -> list[str]:
 
 SCALING_NOTES = {
     "BPR-MF": "An epoch is one pass over the training rows: shuffle, one negative per row (rejection sampling with the exclusion test), "
-              "closed-form BPR gradients and lazy Adam on the batch's rows (d=64, batch 2048, `sparse=True`).",
+              "closed-form BPR gradients and lazy Adam on the batch's rows (d=64, batch 2048, `sparse=True`). "
+              "Changed since the previous run (CPU exponent 1.15, 44.6 CPU s per epoch at 10^7): the exclusion test is a hash set where the bitmap would be large "
+              "(it was a binary search above 2^30 user x item cells, 1.3 us per lookup at 7.8M keys against 0.04 us), keys are deduplicated by sort (numpy 2.4's hash-based "
+              "`np.unique` took 12.5 s on them), lazy Adam is `cdrec.train.lazy_adam.LazyAdam` (SparseAdam's numbers, bit for bit, with gather/scatter kernels instead of "
+              "`coalesce`/`sparse_mask`, and its tables on 2 MiB pages), the step gathers rows with `index_select`, and the sampler gathers each column once per epoch. "
+              "The trained tables are identical to the previous code's (same sha1 in the profile table below). "
+              "What still grows faster than the rows is the sampling phase (shuffle, column gathers and exclusion test read at random from arrays that outgrow the caches; see the profile table); the step is flat.",
     "AAE-MTAL": "An epoch is one MTAL assistance round with one local AAE epoch per organization (3 user-aligned organizations = the 3 domains): "
                 "pseudo-residuals and their exchange, each organization's AAE (Table 5, batch 100) fitted for one pass over all its pseudo-target rows "
                 "(own and peers' residuals), its predictions of the peers' train and query keys, and the update of F_t. A paper run is T rounds x 20 local epochs; "
-                "the local fit alone is given as 'fit CPU'.",
+                "the local fit alone is given as 'fit CPU'. "
+                "Changed for this benchmark: predictions of a chunk of keys computed a rows x touched-columns block over *all* rows (O(rows x keys), 84 s of a 1e6 round's profile); "
+                "they are now one dot product per key, and an organization's inputs are densified per batch from its CSR arrays instead of a dense rows x items copy above 4M cells.",
     "SASRec": "An epoch is one pass over one right-aligned window per user (`sasrec-dt`, d=64, 2 layers, max_len 20, CE over all items, 64 sequences per batch).",
 }
 
@@ -127,10 +135,8 @@ MISS_REASONS = {
               "Adam moments at random, and at the top size these take about 1 GB (1.4M users x 64 x 3 floats), far beyond the 32 MB L3 cache, so each row costs DRAM latency "
               "where at 10^5 users it hits the cache; the shuffle, the column gathers and the exclusion test (a hash set of 7.8M keys) likewise read at random from "
               "arrays that outgrow the caches. CPU time on a shared machine also carries the other jobs' cache pressure (load average above).",
-    "AAE-MTAL": "Per round the work is linear in the entries (fixed-size batches of 100 rows, one dot product per predicted key); what grows faster is memory-bound: "
-                "the gathers of rows and keys from arrays that outgrow the caches, and the per-round bookkeeping arrays (residual masks, prediction stacks) of every organization.",
-    "SASRec": "The work per epoch is linear in the sequences; the growth above 1 comes from the fixed per-epoch setup amortised less at small sizes running the other way, "
-              "and from cache effects of the growing per-user tables.",
+    "AAE-MTAL": "not profiled at this size; the per-round work is fixed-size batches of 100 rows and one dot product per predicted key, so see 'fit CPU' against the whole round in the table.",
+    "SASRec": "not profiled at this size; the work per epoch is one fixed-size window per user.",
 }
 
 
