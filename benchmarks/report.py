@@ -126,7 +126,7 @@ SCALING_NOTES = {
                 "(own and peers' residuals), its predictions of the peers' train and query keys, and the update of F_t. A paper run is T rounds x 20 local epochs; "
                 "the local fit alone is given as 'fit CPU'. "
                 "Changed for this benchmark: predictions of a chunk of keys computed a rows x touched-columns block over *all* rows (O(rows x keys), 84 s of a 1e6 round's profile); "
-                "they are now one dot product per key, and an organization's inputs are densified per batch from its CSR arrays instead of a dense rows x items copy above 4M cells.",
+                "they are now one dot product per key (the same fix landed on main as `score_pairs`; the committed figures were taken with this branch's equivalent), and an organization's inputs are densified per batch from its CSR arrays instead of a dense rows x items copy above 4M cells.",
     "SASRec": "An epoch is one pass over one right-aligned window per user (`sasrec-dt`, d=64, 2 layers, max_len 20, CE over all items, 64 sequences per batch).",
 }
 

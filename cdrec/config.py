@@ -8,6 +8,7 @@ Unknown keys and wrong types raise :class:`~cdrec.errors.CdrecError` naming the 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, field
@@ -186,12 +187,18 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         require(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _YAML11_FLOAT.fullmatch(value.strip()):
+            return float(value)
         require(isinstance(value, (int, float)) and not isinstance(value, bool), f"{where}: expected a number, got {value!r}")
         return float(value)
     if hint is str:
         require(isinstance(value, str), f"{where}: expected a string, got {value!r}")
         return value
     return value
+
+
+_YAML11_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+"""Exponent numbers that YAML 1.1 (PyYAML) reads as strings: ``1e-5``, ``3E4``."""
 
 
 def build_dataclass(cls: type, values: dict[str, Any], *, where: str = "config") -> Any:
@@ -289,7 +296,9 @@ def validate(cfg: RunConfig) -> None:
     require(cfg.train.patience >= 0, f"train.patience: expected >= 0, got {cfg.train.patience}")
     require(cfg.train.device in ("auto", "cpu", "cuda"), f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
     require(cfg.train.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer: expected adam, adamw or sgd, got {cfg.train.optimizer!r}")
-    require(cfg.split.order in ("random", "row"), f"split.order: expected random or row, got {cfg.split.order!r}")
+    from cdrec.data.splits import SPLIT_ORDERS
+
+    require(cfg.split.order in SPLIT_ORDERS, f"split.order: expected one of {', '.join(SPLIT_ORDERS)}, got {cfg.split.order!r}")
     ratios = list(cfg.split.ratios)
     require(
         len(ratios) in (2, 3) and all(r >= 0 for r in ratios) and abs(sum(ratios) - 1) < 1e-6,

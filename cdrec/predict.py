@@ -28,7 +28,10 @@ Plugging a family in, step by step:
    run_dir); return MyPredictor(...)``. ``cdrec.load``, ``cdrec recommend/export/serve`` and the
    HTTP endpoints then work unchanged.
 
-:class:`RankingPredictor` serves the collaborative-filtering family (task ``"ranking"``).
+:class:`RankingPredictor` serves the collaborative-filtering family (task ``"ranking"``); the
+sequential and CTR families live in :mod:`cdrec.predictors` (``SequencePredictor``,
+``CTRPredictor``). :class:`TopKPredictor` holds what every top-K predictor shares (cold start,
+popularity fallback, batched export); a subclass only ranks a batch of users (``top_k``).
 Serving rules (documented in the README):
 
 * **seen items** — ``exclude_seen=True`` removes every item the user has in the run's data, in the
@@ -210,34 +213,19 @@ class Predictor:
         raise self.unsupported("scoring rows (score_rows)")
 
 
-# ---------------------------------------------------------------------------------- ranking
-class RankingPredictor(Predictor):
-    """Serves a collaborative-filtering run (joint model, or one model per domain for ``scope=single``)."""
+# ---------------------------------------------------------------------------------- top-K
+class TopKPredictor(Predictor):
+    """Top-K for known users, shared by the ranking and sequential predictors: cold start,
+    popularity fallback and the batched export. A subclass sets ``known[n_users, n_domains]``
+    (users the model was trained on, per domain), ``single_target`` (one model per domain),
+    ``popular`` (per domain, item indices by training popularity), ``popularity[n_items]`` and
+    ``models`` (``"joint"`` or one per domain name), and implements :meth:`top_k`."""
 
-    supports = frozenset({"recommend", "score"})
-
-    def __init__(self, *, model: str, scope: str, split, models: dict[str, torch.nn.Module], device: torch.device) -> None:
-        from cdrec.data.views import domain_matrix
-
-        data = split.data
-        super().__init__(model=model, task="ranking", dataset=data.name, domains=data.domains,
-                         users=IdMap(data.user_ids, "user"), items=IdMap(data.item_ids, "item"))
-        self.data = data
-        self.scope = scope
-        self.device = device
-        self.models = models
-        self.offsets = np.asarray(data.item_offsets, dtype=np.int64)
-        self.item_domain = data.item_domain()
-        # every known interaction (train, valid, test) counts as seen, per domain with local columns
-        self.seen = [domain_matrix(data, d) for d in range(data.n_domains)]
-        counts = split.train_counts()
-        self.known = counts > 0 if scope == "single" else np.repeat((counts.sum(1) > 0)[:, None], data.n_domains, axis=1)
-        pop = np.bincount(data.items[split.train_rows], minlength=data.n_items)
-        self.popular = [np.argsort(-pop[a:b], kind="stable") + a for a, b in zip(self.offsets[:-1], self.offsets[1:])]
-        self.popularity = pop.astype(np.float32)
-
-    def info(self) -> dict[str, Any]:
-        return {**super().info(), "scope": self.scope}
+    known: np.ndarray
+    popular: list[np.ndarray]
+    popularity: np.ndarray
+    models: dict[str, torch.nn.Module]
+    single_target: bool = False
 
     def _model(self, d: int) -> torch.nn.Module:
         key = "joint" if "joint" in self.models else self.domains[d]
@@ -251,11 +239,7 @@ class RankingPredictor(Predictor):
     def top_k(self, users: np.ndarray, d: int, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(items[n, k'], scores[n, k'])`` with global item indices, ``k' = min(k, items in d)``;
         excluded items come last with score ``-inf``."""
-        start, stop = int(self.offsets[d]), int(self.offsets[d + 1])
-        with torch.no_grad():
-            scores = self._model(d).score_all(torch.as_tensor(users, dtype=torch.long, device=self.device), start, stop)
-        exclude = csr_entries(self.seen[d], users) if exclude_seen else None
-        return masked_top_k(scores, k, exclude=exclude, offset=start)
+        raise TypeError(f"{type(self).__name__} must implement top_k")
 
     def _popular(self, user: Any, d: int, k: int) -> Recommendations:
         items = self.popular[d][:k]
@@ -292,6 +276,56 @@ class RankingPredictor(Predictor):
                 "item": self.items.raw[items[keep]],
                 "score": scores[keep].astype(np.float32),
             })
+
+
+def known_users(split, single_target: bool) -> np.ndarray:
+    """``[n_users, n_domains]``: users with a training interaction (in that domain for models
+    trained per domain)."""
+    counts = split.train_counts()
+    return counts > 0 if single_target else np.repeat((counts.sum(1) > 0)[:, None], split.data.n_domains, axis=1)
+
+
+def training_popularity(split) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Training interactions per item and, per domain, its items by popularity (ties: lower index)."""
+    data = split.data
+    pop = np.bincount(data.items[split.train_rows], minlength=data.n_items)
+    offsets = np.asarray(data.item_offsets, dtype=np.int64)
+    return pop.astype(np.float32), [np.argsort(-pop[a:b], kind="stable") + a for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+# ---------------------------------------------------------------------------------- ranking
+class RankingPredictor(TopKPredictor):
+    """Serves a collaborative-filtering run (joint model, or one model per domain for ``scope=single``)."""
+
+    supports = frozenset({"recommend", "score"})
+
+    def __init__(self, *, model: str, scope: str, split, models: dict[str, torch.nn.Module], device: torch.device) -> None:
+        from cdrec.data.views import domain_matrix
+
+        data = split.data
+        super().__init__(model=model, task="ranking", dataset=data.name, domains=data.domains,
+                         users=IdMap(data.user_ids, "user"), items=IdMap(data.item_ids, "item"))
+        self.data = data
+        self.scope = scope
+        self.single_target = scope == "single"
+        self.device = device
+        self.models = models
+        self.offsets = np.asarray(data.item_offsets, dtype=np.int64)
+        self.item_domain = data.item_domain()
+        # every known interaction (train, valid, test) counts as seen, per domain with local columns
+        self.seen = [domain_matrix(data, d) for d in range(data.n_domains)]
+        self.known = known_users(split, self.single_target)
+        self.popularity, self.popular = training_popularity(split)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "scope": self.scope}
+
+    def top_k(self, users: np.ndarray, d: int, k: int, exclude_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        start, stop = int(self.offsets[d]), int(self.offsets[d + 1])
+        with torch.no_grad():
+            scores = self._model(d).score_all(torch.as_tensor(users, dtype=torch.long, device=self.device), start, stop)
+        exclude = csr_entries(self.seen[d], users) if exclude_seen else None
+        return masked_top_k(scores, k, exclude=exclude, offset=start)
 
     def score_rows(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
         """Preference scores ``score`` (the model's unnormalised ``score(user, item)``) for rows

@@ -18,6 +18,16 @@ def test_overrides_parse_yaml_values():
     assert parse_overrides(["a.b=3", "c=[1, 2]", "d=true", "e=text"]) == {"a": {"b": 3}, "c": [1, 2], "d": True, "e": "text"}
 
 
+def test_exponent_numbers_are_numbers_in_overrides_and_yaml(tmp_path):
+    """PyYAML reads ``1e-5`` (no dot) as a string; typed float fields still accept it."""
+    user = tmp_path / "c.yaml"
+    user.write_text("train:\n  weight_decay: 1e-5\n")
+    cfg = load_config(user, ["train.lr=3E-4"])
+    assert cfg.train.weight_decay == 1e-5 and cfg.train.lr == 3e-4
+    with pytest.raises(CdrecError, match="train.epochs: expected an integer"):
+        load_config(None, ["train.epochs=1e3"])
+
+
 @pytest.mark.parametrize(
     "sets, message",
     [

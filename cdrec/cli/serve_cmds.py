@@ -18,21 +18,35 @@ from cdrec.errors import CdrecError, require
 
 def recommend(
     run_dir: Path = typer.Argument(..., help="A run directory written by `cdrec run`."),
-    user: str = typer.Option(..., "--user", help="Raw user id."),
-    domain: Optional[str] = typer.Option(None, "--domain", help="Domain name (optional when the run has one domain)."),
+    user: Optional[str] = typer.Option(None, "--user", help="Raw user id."),
+    history: Optional[str] = typer.Option(None, "--history", help="Instead of --user (sequential models): comma-separated raw item ids, oldest first; answers the next items per domain."),
+    domain: Optional[str] = typer.Option(None, "--domain", help="Domain name (optional when the run has one domain; with --history: only this domain)."),
     k: int = typer.Option(10, "-k", "--k", help="How many items."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Keep items the user already has."),
     fallback: Optional[str] = typer.Option(None, "--fallback", help="popularity: the domain's most popular items for an unknown user."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
 ) -> None:
-    """Top-K items in a domain for one user of a trained run."""
+    """Top-K items in a domain for one user of a trained run, or (--history) the next items per domain after an item history."""
     from cdrec.predict import check_k, load
     from cdrec.results.tables import markdown_table
 
     check_k(k)
+    require((user is None) != (history is None), "give exactly one of --user and --history")
     require(fallback in (None, "popularity"), f"--fallback: expected popularity, got {fallback!r}")
+    items = [x.strip() for x in history.split(",")] if history is not None else []
+    require(history is None or all(items), f"--history: expected comma-separated item ids, got {history!r}")
+    require(history is None or (fallback is None and not include_seen), "--fallback and --include-seen apply to --user only")
     predictor = load(run_dir, device=device)
+    if history is not None:
+        answers = predictor.recommend_sequence(items, k, domain=domain)
+        if as_json:
+            typer.echo(json.dumps({"recommendations": {d: r.to_dict() for d, r in answers.items()}}, indent=2))
+            return
+        for recs in answers.values():
+            typer.echo(f"history of {len(items)} items · domain {recs.domain} · {predictor.model}")
+            typer.echo(markdown_table(["rank", "item", "score"], [[r + 1, i, f"{s:.4f}"] for r, (i, s) in enumerate(zip(recs.items, recs.scores))]))
+        return
     recs = predictor.recommend(user, domain, k, exclude_seen=not include_seen, fallback=fallback)
     if as_json:
         typer.echo(json.dumps(recs.to_dict(), indent=2))

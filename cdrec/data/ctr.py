@@ -101,6 +101,8 @@ def build_ctr_view(
     vocab = [inter.n_users + 1, inter.n_items + 1]
     dense_cols: list[np.ndarray] = []
     dense_names: list[str] = []
+    encoders: dict[str, np.ndarray] = {}  # field -> vocabulary (code = position + 1), for serving
+    dense_stats: dict[str, tuple[float, float]] = {}  # dense feature -> (mean, std) of the standardisation
     uf = inter.user_features
     if uf is not None:
         for name in USER_SPARSE:
@@ -109,6 +111,7 @@ def build_ctr_view(
                 columns.append(codes[users])
                 fields.append(name)
                 vocab.append(len(values) + 1)
+                encoders[name] = values
         for name in USER_DENSE:
             if name in uf.columns:
                 values = pd.to_numeric(uf[name], errors="coerce").to_numpy(dtype=np.float64)
@@ -116,6 +119,7 @@ def build_ctr_view(
                 std = values.std() or 1.0
                 dense_cols.append(((values - values.mean()) / std)[users].astype(np.float32))
                 dense_names.append(name)
+                dense_stats[name] = (float(values.mean()), float(std))
     itf = inter.item_features
     if itf is not None:
         for name in ITEM_SPARSE:
@@ -124,6 +128,7 @@ def build_ctr_view(
                 columns.append(codes[items])
                 fields.append(name)
                 vocab.append(len(values) + 1)
+                encoders[name] = values
                 break
     domain = inter.domain.astype(np.int64)
     columns.append(domain + 1)
@@ -140,7 +145,7 @@ def build_ctr_view(
         dense_names=dense_names,
         tasks=list(tasks),
         domains=list(inter.domains),
-        meta={"name": inter.name},
+        meta={"name": inter.name, "encoders": encoders, "dense_stats": dense_stats},
     )
 
 

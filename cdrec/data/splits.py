@@ -125,6 +125,30 @@ def leave_one_out(inter: Interactions, *, mixed: bool = False, seed: int = 0, mi
     )
 
 
+SPLIT_ORDERS = ("random", "row", "merge")
+
+
+def _first_seen_rank(keys: np.ndarray) -> np.ndarray:
+    """Rank of each key's first appearance in ``keys`` (0 for the first distinct key seen)."""
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    rank_of_sorted = np.empty(len(uniq), dtype=np.int64)
+    rank_of_sorted[np.argsort(first, kind="stable")] = np.arange(len(uniq))
+    return rank_of_sorted[inverse]
+
+
+def merge_order(inter: Interactions) -> np.ndarray:
+    """Row order of ``pd.merge(pd.merge(ratings, items), users)`` under pandas < 2.2.
+
+    That inner merge grouped the result by join key in order of first appearance (pandas 2.2
+    changed it to keep the left order). torch-rechub's ``ml-1m.csv``, which the M3oE code splits
+    8:1:1 without shuffling, was written that way: rows grouped by item first, then by user. The
+    test part is thus a set of users never seen in training, spread over the whole id range.
+    """
+    by_item = np.argsort(_first_seen_rank(inter.items), kind="stable")
+    by_user = np.argsort(_first_seen_rank(inter.users[by_item]), kind="stable")
+    return by_item[by_user]
+
+
 def ratio_split(
     inter: Interactions,
     ratios: Sequence[float] = (0.8, 0.1, 0.1),
@@ -133,14 +157,15 @@ def ratio_split(
     by_user: bool = False,
     seed: int = 0,
 ) -> Split:
-    """Split rows by ratios (train, valid, test). ``order="random"`` shuffles with ``seed``,
-    ``"row"`` keeps the table's order (8:1:1 in row order, as the M3oE code does). ``by_user=True``
-    applies the ratios within every user's rows (the MTAL 90/10 per-user split)."""
+    """Split rows by ratios (train, valid, test). ``order="random"`` shuffles with ``seed``;
+    ``"row"`` keeps the table's order; ``"merge"`` uses :func:`merge_order`, the row order of the
+    table the M3oE authors split 8:1:1 without shuffling. ``by_user=True`` applies the ratios
+    within every user's rows (the MTAL 90/10 per-user split)."""
     ratios = list(ratios)
     if len(ratios) == 2:
         ratios = [ratios[0], 0.0, ratios[1]]
     require(len(ratios) == 3 and all(r >= 0 for r in ratios) and abs(sum(ratios) - 1) < 1e-6, f"split ratios must be 2 or 3 non-negative numbers summing to 1, got {ratios}")
-    require(order in ("random", "row"), f"split order must be 'random' or 'row', got {order!r}")
+    require(order in SPLIT_ORDERS, f"split order must be one of {', '.join(SPLIT_ORDERS)}, got {order!r}")
     n = len(inter)
     rng = np.random.default_rng(seed)
     if by_user:
@@ -152,7 +177,7 @@ def ratio_split(
         pos = np.arange(n) - start
         frac = pos / np.repeat(sizes, sizes)
     else:
-        perm = rng.permutation(n) if order == "random" else np.arange(n)
+        perm = rng.permutation(n) if order == "random" else merge_order(inter) if order == "merge" else np.arange(n)
         frac = np.arange(n) / n
     cut1, cut2 = ratios[0], ratios[0] + ratios[1]
     train = np.sort(perm[frac < cut1])

@@ -86,7 +86,8 @@ class LocalCohort:
         return [o.name for o in self.orgs]
 
     def step(self, step: Step, inbox: dict[str, list]) -> dict[str, list]:
-        return {o.name: apply_step(o, step, inbox.get(o.name, [])) for o in self.orgs}
+        # pop: an organization's delivered messages are freed as soon as it has consumed them
+        return {o.name: apply_step(o, step, inbox.pop(o.name, [])) for o in self.orgs}
 
 
 def drive(cohort, transport: Transport, rounds: int, *, progress: bool = False, on_round=None) -> None:
@@ -98,8 +99,9 @@ def drive(cohort, transport: Transport, rounds: int, *, progress: bool = False, 
     for step in schedule(rounds):
         outgoing = cohort.step(step, inbox)
         for name in cohort.names:
-            for m in outgoing.get(name, []):
+            for m in outgoing.pop(name, []):
                 transport.send(m)
+        del outgoing
         inbox = {name: transport.receive(name) for name in cohort.names}
         if step.consume == "update":
             bar.update(1)

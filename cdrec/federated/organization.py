@@ -37,7 +37,7 @@ from cdrec.federated.alignment import Entries, OrgHoldings
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.privacy import interval_release, laplace_dp
 from cdrec.metrics.ranking import ranked_list_metrics
-from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, fit_autoencoder, predict_autoencoder
+from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_rows, fit_autoencoder, score_pairs
 from cdrec.models.assisted.base import BaseModel
 
 
@@ -49,6 +49,7 @@ class MTALConfig:
     eta: float | str = 0.3
     optimize_w: bool = False
     lbfgs_iters: int = 10
+    assist_fit: str = "train"  # entries that w (Eq. 8) and an optimized eta (Eq. 9) are fitted on: "train" or "valid"
     privacy: str = "none"
     privacy_alpha: float = 10.0
     ip_thresholds: int = 10
@@ -122,6 +123,7 @@ class Organization:
         self.history: list[dict] = []
         self.weights: list[np.ndarray] = []
         self.etas: list[float] = []
+        self._codes: torch.Tensor | None = None
         tr = holdings.train
         x = tr.y if cfg.feedback == "explicit" else np.where(tr.y > 0, 1.0, -1.0)
         self.inputs = AutoencoderData(
@@ -197,12 +199,24 @@ class Organization:
                          d_row_side=0 if self.h.row_side is None else self.h.row_side.shape[1],
                          d_col_side=0 if self.h.col_side is None else self.h.col_side.shape[1])
         losses = fit_autoencoder(self.model, self.inputs, targets, loss="mse", seed=seed, device=self.cfg.device)
+        self._codes = None  # hidden codes of this round's model, computed once on first use
         if self.cfg.keep_models:
             self.models.append({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         return losses
 
-    def _predict(self, owner: str, rows: np.ndarray, cols: np.ndarray, model: AAE | None = None) -> np.ndarray:
-        return predict_autoencoder(model or self.model, self.inputs, rows, self.offset[owner] + cols, device=self.cfg.device)
+    def _codes_of(self, model: AAE) -> torch.Tensor:
+        """Hidden codes of every row under ``model`` (one encoder pass serves all peers' keys)."""
+        return encode_rows(model, self.inputs, np.arange(self.h.n_rows), device=self.cfg.device)
+
+    def _predict(self, owner: str, rows: np.ndarray, cols: np.ndarray, model: AAE | None = None, codes: torch.Tensor | None = None) -> np.ndarray:
+        """Outputs of this round's model (or ``model`` with its ``codes``) at ``owner``'s (row, col) keys."""
+        if model is None:
+            if self._codes is None:
+                self._codes = self._codes_of(self.model)
+            model, codes = self.model, self._codes
+        elif codes is None:
+            codes = self._codes_of(model)
+        return score_pairs(model, codes, rows, self.offset[owner] + cols)
 
     def predictions(self, t: int) -> list[PredictionMessage]:
         out = []
@@ -235,10 +249,19 @@ class Organization:
         p_train, m_train = self._stack(t, inbox, "train")
         p_query, m_query = self._stack(t, inbox, "query")
         n_members = len(p_train)
+        nv = self.n_valid
+        if self.cfg.assist_fit == "valid" and nv > 0:
+            # Fit w / eta on held-out validation entries: on training entries every model has already
+            # fitted the residuals (the own model reads those very ratings), so in-sample outputs
+            # reward memorization (the paper: "a more reliable solution ... is to use a validation set").
+            p_fit, m_fit, f_fit, y_fit = p_query[:, :nv], m_query[:, :nv], self.f_query[:nv], self.h.valid.y
+            r_fit = negative_gradient(self.cfg.feedback, f_fit, y_fit)
+        else:
+            p_fit, m_fit, f_fit, y_fit, r_fit = p_train, m_train, self.f_train, self.h.train.y, self.own_residual
         w = np.full(n_members, 1.0 / n_members)
         if self.cfg.optimize_w and n_members > 1:
-            P, M = torch.as_tensor(p_train), torch.as_tensor(m_train)
-            r = torch.as_tensor(self.own_residual)
+            P, M = torch.as_tensor(p_fit), torch.as_tensor(m_fit)
+            r = torch.as_tensor(r_fit)
 
             def wloss(theta):
                 wm = torch.softmax(theta, 0)[:, None] * M
@@ -249,9 +272,9 @@ class Organization:
         g_train = combine(p_train, m_train, w)
         g_query = combine(p_query, m_query, w)
         if self.cfg.eta == "optimize":
-            f0 = torch.as_tensor(self.f_train)
-            g = torch.as_tensor(g_train)
-            y = torch.as_tensor(self.h.train.y)
+            f0 = torch.as_tensor(f_fit)
+            g = torch.as_tensor(combine(p_fit, m_fit, w))
+            y = torch.as_tensor(y_fit)
             if self.cfg.feedback == "explicit":
                 fun = lambda e: ((f0 + e * g - y) ** 2).mean()  # noqa: E731
             else:
@@ -298,8 +321,9 @@ class Organization:
         model = copy.deepcopy(self.model)
         for t, state in enumerate(self.models, start=1):
             model.load_state_dict(state)
+            codes = self._codes_of(model)
             for m in inbox:
-                out.append(PredictionMessage(self.name, m.sender, t, "replay", m.rows, m.cols, self._predict(m.sender, m.rows, m.cols, model)))
+                out.append(PredictionMessage(self.name, m.sender, t, "replay", m.rows, m.cols, self._predict(m.sender, m.rows, m.cols, model, codes)))
         return out
 
     def replay_queries(self, rows: np.ndarray, cols: np.ndarray) -> list[QueryMessage]:

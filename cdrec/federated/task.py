@@ -8,7 +8,8 @@ The run's ``setting`` section says what to run (names as in ``results.json``):
 * ``alignment``: ``user`` or ``item``; ``partition``: label of the domain builder;
 * ``side_info``, ``eta`` (number or ``optimize``), ``weights`` (``uniform`` / ``optimize``),
   ``privacy`` (``none`` / ``dp`` / ``ip``), ``privacy_alpha``, ``align_ratio``, ``cold_start_ratio``,
-  ``cold_start_org``, ``rounds``.
+  ``cold_start_org``, ``rounds``, ``assist_fit`` (``train``: w and an optimized eta fitted on training
+  entries as in Eqs. 8-9; ``valid``: on the validation entries).
 
 The split is the papers' random per-user ratio split (``split.ratios``, validation carved from the
 90% training part); each organization selects its round on its validation entries.
@@ -51,6 +52,7 @@ class MTALSetting:
     side_info: bool = False
     eta: float | str = 0.3
     weights: str = "uniform"
+    assist_fit: str = "train"
     privacy: str = "none"
     privacy_alpha: float = 10.0
     align_ratio: float = 1.0
@@ -71,6 +73,7 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     s = build_dataclass(MTALSetting, dict(cfg.setting), where="setting")
     require(s.mode in ("mtal", "joint", "alone", "mtcdr"), f"setting.mode: expected mtal, joint, alone or mtcdr, got {s.mode!r}")
     require(s.weights in ("uniform", "optimize"), f"setting.weights: expected uniform or optimize, got {s.weights!r}")
+    require(s.assist_fit in ("train", "valid"), f"setting.assist_fit: expected train or valid, got {s.assist_fit!r}")
     require(s.privacy in MECHANISMS, f"setting.privacy: expected one of {MECHANISMS}, got {s.privacy!r}")
     require(isinstance(s.eta, float) or s.eta == "optimize", f"setting.eta: expected a number or 'optimize', got {s.eta!r}")
     require(s.rounds >= 1, f"setting.rounds: expected >= 1, got {s.rounds}")
@@ -123,7 +126,7 @@ class MTALTask(Task):
         history: list[dict] = []
         if s.mode == "mtal":
             params = dataclasses.replace(prepared.params, side_info=s.side_info)
-            mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", privacy=s.privacy,
+            mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
                               privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, seed=cfg.seed, device=device)
             run = run_mtal(fed, mcfg, progress=cfg.train.progress)
             best = [o.best_round() for o in run.orgs]

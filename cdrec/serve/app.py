@@ -3,9 +3,13 @@
 Endpoints (all but ``/health`` need the ``X-API-Key`` header when the app has a key):
 
 * ``GET /health`` — liveness and what the model is (model, task, domains, supported questions);
-* ``GET /recommend?user=&domain=&k=&exclude_seen=&fallback=`` — top-K for a known user;
-* ``POST /recommend/sequence`` ``{"history": [...], "k": 10, "domain": null}`` — next items per domain;
-* ``POST /score`` ``{"rows": [{...}, ...]}`` — one dict of scores per row;
+* ``GET /recommend?user=&domain=&k=&exclude_seen=&fallback=`` — top-K for a known user
+  (collaborative-filtering and sequential runs);
+* ``POST /recommend/sequence`` ``{"history": [...], "k": 10, "domain": null}`` — next items per
+  domain after a history of raw item ids (sequential runs: SASRec, BERT4Rec, MERIT);
+* ``POST /score`` ``{"rows": [{...}, ...]}`` — one dict of scores per row: ``{"score": s}`` for a
+  ``{"user", "item"}`` row of a CF run, ``{"click": p, "like": p}`` for a row of raw feature values
+  of a CTR run (M3oE and its baselines; see :mod:`cdrec.predictors.ctr`);
 * ``GET /openapi.json`` — the schema.
 
 Status codes: 401 missing or wrong API key, 404 unknown user/item/domain, 400 a question the model
@@ -49,21 +53,33 @@ class RecommendResponse(BaseModel):
 
 
 class SequenceRequest(BaseModel):
-    history: list[RawId] = Field(min_length=1, max_length=MAX_HISTORY, description="Raw item ids, oldest first.")
-    k: int = Field(10, ge=1, le=MAX_K)
+    history: list[RawId] = Field(min_length=1, max_length=MAX_HISTORY, description="Raw item ids of any domains, oldest first; the model reads the last max_len of them (single-target models: those of the ranked domain).")
+    k: int = Field(10, ge=1, le=MAX_K, description="Items per domain; the history's items are left out.")
     domain: Optional[str] = Field(None, description="Only this domain (default: every domain).")
+
+    model_config = {"json_schema_extra": {"examples": [{"history": [101, 57, 3], "k": 5, "domain": None}]}}
 
 
 class SequenceResponse(BaseModel):
-    recommendations: dict[str, RecommendResponse]
+    recommendations: dict[str, RecommendResponse] = Field(description="Domain name -> top-K of that domain (user is null).")
 
 
 class ScoreRequest(BaseModel):
-    rows: list[dict[str, Union[int, float, str]]] = Field(min_length=1, max_length=MAX_ROWS)
+    rows: list[dict[str, Union[int, float, str]]] = Field(
+        min_length=1, max_length=MAX_ROWS,
+        description=(
+            "CF runs: {'user', 'item'} (known raw ids). CTR runs: 'user' and 'item' (raw ids; unknown ones get the "
+            "unknown code), 'domain' (name; optional when the item or the known user determines it) and optionally the "
+            "side features listed by /health 'features' (e.g. gender, occupation, age, category); left-out features "
+            "take the known user's / item's stored values."
+        ),
+    )
+
+    model_config = {"json_schema_extra": {"examples": [{"rows": [{"user": 42, "item": 7}, {"user": "new", "item": 7, "domain": "D0", "gender": "F", "age": 25}]}]}}
 
 
 class ScoreResponse(BaseModel):
-    scores: list[dict[str, float]]
+    scores: list[dict[str, float]] = Field(description="Per row: {'score': s} (CF) or one probability per task, e.g. {'click': p, 'like': p} (CTR).")
 
 
 def _one_line(exc: RequestValidationError) -> str:
@@ -135,14 +151,14 @@ def create_app(predictor: Predictor, *, api_key: str | None = None, max_k: int =
         # for catalogues of this size, less than a hop to the thread pool would cost
         return JSONResponse(predictor.recommend(user, domain, k, exclude_seen=exclude_seen, fallback=fallback).to_dict())
 
-    @app.post("/recommend/sequence", response_model=SequenceResponse, dependencies=auth, summary="Next items per domain after a history")
+    @app.post("/recommend/sequence", response_model=SequenceResponse, dependencies=auth, summary="Next items per domain after a history (sequential runs)")
     def recommend_sequence(body: SequenceRequest) -> dict[str, Any]:
         if body.k > max_k:
             raise CdrecError(f"k: expected <= {max_k}, got {body.k}")
         recs = predictor.recommend_sequence(body.history, body.k, domain=body.domain)
         return {"recommendations": {d: r.to_dict() for d, r in recs.items()}}
 
-    @app.post("/score", response_model=ScoreResponse, dependencies=auth, summary="Scores (CF) or probabilities (CTR) for rows")
+    @app.post("/score", response_model=ScoreResponse, dependencies=auth, summary="Scores (CF) or click/like probabilities (CTR) for rows")
     def score(body: ScoreRequest) -> dict[str, Any]:
         return {"scores": predictor.score_rows(body.rows)}
 

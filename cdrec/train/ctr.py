@@ -156,18 +156,23 @@ class CTRTask(Task):
     def predict_part(self, models: dict[str, Any], prepared: CTRPrepared, part: str, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Merged probabilities ``[n_rows, T]`` of ``part`` from every scope's model."""
         rows = prepared.split.rows(part)
+        return rows, self.predict_rows(models, prepared, rows, batch_size)
+
+    def predict_rows(self, models: dict[str, Any], prepared: CTRPrepared, rows: np.ndarray, batch_size: int) -> np.ndarray:
+        """Merged probabilities ``[len(rows), T]`` of ``prepared.view``'s ``rows`` (a split part, or
+        the view of a serving request, :mod:`cdrec.predictors.ctr`) from every scope's model."""
         probs = np.full((len(rows), prepared.view.n_tasks), np.nan, dtype=np.float64)
         position = np.full(len(prepared.view), -1, dtype=np.int64)
         position[rows] = np.arange(len(rows))
         for scope in prepared.scopes:
             if scope.name not in models:
                 continue
-            srows = self.scope_rows(prepared, scope, part)
+            srows = rows if scope.domain is None else rows[prepared.view.domain[rows] == scope.domain]
             pred = self.predict(models[scope.name], self.scope_tensors(prepared, scope, srows), prepared.device, batch_size)
             cols = slice(None) if scope.task is None else [scope.task]
             probs[position[srows][:, None], np.arange(prepared.view.n_tasks)[cols]] = pred
         require(not np.isnan(probs).any(), "ctr: some rows got no prediction (a scope failed to train)")
-        return rows, probs
+        return probs
 
     # ------------------------------------------------------------------ run
     def execute(self, prepared: CTRPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
@@ -244,6 +249,13 @@ class CTRTask(Task):
         prepared = self.prepare(cfg)
         builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared, sc)) for sc in prepared.scopes}
         return prepared, load_saved_models(run_dir, prepared.device, builders)
+
+    def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
+        from cdrec.predictors.ctr import CTRPredictor
+
+        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+        prepared, models = self.restore(cfg, run_dir)
+        return CTRPredictor(model=cfg.model, task=self, prepared=prepared, models=models, batch_size=max(cfg.train.batch_size, 8192))
 
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)

@@ -249,6 +249,13 @@ class SequentialTask(Task):
         builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared.data, prepared.params)) for sc in prepared.scopes}
         return prepared, load_saved_models(run_dir, prepared.device, builders)
 
+    def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
+        from cdrec.predictors.sequence import SequencePredictor
+
+        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+        prepared, models = self.restore(cfg, run_dir)
+        return SequencePredictor(model=cfg.model, prepared=prepared, models=models, single_target=registry.get(cfg.model).cls.single_target)
+
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)
         parts = [evaluate_view(models[s.name], prepared.split, s.parts[part], cfg, prepared.device) for s in prepared.scopes if s.name in models]

@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from cdrec.data.candidates import add_sampled_candidates
-from cdrec.data.splits import leave_one_out, ratio_split
+from cdrec.data.interactions import Interactions
+from cdrec.data.splits import leave_one_out, merge_order, ratio_split
 
 
 def pairs(inter, rows):
@@ -44,7 +46,18 @@ def test_leave_one_out_mixed(tiny_synthetic):
     assert not pairs(tiny_synthetic, split.test_rows) & pairs(tiny_synthetic, split.train_rows)
 
 
-@pytest.mark.parametrize("order", ["random", "row"])
+def test_merge_order_groups_by_item_then_user_in_first_seen_order():
+    """pandas < 2.2 ``merge(merge(ratings, items), users)``: rows grouped by first-seen item, then
+    regrouped by first-seen user (user 2 comes first because it rated the first item first)."""
+    raw = pd.DataFrame({"user": [2, 1, 1, 3, 3, 1], "item": ["a", "b", "a", "b", "c", "c"]})
+    inter = Interactions.from_frame(raw, domain_col=None)
+    order = merge_order(inter)
+    assert order.tolist() == [0, 2, 1, 5, 3, 4]
+    split = ratio_split(inter, (0.5, 0.0, 0.5), order="merge")
+    assert split.train_rows.tolist() == [0, 1, 2] and split.test_rows.tolist() == [3, 4, 5]
+
+
+@pytest.mark.parametrize("order", ["random", "row", "merge"])
 def test_ratio_split_partitions(tiny_synthetic, order):
     split = ratio_split(tiny_synthetic, (0.8, 0.1, 0.1), order=order, seed=1)
     n = len(tiny_synthetic)

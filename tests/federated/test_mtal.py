@@ -124,3 +124,17 @@ def test_cold_start_org_trains_without_new_users(data):
     assert not np.isin(cold.valid.rows, cold.test.rows).any()
     run = run_mtal(fed, cfg_of(rounds=1))
     assert run.orgs[0].history[-1]["test"]["n"] == len(cold.test)
+
+
+def test_assist_fit_on_validation_never_raises_validation_loss(data):
+    """With w and eta fitted on validation entries (assist_fit="valid"), eta is the exact line-search
+    minimum of the validation loss along the round's direction, which includes eta = 0: an
+    organization's validation RMSE can only go down from round to round."""
+    fed = fed_of(data)
+    run = run_mtal(fed, cfg_of(rounds=3, optimize_w=True, eta="optimize", assist_fit="valid"))
+    for o in run.orgs:
+        valid = [h["valid"]["RMSE"] for h in o.history]
+        assert all(b <= a + 1e-4 for a, b in zip(valid, valid[1:])), (o.name, valid)  # RMSE clips to the rating range
+        assert valid[-1] < valid[0] - 0.005
+        for w in o.weights:
+            assert np.all(w >= 0) and abs(w.sum() - 1) < 1e-9

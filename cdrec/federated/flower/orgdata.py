@@ -101,6 +101,6 @@ def federation_from_config(cfg, device: str = "cpu") -> tuple[Federation, MTALCo
     s = prepared.setting
     require(s.mode == "mtal", f"setting.mode: the federation runs mtal, got {s.mode!r}")
     params = dataclasses.replace(prepared.params, side_info=s.side_info)
-    mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", privacy=s.privacy,
+    mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
                       privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, seed=cfg.seed, device=device)
     return prepared.fed, mcfg

@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, fit_autoencoder, predict_autoencoder
+from cdrec.models.assisted import aae as aae_mod
+from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_rows, fit_autoencoder, predict_autoencoder, score_pairs
 from cdrec.models.assisted.base import BaseModel
 from cdrec.models.assisted.mf import MF, MFParams
 from cdrec.models.assisted.mlp import MLP, MLPParams
@@ -23,6 +24,57 @@ def test_aae_scores_only_requested_columns_and_matches_dense_output():
     cols = torch.tensor([49, 1, 7, 1])
     dense = h @ model.out_weight.T + model.out_bias
     torch.testing.assert_close(model.score(h, pos, cols), dense[pos, cols])
+
+
+def test_aae_dense_block_and_touched_columns_paths_agree_in_value_and_gradient(monkeypatch):
+    """score() takes a dense-block path for small blocks and a touched-columns path for large ones."""
+    torch.manual_seed(1)
+    model = AAE(10, 30, AAEParams()).eval()  # no dropout: both passes see the same code
+    x = torch.randn(6, 10)
+    pos = torch.tensor([0, 5, 5, 2, 0, 3])
+    cols = torch.tensor([29, 0, 4, 4, 7, 0])
+    runs = []
+    for limit in (1 << 30, 0):  # everything dense, then nothing dense
+        monkeypatch.setattr(aae_mod, "DENSE_BLOCK", limit)
+        model.zero_grad()
+        out = model.score(model.hidden(x), pos, cols)
+        (out * torch.arange(1.0, 7.0)).sum().backward()
+        runs.append((out.detach(), model.out_weight.grad.clone(), model.out_bias.grad.clone()))
+    for a, b in zip(*runs):
+        torch.testing.assert_close(a, b)
+    assert runs[0][1][1].abs().sum() == 0  # a column no pair touches gets no gradient
+
+
+def test_encode_rows_then_score_pairs_equals_predict_autoencoder():
+    inputs = sp.random(40, 8, density=0.3, format="csr", random_state=3)
+    data = AutoencoderData(inputs)
+    model = AAE(8, 25, AAEParams())
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 40, 300), rng.integers(0, 25, 300)
+    codes = encode_rows(model, data, np.arange(40))
+    np.testing.assert_allclose(score_pairs(model, codes, rows, cols, pair_chunk=64), predict_autoencoder(model, data, rows, cols), rtol=1e-5, atol=1e-6)
+
+
+def test_grad_clip_applies_the_max_norm_each_step(monkeypatch):
+    inputs = sp.random(50, 6, density=0.5, format="csr", random_state=4)
+    targets = sp.random(50, 12, density=0.5, format="csr", random_state=5)
+    targets.data *= 100.0  # huge targets -> gradient norms far above the clip
+    seen: list[float] = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, **kw):
+        params = list(params)
+        norm = real(params, max_norm, **kw)
+        seen.append(float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))))
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    for clip in (0.0, 0.5):
+        model = AAE(6, 12, AAEParams(epochs=2, batch_size=10, dropout=0.0, grad_clip=clip))
+        fit_autoencoder(model, AutoencoderData(inputs), targets, seed=0)
+        if clip == 0.0:
+            assert seen == []  # off by default
+    assert len(seen) == 2 * 5 and max(seen) <= 0.5 + 1e-4
 
 
 def test_fit_autoencoder_learns_sparse_targets():
