@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recbole-sasrec-epochs", type=int, default=None, help="time RecBole's SASRec on fewer epochs (default: --sasrec-epochs)")
     ap.add_argument("--bpr-epochs", type=int, default=20)
     ap.add_argument("--sizes", default="1e5,1e6,1e7", help="scaling sizes (interactions) for BPR-MF")
-    ap.add_argument("--sasrec-sizes", default="3e4,1e5,3e5", help="scaling sizes for SASRec")
+    ap.add_argument("--sasrec-sizes", default="1e5,3e5,1e6", help="scaling sizes for SASRec")
+    ap.add_argument("--mtal-sizes", default="1e5,1e6,3e6", help="scaling sizes for AAE/MTAL (one assistance round x 1 local epoch per 'epoch')")
     ap.add_argument("--scaling-epochs", type=int, default=2)
+    ap.add_argument("--keep-tables", action="store_true", help="keep the generated scaling tables in <out>/scaling-work for a later run")
     args = ap.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = [x for x in only if x not in BENCHMARKS]
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if "scaling" in only:
         from benchmarks import scaling
 
-        res = scaling.run(out, device=args.device, threads=args.threads, models={"BPR-MF": parse_sizes(args.sizes), "SASRec": parse_sizes(args.sasrec_sizes)}, epochs=args.scaling_epochs)
+        res = scaling.run(out, device=args.device, threads=args.threads, models={"BPR-MF": parse_sizes(args.sizes), "AAE-MTAL": parse_sizes(args.mtal_sizes), "SASRec": parse_sizes(args.sasrec_sizes)}, epochs=args.scaling_epochs, keep_tables=args.keep_tables)
         scaling.plot(res, out / "scaling.png")
     from benchmarks.report import write_summary
 

@@ -21,7 +21,14 @@ def user_item_keys(inter: Interactions, rows: np.ndarray | None = None) -> np.nd
     """Sorted unique ``user * n_items + item`` keys (for fast membership tests)."""
     users = inter.users if rows is None else inter.users[rows]
     items = inter.items if rows is None else inter.items[rows]
-    return np.unique(users.astype(np.int64) * inter.n_items + items)
+    return sorted_unique(users.astype(np.int64) * inter.n_items + items)
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for a 1-d integer array by sort + neighbour test: numpy 2.4's
+    ``np.unique`` (hash-based) took 12.5 s on 7.8M int64 keys where this takes 0.1 s."""
+    out = np.sort(np.asarray(values).reshape(-1))
+    return out[np.r_[True, out[1:] != out[:-1]]] if len(out) else out
 
 
 def sample_in_domain(
@@ -70,10 +77,17 @@ def sample_in_domain(
 
 
 _BITMAP_MAX_BITS = 1 << 30
-"""Up to this many ``user x item`` cells (128 MiB) membership is a bitmap lookup, else a binary search."""
+"""Never more than this many ``user x item`` cells (128 MiB) in a bitmap."""
+
+_BITMAP_FREE_BYTES = 64 << 20
+"""A bitmap up to this size is always used (bounded memory, the fastest lookup); above it only while
+it is no larger than the hash set of the same keys."""
 
 _LAST: list = []
 """The last membership built, with a weak reference to its keys (samplers reuse theirs every epoch)."""
+
+_EMPTY = np.int64(-1)
+_FIB = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _membership(exclude_keys: np.ndarray, n_items: int):
@@ -87,10 +101,14 @@ def _membership(exclude_keys: np.ndarray, n_items: int):
 
 
 def _build_membership(exclude_keys: np.ndarray):
+    """A bitmap over the ``user x item`` cells when it takes at most 64 MiB or no more than a hash set
+    of the keys (one lookup is one byte read), else :class:`HashSet`: memory grows with the keys, not
+    with ``users x items``, and a lookup is about one random read, where the binary search it replaces
+    made ~log2(keys) dependent reads (1.3 us per key at 7.8M keys against 0.04 us for the hash set)."""
     if len(exclude_keys) == 0:
         return lambda keys: np.zeros(np.shape(keys), dtype=bool)
     top = int(exclude_keys[-1]) + 1
-    if top <= _BITMAP_MAX_BITS:
+    if top <= _BITMAP_MAX_BITS and (top + 7) // 8 <= max(_BITMAP_FREE_BYTES, HashSet.table_bytes(len(exclude_keys))):
         byte = exclude_keys >> 3
         first = np.flatnonzero(np.r_[True, byte[1:] != byte[:-1]])
         packed = np.zeros((top + 7) // 8, dtype=np.uint8)
@@ -103,12 +121,62 @@ def _build_membership(exclude_keys: np.ndarray):
             return inside & ((packed[k >> 3] >> (k & 7).astype(np.uint8)) & 1).astype(bool)
 
         return lookup
+    return HashSet(exclude_keys)
 
-    def search(keys: np.ndarray) -> np.ndarray:
-        pos = np.searchsorted(exclude_keys, keys)
-        return exclude_keys[np.minimum(pos, len(exclude_keys) - 1)] == keys
 
-    return search
+class HashSet:
+    """Membership of non-negative int64 keys in an open-addressing table (linear probing, load
+    factor <= 1/2, Fibonacci hashing), built and probed with whole-array numpy operations.
+
+    Built by inserting the keys in the order of their home slot: then key ``i`` lands at
+    ``max(home_i, pos_{i-1} + 1)``, a running maximum (no insertion loop). The table runs past its
+    ``2^b`` home slots by however far the last run spills, so probing never wraps around. A lookup
+    reads the home slot and, for the few keys that meet another key there, the next slots, all
+    unresolved keys at once per round."""
+
+    @staticmethod
+    def n_slots(n_keys: int) -> int:
+        return 1 << max(4, int(np.ceil(np.log2(2 * max(n_keys, 1)))))
+
+    @classmethod
+    def table_bytes(cls, n_keys: int) -> int:
+        return 8 * cls.n_slots(n_keys)
+
+    def __init__(self, keys: np.ndarray) -> None:
+        keys = sorted_unique(np.asarray(keys, dtype=np.int64))
+        if len(keys) and keys[0] < 0:
+            raise ValueError("HashSet keys must be non-negative")
+        size = self.n_slots(len(keys))
+        self.shift = np.uint64(64 - (size.bit_length() - 1))
+        home = self._hash(keys)
+        order = np.argsort(home, kind="stable")
+        home = home[order]
+        step = np.arange(len(keys), dtype=np.int64)
+        pos = np.maximum.accumulate(home - step) + step if len(keys) else home
+        table = np.full(max(size, int(pos[-1]) + 1 if len(keys) else 0) + 1, _EMPTY, dtype=np.int64)  # ends with an empty slot
+        table[pos] = keys[order]
+        self.table = table
+
+    def _hash(self, keys: np.ndarray) -> np.ndarray:
+        return ((keys.astype(np.uint64) * _FIB) >> self.shift).astype(np.int64)
+
+    def __call__(self, keys: np.ndarray) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.int64)
+        flat = keys.reshape(-1)
+        found = np.zeros(len(flat), dtype=bool)
+        slot = self._hash(flat)
+        at = self.table[slot]
+        hit = at == flat
+        found[hit] = True
+        idx = np.flatnonzero(~hit & (at != _EMPTY))  # met another key at its slot: probe on
+        while len(idx):
+            slot_i = slot[idx] + 1
+            slot[idx] = slot_i
+            at = self.table[slot_i]
+            hit = at == flat[idx]
+            found[idx[hit]] = True
+            idx = idx[~hit & (at != _EMPTY)]
+        return found.reshape(keys.shape)
 
 
 def _repeats(cand: np.ndarray) -> np.ndarray:

@@ -60,15 +60,14 @@ class BPRSampler:
     def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         rng = epoch_rng(self.seed, epoch)
         perm = rng.permutation(len(self.users))
+        # one gather per column in shuffled order, then every batch is a contiguous slice (views)
+        users, items, domains = self.users[perm], self.items[perm], self.domains[perm]
         neg = sample_in_domain(
-            self.users[perm], self.domains[perm], self.n_negatives, item_offsets=self.offsets,
+            users, domains, self.n_negatives, item_offsets=self.offsets,
             exclude_keys=self.exclude, n_items=self.train.n_items, rng=rng, distinct=self.n_negatives > 1,
         )
+        if self.n_negatives == 1:
+            neg = neg[:, 0]
         for start in range(0, len(perm), self.batch_size):
-            idx = perm[start : start + self.batch_size]
-            yield {
-                "user": self.users[idx],
-                "pos": self.items[idx],
-                "neg": neg[start : start + self.batch_size].squeeze(1) if self.n_negatives == 1 else neg[start : start + self.batch_size],
-                "domain": self.domains[idx],
-            }
+            sl = slice(start, start + self.batch_size)
+            yield {"user": users[sl], "pos": items[sl], "neg": neg[sl], "domain": domains[sl]}

@@ -63,3 +63,41 @@ def test_membership_lookup_follows_the_keys_it_was_built_for() -> None:
 def test_user_item_keys_unchanged(tiny_synthetic) -> None:
     keys = user_item_keys(tiny_synthetic)
     assert (np.diff(keys) > 0).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hash_set_membership_equals_isin(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 10 ** int(rng.integers(2, 12)), size=int(rng.integers(1, 5000)))
+    member = candidates.HashSet(keys)
+    probe = np.concatenate([keys, rng.integers(0, int(keys.max()) + 10, size=3000), [0, int(keys.max()) + 1]])
+    np.testing.assert_array_equal(member(probe), np.isin(probe, keys))
+    assert member(probe.reshape(-1, 1)).shape == (len(probe), 1)
+
+
+def test_hash_set_runs_past_its_last_home_slot() -> None:
+    n_slots = candidates.HashSet.n_slots(40)
+    shift = np.uint64(64 - (n_slots.bit_length() - 1))
+    pool = np.arange(100_000, dtype=np.int64)
+    home = ((pool.astype(np.uint64) * candidates._FIB) >> shift).astype(np.int64)
+    keys = pool[home == n_slots - 1][:40]  # all collide on the last home slot
+    member = candidates.HashSet(keys)
+    assert len(member.table) > n_slots
+    assert member(keys).all() and not member(pool[home == n_slots - 1][40:60]).any()
+
+
+def test_large_tables_use_the_hash_set_and_sample_the_same(monkeypatch) -> None:
+    users, doms, n, offsets, keys, n_items = _case(7)
+    assert isinstance(candidates._build_membership(np.arange(0, 2**30 - 1, 2**17, dtype=np.int64)), candidates.HashSet)  # 128 MiB bitmap for 8k keys
+    assert not isinstance(candidates._build_membership(np.arange(0, 10**7, 1000, dtype=np.int64)), candidates.HashSet)  # small bitmap
+    kw = dict(item_offsets=offsets, exclude_keys=keys, n_items=n_items, distinct=True)
+    bitmap = sample_in_domain(users, doms, n, rng=np.random.default_rng(0), **kw)
+    monkeypatch.setattr(candidates, "_BITMAP_MAX_BITS", 1)
+    hashed = sample_in_domain(users, doms, n, rng=np.random.default_rng(0), exclude_keys=keys.copy(), **{k: v for k, v in kw.items() if k != "exclude_keys"})
+    np.testing.assert_array_equal(bitmap, hashed)
+
+
+def test_sorted_unique_equals_np_unique() -> None:
+    rng = np.random.default_rng(0)
+    for x in (rng.integers(0, 50, 1000), rng.integers(0, 2**40, 1000), np.zeros(0, dtype=np.int64), np.array([5])):
+        np.testing.assert_array_equal(candidates.sorted_unique(x), np.unique(x))

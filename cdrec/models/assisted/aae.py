@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from cdrec.models.assisted.blocks import KeepBest, SideEncoder, batches, dense_rows
+from cdrec.models.assisted.blocks import KeepBest, SideEncoder, batches
 from cdrec.models.registry import register
 
 
@@ -113,8 +113,12 @@ class AutoencoderData:
 
     def __init__(self, inputs: sp.csr_matrix, row_side: np.ndarray | None = None, col_side: np.ndarray | None = None) -> None:
         self.inputs = inputs.tocsr()
-        self.dense_ok = inputs.shape[0] * inputs.shape[1] <= 64_000_000  # the own input block, not the n outputs
+        self.inputs.sum_duplicates()
+        # a dense copy of the own input block only while it is small: it grows with rows x own columns,
+        # the CSR arrays with the entries (rows are then densified per batch by index arithmetic)
+        self.dense_ok = inputs.shape[0] * inputs.shape[1] <= 4_000_000
         self._cache: dict[str, torch.Tensor] = {}
+        self._csr: tuple[torch.Tensor, ...] = ()
         self.row_side = row_side
         self.col_side = col_side
         if col_side is not None:
@@ -131,8 +135,21 @@ class AutoencoderData:
             self._cache[key] = torch.as_tensor(self.inputs.toarray(), dtype=torch.float32, device=device)
         return self._cache[key]
 
+    def _rows(self, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+        """``inputs[rows]`` densified from the CSR arrays (the same values as ``toarray()``)."""
+        if not self._csr:
+            m = self.inputs
+            self._csr = (torch.as_tensor(m.indptr.astype(np.int64)), torch.as_tensor(m.indices.astype(np.int64)), torch.as_tensor(m.data, dtype=torch.float32))
+        indptr, indices, values = self._csr
+        r = torch.as_tensor(rows, dtype=torch.int64)
+        starts, lens = indptr[r], indptr[r + 1] - indptr[r]
+        ent = torch.repeat_interleave(starts - (torch.cumsum(lens, 0) - lens), lens) + torch.arange(int(lens.sum()))
+        x = torch.zeros((len(r), self.inputs.shape[1]), dtype=torch.float32)
+        x[torch.repeat_interleave(torch.arange(len(r)), lens), indices[ent]] = values[ent]
+        return x.to(device)
+
     def batch(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        x = self._dense(device)[torch.as_tensor(rows, device=device)] if self.dense_ok else dense_rows(self.inputs, rows, device)
+        x = self._dense(device)[torch.as_tensor(rows, device=device)] if self.dense_ok else self._rows(rows, device)
         rs = torch.as_tensor(self.row_side[rows], dtype=torch.float32, device=device) if self.row_side is not None else None
         cs = torch.as_tensor(self.col_summary[rows], dtype=torch.float32, device=device) if self.col_summary is not None else None
         return x, rs, cs

@@ -7,8 +7,9 @@ Training takes the closed-form gradients of that loss (Rendle et al., Fig. 4, Le
 autograd: with ``x = E_i^T (I_j - I_k)`` and ``g = -sigmoid(-x) / n`` the batch gradients are
 ``g (I_j - I_k) + 2 lambda E_i / n``, ``g E_i + 2 lambda I_j / n`` and ``-g E_i + 2 lambda I_k / n``,
 scattered into the tables with ``index_add_`` (the same numbers as ``loss(batch).backward()``, in half
-the time). ``sparse=True`` keeps the gradients sparse and steps with lazy Adam (``SparseAdam``: only
-the batch's rows move), so a step costs O(batch) instead of O(table) on very large catalogues."""
+the time). ``sparse=True`` keeps the gradients sparse and steps with lazy Adam (only the batch's rows
+move: :class:`cdrec.train.lazy_adam.LazyAdam`, ``SparseAdam``'s numbers with gather/scatter kernels),
+so a step costs O(batch) instead of O(table) on very large catalogues."""
 
 from __future__ import annotations
 
@@ -45,10 +46,21 @@ class BPRMF(RankingModel):
     def __init__(self, n_users: int, n_items: int, params: BPRMFParams) -> None:
         super().__init__()
         self.params = params
-        self.user_emb = nn.Embedding(n_users, params.dim, sparse=params.sparse)
-        self.item_emb = nn.Embedding(n_items, params.dim, sparse=params.sparse)
+        self.user_emb = self._table(n_users, params.dim, params.sparse)
+        self.item_emb = self._table(n_items, params.dim, params.sparse)
         nn.init.normal_(self.user_emb.weight, std=params.init_std)
         nn.init.normal_(self.item_emb.weight, std=params.init_std)
+
+    @staticmethod
+    def _table(n: int, dim: int, sparse: bool) -> nn.Embedding:
+        """``nn.Embedding(n, dim, sparse=sparse)``; a sparse (very large) table gets its memory from
+        :func:`~cdrec.train.lazy_adam.empty_rows_table` (huge pages for random row access), filled
+        with the same N(0, 1) draws as ``nn.Embedding``'s own initialisation (the same random stream)."""
+        if not sparse:
+            return nn.Embedding(n, dim)
+        from cdrec.train.lazy_adam import empty_rows_table
+
+        return nn.Embedding(n, dim, sparse=True, _weight=nn.init.normal_(empty_rows_table((n, dim))))
 
     @classmethod
     def from_split(cls, split: Split, params: BPRMFParams) -> "BPRMF":
@@ -63,14 +75,16 @@ class BPRMF(RankingModel):
         return -F.logsigmoid(diff).mean() + reg
 
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
-        """Adam with the fused kernel (one pass over each table per step); lazy ``SparseAdam`` when
-        ``sparse``; otherwise the Trainer's optimizer of ``cfg``."""
+        """Adam with the fused kernel (one pass over each table per step); lazy Adam (``LazyAdam``,
+        the numbers of ``SparseAdam``) when ``sparse``; otherwise the Trainer's optimizer of ``cfg``."""
         from cdrec.train.trainer import make_optimizer
 
         params = [p for p in self.parameters() if p.requires_grad]
         if self.params.sparse:
             require(cfg.optimizer == "adam" and cfg.weight_decay == 0, "model_params.sparse: needs train.optimizer=adam and train.weight_decay=0 (the L2 term is model_params.reg)")
-            return torch.optim.SparseAdam(params, lr=cfg.lr)
+            from cdrec.train.lazy_adam import LazyAdam
+
+            return LazyAdam(params, lr=cfg.lr)
         if cfg.optimizer == "adam" and all(p.device.type in ("cpu", "cuda") for p in params):
             return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         return make_optimizer(params, cfg)
@@ -95,7 +109,7 @@ class BPRMF(RankingModel):
         users, pos, neg = batch["user"], batch["pos"], batch["neg"]
         U, V = self.user_emb.weight, self.item_emb.weight
         with torch.no_grad():
-            u, i, j = U[users], V[pos], V[neg]
+            u, i, j = U.index_select(0, users), V.index_select(0, pos), V.index_select(0, neg)  # = U[users] ..., without advanced indexing's overhead
             n = u.shape[0]
             diff = i - j
             x = torch.linalg.vecdot(u, diff)
