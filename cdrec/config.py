@@ -152,6 +152,7 @@ class RunConfig:
 
 # ------------------------------------------------------------------------------ building
 
+
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Coerce ``value`` to ``hint`` where safe (int -> float), else raise naming ``where``."""
     origin = typing.get_origin(hint)
