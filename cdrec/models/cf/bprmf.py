@@ -67,9 +67,12 @@ class BPRMF(RankingModel):
         return cls(split.data.n_users, split.data.n_items, params)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """BPR loss; ``neg`` is ``[B]`` or ``[B, n]`` (n negatives per row, each pair one BPR term)."""
         u = self.user_emb(batch["user"])
         i = self.item_emb(batch["pos"])
         j = self.item_emb(batch["neg"])
+        if j.dim() == 3:
+            u, i = u[:, None, :], i[:, None, :]
         diff = (u * (i - j)).sum(-1)
         reg = self.params.reg * (u.pow(2).sum(-1) + i.pow(2).sum(-1) + j.pow(2).sum(-1)).mean()
         return -F.logsigmoid(diff).mean() + reg

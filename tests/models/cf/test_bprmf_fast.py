@@ -69,3 +69,17 @@ def test_sparse_needs_plain_adam() -> None:
     model = BPRMF(30, 50, BPRMFParams(dim=8, sparse=True))
     with pytest.raises(CdrecError, match="sparse"):
         model.configure_optimizers(TrainConfig(optimizer="sgd"))
+
+
+def test_several_negatives_per_row_average_the_pairwise_terms() -> None:
+    """``neg`` of shape [B, n]: the loss is the mean of the B x n single-negative BPR terms."""
+    torch.manual_seed(0)
+    model = BPRMF(30, 50, BPRMFParams(dim=8, reg=0.0))
+    rng = np.random.default_rng(3)
+    user, pos = torch.as_tensor(rng.integers(0, 30, 16)), torch.as_tensor(rng.integers(0, 50, 16))
+    neg = torch.as_tensor(rng.integers(0, 50, (16, 4)))
+    several = model.loss({"user": user, "pos": pos, "neg": neg})
+    singles = [model.loss({"user": user, "pos": pos, "neg": neg[:, c]}) for c in range(4)]
+    torch.testing.assert_close(several, torch.stack(singles).mean())
+    opt = model.configure_optimizers(TrainConfig())
+    assert model.train_step({"user": user, "pos": pos, "neg": neg}, [opt]) == pytest.approx(float(several), rel=1e-6)
