@@ -35,3 +35,17 @@ def call_main(*args: str) -> CliOutcome:
     finally:
         sys.argv = argv
     return CliOutcome(code, out.getvalue(), err.getvalue(), exc)
+
+
+def cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """``main()`` with ``sys.argv`` patched and output captured by pytest: (exit code, stdout, stderr)."""
+    from cdrec.cli.main import main
+
+    monkeypatch.setattr(sys, "argv", ["cdrec", *map(str, args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
