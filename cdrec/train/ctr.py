@@ -190,6 +190,7 @@ class CTRTask(Task):
             valid = self.scope_tensors(prepared, scope, valid_rows)
             if hasattr(model, "heldout") and len(valid_rows) > 0:
                 model.heldout = heldout_stream(valid, bs, cfg.seed, prepared.device)
+                model.steps_per_epoch = n_batches(len(train_rows), bs)
             sub_view = prepared.view if scope.task is None else _task_view(prepared.view, scope.task)
             sub_view = sub_view if scope.domain is None else _domain_view(sub_view, scope.domain)
 

@@ -6,6 +6,8 @@ from cdrec.data.candidates import add_sampled_candidates
 from cdrec.data.interactions import Interactions
 from cdrec.data.splits import leave_one_out, merge_order, ratio_split
 
+from tests.conftest import shared_path
+
 
 def pairs(inter, rows):
     return set(zip(inter.users[rows].tolist(), inter.items[rows].tolist()))
@@ -87,3 +89,20 @@ def test_sampled_negatives_exclude_positives_and_are_fixed_by_seed(tiny_syntheti
             assert not any((u, int(i)) in touched for i in negs)
             assert len(set(negs.tolist())) == len(negs)
         assert np.all(item_domain[cand] == inter.domain[rows][:, None])
+
+
+def test_merge_order_reproduces_the_authors_published_ml1m_rows():
+    """The M3oE repository's ``ml-1m-sample.csv`` is the head of the ``ml-1m.csv`` its code splits
+    8:1:1 in file order: all 500 rows (users 1, 2, 12, 15, 17 in that order) equal the first 500
+    rows of :func:`merge_order` on ``ratings.dat`` — not the first 500 rows of ``ratings.dat``."""
+    from cdrec.data.loaders import load_ml1m
+
+    root = shared_path("ml-1m").parent
+    sample = pd.read_csv(shared_path("mdmt-samples", "ml-1m-sample_M3oE.csv"))
+    inter = load_ml1m(root)
+    head = merge_order(inter)[: len(sample)]
+    got = np.stack([inter.user_ids[inter.users[head]], inter.item_ids[inter.items[head]], inter.column("rating")[head],
+                    inter.column("timestamp")[head]], axis=1).astype(np.int64)
+    want = sample[["user_id", "movie_id", "rating", "timestamp"]].to_numpy(np.int64)
+    assert np.array_equal(got, want)
+    assert not np.array_equal(np.arange(len(sample)), head)  # file order would not match

@@ -88,6 +88,26 @@ def test_train_step_draws_heldout_batches_every_k_steps():
     assert len(drawn) == 2
 
 
+def test_arch_every_zero_steps_the_fusion_weights_once_per_epoch():
+    """Section 2.6 literally: one epoch of W updates, then one held-out batch for the weights."""
+    model = m3oe(arch_every=0)
+    model.steps_per_epoch = 3
+    opts = model.configure_optimizers(TrainConfig(lr=1e-2))
+    drawn = []
+
+    def stream():
+        for k in itertools.count():
+            drawn.append(k)
+            yield batch(32, seed=100 + k)
+
+    model.heldout = stream()
+    for step in range(7):
+        model.train_step(batch(32, seed=step), opts)
+    assert len(drawn) == 2
+    with pytest.raises(Exception, match="arch_every"):
+        m3oe(arch_every=-1)
+
+
 def output(model, b):
     with torch.no_grad():
         return model(b)
