@@ -210,6 +210,9 @@ def plan(quick: bool) -> list[tuple]:
         if ratio == 0.5:
             for eta in (0.1, "optimize"):
                 ablations.append(("ml-100k", col, f"ablation-eta-{eta}", "aae", dom, _setting(col, "mtal", False, eta=eta, **short), None, 100, 0))
+    # the F0 = 0 diagnostic (setting.base=zero, not the papers' F0) on every ML-100K column
+    base0 = [("ml-100k", c, "mtal-aae-base0", "aae", COLUMNS[c][3], _setting(c, "mtal", False, base="zero"),
+              keep if COLUMNS[c][3] == "genre-random" else None, 100, 0) for c in cols]
     # paper 002: Douban book + music and ML-1M 18 genres (user-aligned)
     p002 = []
     for ds, dom, batch, kcore in (("douban", None, 100, 20), ("ml-1m", "genre-random", 500, 0)):
@@ -223,7 +226,7 @@ def plan(quick: bool) -> list[tuple]:
                 p002.append((ds, col, f"joint-{b}", b, dom, {**base, "mode": "joint"}, None, batch, kcore))
             for b in ("mf", "mlp", "ncf"):
                 p002.append((ds, col, f"mtcdr-{b}", b, dom, {**base, "mode": "mtcdr"}, None, batch, kcore))
-    return main + ablations + joint + p002 + side_jobs
+    return main + ablations + base0 + joint + p002 + side_jobs
 
 
 def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "cpu") -> Path:
@@ -306,6 +309,7 @@ def write_report(out: Path, sched: dict, quick: bool) -> Path:
         m = _metric(COLUMNS[c][0])
         lower = m == "RMSE"
         ours = res.get(("ml-100k", c, "mtal-aae"))
+        base0 = res.get(("ml-100k", c, "mtal-aae-base0"))
         alone = {k[2]: _mean(v, m) for k, v in res.items() if k[0] == "ml-100k" and k[1] == c and k[2].startswith("alone-")}
         alone = {k: v for k, v in alone.items() if v is not None}
         best = (min if lower else max)(alone.items(), key=lambda kv: kv[1]) if alone else None
@@ -313,8 +317,9 @@ def write_report(out: Path, sched: dict, quick: bool) -> Path:
         beats = None if o is None or best is None else (o < best[1] if lower else o > best[1])
         i = COLS.index(c)
         rows.append([c, m, _f(o), f"{best[0]} {best[1]:.4f}" if best else "–", {True: "yes", False: "**no**", None: "–"}[beats],
-                     _f(PAPER_T4[("mtal", "aae")][i]), _f(PAPER_T1[("mtal", "aae")][i])])
-    lines += [markdown_table(["column", "metric", "MTAL AAE", "best Alone", "MTAL better", "paper T4", "paper T1"], rows), ""]
+                     _f(_mean(base0, m) if base0 else None), _f(PAPER_T4[("mtal", "aae")][i]), _f(PAPER_T1[("mtal", "aae")][i])])
+    lines += [markdown_table(["column", "metric", "MTAL AAE", "best Alone", "MTAL better", "MTAL AAE, F0 = 0 (not the papers' F0)",
+                              "paper T4", "paper T1"], rows), ""]
     w = res.get(("ml-100k", "explicit/user/genre", "mtal-aae-wopt"))
     if w:
         main = res.get(("ml-100k", "explicit/user/genre", "mtal-aae"), [])
