@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from cdrec.errors import require
 from cdrec.federated.alignment import Entries, OrgHoldings
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.privacy import interval_release, laplace_dp
@@ -56,6 +57,11 @@ class MTALConfig:
     feedback: str = "explicit"
     model: AAEParams = field(default_factory=AAEParams)
     keep_models: bool = False
+    # F_0^k: "mean" = the papers' unbiased base model (per-item mean rating / popularity logit, Section 4.2
+    # and Algorithm 1 line 1); "zero" = F_0 = 0, so round 1 fits the ratings themselves (a diagnostic,
+    # not the papers' algorithm: the Joint AE generalizes far better from a zero output bias than from
+    # an item-mean one, report 2026-12-01)
+    base: str = "mean"
     seed: int = 0
     device: str = "cpu"
 
@@ -110,6 +116,7 @@ class Organization:
     """One organization's learner (see the module docstring for the phases)."""
 
     def __init__(self, holdings: OrgHoldings, peers: list[str], cfg: MTALConfig) -> None:
+        require(cfg.base in ("mean", "zero"), f"MTALConfig.base: expected mean or zero, got {cfg.base!r}")
         self.h = holdings
         self.name = holdings.name
         self.peers = [p for p in peers if p != self.name]
@@ -150,6 +157,8 @@ class Organization:
     def start(self) -> list[QueryMessage]:
         tr = self.h.train
         self.base = BaseModel(self.h.n_cols, self.cfg.feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+        if self.cfg.base == "zero":
+            self.base.values[:] = 0.0
         self.f_train = self.base.predict(tr.cols)
         self.f_query = self.base.predict(self.query.cols)
         self.query_mask = {p: np.isin(self.query.rows, self.aligned[p]) for p in self.peers}

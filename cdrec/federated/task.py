@@ -9,7 +9,8 @@ The run's ``setting`` section says what to run (names as in ``results.json``):
 * ``side_info``, ``eta`` (number or ``optimize``), ``weights`` (``uniform`` / ``optimize``),
   ``privacy`` (``none`` / ``dp`` / ``ip``), ``privacy_alpha``, ``align_ratio``, ``cold_start_ratio``,
   ``cold_start_org``, ``rounds``, ``assist_fit`` (``train``: w and an optimized eta fitted on training
-  entries as in Eqs. 8-9; ``valid``: on the validation entries).
+  entries as in Eqs. 8-9; ``valid``: on the validation entries), ``base`` (``mean``: the papers' F0 =
+  per-item mean / popularity; ``zero``: F0 = 0, a diagnostic departure, see MTALConfig.base).
 
 The split is the papers' random per-user ratio split (``split.ratios``, validation carved from the
 90% training part); each organization selects its round on its validation entries.
@@ -59,6 +60,7 @@ class MTALSetting:
     cold_start_ratio: float | None = None
     cold_start_org: str | None = None
     rounds: int = 10
+    base: str = "mean"
 
 
 @dataclass
@@ -77,6 +79,7 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     require(s.privacy in MECHANISMS, f"setting.privacy: expected one of {MECHANISMS}, got {s.privacy!r}")
     require(isinstance(s.eta, float) or s.eta == "optimize", f"setting.eta: expected a number or 'optimize', got {s.eta!r}")
     require(s.rounds >= 1, f"setting.rounds: expected >= 1, got {s.rounds}")
+    require(s.base in ("mean", "zero"), f"setting.base: expected mean or zero, got {s.base!r}")
     if s.mode == "mtal":
         require(cfg.model == "aae", f"setting.mode=mtal needs model aae, got {cfg.model!r}")
     else:
@@ -127,7 +130,7 @@ class MTALTask(Task):
         if s.mode == "mtal":
             params = dataclasses.replace(prepared.params, side_info=s.side_info)
             mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
-                              privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, seed=cfg.seed, device=device)
+                              privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, base=s.base, seed=cfg.seed, device=device)
             run = run_mtal(fed, mcfg, progress=cfg.train.progress)
             best = [o.best_round() for o in run.orgs]
             test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs])

@@ -18,8 +18,11 @@ def test_plan_covers_table4_and_paper002_with_mtal_first():
     rows = {(j[0], j[1], j[2]) for j in jobs}
     for col in COLUMNS:
         assert ("ml-100k", col, "mtal-aae") in rows and ("ml-100k", col, "alone-ae") in rows and ("ml-100k", col, "joint-mlp") in rows
+        assert ("ml-100k", col, "mtal-aae-base0") in rows
     assert ("ml-1m", "explicit/user/genre", "mtal-aae") in rows and ("douban", "implicit/user/domain", "mtcdr-ncf") in rows
     assert jobs[0][2] == "mtal-aae"
+    assert all(j[5]["base"] == "zero" for j in jobs if j[2] == "mtal-aae-base0")
+    assert all("base" not in j[5] for j in jobs if j[2] == "mtal-aae")  # the main rows keep the papers' F0
     assert len(plan(True)) == 3
     assert all(len(v) == 6 for v in PAPER_T4.values())
 
@@ -32,5 +35,5 @@ def test_report_from_partial_results(tmp_path):
     alone = RunResult(model="mlp", dataset="ml-100k", protocol="p", seed=0, metrics={"overall": {"RMSE": 0.97, "n": 10}})
     write_result(tmp_path / "runs/ml-100k/explicit/user/genre/alone-mlp/seed0", alone)
     text = write_report(tmp_path, SCHEDULES["quick"], True).read_text()
-    assert "| explicit/user/genre | RMSE | 0.9500 | alone-mlp 0.9700 | yes |" in text
+    assert "| explicit/user/genre | RMSE | 0.9500 | alone-mlp 0.9700 | yes | – |" in text
     assert (tmp_path / "rounds.png").exists()

@@ -138,3 +138,15 @@ def test_assist_fit_on_validation_never_raises_validation_loss(data):
         assert valid[-1] < valid[0] - 0.005
         for w in o.weights:
             assert np.all(w >= 0) and abs(w.sum() - 1) < 1e-9
+
+
+def test_base_zero_starts_from_zero_and_bad_base_fails(data):
+    from cdrec.errors import CdrecError
+
+    fed = fed_of(data)
+    run = run_mtal(fed, cfg_of(rounds=1, base="zero"))
+    for o in run.orgs:
+        assert np.all(o.base.values == 0.0) and np.all(o.history[0]["f_test"] == 0.0)
+        assert o.history[1]["train_loss"] < o.history[0]["train_loss"]  # round 1 fits the ratings themselves
+    with pytest.raises(CdrecError, match="MTALConfig.base"):
+        run_mtal(fed, cfg_of(rounds=1, base="median"))

@@ -46,6 +46,8 @@ def test_bad_settings_fail_before_writing(tmp_path):
         run_config(cfg("aae", mode="alone"), tmp_path / "x")
     with pytest.raises(CdrecError, match="setting.privacy"):
         run_config(cfg("aae", mode="mtal", privacy="rsa"), tmp_path / "y")
+    with pytest.raises(CdrecError, match="setting.base"):
+        run_config(cfg("aae", mode="mtal", base="median"), tmp_path / "b")
     with pytest.raises(CdrecError, match="item-aligned"):
         run_config(cfg("aae", mode="mtal", alignment="item"), tmp_path / "z")
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "b"))

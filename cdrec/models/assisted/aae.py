@@ -8,6 +8,11 @@ organization's own ``n_k`` items and outputs over *all* ``n`` items of all organ
     z_i <- z_i + E_u(s_u,i) + E_v(s_v,i)  optional side codes summed in (AAE_s)
     r_hat_i = D(Dropout(z_i))            decoder [128, 256, n], tanh on the hidden layer
 
+``E_u`` / ``E_v`` are tanh stacks [d, 256, 128] like ``E`` (``side_encoder="stack"``, the authors' code).
+Every linear layer starts from Xavier-uniform weights and zero biases (``init="xavier"``, the authors'
+``src/models/ae.py`` in diaoenmao/Decentralized-Multi-Target-Cross-Domain-Recommendation-for-Multi-
+Organization-Collaborations); the output bias thus starts at 0, not at the item means.
+
 The item-based AAE is the transpose (rows = items, columns = users). ``E_v`` reads the attributes of
 the observed columns; the paper sums them, we average them (the same direction, bounded scale for
 heavy users — a documented deviation). The output layer is never evaluated densely: :meth:`score`
@@ -25,6 +30,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from cdrec.errors import require
 from cdrec.models.assisted.blocks import KeepBest, SideEncoder, batches
 from cdrec.models.registry import register
 
@@ -45,6 +51,17 @@ class AAEParams:
     batch_size: int = 100
     side_info: bool = False
     grad_clip: float = 0.0  # max gradient norm per step (the authors' code clips at 1.0); 0 = off
+    # weight initialization: "xavier" = Xavier-uniform weights and zero biases on every linear layer, as
+    # the authors' ``src/models/ae.py`` (diaoenmao/Decentralized-Multi-Target-Cross-Domain-Recommendation-...,
+    # ``Encoder/Decoder.reset_parameters``); "torch" = PyTorch's default Linear initialization
+    init: str = "xavier"
+    # Adam learning-rate schedule over the epochs of one fit: "none" (the papers' local MTAL training;
+    # the authors' ``cfg['local']['scheduler_name'] = 'None'``) or "cosine" (CosineAnnealingLR to 0 over
+    # the fit's epochs, the authors' schedule for their 200-epoch Joint / Alone baselines, ``src/utils.py``)
+    lr_schedule: str = "none"
+    # side-information encoders (AAE_s): "stack" = the rating encoder's Linear/tanh stack ([256, 128]),
+    # as the authors' code; "linear" = one linear map to the code
+    side_encoder: str = "stack"
 
 
 @register("aae", family="assisted", params=AAEParams)
@@ -62,8 +79,10 @@ class AAE(nn.Module):
             layers += [nn.Linear(a, b), nn.Tanh()]
         self.encoder = nn.Sequential(*layers)
         code = enc[-1]
-        self.row_side = SideEncoder(d_row_side, code) if params.side_info and d_row_side else None
-        self.col_side = SideEncoder(d_col_side, code) if params.side_info and d_col_side else None
+        require(params.side_encoder in ("stack", "linear"), f"model_params.side_encoder: expected stack or linear, got {params.side_encoder!r}")
+        side_hidden = params.encoder[:-1] if params.side_encoder == "stack" else []
+        self.row_side = SideEncoder(d_row_side, code, side_hidden) if params.side_info and d_row_side else None
+        self.col_side = SideEncoder(d_col_side, code, side_hidden) if params.side_info and d_col_side else None
         self.dropout = nn.Dropout(params.dropout)
         dec = [code, *params.decoder[1:]] if params.decoder and params.decoder[0] == code else [code, *params.decoder]
         layers = []
@@ -72,8 +91,26 @@ class AAE(nn.Module):
         self.decoder = nn.Sequential(*layers)
         self.out_weight = nn.Parameter(torch.empty(n_out, dec[-1]))
         self.out_bias = nn.Parameter(torch.zeros(n_out))
+        require(params.init in ("xavier", "torch"), f"model_params.init: expected xavier or torch, got {params.init!r}")
+        require(params.lr_schedule in ("none", "cosine"), f"model_params.lr_schedule: expected none or cosine, got {params.lr_schedule!r}")
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Xavier-uniform weights and zero biases (``init="xavier"``, the authors' code) or PyTorch's
+        default Linear initialization (``init="torch"``) on every layer, the output layer included."""
+        linears = [m for m in self.modules() if isinstance(m, nn.Linear)]
+        if self.params.init == "xavier":
+            for m in linears:
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            nn.init.xavier_uniform_(self.out_weight)
+            nn.init.zeros_(self.out_bias)
+            return
+        for m in linears:
+            m.reset_parameters()
+        fan_in = self.out_weight.shape[1]
         nn.init.kaiming_uniform_(self.out_weight, a=5**0.5)
-        nn.init.uniform_(self.out_bias, -1 / dec[-1] ** 0.5, 1 / dec[-1] ** 0.5)
+        nn.init.uniform_(self.out_bias, -1 / fan_in**0.5, 1 / fan_in**0.5)
 
     def hidden(self, x: torch.Tensor, row_side: torch.Tensor | None = None, col_side: torch.Tensor | None = None) -> torch.Tensor:
         """Last decoder hidden layer for a batch of rows (the output layer is applied by :meth:`score`)."""
@@ -176,6 +213,8 @@ def fit_autoencoder(
     device = torch.device(device)
     model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, fused=True)  # one kernel per step
+    n_epochs = p.epochs if epochs is None else epochs
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(n_epochs, 1), eta_min=0.0) if p.lr_schedule == "cosine" else None
     targets = targets.tocsr()
     targets.sort_indices()
     indptr = targets.indptr.astype(np.int64)
@@ -186,7 +225,7 @@ def fit_autoencoder(
     torch.manual_seed(seed)
     crit = nn.MSELoss() if loss == "mse" else nn.BCEWithLogitsLoss()
     history, keep = [], KeepBest(model, patience)
-    for _ in range(p.epochs if epochs is None else epochs):
+    for _ in range(n_epochs):
         model.train()
         total, count = 0.0, 0
         for idx in batches(len(rows_with), p.batch_size, rng):
@@ -205,6 +244,8 @@ def fit_autoencoder(
             opt.step()
             total += float(l.detach()) * len(ent)
             count += len(ent)
+        if sched is not None:
+            sched.step()
         if validate is None:
             history.append(total / max(count, 1))
             continue

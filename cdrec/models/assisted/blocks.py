@@ -52,14 +52,24 @@ def mlp(sizes: Sequence[int], *, act: type[nn.Module] = nn.ReLU, last_act: bool 
 
 
 class SideEncoder(nn.Module):
-    """Side information -> code of the main code's size (added to it)."""
+    """Side information -> code of the main code's size (added to it).
 
-    def __init__(self, dim_in: int, dim_out: int) -> None:
+    ``hidden=()`` is one linear map; ``hidden=(256,)`` with ``dim_out=128`` is the authors' side
+    encoder, the same ``Linear -> tanh`` stack as the rating encoder (``src/models/ae.py``:
+    ``self.user_profile = Encoder(info_size['user_profile'], encoder_hidden_size)``)."""
+
+    def __init__(self, dim_in: int, dim_out: int, hidden: Sequence[int] = ()) -> None:
         super().__init__()
-        self.linear = nn.Linear(dim_in, dim_out)
+        sizes = [dim_in, *hidden, dim_out]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers.append(nn.Linear(a, b))
+            if hidden:
+                layers.append(nn.Tanh())
+        self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
+        return self.net(x)
 
 
 def dense_rows(mat: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -116,3 +116,51 @@ def test_pair_models_with_side_info_and_group_heads():
         out = m(rows, cols, groups, rs, cs)
         assert out.shape == (4,)
         assert torch.isfinite(out).all()
+
+
+def test_xavier_init_zero_biases_and_bounded_weights_torch_init_differs():
+    """init="xavier" (the authors' ae.py): Xavier-uniform weights, every bias zero, the output layer included."""
+    torch.manual_seed(0)
+    model = AAE(30, 70, AAEParams(init="xavier", side_info=True), d_row_side=4, d_col_side=3)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 7  # encoder 2, decoder 1, two side encoders of 2 (the rating encoder's stack)
+    for w, b in [(m.weight, m.bias) for m in linears] + [(model.out_weight, model.out_bias)]:
+        bound = (6.0 / (w.shape[0] + w.shape[1])) ** 0.5
+        assert float(w.detach().abs().max()) <= bound + 1e-7
+        assert float(w.detach().abs().max()) > 0.5 * bound  # spread over the Xavier range, not a tiny init
+        assert torch.count_nonzero(b) == 0
+    torch.manual_seed(0)
+    other = AAE(30, 70, AAEParams(init="torch"))
+    assert torch.count_nonzero(other.out_bias) > 0
+    assert float(other.out_weight.detach().abs().max()) <= 1 / 256**0.5 + 1e-7  # PyTorch's default bound 1/sqrt(fan_in)
+
+
+def test_lr_schedule_cosine_anneals_each_epoch_and_none_keeps_the_rate(monkeypatch):
+    inputs = sp.random(40, 6, density=0.5, format="csr", random_state=4)
+    targets = sp.random(40, 9, density=0.5, format="csr", random_state=5)
+    seen: list[float] = []
+    real_step = torch.optim.Adam.step
+
+    def spy(self, *a, **kw):
+        seen.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    epochs, lr = 4, 1e-2
+    for schedule in ("none", "cosine"):
+        seen.clear()
+        model = AAE(6, 9, AAEParams(epochs=epochs, batch_size=20, lr=lr, lr_schedule=schedule))
+        fit_autoencoder(model, AutoencoderData(inputs), targets, seed=0)
+        per_epoch = seen[::2]  # 40 rows / batch 20 = 2 steps an epoch
+        assert len(seen) == 2 * epochs
+        expected = [lr] * epochs if schedule == "none" else [lr * (1 + np.cos(np.pi * e / epochs)) / 2 for e in range(epochs)]
+        np.testing.assert_allclose(per_epoch, expected, rtol=1e-6)
+
+
+def test_side_encoders_are_the_rating_encoders_tanh_stack_or_one_linear():
+    stack = AAE(10, 20, AAEParams(side_info=True), d_row_side=5, d_col_side=3)
+    kinds = [type(m).__name__ for m in stack.row_side.net]
+    assert kinds == ["Linear", "Tanh", "Linear", "Tanh"]
+    assert (stack.row_side.net[0].in_features, stack.row_side.net[0].out_features, stack.row_side.net[2].out_features) == (5, 256, 128)
+    linear = AAE(10, 20, AAEParams(side_info=True, side_encoder="linear"), d_row_side=5, d_col_side=3)
+    assert [type(m).__name__ for m in linear.col_side.net] == ["Linear"] and linear.col_side.net[0].out_features == 128

@@ -1,0 +1,53 @@
+"""Joint / Alone AE baselines: output-bias initialization and the cosine schedule's patience."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cdrec.data.splits import ratio_split
+from cdrec.data.synthetic import SyntheticConfig, make_synthetic
+from cdrec.errors import CdrecError
+from cdrec.federated import baselines
+from cdrec.federated.alignment import build_federation
+from cdrec.federated.baselines import BaselineConfig, run_baseline
+from cdrec.models.assisted.aae import AAEParams
+
+
+@pytest.fixture(scope="module")
+def fed():
+    data = make_synthetic(SyntheticConfig(n_users=80, n_domains=2, items_per_domain=20, min_activity=6, max_activity=15, seed=2))
+    return build_federation(data, ratio_split(data, [0.8, 0.1, 0.1], by_user=True, seed=0))
+
+
+def spy_fit(monkeypatch) -> list[dict]:
+    seen: list[dict] = []
+    real = baselines.fit_autoencoder
+
+    def spy(model, data, targets, **kw):
+        seen.append({"bias": model.out_bias.detach().clone(), "patience": kw["patience"], "epochs": kw["epochs"]})
+        return real(model, data, targets, **kw)
+
+    monkeypatch.setattr(baselines, "fit_autoencoder", spy)
+    return seen
+
+
+def test_ae_output_bias_starts_at_zero_or_at_the_column_means(fed, monkeypatch):
+    seen = spy_fit(monkeypatch)
+    for init in ("zero", "f0"):
+        run_baseline(fed, "joint", "ae", BaselineConfig(epochs=1, ae=AAEParams(epochs=1), ae_bias_init=init))
+    zero, f0 = seen[0]["bias"], seen[1]["bias"]
+    assert torch.count_nonzero(zero) == 0
+    tr = np.concatenate([o.train.y for o in fed.orgs])
+    assert abs(float(f0.mean()) - float(tr.mean())) < 0.5  # per-column means around the rating level
+    assert float(f0.min()) >= float(tr.min()) - 1e-6 and float(f0.max()) <= float(tr.max()) + 1e-6
+    with pytest.raises(CdrecError, match="ae_bias_init"):
+        run_baseline(fed, "joint", "ae", BaselineConfig(epochs=1, ae_bias_init="mean"))
+
+
+def test_cosine_schedule_runs_all_epochs_constant_rate_stops_early(fed, monkeypatch):
+    seen = spy_fit(monkeypatch)
+    run_baseline(fed, "joint", "ae", BaselineConfig(epochs=7, patience=2, ae=AAEParams(lr_schedule="cosine")))
+    run_baseline(fed, "joint", "ae", BaselineConfig(epochs=7, patience=2, ae=AAEParams(lr_schedule="none")))
+    assert [(s["epochs"], s["patience"]) for s in seen] == [(7, 7), (7, 2)]
