@@ -61,9 +61,19 @@ class SequentialModel(nn.Module):
         dom = torch.bucketize(items - 1, self.offsets[1:-1], right=True)
         return torch.where(items > 0, dom, torch.full_like(dom, -1))
 
-    def domain_loss(self, h: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor, item_emb: nn.Embedding, domains: list[int] | None = None) -> torch.Tensor:
+    def domain_loss(
+        self,
+        h: torch.Tensor,
+        targets: torch.Tensor,
+        seen: torch.Tensor,
+        item_emb: nn.Embedding,
+        domains: list[int] | None = None,
+        *,
+        all_rows: bool = False,
+    ) -> torch.Tensor:
         """Sum over domains of the loss on the positions whose target lies in that domain, with
-        negatives from that domain (dual-target SASRec/BERT4Rec, MERIT's A and B losses)."""
+        negatives from that domain (dual-target SASRec/BERT4Rec, MERIT's A and B losses);
+        ``all_rows``: see :func:`~cdrec.models.sequential.blocks.masked_sequence_mean`."""
         p = self.params
         tdom = self.item_domain(targets)
         total = h.new_zeros(())
@@ -76,7 +86,7 @@ class SequentialModel(nn.Module):
                 continue
             start, stop = int(self.offsets[d]), int(self.offsets[d + 1])
             neg = sample_domain_negatives(len(h), p.n_negatives, start, stop, h.device)
-            total = total + sampled_info_nce(h, item_emb(targets), item_emb(neg), seen_mask(neg, seen), weight, p.temperature)
+            total = total + sampled_info_nce(h, item_emb(targets), item_emb(neg), seen_mask(neg, seen), weight, p.temperature, all_rows=all_rows)
         return total
 
     # ------------------------------------------------------------------ trainer hooks
