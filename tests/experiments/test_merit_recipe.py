@@ -45,6 +45,11 @@ def test_every_schedule_builds_valid_configs_for_every_model():
                 assert params.dropout == sched.dropout
             if sched.lr_patience is not None:
                 assert params.lr_patience == sched.lr_patience
+            for ds in sched.datasets:
+                per_ds = registry.build_params(model, load_config(None, [f"model={model}", *sched.overrides(ds)]).model_params)
+                assert per_ds.lr_factor == dict(sched.lr_factors).get(ds, params.lr_factor)
+    # the authors' demo.sh plateau factors
+    assert dict(SCHEDULES["paper"].lr_factors) == {"afk": 0.4, "abe": 0.8}
 
 
 def test_report_tables_ttest_and_gate_figure(tmp_path):
