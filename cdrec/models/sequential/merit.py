@@ -98,6 +98,10 @@ class MERITParams(ScheduleParams):
       the batch (``cal_norm_mask``; a sequence without such targets counts 0). ``pooled`` = L_M
       one per-sequence mean over all positions, means over the sequences that have targets
       (this package before 2026-12-01).
+    * ``attend_padding`` (diagnostic, off): attentions see empty slots as bias-only keys, as the
+      authors' code does (no key-padding mask). Their number then changes the valid positions'
+      outputs, so left padding no longer leaves the loss unchanged (the issue asks that padding
+      contribute nothing); off by default.
     """
 
     dim: int = 256
@@ -113,6 +117,7 @@ class MERITParams(ScheduleParams):
     init: str = "authors"
     init_std: float = 0.02
     loss_norm: str = "domain"
+    attend_padding: bool = False
 
 
 @register("merit", family="sequential", params=MERITParams)
@@ -183,7 +188,8 @@ class MERIT(SequentialModel):
         # Eqs. 1-2 (causal self-attention per stream) and Eqs. 3-6 (moFFN)
         out = {}
         for s, names in (("M", ("M", "M2A", "M2B")), ("A", ("A", "A2M", "A2B")), ("B", ("B", "B2M", "B2A"))):
-            sa = self.sa[s](h[s], h[s], attention_mask(valid[s], causal=True), valid[s], valid[s])
+            seen, proj = self.key_view(valid[s])
+            sa = self.sa[s](h[s], h[s], attention_mask(seen, causal=True), valid[s], proj)
             out.update(zip(names, self.moffn[s](sa, valid[s])))
         # Eqs. 7, 10-12: CAF_M on the token-wise sum of the A->M and B->M transfers
         to_m = out["A2M"] + out["B2M"]
@@ -192,7 +198,8 @@ class MERIT(SequentialModel):
         elif ab == "MF2":
             fused_m = out["M"]
         else:
-            fused_m = self.caf["M"](out["M"], to_m, attention_mask(valid["M"], causal=True), valid["M"], valid["M"])
+            seen, proj = self.key_view(valid["M"])
+            fused_m = self.caf["M"](out["M"], to_m, attention_mask(seen, causal=True), valid["M"], proj)
         final = {"M": self.ffn["M"](fused_m, valid["M"])}
         # Eqs. 8-9 with ECAF_A / ECAF_B (extended causal masks, Fig. 6)
         for s, other in (("A", "B"), ("B", "A")):
@@ -209,12 +216,19 @@ class MERIT(SequentialModel):
                 elif ab == "SF2":
                     parts = parts[:1]
                 kv = torch.cat([x for x, _ in parts], dim=1)
-                mask = extended_causal_mask([kv_valid for _, kv_valid in parts], self_visible=None)
+                mask = extended_causal_mask([self.key_view(kv_valid)[0] for _, kv_valid in parts], self_visible=None)
                 mask = mask | see_self_if_empty(mask)
-                kv_valid = torch.cat([x for _, x in parts], dim=1)
-                fused = self.caf[s](out[s], kv, mask, v, kv_valid)
+                fused = self.caf[s](out[s], kv, mask, v, self.key_view(torch.cat([x for _, x in parts], dim=1))[1])
             final[s] = self.ffn[s](fused, v)
         return final
+
+    def key_view(self, key_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Keys an attention may see and the ``key_valid`` its projections run on: the valid slots
+        (default), or with ``attend_padding`` every slot, empty ones entering as bias-only keys and
+        values (zero inputs), as in the authors' code, which passes no key-padding mask."""
+        if self.params.attend_padding:
+            return torch.ones_like(key_valid), None
+        return key_valid, key_valid
 
     # ------------------------------------------------------------------ 4.5 training
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -169,7 +169,7 @@ def test_authors_code_defaults_attention_dropout_init_and_width():
     # authors' init_weights: N(0, 0.02) Linear layers, Xavier-uniform fused in-projections, zero biases
     w = net.moffn["A"].experts[0].w1.weight.detach()
     assert w.shape == (128, 48) and abs(float(w.std()) - 0.02) < 0.003
-    assert abs(float(old.moffn["A"].experts[0].w1.weight.std()) - 0.02) > 0.01  # PyTorch's default differs
+    assert abs(float(old.moffn["A"].experts[0].w1.weight.detach().std()) - 0.02) > 0.01  # PyTorch's default differs
     bound = math.sqrt(6.0 / (4 * 48))
     q = net.sa["M"].mha.q.weight
     assert float(q.abs().max()) <= bound and float(q.abs().max()) > 0.9 * bound
@@ -208,3 +208,17 @@ def test_wrong_init_or_loss_norm_is_a_user_error():
         model(init="xavier")
     with pytest.raises(CdrecError, match="loss_norm"):
         model(loss_norm="mean")
+
+
+def test_attend_padding_is_off_by_default_and_then_padding_changes_the_loss():
+    """The authors' code lets attention see empty slots (bias-only keys); the default masks them,
+    which is what keeps left padding out of the loss (test above). With ``attend_padding`` the same
+    padded batch gives a different loss, so the switch really changes the attention."""
+    assert MERITParams().attend_padding is False
+    short, long = make_batch(length=10), make_batch(length=10, pad_to=20)
+    net = model(attend_padding=True).eval()
+    torch.manual_seed(5)
+    a = net.loss(short)
+    torch.manual_seed(5)
+    b = net.loss(long)
+    assert torch.isfinite(a) and torch.isfinite(b) and not torch.allclose(a, b, atol=1e-4)
