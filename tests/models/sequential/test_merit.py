@@ -196,7 +196,7 @@ def test_loss_norm_domain_weights_each_target_domain_like_the_authors():
         net = model(loss_norm=norm).eval()
         for name, b in (("a", only_a), ("mixed", row)):
             torch.manual_seed(7)
-            terms[norm, name] = float(net.loss_terms(b)["M"])
+            terms[norm, name] = float(net.loss_terms(b)["M"].detach())
     assert terms["domain", "a"] == pytest.approx(terms["pooled", "a"], rel=1e-6)
     assert terms["domain", "mixed"] != pytest.approx(terms["pooled", "mixed"], rel=1e-3)
 
