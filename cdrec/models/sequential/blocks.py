@@ -8,7 +8,8 @@
   (Eq. 12), :class:`SwiGLU` (the Llama expert of Eq. 3), :class:`PointwiseFFN` (GELU, SASRec);
 * :class:`MoFFN` — the multi-output CGC feed-forward of MERIT (Eqs. 3-6);
 * :func:`reversed_positions` — in-sequence positions counted from the end (1 = latest event);
-* :func:`sampled_info_nce` (Eq. 13 with sampled negatives) and :func:`full_softmax_ce`;
+* :func:`sampled_info_nce` (Eq. 13 with sampled negatives), :func:`domain_info_nce` (negatives
+  drawn from item ranges, per sequence or per position) and :func:`full_softmax_ce`;
 * :func:`sample_domain_negatives` — uniform negatives from one domain's item range, per sequence.
 """
 
@@ -252,6 +253,43 @@ def sampled_info_nce(
     logits = torch.cat([pos_logit, neg_logit], dim=-1) / temperature
     loss = -F.log_softmax(logits, dim=-1)[..., 0]
     return masked_sequence_mean(loss, weight, all_rows=all_rows)
+
+
+def domain_info_nce(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    weights: list[torch.Tensor],
+    seen: torch.Tensor,
+    item_emb: nn.Embedding,
+    ranges: list[tuple[int, int]],
+    n: int,
+    temperature: float,
+    *,
+    per_position: bool = False,
+    all_rows: bool = False,
+) -> torch.Tensor:
+    """Eq. 13 with ``n`` uniform negatives from each global item range in ``ranges`` (one domain,
+    or both for MERIT's L_M, Eq. 14), summed over the position sets ``weights`` (each a ``[B, L]``
+    mask, normalized as in :func:`masked_sequence_mean`); ``targets [B, L]`` are +1 shifted ids,
+    ``seen [B, S]`` the user's items (dropped from the softmax).
+
+    The negatives are drawn once per sequence and shared by its positions, or with
+    ``per_position`` once per target position, as the MERIT authors' ``TrainDataset`` does
+    (``get_m_neg`` / ``get_ab_neg``: 128 per position, per domain). Per position costs memory
+    ``P x N x d`` for the ``P`` target positions of the batch (logits are computed there only)."""
+    if not per_position:
+        neg = torch.cat([sample_domain_negatives(len(h), n, a, b, h.device) for a, b in ranges], dim=1)
+        e_pos, e_neg, invalid = item_emb(targets), item_emb(neg), seen_mask(neg, seen)
+        return sum(sampled_info_nce(h, e_pos, e_neg, invalid, w, temperature, all_rows=all_rows) for w in weights)
+    keep = torch.stack(weights).any(0)
+    rows, cols = keep.nonzero(as_tuple=True)
+    neg = torch.cat([sample_domain_negatives(len(rows), n, a, b, h.device) for a, b in ranges], dim=1)
+    hk = h[rows, cols]
+    pos_logit = (hk * item_emb(targets[rows, cols])).sum(-1, keepdim=True)
+    neg_logit = torch.einsum("pd,pnd->pn", hk, item_emb(neg)).masked_fill(seen_mask(neg, seen[rows]), float("-inf"))
+    per = -F.log_softmax(torch.cat([pos_logit, neg_logit], dim=-1) / temperature, dim=-1)[:, 0]
+    loss = h.new_zeros(keep.shape).index_put((rows, cols), per)
+    return sum(masked_sequence_mean(loss, w, all_rows=all_rows) for w in weights)
 
 
 def full_softmax_ce(h: torch.Tensor, item_weight: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

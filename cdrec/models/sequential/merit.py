@@ -21,9 +21,9 @@ stop-gradient mixed representation), L_B likewise; Loss = L_M + L_A + L_B (Eq. 1
 predicts the next event of domain A (the authors' ``gt_ab``). At evaluation a target in domain A
 is scored with h_A^F at the latest A slot plus h_M^F at the latest slot.
 
-Negatives are drawn per sequence and shared by its positions (the authors draw per position; the
-distribution per position is the same and it needs far less memory); negatives the user has seen
-are dropped from the softmax.
+Negatives are drawn per sequence and shared by its positions by default (``negatives=sequence``;
+the authors draw them per position, ``negatives=position``: the same distribution at each position
+for far less memory); negatives the user has seen are dropped from the softmax.
 
 Where the authors' public code (github.com/DiMarzioBian/MERIT, ``models/*.py``, ``trainer.py``)
 fixes a detail the paper leaves open, the default follows it (``MERITParams``): no dropout on the
@@ -64,9 +64,7 @@ from cdrec.models.sequential.blocks import (
     attention_mask,
     extended_causal_mask,
     reversed_positions,
-    sample_domain_negatives,
-    sampled_info_nce,
-    seen_mask,
+    domain_info_nce,
 )
 
 ABLATIONS = ("none", "SF1", "SF2", "SF3", "SF4", "FF1", "MF1", "MF2", "RL1", "RL2")
@@ -75,6 +73,7 @@ GATE_NAMES = ("M", "M2A", "M2B", "A", "A2M", "A2B", "B", "B2M", "B2A")
 
 INITS = ("authors", "torch")
 LOSS_NORMS = ("domain", "pooled")
+NEGATIVES = ("sequence", "position")
 
 
 @dataclass
@@ -98,6 +97,10 @@ class MERITParams(ScheduleParams):
       the batch (``cal_norm_mask``; a sequence without such targets counts 0). ``pooled`` = L_M
       one per-sequence mean over all positions, means over the sequences that have targets
       (this package before 2026-12-01).
+    * ``negatives``: ``sequence`` = drawn once per sequence, shared by its positions (default:
+      memory ``B x N x d``); ``position`` = drawn per target position like the authors'
+      ``TrainDataset`` (memory ``P x N x d`` for the ``P`` target positions; at d=256, batch 256
+      this alone is ~3 GB for L_M, which the issue's CPU memory target does not allow).
     * ``attend_padding`` (diagnostic, off): attentions see empty slots as bias-only keys, as the
       authors' code does (no key-padding mask). Their number then changes the valid positions'
       outputs, so left padding no longer leaves the loss unchanged (the issue asks that padding
@@ -118,6 +121,7 @@ class MERITParams(ScheduleParams):
     init_std: float = 0.02
     loss_norm: str = "domain"
     attend_padding: bool = False
+    negatives: str = "sequence"
 
 
 @register("merit", family="sequential", params=MERITParams)
@@ -131,6 +135,7 @@ class MERIT(SequentialModel):
         require(params.dim % params.n_heads == 0, f"model_params.dim ({params.dim}) must be divisible by n_heads ({params.n_heads})")
         require(params.init in INITS, f"model_params.init: expected one of {INITS}, got {params.init!r}")
         require(params.loss_norm in LOSS_NORMS, f"model_params.loss_norm: expected one of {LOSS_NORMS}, got {params.loss_norm!r}")
+        require(params.negatives in NEGATIVES, f"model_params.negatives: expected one of {NEGATIVES}, got {params.negatives!r}")
         require(params.ffn_dim >= 0, f"model_params.ffn_dim: expected >= 0 (0 = 8/3 d), got {params.ffn_dim}")
         super().__init__(n_items, item_offsets, params)
         p = params
@@ -243,15 +248,16 @@ class MERIT(SequentialModel):
         seen = torch.cat([items, targets, dom_targets], dim=1)
         p = self.params
         # Eq. 14: L_M with N negatives from each domain
-        negs = [sample_domain_negatives(len(items), p.n_negatives, int(self.offsets[d]), int(self.offsets[d + 1]), items.device) for d in range(2)]
-        neg = torch.cat(negs, dim=1)
         by_domain = p.loss_norm == "domain"
+        per_position = p.negatives == "position"
         weights = [self.item_domain(targets) == d for d in range(2)] if by_domain else [targets > 0]
-        e_pos, e_neg, neg_seen = self.item_emb(targets), self.item_emb(neg), seen_mask(neg, seen)
-        loss_m = sum(sampled_info_nce(f["M"], e_pos, e_neg, neg_seen, w, p.temperature, all_rows=by_domain) for w in weights)
+        ranges = [(int(self.offsets[d]), int(self.offsets[d + 1])) for d in range(2)]
+        loss_m = domain_info_nce(
+            f["M"], targets, weights, seen, self.item_emb, ranges, p.n_negatives, p.temperature, per_position=per_position, all_rows=by_domain
+        )
         # Eq. 15: L_A and L_B on h_X^F + SG(h_M^F) at the slots of each domain
         h_ab = f["A"] + f["B"] + self.residual(f["M"])
-        return {"M": loss_m, "AB": self.domain_loss(h_ab, dom_targets, seen, self.item_emb, all_rows=by_domain)}
+        return {"M": loss_m, "AB": self.domain_loss(h_ab, dom_targets, seen, self.item_emb, all_rows=by_domain, per_position=per_position)}
 
     def residual(self, h_m: torch.Tensor) -> torch.Tensor:
         """The mixed representation added to the domain tasks: stop-gradient (Eq. 15), plain (RL1),

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from cdrec.models.sequential.blocks import AttentionBlock, masked_sequence_mean, sampled_info_nce
+from torch import nn
+
+from cdrec.models.sequential.blocks import AttentionBlock, domain_info_nce, masked_sequence_mean, sampled_info_nce
 
 
 def test_masked_sequence_mean_over_present_or_all_rows():
@@ -49,3 +51,25 @@ def test_attention_probability_dropout_is_separate_from_the_output_dropout(attn_
     mask = torch.ones(2, 1, 4, 4, dtype=torch.bool).tril()
     a, b = block(x, x, mask, valid, valid), block(x, x, mask, valid, valid)
     assert torch.equal(a, b) == (attn_dropout == 0.0)
+
+
+def test_domain_info_nce_per_position_draws_match_per_sequence_with_one_target_per_row():
+    """With one target position per sequence the two samplers consume the same random draws (one
+    row of negatives per sequence = per target position), so the losses agree; with several
+    targets per sequence the per-position draws differ by position and the losses differ."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(41, 6)
+    h = torch.randn(3, 4, 6)
+    targets = torch.randint(1, 41, (3, 4))
+    seen = targets.clone()
+    one = torch.zeros(3, 4, dtype=torch.bool)
+    one[:, 2] = True
+    many = torch.ones(3, 4, dtype=torch.bool)
+    ranges = [(0, 20), (20, 40)]
+    out = {}
+    for name, w in (("one", one), ("many", many)):
+        for per in (False, True):
+            torch.manual_seed(9)
+            out[name, per] = float(domain_info_nce(h, targets, [w], seen, emb, ranges, 5, 0.75, per_position=per).detach())
+    assert out["one", True] == pytest.approx(out["one", False], rel=1e-6)
+    assert out["many", True] != pytest.approx(out["many", False], rel=1e-4)
