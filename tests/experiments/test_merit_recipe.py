@@ -45,6 +45,17 @@ def test_every_schedule_builds_valid_configs_for_every_model():
                 assert params.dropout == sched.dropout
             if sched.lr_patience is not None:
                 assert params.lr_patience == sched.lr_patience
+            for ds in sched.datasets:
+                per_ds = registry.build_params(model, load_config(None, [f"model={model}", *sched.overrides(ds)]).model_params)
+                assert per_ds.lr_factor == dict(sched.lr_factors).get(ds, params.lr_factor)
+    # MERIT-only settings reach MERIT and no baseline (whose params would reject them)
+    for sched in SCHEDULES.values():
+        merit = registry.build_params("merit", load_config(None, ["model=merit", *sched.overrides("abe", "merit")]).model_params)
+        for key, value in sched.merit_params:
+            assert str(getattr(merit, key)) == value
+        assert not any(o.startswith(f"model_params.{k}=") for k, _ in sched.merit_params for o in sched.overrides("abe", "sasrec-dt"))
+    # the authors' demo.sh plateau factors
+    assert dict(SCHEDULES["paper"].lr_factors) == {"afk": 0.4, "abe": 0.8}
 
 
 def test_report_tables_ttest_and_gate_figure(tmp_path):

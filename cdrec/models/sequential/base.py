@@ -19,12 +19,7 @@ import torch
 from torch import nn
 
 from cdrec.config import TrainConfig
-from cdrec.models.sequential.blocks import (
-    full_softmax_ce,
-    sample_domain_negatives,
-    sampled_info_nce,
-    seen_mask,
-)
+from cdrec.models.sequential.blocks import domain_info_nce, full_softmax_ce
 
 
 @dataclass
@@ -61,9 +56,20 @@ class SequentialModel(nn.Module):
         dom = torch.bucketize(items - 1, self.offsets[1:-1], right=True)
         return torch.where(items > 0, dom, torch.full_like(dom, -1))
 
-    def domain_loss(self, h: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor, item_emb: nn.Embedding, domains: list[int] | None = None) -> torch.Tensor:
+    def domain_loss(
+        self,
+        h: torch.Tensor,
+        targets: torch.Tensor,
+        seen: torch.Tensor,
+        item_emb: nn.Embedding,
+        domains: list[int] | None = None,
+        *,
+        all_rows: bool = False,
+        per_position: bool = False,
+    ) -> torch.Tensor:
         """Sum over domains of the loss on the positions whose target lies in that domain, with
-        negatives from that domain (dual-target SASRec/BERT4Rec, MERIT's A and B losses)."""
+        negatives from that domain (dual-target SASRec/BERT4Rec, MERIT's A and B losses);
+        ``all_rows``, ``per_position``: see :func:`~cdrec.models.sequential.blocks.domain_info_nce`."""
         p = self.params
         tdom = self.item_domain(targets)
         total = h.new_zeros(())
@@ -74,9 +80,8 @@ class SequentialModel(nn.Module):
             if p.loss == "full":
                 total = total + full_softmax_ce(h, item_emb.weight[: self.n_items + 1], targets, weight)
                 continue
-            start, stop = int(self.offsets[d]), int(self.offsets[d + 1])
-            neg = sample_domain_negatives(len(h), p.n_negatives, start, stop, h.device)
-            total = total + sampled_info_nce(h, item_emb(targets), item_emb(neg), seen_mask(neg, seen), weight, p.temperature)
+            rng = (int(self.offsets[d]), int(self.offsets[d + 1]))
+            total = total + domain_info_nce(h, targets, [weight], seen, item_emb, [rng], p.n_negatives, p.temperature, per_position=per_position, all_rows=all_rows)
         return total
 
     # ------------------------------------------------------------------ trainer hooks

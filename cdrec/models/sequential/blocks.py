@@ -8,7 +8,8 @@
   (Eq. 12), :class:`SwiGLU` (the Llama expert of Eq. 3), :class:`PointwiseFFN` (GELU, SASRec);
 * :class:`MoFFN` — the multi-output CGC feed-forward of MERIT (Eqs. 3-6);
 * :func:`reversed_positions` — in-sequence positions counted from the end (1 = latest event);
-* :func:`sampled_info_nce` (Eq. 13 with sampled negatives) and :func:`full_softmax_ce`;
+* :func:`sampled_info_nce` (Eq. 13 with sampled negatives), :func:`domain_info_nce` (negatives
+  drawn from item ranges, per sequence or per position) and :func:`full_softmax_ce`;
 * :func:`sample_domain_negatives` — uniform negatives from one domain's item range, per sequence.
 """
 
@@ -104,11 +105,15 @@ class MultiHeadAttention(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """``LayerNorm(Q + Dropout(MHA(Q, KV, KV)))`` masked to the valid query positions (Eqs. 1-2, 10-11)."""
+    """``LayerNorm(Q + Dropout(MHA(Q, KV, KV)))`` masked to the valid query positions (Eqs. 1-2, 10-11).
 
-    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+    ``dropout`` drops the attention output (the residual branch); ``attn_dropout`` (default: the
+    same rate) drops the attention probabilities inside the MHA. The MERIT authors' code builds
+    ``nn.MultiheadAttention`` without its ``dropout`` argument, i.e. ``attn_dropout = 0``."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float, attn_dropout: float | None = None) -> None:
         super().__init__()
-        self.mha = MultiHeadAttention(dim, n_heads, dropout)
+        self.mha = MultiHeadAttention(dim, n_heads, dropout if attn_dropout is None else attn_dropout)
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 
@@ -183,18 +188,18 @@ class MoFFN(nn.Module):
     call (``[K, B, L, 2]``, column 0 = shared expert) for the expert-utilization figure (Fig. 7).
     """
 
-    def __init__(self, dim: int, n_outputs: int, dropout: float, *, moe: bool = True) -> None:
+    def __init__(self, dim: int, n_outputs: int, dropout: float, *, moe: bool = True, inner: int | None = None) -> None:
         super().__init__()
         self.n_outputs = n_outputs
         self.moe = moe
         self.drop = nn.Dropout(dropout)
         if moe:
-            self.shared = SwiGLU(dim)
-            self.experts = nn.ModuleList(SwiGLU(dim) for _ in range(n_outputs))
+            self.shared = SwiGLU(dim, inner)
+            self.experts = nn.ModuleList(SwiGLU(dim, inner) for _ in range(n_outputs))
             self.gates = nn.Linear(dim, 2 * n_outputs, bias=False)
             self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(n_outputs))
         else:
-            self.block = FFNBlock(dim, dropout)
+            self.block = FFNBlock(dim, dropout, SwiGLU(dim, inner))
         self.last_gates: torch.Tensor | None = None
 
     def forward(self, h: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
@@ -232,9 +237,12 @@ def sampled_info_nce(
     neg_invalid: torch.Tensor,
     weight: torch.Tensor,
     temperature: float,
+    *,
+    all_rows: bool = False,
 ) -> torch.Tensor:
     """Eq. 13 per position, averaged per sequence over its weighted positions, then over sequences
-    that have any (Eqs. 14-15: padding contributes nothing).
+    that have any (Eqs. 14-15: padding contributes nothing); with ``all_rows`` over every sequence
+    of the batch, one without weighted positions counting 0 (see :func:`masked_sequence_mean`).
 
     ``h [B, L, d]``, positive embeddings ``pos [B, L, d]``, negatives per sequence ``neg [B, N, d]``
     (shared by the sequence's positions), ``neg_invalid [B, N]`` (negatives the user has seen are
@@ -244,7 +252,44 @@ def sampled_info_nce(
     neg_logit = torch.einsum("bld,bnd->bln", h, neg).masked_fill(neg_invalid[:, None, :], float("-inf"))
     logits = torch.cat([pos_logit, neg_logit], dim=-1) / temperature
     loss = -F.log_softmax(logits, dim=-1)[..., 0]
-    return masked_sequence_mean(loss, weight)
+    return masked_sequence_mean(loss, weight, all_rows=all_rows)
+
+
+def domain_info_nce(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    weights: list[torch.Tensor],
+    seen: torch.Tensor,
+    item_emb: nn.Embedding,
+    ranges: list[tuple[int, int]],
+    n: int,
+    temperature: float,
+    *,
+    per_position: bool = False,
+    all_rows: bool = False,
+) -> torch.Tensor:
+    """Eq. 13 with ``n`` uniform negatives from each global item range in ``ranges`` (one domain,
+    or both for MERIT's L_M, Eq. 14), summed over the position sets ``weights`` (each a ``[B, L]``
+    mask, normalized as in :func:`masked_sequence_mean`); ``targets [B, L]`` are +1 shifted ids,
+    ``seen [B, S]`` the user's items (dropped from the softmax).
+
+    The negatives are drawn once per sequence and shared by its positions, or with
+    ``per_position`` once per target position, as the MERIT authors' ``TrainDataset`` does
+    (``get_m_neg`` / ``get_ab_neg``: 128 per position, per domain). Per position costs memory
+    ``P x N x d`` for the ``P`` target positions of the batch (logits are computed there only)."""
+    if not per_position:
+        neg = torch.cat([sample_domain_negatives(len(h), n, a, b, h.device) for a, b in ranges], dim=1)
+        e_pos, e_neg, invalid = item_emb(targets), item_emb(neg), seen_mask(neg, seen)
+        return sum(sampled_info_nce(h, e_pos, e_neg, invalid, w, temperature, all_rows=all_rows) for w in weights)
+    keep = torch.stack(weights).any(0)
+    rows, cols = keep.nonzero(as_tuple=True)
+    neg = torch.cat([sample_domain_negatives(len(rows), n, a, b, h.device) for a, b in ranges], dim=1)
+    hk = h[rows, cols]
+    pos_logit = (hk * item_emb(targets[rows, cols])).sum(-1, keepdim=True)
+    neg_logit = torch.einsum("pd,pnd->pn", hk, item_emb(neg)).masked_fill(seen_mask(neg, seen[rows]), float("-inf"))
+    per = -F.log_softmax(torch.cat([pos_logit, neg_logit], dim=-1) / temperature, dim=-1)[:, 0]
+    loss = h.new_zeros(keep.shape).index_put((rows, cols), per)
+    return sum(masked_sequence_mean(loss, w, all_rows=all_rows) for w in weights)
 
 
 def full_softmax_ce(h: torch.Tensor, item_weight: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -257,12 +302,14 @@ def full_softmax_ce(h: torch.Tensor, item_weight: torch.Tensor, targets: torch.T
     return masked_sequence_mean(loss, weight)
 
 
-def masked_sequence_mean(loss: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Mean over each sequence's weighted positions, then over the sequences with any weight."""
+def masked_sequence_mean(loss: torch.Tensor, weight: torch.Tensor, *, all_rows: bool = False) -> torch.Tensor:
+    """Mean over each sequence's weighted positions, then over the sequences with any weight, or
+    with ``all_rows`` over all sequences (a sequence without weight counts 0: the MERIT authors'
+    ``(loss * cal_norm_mask(mask)).sum(-1).mean()``)."""
     weight = weight.to(loss.dtype)
     count = weight.sum(1)
     has = count > 0
     if not bool(has.any()):
         return loss.sum() * 0.0
     per_seq = (torch.where(weight > 0, loss, torch.zeros_like(loss)) * weight).sum(1) / count.clamp(min=1)
-    return per_seq[has].mean()
+    return per_seq.mean() if all_rows else per_seq[has].mean()

@@ -21,9 +21,22 @@ stop-gradient mixed representation), L_B likewise; Loss = L_M + L_A + L_B (Eq. 1
 predicts the next event of domain A (the authors' ``gt_ab``). At evaluation a target in domain A
 is scored with h_A^F at the latest A slot plus h_M^F at the latest slot.
 
-Negatives are drawn per sequence and shared by its positions (the authors draw per position; the
-distribution per position is the same and it needs far less memory); negatives the user has seen
-are dropped from the softmax.
+Negatives are drawn per sequence and shared by its positions by default (``negatives=sequence``;
+the authors draw them per position, ``negatives=position``: the same distribution at each position
+for far less memory); negatives the user has seen are dropped from the softmax.
+
+Where the authors' public code (github.com/DiMarzioBian/MERIT, ``models/*.py``, ``trainer.py``)
+fixes a detail the paper leaves open, the default follows it (``MERITParams``): no dropout on the
+attention probabilities (``attn_dropout``), its weight initialization (``init``), and the loss
+normalization of ``cal_rec_loss`` (``loss_norm``). Not copied: its domain masks (swapped, so the
+domain streams get the other domain's items and add nothing at test time); its
+``get_absolute_pos_idx`` of the latest commit, which multiplies the masks in place by the reversed
+positions (every layer's output is then scaled by 1..47); attention to padding slots (it passes
+no key-padding mask, so empty slots enter every softmax as bias-only keys; the issue requires that
+padding contributes nothing); and its ECAF mask: ``nn.MultiheadAttention(..., attn_mask=M,
+is_causal=True, need_weights=False)`` drops ``M`` and lets SDPA apply an upper-left causal mask to
+the ``L x 2L`` scores, so ECAF_A sees only H_M2A and never H_B2A, which is our ablation SF2 (the
+paper's Eqs. 8-9 and Fig. 6 use both parts; the default follows the paper).
 
 Ablations of Table 3 (``ablation``): SF1 drop H_M2A/H_M2B from ECAF; SF2 drop H_B2A/H_A2B from
 ECAF; SF3 ECAF -> token-wise H_A + H_M2A; SF4 no ECAF; FF1 moFFN -> plain FFN; MF1 CAF_M ->
@@ -32,6 +45,7 @@ token-wise H_M + H_A2M + H_B2M; MF2 no CAF_M; RL1 no stop-gradient; RL2 no H_M^F
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,31 +59,69 @@ from cdrec.models.sequential.blocks import (
     AttentionBlock,
     FFNBlock,
     MoFFN,
+    MultiHeadAttention,
+    SwiGLU,
     attention_mask,
     extended_causal_mask,
     reversed_positions,
-    sample_domain_negatives,
-    sampled_info_nce,
-    seen_mask,
+    domain_info_nce,
 )
 
 ABLATIONS = ("none", "SF1", "SF2", "SF3", "SF4", "FF1", "MF1", "MF2", "RL1", "RL2")
 GATE_NAMES = ("M", "M2A", "M2B", "A", "A2M", "A2B", "B", "B2M", "B2A")
 
 
+INITS = ("authors", "torch")
+LOSS_NORMS = ("domain", "pooled")
+NEGATIVES = ("sequence", "position")
+
+
 @dataclass
 class MERITParams(ScheduleParams):
-    """Defaults of the authors' code: d=256, 2 heads, dropout 0.5, tau=0.75, 128 negatives."""
+    """Defaults of the authors' code: d=256, 2 heads, dropout 0.5, tau=0.75, 128 negatives.
+
+    * ``attn_dropout``: dropout on the attention probabilities; 0 in the authors' code
+      (``nn.MultiheadAttention`` built without ``dropout``), where ``dropout`` acts on the
+      embeddings and on the attention / FFN / moFFN outputs only. ``-1`` = same as ``dropout``
+      (this package before 2026-12-01).
+    * ``ffn_dim``: inner width of the SwiGLU experts and FFNs; 0 = ``round(8 d / 3)`` (section
+      4.3). The authors' code fixes 680 whatever d (= 8/3 * 256 rounded down to a multiple of 8).
+    * ``init``: ``authors`` = their ``init_weights``: every ``nn.Linear`` N(0, 0.02) with zero
+      bias, attention in-projections Xavier-uniform over the fused ``[3d, d]`` matrix with zero
+      bias (``nn.MultiheadAttention``'s own init; ``init_weights`` does not reach it), embeddings
+      truncated N(0, 0.02) on [-0.04, 0.04], LayerNorm 1 / 0. ``torch`` = PyTorch's default
+      Linear init with N(0, ``init_std``) embeddings (this package before 2026-12-01).
+    * ``loss_norm``: ``domain`` = the authors' ``cal_rec_loss``: L_M (Eq. 14) is the sum over the
+      two target domains of a per-sequence mean over the positions whose target lies in that
+      domain, and every such mean (also in L_A, L_B, Eq. 15) is averaged over all sequences of
+      the batch (``cal_norm_mask``; a sequence without such targets counts 0). ``pooled`` = L_M
+      one per-sequence mean over all positions, means over the sequences that have targets
+      (this package before 2026-12-01).
+    * ``negatives``: ``sequence`` = drawn once per sequence, shared by its positions (default:
+      memory ``B x N x d``); ``position`` = drawn per target position like the authors'
+      ``TrainDataset`` (memory ``P x N x d`` for the ``P`` target positions; at d=256, batch 256
+      this alone is ~3 GB for L_M, which the issue's CPU memory target does not allow).
+    * ``attend_padding`` (diagnostic, off): attentions see empty slots as bias-only keys, as the
+      authors' code does (no key-padding mask). Their number then changes the valid positions'
+      outputs, so left padding no longer leaves the loss unchanged (the issue asks that padding
+      contribute nothing); off by default.
+    """
 
     dim: int = 256
     n_heads: int = 2
     dropout: float = 0.5
+    attn_dropout: float = 0.0
+    ffn_dim: int = 0
     max_len: int = 50
     n_negatives: int = 128
     temperature: float = 0.75
     ablation: str = "none"
     loss: str = "sampled"
+    init: str = "authors"
     init_std: float = 0.02
+    loss_norm: str = "domain"
+    attend_padding: bool = False
+    negatives: str = "sequence"
 
 
 @register("merit", family="sequential", params=MERITParams)
@@ -81,22 +133,51 @@ class MERIT(SequentialModel):
         require(params.ablation in ABLATIONS, f"model_params.ablation: expected one of {ABLATIONS}, got {params.ablation!r}")
         require(params.loss == "sampled", "model_params.loss: merit trains with sampled InfoNCE (Eq. 13) only")
         require(params.dim % params.n_heads == 0, f"model_params.dim ({params.dim}) must be divisible by n_heads ({params.n_heads})")
+        require(params.init in INITS, f"model_params.init: expected one of {INITS}, got {params.init!r}")
+        require(params.loss_norm in LOSS_NORMS, f"model_params.loss_norm: expected one of {LOSS_NORMS}, got {params.loss_norm!r}")
+        require(params.negatives in NEGATIVES, f"model_params.negatives: expected one of {NEGATIVES}, got {params.negatives!r}")
+        require(params.ffn_dim >= 0, f"model_params.ffn_dim: expected >= 0 (0 = 8/3 d), got {params.ffn_dim}")
         super().__init__(n_items, item_offsets, params)
         p = params
         d = p.dim
+        inner = p.ffn_dim or None
+        attn_drop = p.dropout if p.attn_dropout < 0 else p.attn_dropout
         # 4.2 embeddings
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
         self.pos_emb = nn.Embedding(p.max_len + 1, d, padding_idx=0)
         self.drop = nn.Dropout(p.dropout)
         # 4.3 one encoder per stream: self-attention + moFFN
-        self.sa = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout) for s in "MAB"})
-        self.moffn = nn.ModuleDict({s: MoFFN(d, 3, p.dropout, moe=p.ablation != "FF1") for s in "MAB"})
+        self.sa = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout, attn_drop) for s in "MAB"})
+        self.moffn = nn.ModuleDict({s: MoFFN(d, 3, p.dropout, moe=p.ablation != "FF1", inner=inner) for s in "MAB"})
         # 4.4 fusion modules and their FFN blocks (Eqs. 10-12)
-        self.caf = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout) for s in "MAB"})
-        self.ffn = nn.ModuleDict({s: FFNBlock(d, p.dropout) for s in "MAB"})
-        for emb in (self.item_emb, self.pos_emb):
-            nn.init.normal_(emb.weight, std=p.init_std)
-            with torch.no_grad():
+        self.caf = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout, attn_drop) for s in "MAB"})
+        self.ffn = nn.ModuleDict({s: FFNBlock(d, p.dropout, SwiGLU(d, inner)) for s in "MAB"})
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """``init`` (see :class:`MERITParams`); padding rows of the embeddings are zero either way
+        (the authors' are not, but every padded slot is masked before use)."""
+        p = self.params
+        with torch.no_grad():
+            if p.init == "authors":
+                in_proj = {id(lin) for m in self.modules() if isinstance(m, MultiHeadAttention) for lin in (m.q, m.kv)}
+                bound = math.sqrt(6.0 / (4 * p.dim))  # xavier_uniform_ of a fused [3d, d] in_proj_weight
+                for m in self.modules():
+                    if isinstance(m, nn.Linear):
+                        if id(m) in in_proj:
+                            nn.init.uniform_(m.weight, -bound, bound)
+                        else:
+                            nn.init.normal_(m.weight, std=0.02)
+                        if m.bias is not None:
+                            nn.init.zeros_(m.bias)
+                    elif isinstance(m, nn.LayerNorm):
+                        nn.init.ones_(m.weight)
+                        nn.init.zeros_(m.bias)
+            for emb in (self.item_emb, self.pos_emb):
+                if p.init == "authors":
+                    nn.init.trunc_normal_(emb.weight, std=0.02, a=-0.04, b=0.04)
+                else:
+                    nn.init.normal_(emb.weight, std=p.init_std)
                 emb.weight[0].zero_()
 
     # ------------------------------------------------------------------ 4.2-4.4 forward
@@ -112,7 +193,8 @@ class MERIT(SequentialModel):
         # Eqs. 1-2 (causal self-attention per stream) and Eqs. 3-6 (moFFN)
         out = {}
         for s, names in (("M", ("M", "M2A", "M2B")), ("A", ("A", "A2M", "A2B")), ("B", ("B", "B2M", "B2A"))):
-            sa = self.sa[s](h[s], h[s], attention_mask(valid[s], causal=True), valid[s], valid[s])
+            seen, proj = self.key_view(valid[s])
+            sa = self.sa[s](h[s], h[s], attention_mask(seen, causal=True), valid[s], proj)
             out.update(zip(names, self.moffn[s](sa, valid[s])))
         # Eqs. 7, 10-12: CAF_M on the token-wise sum of the A->M and B->M transfers
         to_m = out["A2M"] + out["B2M"]
@@ -121,7 +203,8 @@ class MERIT(SequentialModel):
         elif ab == "MF2":
             fused_m = out["M"]
         else:
-            fused_m = self.caf["M"](out["M"], to_m, attention_mask(valid["M"], causal=True), valid["M"], valid["M"])
+            seen, proj = self.key_view(valid["M"])
+            fused_m = self.caf["M"](out["M"], to_m, attention_mask(seen, causal=True), valid["M"], proj)
         final = {"M": self.ffn["M"](fused_m, valid["M"])}
         # Eqs. 8-9 with ECAF_A / ECAF_B (extended causal masks, Fig. 6)
         for s, other in (("A", "B"), ("B", "A")):
@@ -138,12 +221,19 @@ class MERIT(SequentialModel):
                 elif ab == "SF2":
                     parts = parts[:1]
                 kv = torch.cat([x for x, _ in parts], dim=1)
-                mask = extended_causal_mask([kv_valid for _, kv_valid in parts], self_visible=None)
+                mask = extended_causal_mask([self.key_view(kv_valid)[0] for _, kv_valid in parts], self_visible=None)
                 mask = mask | see_self_if_empty(mask)
-                kv_valid = torch.cat([x for _, x in parts], dim=1)
-                fused = self.caf[s](out[s], kv, mask, v, kv_valid)
+                fused = self.caf[s](out[s], kv, mask, v, self.key_view(torch.cat([x for _, x in parts], dim=1))[1])
             final[s] = self.ffn[s](fused, v)
         return final
+
+    def key_view(self, key_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Keys an attention may see and the ``key_valid`` its projections run on: the valid slots
+        (default), or with ``attend_padding`` every slot, empty ones entering as bias-only keys and
+        values (zero inputs), as in the authors' code, which passes no key-padding mask."""
+        if self.params.attend_padding:
+            return torch.ones_like(key_valid), None
+        return key_valid, key_valid
 
     # ------------------------------------------------------------------ 4.5 training
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -158,12 +248,16 @@ class MERIT(SequentialModel):
         seen = torch.cat([items, targets, dom_targets], dim=1)
         p = self.params
         # Eq. 14: L_M with N negatives from each domain
-        negs = [sample_domain_negatives(len(items), p.n_negatives, int(self.offsets[d]), int(self.offsets[d + 1]), items.device) for d in range(2)]
-        neg = torch.cat(negs, dim=1)
-        loss_m = sampled_info_nce(f["M"], self.item_emb(targets), self.item_emb(neg), seen_mask(neg, seen), targets > 0, p.temperature)
+        by_domain = p.loss_norm == "domain"
+        per_position = p.negatives == "position"
+        weights = [self.item_domain(targets) == d for d in range(2)] if by_domain else [targets > 0]
+        ranges = [(int(self.offsets[d]), int(self.offsets[d + 1])) for d in range(2)]
+        loss_m = domain_info_nce(
+            f["M"], targets, weights, seen, self.item_emb, ranges, p.n_negatives, p.temperature, per_position=per_position, all_rows=by_domain
+        )
         # Eq. 15: L_A and L_B on h_X^F + SG(h_M^F) at the slots of each domain
         h_ab = f["A"] + f["B"] + self.residual(f["M"])
-        return {"M": loss_m, "AB": self.domain_loss(h_ab, dom_targets, seen, self.item_emb)}
+        return {"M": loss_m, "AB": self.domain_loss(h_ab, dom_targets, seen, self.item_emb, all_rows=by_domain, per_position=per_position)}
 
     def residual(self, h_m: torch.Tensor) -> torch.Tensor:
         """The mixed representation added to the domain tasks: stop-gradient (Eq. 15), plain (RL1),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -108,7 +110,7 @@ def test_stop_gradient_keeps_domain_losses_off_the_mixed_stream():
     assert sum(float(p.grad.abs().sum()) for p in mixed_only_params(net).values() if p.grad is not None) > 0
 
 
-@pytest.mark.parametrize("name,extra", [("merit", {}), ("sasrec-dt", {}), ("sasrec-dt", {"loss": "full", "n_layers": 1})])
+@pytest.mark.parametrize("name,extra", [("merit", {}), ("merit", {"negatives": "position"}), ("merit", {"loss_norm": "pooled"}), ("sasrec-dt", {}), ("sasrec-dt", {"loss": "full", "n_layers": 1})])
 def test_padding_contributes_nothing_to_the_loss(name, extra):
     entry = registry.get(name)
     params = registry.build_params(name, {"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8, **extra})
@@ -157,3 +159,66 @@ def test_wrong_ablation_is_a_user_error():
 
     with pytest.raises(CdrecError, match="ablation"):
         model(ablation="XX")
+
+
+def test_authors_code_defaults_attention_dropout_init_and_width():
+    net = MERIT(70, OFFSETS, MERITParams(dim=48, n_heads=2, dropout=0.5, max_len=24, n_negatives=8))
+    assert all(b.mha.dropout == 0.0 and b.drop.p == 0.5 for b in (*net.sa.values(), *net.caf.values()))
+    old = MERIT(70, OFFSETS, MERITParams(dim=48, n_heads=2, dropout=0.5, max_len=24, n_negatives=8, attn_dropout=-1, init="torch"))
+    assert all(b.mha.dropout == 0.5 for b in old.sa.values())
+    # authors' init_weights: N(0, 0.02) Linear layers, Xavier-uniform fused in-projections, zero biases
+    w = net.moffn["A"].experts[0].w1.weight.detach()
+    assert w.shape == (128, 48) and abs(float(w.std()) - 0.02) < 0.003
+    assert abs(float(old.moffn["A"].experts[0].w1.weight.detach().std()) - 0.02) > 0.01  # PyTorch's default differs
+    bound = math.sqrt(6.0 / (4 * 48))
+    q = net.sa["M"].mha.q.weight.detach()
+    assert float(q.abs().max()) <= bound and float(q.abs().max()) > 0.9 * bound
+    assert float(net.sa["M"].mha.kv.bias.detach().abs().max()) == 0.0 and abs(float(net.sa["M"].mha.out.weight.detach().std()) - 0.02) < 0.005
+    for emb in (net.item_emb, net.pos_emb):
+        assert float(emb.weight.detach().abs().max()) <= 0.04 and float(emb.weight.detach()[0].abs().max()) == 0.0
+    wide = MERIT(70, OFFSETS, MERITParams(dim=48, n_heads=2, max_len=24, n_negatives=8, ffn_dim=680))
+    assert wide.moffn["B"].shared.w1.weight.shape == (680, 48) and wide.ffn["M"].ffn.w3.weight.shape == (48, 680)
+
+
+def test_loss_norm_domain_weights_each_target_domain_like_the_authors():
+    """``domain``: L_M = mean over A-target positions + mean over B-target positions (per sequence,
+    then over all sequences). With one sequence whose targets are all in one domain it equals the
+    pooled mean; with both domains present the two differ."""
+    batch = make_batch(b=6, length=12, seed=3)
+    tdom = (batch["targets"] - 1 >= 30) & (batch["targets"] > 0)
+    one = next(r for r in range(6) if tdom[r].any() and (~tdom[r] & (batch["targets"][r] > 0)).any())
+    row = {k: v[one : one + 1] for k, v in batch.items()}
+    only_a = {k: v.clone() for k, v in row.items()}
+    keep_a = (only_a["targets"] > 0) & ~tdom[one : one + 1]
+    only_a["targets"] = torch.where(keep_a, only_a["targets"], torch.zeros_like(only_a["targets"]))
+    terms = {}
+    for norm in ("domain", "pooled"):
+        net = model(loss_norm=norm).eval()
+        for name, b in (("a", only_a), ("mixed", row)):
+            torch.manual_seed(7)
+            terms[norm, name] = float(net.loss_terms(b)["M"].detach())
+    assert terms["domain", "a"] == pytest.approx(terms["pooled", "a"], rel=1e-6)
+    assert terms["domain", "mixed"] != pytest.approx(terms["pooled", "mixed"], rel=1e-3)
+
+
+def test_wrong_init_or_loss_norm_is_a_user_error():
+    from cdrec.errors import CdrecError
+
+    with pytest.raises(CdrecError, match="init"):
+        model(init="xavier")
+    with pytest.raises(CdrecError, match="loss_norm"):
+        model(loss_norm="mean")
+
+
+def test_attend_padding_is_off_by_default_and_then_padding_changes_the_loss():
+    """The authors' code lets attention see empty slots (bias-only keys); the default masks them,
+    which is what keeps left padding out of the loss (test above). With ``attend_padding`` the same
+    padded batch gives a different loss, so the switch really changes the attention."""
+    assert MERITParams().attend_padding is False
+    short, long = make_batch(length=10), make_batch(length=10, pad_to=20)
+    net = model(attend_padding=True).eval()
+    torch.manual_seed(5)
+    a = net.loss(short)
+    torch.manual_seed(5)
+    b = net.loss(long)
+    assert torch.isfinite(a) and torch.isfinite(b) and not torch.allclose(a, b, atol=1e-4)
