@@ -72,8 +72,8 @@ def test_fusion_weights_get_gradient_only_from_the_heldout_step():
             assert torch.equal(p.grad, w_grads[name]), name
 
 
-def test_train_step_draws_heldout_batches_every_k_steps():
-    model = m3oe(arch_every=2)
+def heldout_draws(model, steps: int) -> int:
+    """How many held-out batches ``steps`` training steps draw (one per fusion-weight update)."""
     opts = model.configure_optimizers(TrainConfig(lr=1e-2))
     drawn = []
 
@@ -83,27 +83,20 @@ def test_train_step_draws_heldout_batches_every_k_steps():
             yield batch(32, seed=100 + k)
 
     model.heldout = stream()
-    for step in range(4):
+    for step in range(steps):
         model.train_step(batch(32, seed=step), opts)
-    assert len(drawn) == 2
+    return len(drawn)
+
+
+def test_train_step_draws_heldout_batches_every_k_steps():
+    assert heldout_draws(m3oe(arch_every=2), 4) == 2
 
 
 def test_arch_every_zero_steps_the_fusion_weights_once_per_epoch():
     """Section 2.6 literally: one epoch of W updates, then one held-out batch for the weights."""
     model = m3oe(arch_every=0)
     model.steps_per_epoch = 3
-    opts = model.configure_optimizers(TrainConfig(lr=1e-2))
-    drawn = []
-
-    def stream():
-        for k in itertools.count():
-            drawn.append(k)
-            yield batch(32, seed=100 + k)
-
-    model.heldout = stream()
-    for step in range(7):
-        model.train_step(batch(32, seed=step), opts)
-    assert len(drawn) == 2
+    assert heldout_draws(model, 7) == 2
     with pytest.raises(Exception, match="arch_every"):
         m3oe(arch_every=-1)
 
