@@ -125,7 +125,7 @@ def leave_one_out(inter: Interactions, *, mixed: bool = False, seed: int = 0, mi
     )
 
 
-SPLIT_ORDERS = ("random", "row", "merge")
+SPLIT_ORDERS = ("random", "row", "merge", "time")
 
 
 def _first_seen_rank(keys: np.ndarray) -> np.ndarray:
@@ -134,6 +134,11 @@ def _first_seen_rank(keys: np.ndarray) -> np.ndarray:
     rank_of_sorted = np.empty(len(uniq), dtype=np.int64)
     rank_of_sorted[np.argsort(first, kind="stable")] = np.arange(len(uniq))
     return rank_of_sorted[inverse]
+
+
+def chronological_order(inter: Interactions) -> np.ndarray:
+    """Row positions sorted by timestamp (file order breaks ties)."""
+    return np.lexsort((np.arange(len(inter)), inter.column("timestamp")))
 
 
 def merge_order(inter: Interactions) -> np.ndarray:
@@ -159,17 +164,19 @@ def ratio_split(
 ) -> Split:
     """Split rows by ratios (train, valid, test). ``order="random"`` shuffles with ``seed``;
     ``"row"`` keeps the table's order; ``"merge"`` uses :func:`merge_order`, the row order of the
-    table the M3oE authors split 8:1:1 without shuffling. ``by_user=True`` applies the ratios
-    within every user's rows (the MTAL 90/10 per-user split)."""
+    table the M3oE authors split 8:1:1 without shuffling; ``"time"`` sorts by timestamp (file order
+    breaks ties), so the test part is the latest rows. ``by_user=True`` applies the ratios within
+    every user's rows (the MTAL 90/10 per-user split; with ``"time"``, each user's latest rows)."""
     ratios = list(ratios)
     if len(ratios) == 2:
         ratios = [ratios[0], 0.0, ratios[1]]
     require(len(ratios) == 3 and all(r >= 0 for r in ratios) and abs(sum(ratios) - 1) < 1e-6, f"split ratios must be 2 or 3 non-negative numbers summing to 1, got {ratios}")
     require(order in SPLIT_ORDERS, f"split order must be one of {', '.join(SPLIT_ORDERS)}, got {order!r}")
+    require(order != "time" or inter.has_timestamp, f"{inter.name}: split order 'time' needs a timestamp column")
     n = len(inter)
     rng = np.random.default_rng(seed)
     if by_user:
-        keys = rng.random(n) if order == "random" else np.arange(n)
+        keys = rng.random(n) if order == "random" else np.argsort(chronological_order(inter)) if order == "time" else np.arange(n)
         perm = np.lexsort((keys, inter.users))
         users = inter.users[perm]
         sizes = np.bincount(users, minlength=inter.n_users)
@@ -177,7 +184,14 @@ def ratio_split(
         pos = np.arange(n) - start
         frac = pos / np.repeat(sizes, sizes)
     else:
-        perm = rng.permutation(n) if order == "random" else merge_order(inter) if order == "merge" else np.arange(n)
+        if order == "random":
+            perm = rng.permutation(n)
+        elif order == "merge":
+            perm = merge_order(inter)
+        elif order == "time":
+            perm = chronological_order(inter)
+        else:
+            perm = np.arange(n)
         frac = np.arange(n) / n
     cut1, cut2 = ratios[0], ratios[0] + ratios[1]
     train = np.sort(perm[frac < cut1])

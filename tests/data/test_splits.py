@@ -4,6 +4,7 @@ import pytest
 
 from cdrec.data.candidates import add_sampled_candidates
 from cdrec.data.interactions import Interactions
+from cdrec.errors import CdrecError
 from cdrec.data.splits import leave_one_out, merge_order, ratio_split
 
 from tests.conftest import shared_path
@@ -59,7 +60,28 @@ def test_merge_order_groups_by_item_then_user_in_first_seen_order():
     assert split.train_rows.tolist() == [0, 1, 2] and split.test_rows.tolist() == [3, 4, 5]
 
 
-@pytest.mark.parametrize("order", ["random", "row", "merge"])
+def test_time_order_puts_the_latest_rows_in_test():
+    """``order="time"``: a global chronological 8:1:1 (every validation row is no older than any
+    training row, every test row no older than any validation row); with
+    ``by_user=True`` the cut is made inside each user's own timeline."""
+    raw = pd.DataFrame({"user": [1, 1, 2, 2, 3, 3, 1, 2, 3, 1], "item": list("abcdefghij"),
+                        "timestamp": [9, 0, 5, 5, 1, 7, 3, 8, 2, 6]})
+    inter = Interactions.from_frame(raw, domain_col=None, timestamp_col="timestamp")
+    split = ratio_split(inter, (0.6, 0.2, 0.2), order="time")
+    ts = inter.column("timestamp")
+    assert ts[split.train_rows].max() <= ts[split.valid_rows].min() <= ts[split.valid_rows].max() <= ts[split.test_rows].min()
+    assert sorted(ts[split.test_rows].tolist()) == [8, 9]
+    assert sorted(inter.item_ids[inter.items[split.valid_rows]].tolist()) == ["f", "j"]  # t = 7 and 6
+    per_user = ratio_split(inter, (0.5, 0.5), order="time", by_user=True)
+    for user in np.unique(inter.users):
+        mine = inter.users == user
+        train_ts, test_ts = ts[per_user.train_rows][mine[per_user.train_rows]], ts[per_user.test_rows][mine[per_user.test_rows]]
+        assert train_ts.max() <= test_ts.min()
+    with pytest.raises(CdrecError, match="timestamp"):
+        ratio_split(Interactions.from_frame(raw.drop(columns="timestamp"), domain_col=None), order="time")
+
+
+@pytest.mark.parametrize("order", ["random", "row", "merge", "time"])
 def test_ratio_split_partitions(tiny_synthetic, order):
     split = ratio_split(tiny_synthetic, (0.8, 0.1, 0.1), order=order, seed=1)
     n = len(tiny_synthetic)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cdrec.experiments import RECIPES
-from cdrec.experiments.m3oe import PAPER_T2, SCHEDULES, TABLE2, TABLE3, fusion_weights, rela_impr, summary, table2_markdown
+from cdrec.data.splits import SPLIT_ORDERS
+from cdrec.experiments.m3oe import ORDER_TEXT, PAPER_T2, SCHEDULES, TABLE2, TABLE3, fusion_weights, rela_impr, summary, table2_markdown
 from cdrec.results.schema import RunResult
 
 
@@ -54,3 +55,5 @@ def test_recipe_is_registered_and_covers_the_tables():
     assert len(TABLE3) == 6 and {e.ablation for e in TABLE3} == {"no_automl", "concat", "gated", "no_domain", "no_task", "no_domain_task"}
     for sched in SCHEDULES.values():
         assert sched["entries"] is None or set(sched["entries"]) <= labels | {e.label for e in TABLE3}
+        assert sched["order"] == "time" and sched["order"] in SPLIT_ORDERS  # the chronological split of the docstring
+    assert set(ORDER_TEXT) == set(SPLIT_ORDERS)

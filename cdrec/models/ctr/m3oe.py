@@ -57,9 +57,11 @@ class M3oEParams(CTRParams):
     ``ablation`` picks a Table 3 row. ``arch_every = 0`` is section 2.6's literal schedule: "we first
     update the model framework W for one epoch, then we calculate loss based on one batch data and
     optimize the weights" — one upper-level step per epoch (the authors' code also steps once per
-    epoch, with ``learning_rate_darts`` 1e-3)."""
+    epoch, with ``learning_rate_darts`` 1e-3). ``expert_layers`` stacks Eq. 3 (1 = the paper's
+    one-layer experts; the authors' code uses 2)."""
 
     n_shared: int = 1
+    expert_layers: int = 1
     arch_lr: float = 3e-2
     arch_every: int = 2
     ablation: str = "none"
@@ -72,6 +74,8 @@ class M3oE(CTRModel):
     def __init__(self, schema: CTRSchema, params: M3oEParams) -> None:
         if params.ablation not in ABLATIONS:
             raise CdrecError(f"model_params.ablation: expected one of {list(ABLATIONS)}, got {params.ablation!r}")
+        if params.expert_layers < 1:
+            raise CdrecError(f"model_params.expert_layers: expected >= 1, got {params.expert_layers}")
         if params.arch_every < 0:
             raise CdrecError(f"model_params.arch_every: expected >= 0 (0 = once per epoch), got {params.arch_every}")
         super().__init__(schema, params)
@@ -86,7 +90,9 @@ class M3oE(CTRModel):
         self.f_da = nn.Sequential(nn.Linear(self.in_dim, H), nn.ReLU(), nn.Linear(H, H))
         # --- Eqs. 3-6: shared, domain and task experts in one bank: [shared N | domain D | task T]
         self.n_shared = params.n_shared
-        self.experts = ExpertBank(params.n_shared + D + T, H, H)
+        n_experts = params.n_shared + D + T
+        self.experts = ExpertBank(n_experts, H, H)
+        self.deeper_experts = nn.Sequential(*(ExpertBank(n_experts, H, H) for _ in range(params.expert_layers - 1)))
         n_gated = params.n_shared + D + T if self.ablation == "gated" else params.n_shared
         self.gates = Gates(D * T, H, n_gated)
         # --- Eqs. 10-11: fusion weights sigmoid(e_w), e_w = 0 -> 0.5
@@ -132,7 +138,7 @@ class M3oE(CTRModel):
         D, T, N = self.n_domains, self.n_tasks, self.n_shared
         b = x.shape[0]
         h = self.represent(x, domain)
-        experts = self.experts(h)  # [B, N + D + T, H]
+        experts = self.deeper_experts(self.experts(h))  # [B, N + D + T, H]
         shared_e, dom_e, task_e = experts[:, :N], experts[:, N : N + D], experts[:, N + D :]
         out = {"domain_experts": dom_e, "task_experts": task_e}
         if self.ablation == "gated":

@@ -172,3 +172,23 @@ def test_unknown_ablation_is_a_user_error():
 
     with pytest.raises(CdrecError, match="ablation"):
         m3oe(ablation="w/o everything")
+
+
+def test_expert_layers_stack_equation_3_and_keep_the_one_layer_state_dict():
+    """``expert_layers=2`` (the authors' code) feeds every expert's Eq. 3 output through a second Eq. 3
+    layer of its own; the default (the paper's one layer) keeps the state dict saved by earlier runs."""
+    one, two = m3oe(), m3oe(expert_layers=2)
+    assert set(one.state_dict()) < set(two.state_dict())
+    assert {k for k in set(two.state_dict()) - set(one.state_dict())} == {f"deeper_experts.0.{n}" for n in ("weight", "bias", "gamma", "beta")}
+    b = batch(6)
+    x = two.embedding(b["sparse"], b["dense"])
+    first = two.experts(two.represent(x, b["domain"]))
+    expected = two.deeper_experts[0](first)  # per expert: ReLU(LayerNorm(W_e' e + b_e'))
+    w, bias = two.deeper_experts[0].weight, two.deeper_experts[0].bias
+    z = torch.nn.functional.layer_norm(torch.einsum("bei,ieo->beo", first, w) + bias, (w.shape[-1],))
+    torch.testing.assert_close(expected, torch.relu(z * two.deeper_experts[0].gamma + two.deeper_experts[0].beta))
+    torch.testing.assert_close(two.views(x, b["domain"])["domain_experts"], expected[:, 1:4])
+    from cdrec.errors import CdrecError
+
+    with pytest.raises(CdrecError, match="expert_layers"):
+        m3oe(expert_layers=0)
