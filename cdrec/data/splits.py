@@ -138,7 +138,7 @@ def _first_seen_rank(keys: np.ndarray) -> np.ndarray:
 
 def chronological_order(inter: Interactions) -> np.ndarray:
     """Row positions sorted by timestamp (file order breaks ties)."""
-    return np.lexsort((np.arange(len(inter)), inter.column("timestamp")))
+    return np.argsort(inter.column("timestamp"), kind="stable")
 
 
 def merge_order(inter: Interactions) -> np.ndarray:
@@ -176,7 +176,7 @@ def ratio_split(
     n = len(inter)
     rng = np.random.default_rng(seed)
     if by_user:
-        keys = rng.random(n) if order == "random" else np.argsort(chronological_order(inter)) if order == "time" else np.arange(n)
+        keys = rng.random(n) if order == "random" else inter.column("timestamp") if order == "time" else np.arange(n)
         perm = np.lexsort((keys, inter.users))
         users = inter.users[perm]
         sizes = np.bincount(users, minlength=inter.n_users)

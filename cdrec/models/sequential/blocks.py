@@ -248,11 +248,16 @@ def sampled_info_nce(
     (shared by the sequence's positions), ``neg_invalid [B, N]`` (negatives the user has seen are
     dropped from the softmax), ``weight [B, L]`` (1 for positions with a target, 0 elsewhere).
     """
+    return masked_sequence_mean(info_nce_per_position(h, pos, neg, neg_invalid, temperature), weight, all_rows=all_rows)
+
+
+def info_nce_per_position(h: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, neg_invalid: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Eq. 13 at every position, ``[B, L]``: ``-log softmax`` of the positive among the row's
+    negatives (``neg [B, N, d]`` shared by the row's ``L`` positions; seen ones masked out)."""
     pos_logit = (h * pos).sum(-1, keepdim=True)
     neg_logit = torch.einsum("bld,bnd->bln", h, neg).masked_fill(neg_invalid[:, None, :], float("-inf"))
     logits = torch.cat([pos_logit, neg_logit], dim=-1) / temperature
-    loss = -F.log_softmax(logits, dim=-1)[..., 0]
-    return masked_sequence_mean(loss, weight, all_rows=all_rows)
+    return -F.log_softmax(logits, dim=-1)[..., 0]
 
 
 def domain_info_nce(
@@ -284,10 +289,9 @@ def domain_info_nce(
     keep = torch.stack(weights).any(0)
     rows, cols = keep.nonzero(as_tuple=True)
     neg = torch.cat([sample_domain_negatives(len(rows), n, a, b, h.device) for a, b in ranges], dim=1)
-    hk = h[rows, cols]
-    pos_logit = (hk * item_emb(targets[rows, cols])).sum(-1, keepdim=True)
-    neg_logit = torch.einsum("pd,pnd->pn", hk, item_emb(neg)).masked_fill(seen_mask(neg, seen[rows]), float("-inf"))
-    per = -F.log_softmax(torch.cat([pos_logit, neg_logit], dim=-1) / temperature, dim=-1)[:, 0]
+    # every kept position is a one-position row with negatives of its own
+    hk, e_pos = h[rows, cols][:, None], item_emb(targets[rows, cols])[:, None]
+    per = info_nce_per_position(hk, e_pos, item_emb(neg), seen_mask(neg, seen[rows]), temperature)[:, 0]
     loss = h.new_zeros(keep.shape).index_put((rows, cols), per)
     return sum(masked_sequence_mean(loss, w, all_rows=all_rows) for w in weights)
 
