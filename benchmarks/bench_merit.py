@@ -7,9 +7,11 @@ and <= 0.25x the memory at the same d and batch size.
 A full epoch is long on a shared CPU, so by default the script times ``--batches`` training
 batches (after one warm-up batch) and extrapolates to the epoch's batch count; it says so in its
 output. ``--batches 0`` runs the full epoch. Peak memory is the process's peak resident set
-(``ru_maxrss``) on CPU, plus ``torch.cuda.max_memory_allocated`` on GPU.
+(``ru_maxrss``) on CPU, plus ``torch.cuda.max_memory_allocated`` on GPU; ``peak_rss_train_mb`` is the
+peak before validation. Validation runs ``train.batch_size`` rows per batch as ``cdrec run`` does by
+default (``--eval-batch`` overrides it).
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_merit.py [--batches 6] [--device auto] [--threads 2]
+    OMP_NUM_THREADS=2 python benchmarks/bench_merit.py [--batches 6] [--valid-rows 1024] [--device auto] [--threads 2]
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from cdrec.data.sequences import training_sequences
 from cdrec.data.splits import leave_one_out
 from cdrec.models import registry
 from cdrec.results.schema import peak_rss_mb
-from cdrec.train.sequential import EvalView, eval_view, evaluate_view, train_batches
+from cdrec.train.sequential import EvalView, eval_rows, eval_view, evaluate_view, train_batches
 from cdrec.train.trainer import resolve_device, to_device
 
 REF_EPOCH_S = 450.0
@@ -58,6 +60,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=6, help="training batches to time (0 = full epoch)")
     ap.add_argument("--valid-rows", type=int, default=1024, help="validation rows to time (0 = all)")
+    ap.add_argument("--eval-batch", type=int, default=0, help="rows per validation batch (0 = the default: the training batch)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None, help="also write the figures to this file")
@@ -94,8 +97,10 @@ def main() -> None:
     per_batch = t_train / max(timed, 1)
     epoch_s = per_batch * n_batches
     full_epoch = args.batches == 0 or timed >= n_batches - 1
+    train_peak_mb = peak_rss_mb()
 
-    cfg = load_config(None, ["model=merit", f"eval.batch_size={args.batch * 4}"])
+    sets = ["model=merit", f"train.batch_size={args.batch}"] + ([f"eval.batch_size={args.eval_batch}"] if args.eval_batch else [])
+    cfg = load_config(None, sets)
     valid: EvalView = eval_view(split, "valid", params.max_len, None)
     n_valid = len(valid.rows)
     if args.valid_rows and args.valid_rows < n_valid:
@@ -113,6 +118,7 @@ def main() -> None:
         "threads": args.threads,
         "dim": args.dim,
         "batch_size": args.batch,
+        "eval_batch_size": eval_rows(cfg),
         "n_batches_per_epoch": n_batches,
         "timed_batches": timed,
         "extrapolated": not full_epoch,
@@ -121,6 +127,7 @@ def main() -> None:
         "valid_s_per_pass": round(valid_s, 1),
         "valid_extrapolated_from_rows": len(valid.rows),
         "peak_rss_mb": peak_mb,
+        "peak_rss_train_mb": train_peak_mb,
         "peak_gpu_mb": None if gpu_mb is None else round(gpu_mb, 1),
         "ratio_epoch_time_vs_authors": round(epoch_s / REF_EPOCH_S, 3),
         "ratio_valid_time_vs_authors": round(valid_s / REF_VALID_S, 3),

@@ -50,7 +50,10 @@ class MTALConfig:
     eta: float | str = 0.3
     optimize_w: bool = False
     lbfgs_iters: int = 10
-    assist_fit: str = "train"  # entries that w (Eq. 8) and an optimized eta (Eq. 9) are fitted on: "train" or "valid"
+    # entries that w (Eq. 8) and an optimized eta (Eq. 9) are fitted on: "train" (as written), "valid" (the
+    # validation entries, which also select the round), or "valid-split" (half of the users' validation entries fit
+    # w / eta, the other half selects the round, so the round is not chosen on the data the weights were fitted to)
+    assist_fit: str = "train"
     privacy: str = "none"
     privacy_alpha: float = 10.0
     ip_thresholds: int = 10
@@ -126,6 +129,7 @@ class Organization:
         self.n_cols: dict[str, int] = {self.name: holdings.n_cols}
         self.query = Entries.concat([holdings.valid, holdings.test])
         self.n_valid = len(holdings.valid)
+        self.fit_valid, self.select_valid = self._validation_parts()
         self.models: list[dict] = []
         self.history: list[dict] = []
         self.weights: list[np.ndarray] = []
@@ -138,6 +142,17 @@ class Organization:
             holdings.row_side, holdings.col_side,
         )
         self.clip = (float(tr.y.min()), float(tr.y.max())) if cfg.feedback == "explicit" and len(tr) else None
+
+    def _validation_parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """Masks over the validation entries: those w / eta are fitted on, and those the round is selected on.
+        ``valid-split`` halves the validation *users* (whole ranked lists stay together) by a seeded draw."""
+        everything = np.ones(self.n_valid, dtype=bool)
+        if self.cfg.assist_fit != "valid-split":
+            return everything, everything
+        users = np.unique(self.h.valid.users)
+        rng = np.random.default_rng([self.cfg.seed, zlib.crc32(self.name.encode()), 1])
+        fit = np.isin(self.h.valid.users, rng.choice(users, size=len(users) // 2, replace=False))
+        return fit, ~fit
 
     # ----------------------------------------------------------------------------- alignment
     def announce(self) -> list[AlignmentMessage]:
@@ -259,11 +274,12 @@ class Organization:
         p_query, m_query = self._stack(t, inbox, "query")
         n_members = len(p_train)
         nv = self.n_valid
-        if self.cfg.assist_fit == "valid" and nv > 0:
+        if self.cfg.assist_fit in ("valid", "valid-split") and self.fit_valid.any():
             # Fit w / eta on held-out validation entries: on training entries every model has already
             # fitted the residuals (the own model reads those very ratings), so in-sample outputs
             # reward memorization (the paper: "a more reliable solution ... is to use a validation set").
-            p_fit, m_fit, f_fit, y_fit = p_query[:, :nv], m_query[:, :nv], self.f_query[:nv], self.h.valid.y
+            fv = self.fit_valid
+            p_fit, m_fit, f_fit, y_fit = p_query[:, :nv][:, fv], m_query[:, :nv][:, fv], self.f_query[:nv][fv], self.h.valid.y[fv]
             r_fit = negative_gradient(self.cfg.feedback, f_fit, y_fit)
         else:
             p_fit, m_fit, f_fit, y_fit, r_fit = p_train, m_train, self.f_train, self.h.train.y, self.own_residual
@@ -308,13 +324,18 @@ class Organization:
             "eta": eta, "w": None if w is None else [round(float(x), 4) for x in w],
             "f_test": self.f_query[self.n_valid :].copy(),
         }
+        if self.cfg.assist_fit == "valid-split":  # the two halves of validation: w / eta fit, round selection
+            for part, m in (("fit", self.fit_valid), ("select", self.select_valid)):
+                rec[part] = key_metrics(self.cfg.feedback, self.h.valid.take(m), self.f_query[: self.n_valid][m], self.clip)
         self.history.append(rec)
         return rec
 
     def best_round(self) -> int:
-        """Round with the best validation metric (RMSE down, NDCG@10 up); round 0 is the base model."""
+        """Round with the best metric on the selection part of validation (RMSE down, NDCG@10 up; all of it
+        unless ``assist_fit="valid-split"``); round 0 is the base model."""
         key = "RMSE" if self.cfg.feedback == "explicit" else "NDCG@10"
-        vals = [h["valid"].get(key, np.nan) for h in self.history]
+        part = "select" if self.cfg.assist_fit == "valid-split" else "valid"
+        vals = [h[part].get(key, np.nan) for h in self.history]
         if all(np.isnan(v) for v in vals):
             return len(self.history) - 1
         vals = np.asarray(vals, dtype=float)

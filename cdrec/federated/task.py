@@ -9,7 +9,8 @@ The run's ``setting`` section says what to run (names as in ``results.json``):
 * ``side_info``, ``eta`` (number or ``optimize``), ``weights`` (``uniform`` / ``optimize``),
   ``privacy`` (``none`` / ``dp`` / ``ip``), ``privacy_alpha``, ``align_ratio``, ``cold_start_ratio``,
   ``cold_start_org``, ``rounds``, ``assist_fit`` (``train``: w and an optimized eta fitted on training
-  entries as in Eqs. 8-9; ``valid``: on the validation entries), ``base`` (``mean``: the papers' F0 =
+  entries as in Eqs. 8-9; ``valid``: on the validation entries; ``valid-split``: on half of the validation
+  users, the round selected on the other half), ``base`` (``mean``: the papers' F0 =
   per-item mean / popularity; ``zero``: F0 = 0, a diagnostic departure, see MTALConfig.base).
 
 The split is the papers' random per-user ratio split (``split.ratios``, validation carved from the
@@ -75,7 +76,8 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     s = build_dataclass(MTALSetting, dict(cfg.setting), where="setting")
     require(s.mode in ("mtal", "joint", "alone", "mtcdr"), f"setting.mode: expected mtal, joint, alone or mtcdr, got {s.mode!r}")
     require(s.weights in ("uniform", "optimize"), f"setting.weights: expected uniform or optimize, got {s.weights!r}")
-    require(s.assist_fit in ("train", "valid"), f"setting.assist_fit: expected train or valid, got {s.assist_fit!r}")
+    require(s.assist_fit in ("train", "valid", "valid-split"),
+            f"setting.assist_fit: expected train, valid or valid-split, got {s.assist_fit!r}")
     require(s.privacy in MECHANISMS, f"setting.privacy: expected one of {MECHANISMS}, got {s.privacy!r}")
     require(isinstance(s.eta, float) or s.eta == "optimize", f"setting.eta: expected a number or 'optimize', got {s.eta!r}")
     require(s.rounds >= 1, f"setting.rounds: expected >= 1, got {s.rounds}")

@@ -96,12 +96,18 @@ def eval_batches(view: EvalView, batch_size: int, device: torch.device) -> Itera
         }
 
 
+def eval_rows(cfg: RunConfig) -> int:
+    """Sequences per evaluation batch: ``eval.batch_size``, or the training batch when unset (a forward
+    pass without gradients at the training batch fits wherever training fits)."""
+    return cfg.eval.batch_size or cfg.train.batch_size
+
+
 def evaluate_view(model, split: Split, view: EvalView, cfg: RunConfig, device: torch.device) -> Evaluation:
     """Rank each row's stored candidates with ``model.score`` and report per domain."""
     ranks = np.empty(len(view.rows), dtype=np.int64)
     model.eval()
     with torch.no_grad():
-        for sl, batch in eval_batches(view, cfg.eval.batch_size, device):
+        for sl, batch in eval_batches(view, eval_rows(cfg), device):
             ranks[sl] = positive_rank(model.score(batch).float().cpu().numpy())
     return report(split, view.rows, rank_metrics(ranks, cfg.eval.ks), cfg.eval.buckets)
 
@@ -209,7 +215,7 @@ class SequentialTask(Task):
                 valids.append(evaluate_view(model, split, valid_view, cfg, prepared.device))
             eval_s += time.perf_counter() - t0
             if hasattr(model, "gate_weights"):
-                gates = gate_summary(model, scope.parts["test"], cfg.eval.batch_size, prepared.device)
+                gates = gate_summary(model, scope.parts["test"], eval_rows(cfg), prepared.device)
             history.append({"scope": scope.name, "best_epoch": fit.best_epoch, "epochs": fit.history})
             states[scope.name] = model.state_dict()
         require(len(tests) > 0, f"{data.name}: no domain has test rows")

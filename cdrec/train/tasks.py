@@ -35,6 +35,7 @@ from cdrec.results.schema import RunResult, peak_rss_mb
 from cdrec.train import distributed as dist_
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
 
+CF_EVAL_BATCH = 4096  # users per evaluation batch when eval.batch_size is unset
 TASKS: dict[str, "Task"] = {}
 TASK_MODULES: dict[str, str] = {
     "ranking": "cdrec.train.tasks",
@@ -179,7 +180,7 @@ class RankingTask(Task):
         kw = dict(ks=cfg.eval.ks, bucket_edges=cfg.eval.buckets)
         if cfg.split.full_ranking:
             return evaluate_full(full, split, part, **kw)
-        return evaluate_sampled(scorer, split, part, batch_size=cfg.eval.batch_size, **kw)
+        return evaluate_sampled(scorer, split, part, batch_size=cfg.eval.batch_size or CF_EVAL_BATCH, **kw)
 
     def build_model(self, cfg: RunConfig, split: Split, params: Any):
         return registry.get(cfg.model).cls.from_split(split, params)

@@ -23,6 +23,9 @@ def test_plan_covers_table4_and_paper002_with_mtal_first():
     assert jobs[0][2] == "mtal-aae"
     assert all(j[5]["base"] == "zero" for j in jobs if j[2] == "mtal-aae-base0")
     assert all("base" not in j[5] for j in jobs if j[2] == "mtal-aae")  # the main rows keep the papers' F0
+    held = [j for j in jobs if j[2] == "mtal-aae-heldout"]
+    assert {(j[0], j[1]) for j in held} >= {("ml-100k", c) for c in COLUMNS} | {("ml-1m", "explicit/user/genre")}
+    assert all((j[5]["eta"], j[5]["weights"], j[5]["assist_fit"]) == ("optimize", "optimize", "valid-split") for j in held)
     assert len(plan(True)) == 3
     assert all(len(v) == 6 for v in PAPER_T4.values())
 
@@ -34,6 +37,8 @@ def test_report_from_partial_results(tmp_path):
     write_result(tmp_path / "runs/ml-100k/explicit/user/genre/mtal-aae/seed0", res)
     alone = RunResult(model="mlp", dataset="ml-100k", protocol="p", seed=0, metrics={"overall": {"RMSE": 0.97, "n": 10}})
     write_result(tmp_path / "runs/ml-100k/explicit/user/genre/alone-mlp/seed0", alone)
+    held = RunResult(model="aae", dataset="ml-100k", protocol="p", seed=0, metrics={"overall": {"RMSE": 0.98, "n": 10}})
+    write_result(tmp_path / "runs/ml-100k/explicit/user/genre/mtal-aae-heldout/seed0", held)
     text = write_report(tmp_path, SCHEDULES["quick"], True).read_text()
-    assert "| explicit/user/genre | RMSE | 0.9500 | alone-mlp 0.9700 | yes | – |" in text
+    assert "| explicit/user/genre | RMSE | 0.9500 | alone-mlp 0.9700 | yes | 0.9800 | **no** | – |" in text
     assert (tmp_path / "rounds.png").exists()

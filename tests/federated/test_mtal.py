@@ -140,6 +140,23 @@ def test_assist_fit_on_validation_never_raises_validation_loss(data):
             assert np.all(w >= 0) and abs(w.sum() - 1) < 1e-9
 
 
+def test_valid_split_fits_weights_and_selects_the_round_on_disjoint_validation_users(data):
+    """``assist_fit="valid-split"``: w / eta see one half of the validation users, the round is chosen on the
+    other half, and together the halves are the whole validation part."""
+    fed = fed_of(data)
+    run = run_mtal(fed, cfg_of(rounds=3, optimize_w=True, eta="optimize", assist_fit="valid-split"))
+    for o in run.orgs:
+        fit_users, select_users = set(o.h.valid.users[o.fit_valid]), set(o.h.valid.users[o.select_valid])
+        assert fit_users and select_users and not fit_users & select_users
+        assert np.all(o.fit_valid ^ o.select_valid)
+        select = [h["select"]["RMSE"] for h in o.history]
+        assert o.best_round() == int(np.argmin(select))
+        assert [h["select"]["n"] for h in o.history] == [int(o.select_valid.sum())] * len(o.history)
+        # the fitted half's loss can only go down (eta is its line-search minimum); the other half is free to rise
+        fitted = [h["fit"]["RMSE"] for h in o.history]
+        assert all(b <= a + 1e-4 for a, b in zip(fitted, fitted[1:])), (o.name, fitted)
+
+
 def test_base_zero_starts_from_zero_and_bad_base_fails(data):
     from cdrec.errors import CdrecError
 

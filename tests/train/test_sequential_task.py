@@ -16,7 +16,7 @@ from cdrec.data.sequences import training_sequences
 from cdrec.data.splits import leave_one_out
 from cdrec.experiments.pipeline import run_config
 from cdrec.models import registry
-from cdrec.train.sequential import eval_view, evaluate_view, train_batches
+from cdrec.train.sequential import eval_rows, eval_view, evaluate_view, train_batches
 
 
 def cyclic_data(n_users: int = 96, length: int = 14, n_items: int = 20) -> Interactions:
@@ -31,6 +31,11 @@ def cyclic_data(n_users: int = 96, length: int = 14, n_items: int = 20) -> Inter
             rows.append((f"u{u}", f"a{k}" if t % 2 == 0 else f"b{k}", "A" if t % 2 == 0 else "B", t))
     frame = pd.DataFrame(rows, columns=["user", "item", "domain", "timestamp"])
     return Interactions.from_frame(frame, timestamp_col="timestamp", domain_names=["A", "B"], name="cyclic")
+
+
+def test_evaluation_batch_defaults_to_the_training_batch_and_follows_an_explicit_setting():
+    assert eval_rows(load_config(None, ["model=merit", "train.batch_size=256"])) == 256
+    assert eval_rows(load_config(None, ["model=merit", "train.batch_size=256", "eval.batch_size=64"])) == 64
 
 
 @pytest.mark.parametrize("name", ["sasrec-dt", "bert4rec-dt", "merit", "sasrec-st"])
