@@ -145,7 +145,8 @@ class Organization:
 
     def _validation_parts(self) -> tuple[np.ndarray, np.ndarray]:
         """Masks over the validation entries: those w / eta are fitted on, and those the round is selected on.
-        ``valid-split`` halves the validation *users* (whole ranked lists stay together) by a seeded draw."""
+        ``valid-split`` halves the validation *users* (whole ranked lists stay together) by a seeded draw; with
+        fewer than two validation users the fit half is empty and w / eta fall back to the training entries."""
         everything = np.ones(self.n_valid, dtype=bool)
         if self.cfg.assist_fit != "valid-split":
             return everything, everything
