@@ -327,9 +327,8 @@ def write_report(out: Path, sched: dict, quick: bool) -> Path:
         alone = {k: v for k, v in alone.items() if v is not None}
         best = (min if lower else max)(alone.items(), key=lambda kv: kv[1]) if alone else None
         o, h = (_mean(r, m) if r else None for r in (ours, held))
-        verdict = lambda v: {True: "yes", False: "**no**", None: "–"}[None if v is None or best is None else (v < best[1] if lower else v > best[1])]  # noqa: E731
         i = COLS.index(c)
-        rows.append([c, m, _f(o), f"{best[0]} {best[1]:.4f}" if best else "–", verdict(o), _f(h), verdict(h),
+        rows.append([c, m, _f(o), f"{best[0]} {best[1]:.4f}" if best else "–", _beats(o, best, lower), _f(h), _beats(h, best, lower),
                      _f(_mean(base0, m) if base0 else None), _f(PAPER_T4[("mtal", "aae")][i]), _f(PAPER_T1[("mtal", "aae")][i])])
     lines += [markdown_table(["column", "metric", "MTAL AAE", "best Alone", "MTAL better", "MTAL AAE, held-out w / eta",
                               "held-out better", "MTAL AAE, F0 = 0 (not the papers' F0)", "paper T4", "paper T1"], rows), "",
@@ -353,6 +352,13 @@ def write_report(out: Path, sched: dict, quick: bool) -> Path:
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _beats(value: float | None, best: tuple[str, float] | None, lower: bool) -> str:
+    """"yes" / "**no**" for ``value`` against the best Alone row (lower or higher is better), "–" when either is missing."""
+    if value is None or best is None:
+        return "–"
+    return "yes" if (value < best[1] if lower else value > best[1]) else "**no**"
 
 
 def _schedule_note(sched: dict) -> str:
