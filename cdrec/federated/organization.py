@@ -130,6 +130,9 @@ class Organization:
         self.query = Entries.concat([holdings.valid, holdings.test])
         self.n_valid = len(holdings.valid)
         self.fit_valid, self.select_valid = self._validation_parts()
+        # with valid-split, the two halves' entries (scored every round): "fit" for w / eta, "select" for the round
+        self.valid_halves = ({part: (m, holdings.valid.take(m)) for part, m in (("fit", self.fit_valid), ("select", self.select_valid))}
+                             if cfg.assist_fit == "valid-split" else {})
         self.models: list[dict] = []
         self.history: list[dict] = []
         self.weights: list[np.ndarray] = []
@@ -325,9 +328,8 @@ class Organization:
             "eta": eta, "w": None if w is None else [round(float(x), 4) for x in w],
             "f_test": self.f_query[self.n_valid :].copy(),
         }
-        if self.cfg.assist_fit == "valid-split":  # the two halves of validation: w / eta fit, round selection
-            for part, m in (("fit", self.fit_valid), ("select", self.select_valid)):
-                rec[part] = key_metrics(self.cfg.feedback, self.h.valid.take(m), self.f_query[: self.n_valid][m], self.clip)
+        for part, (m, entries) in self.valid_halves.items():
+            rec[part] = key_metrics(self.cfg.feedback, entries, self.f_query[: self.n_valid][m], self.clip)
         self.history.append(rec)
         return rec
 
