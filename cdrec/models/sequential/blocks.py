@@ -68,14 +68,20 @@ def unpack(packed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention with separate query and key/value inputs (scaled dot-product)."""
+    """Multi-head attention with separate query and key/value inputs (scaled dot-product).
 
-    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+    ``null_key`` appends one key/value slot that every query sees: the key/value projection of a
+    zero input (the projection biases). It is what one empty slot is in an attention without a
+    key-padding mask (the MERIT authors' code), but a single one, so the outputs do not depend on
+    how much padding a row has."""
+
+    def __init__(self, dim: int, n_heads: int, dropout: float, null_key: bool = False) -> None:
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"hidden size {dim} is not divisible by {n_heads} heads")
         self.n_heads = n_heads
         self.dropout = dropout
+        self.null_key = null_key
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
@@ -96,6 +102,10 @@ class MultiHeadAttention(nn.Module):
         q = self.q(query) if query_valid is None else unpack(self.q(query[query_valid]), query_valid)
         kv = self.kv(key_value) if key_valid is None else unpack(self.kv(key_value[key_valid]), key_valid)
         q = q.view(b, lq, h, d // h).transpose(1, 2)
+        if self.null_key:
+            kv = torch.cat([kv, self.kv.bias.expand(b, 1, 2 * d)], dim=1)
+            mask = torch.cat([mask.expand(b, -1, lq, lk), mask.new_ones(b, mask.shape[1], lq, 1)], dim=-1)
+            lk += 1
         k, v = kv.view(b, lk, 2, h, d // h).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop).transpose(1, 2).reshape(b, lq, d)
@@ -111,9 +121,9 @@ class AttentionBlock(nn.Module):
     same rate) drops the attention probabilities inside the MHA. The MERIT authors' code builds
     ``nn.MultiheadAttention`` without its ``dropout`` argument, i.e. ``attn_dropout = 0``."""
 
-    def __init__(self, dim: int, n_heads: int, dropout: float, attn_dropout: float | None = None) -> None:
+    def __init__(self, dim: int, n_heads: int, dropout: float, attn_dropout: float | None = None, null_key: bool = False) -> None:
         super().__init__()
-        self.mha = MultiHeadAttention(dim, n_heads, dropout if attn_dropout is None else attn_dropout)
+        self.mha = MultiHeadAttention(dim, n_heads, dropout if attn_dropout is None else attn_dropout, null_key)
         self.drop = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim)
 

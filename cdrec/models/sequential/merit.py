@@ -105,6 +105,9 @@ class MERITParams(ScheduleParams):
       authors' code does (no key-padding mask). Their number then changes the valid positions'
       outputs, so left padding no longer leaves the loss unchanged (the issue asks that padding
       contribute nothing); off by default.
+    * ``null_key``: every attention (self-attention and CAF / ECAF) gets one extra key/value slot
+      that all queries see, the projection of a zero input (see :class:`MultiHeadAttention`): the
+      authors' bias-only empty slots without their dependence on the amount of padding.
     """
 
     dim: int = 256
@@ -121,6 +124,7 @@ class MERITParams(ScheduleParams):
     init_std: float = 0.02
     loss_norm: str = "domain"
     attend_padding: bool = False
+    null_key: bool = False
     negatives: str = "sequence"
 
 
@@ -147,10 +151,10 @@ class MERIT(SequentialModel):
         self.pos_emb = nn.Embedding(p.max_len + 1, d, padding_idx=0)
         self.drop = nn.Dropout(p.dropout)
         # 4.3 one encoder per stream: self-attention + moFFN
-        self.sa = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout, attn_drop) for s in "MAB"})
+        self.sa = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout, attn_drop, p.null_key) for s in "MAB"})
         self.moffn = nn.ModuleDict({s: MoFFN(d, 3, p.dropout, moe=p.ablation != "FF1", inner=inner) for s in "MAB"})
         # 4.4 fusion modules and their FFN blocks (Eqs. 10-12)
-        self.caf = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout, attn_drop) for s in "MAB"})
+        self.caf = nn.ModuleDict({s: AttentionBlock(d, p.n_heads, p.dropout, attn_drop, p.null_key) for s in "MAB"})
         self.ffn = nn.ModuleDict({s: FFNBlock(d, p.dropout, SwiGLU(d, inner)) for s in "MAB"})
         self.init_weights()
 

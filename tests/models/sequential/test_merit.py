@@ -61,9 +61,9 @@ def test_extended_causal_mask_hides_the_future_of_both_sequences():
     assert not causal.triu(1).any()
 
 
-@pytest.mark.parametrize("ablation", ["none", "SF1", "SF2", "SF3", "MF1"])
-def test_no_position_sees_a_future_item_of_any_stream(ablation):
-    net = model(ablation=ablation).eval()
+@pytest.mark.parametrize("ablation,extra", [("none", {}), ("SF1", {}), ("SF2", {}), ("SF3", {}), ("MF1", {}), ("none", {"null_key": True})])
+def test_no_position_sees_a_future_item_of_any_stream(ablation, extra):
+    net = model(ablation=ablation, **extra).eval()
     batch = make_batch(b=4, length=10)
     items, doms = batch["items"].clone(), batch["domains"].clone()
     t = 5
@@ -110,7 +110,7 @@ def test_stop_gradient_keeps_domain_losses_off_the_mixed_stream():
     assert sum(float(p.grad.abs().sum()) for p in mixed_only_params(net).values() if p.grad is not None) > 0
 
 
-@pytest.mark.parametrize("name,extra", [("merit", {}), ("merit", {"negatives": "position"}), ("merit", {"loss_norm": "pooled"}), ("sasrec-dt", {}), ("sasrec-dt", {"loss": "full", "n_layers": 1})])
+@pytest.mark.parametrize("name,extra", [("merit", {}), ("merit", {"negatives": "position"}), ("merit", {"loss_norm": "pooled"}), ("merit", {"null_key": True}), ("sasrec-dt", {}), ("sasrec-dt", {"loss": "full", "n_layers": 1})])
 def test_padding_contributes_nothing_to_the_loss(name, extra):
     entry = registry.get(name)
     params = registry.build_params(name, {"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8, **extra})
@@ -222,3 +222,21 @@ def test_attend_padding_is_off_by_default_and_then_padding_changes_the_loss():
     torch.manual_seed(5)
     b = net.loss(long)
     assert torch.isfinite(a) and torch.isfinite(b) and not torch.allclose(a, b, atol=1e-4)
+
+
+def test_null_key_is_one_extra_slot_every_query_sees():
+    """``null_key`` adds the projection of a zero input as a key/value every query attends to:
+    off by default; on, the outputs change (part of each softmax goes to that slot) and the
+    biases of the key/value projection receive gradient through it even when every input is zero."""
+    from cdrec.models.sequential.blocks import MultiHeadAttention
+
+    assert MERITParams().null_key is False
+    torch.manual_seed(0)
+    plain, with_null = MultiHeadAttention(8, 2, 0.0), MultiHeadAttention(8, 2, 0.0, null_key=True)
+    with_null.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 5, 8)
+    mask = attention_mask(torch.ones(3, 5, dtype=torch.bool), causal=True)
+    assert not torch.allclose(plain(x, x, mask), with_null(x, x, mask), atol=1e-4)
+    zero = torch.zeros(1, 1, 8)
+    with_null(zero, zero, torch.zeros(1, 1, 1, 1, dtype=torch.bool)).sum().backward()
+    assert with_null.kv.bias.grad is not None and with_null.kv.bias.grad.abs().sum() > 0
