@@ -7,7 +7,7 @@ import pytest
 
 from cdrec.experiments import RECIPES
 from cdrec.data.splits import SPLIT_ORDERS
-from cdrec.experiments.m3oe import ORDER_TEXT, PAPER_T2, SCHEDULES, TABLE2, TABLE3, fusion_weights, rela_impr, summary, table2_markdown
+from cdrec.experiments.m3oe import ORDER_TEXT, PAPER_T2, SCHEDULES, TABLE2, TABLE3, capped_text, fusion_weights, rela_impr, summary, table2_markdown
 from cdrec.results.schema import RunResult
 
 
@@ -57,3 +57,16 @@ def test_recipe_is_registered_and_covers_the_tables():
         assert sched["entries"] is None or set(sched["entries"]) <= labels | {e.label for e in TABLE3}
         assert sched["order"] == "time" and sched["order"] in SPLIT_ORDERS  # the chronological split of the docstring
     assert set(ORDER_TEXT) == set(SPLIT_ORDERS)
+
+
+def test_the_schedule_line_counts_the_runs_the_epoch_cap_cut_short():
+    def run(*scopes: tuple[int, int]) -> RunResult:
+        """A run whose scopes ran ``n`` epochs with the best validation epoch ``best``."""
+        history = [{"scope": f"s{k}", "best_epoch": best, "epochs": [{"epoch": e + 1} for e in range(n)]} for k, (n, best) in enumerate(scopes)]
+        return RunResult(model="m3oe", dataset="ml-1m", protocol="ratio", seed=0, metrics={}, history=history)
+
+    stopped = run((4, 3))  # early stopping after epoch 4, best epoch 3
+    improving = run((5, 5))  # ran to the cap of 5 and was still improving
+    assert capped_text([stopped, run((5, 4))], cap=5) == "Every run stopped by early stopping before the 5-epoch cap."
+    assert capped_text([stopped, improving, run((3, 2), (5, 5))], cap=5).startswith("2 of 3 runs were still improving at the 5-epoch cap")
+    assert capped_text([], cap=5) == ""
