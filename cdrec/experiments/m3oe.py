@@ -103,7 +103,8 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 """``order``: ``time``, a chronological 8:1:1 (the latest 10% of the ratings are the test part). The
 paper says only "8:1:1". Under this split our MLP reproduces the paper's MLP row head by head (ML-1M,
 seed 0, 2 epochs: 75.05 / 75.83 / 76.45 / 78.35 / 73.90 / 75.12, mean 75.78; paper 75.02 / 76.40 / 76.27
-/ 78.66 / 73.21 / 74.15, mean 75.62) and M3oE lands at 76.61 (paper 77.02), with the paper's pattern (the
+/ 78.66 / 73.21 / 74.15, mean 75.62) and M3oE lands at 76.61 (paper 77.02; 77.03 over 5 seeds trained until early
+stopping), with the paper's pattern (the
 age >= 35 domain weakest, like above click). The other splits we measured do not: the authors' public
 code splits torch-rechub's ``ml-1m.csv`` unshuffled in the order a pandas < 2.2
 ``pd.merge(pd.merge(ratings, movies), users)`` wrote it (``merge``, :func:`merge_order`; all 500
