@@ -26,6 +26,8 @@ def test_plan_covers_table4_and_paper002_with_mtal_first():
     held = [j for j in jobs if j[2] == "mtal-aae-heldout"]
     assert {(j[0], j[1]) for j in held} >= {("ml-100k", c) for c in COLUMNS} | {("ml-1m", "explicit/user/genre")}
     assert all((j[5]["eta"], j[5]["weights"], j[5]["assist_fit"]) == ("optimize", "optimize", "valid-split") for j in held)
+    for col in ("explicit/user/uniform", "explicit/item/uniform", "implicit/user/uniform", "implicit/item/uniform"):
+        assert {("ml-1m", col, r) for r in ("mtal-aae", "mtal-aae-heldout", "alone-ncf", "alone-base")} <= rows
     assert len(plan(True)) == 3
     assert all(len(v) == 6 for v in PAPER_T4.values())
 
@@ -41,4 +43,10 @@ def test_report_from_partial_results(tmp_path):
     write_result(tmp_path / "runs/ml-100k/explicit/user/genre/mtal-aae-heldout/seed0", held)
     text = write_report(tmp_path, SCHEDULES["quick"], True).read_text()
     assert "| explicit/user/genre | RMSE | 0.9500 | alone-mlp 0.9700 | yes | 0.9800 | **no** | – |" in text
+    assert "## ML-1M, Table 4 layout" not in text
+    write_result(tmp_path / "runs/ml-1m/explicit/item/uniform/mtal-aae-heldout/seed0", held)
+    write_result(tmp_path / "runs/ml-1m/explicit/item/uniform/alone-base/seed0", alone)
+    ml1m = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("## ML-1M, Table 4 layout")[1]
+    assert "| explicit/item/uniform | RMSE | – | alone-base 0.9700 | – | 0.9800 | **no** | – | 0.8340 | 0.8830 |" in ml1m
+    assert "| alone | base | – | – | 0.9700 | – | – | – |" in ml1m
     assert (tmp_path / "rounds.png").exists()
