@@ -311,11 +311,9 @@ def write_report(out: Path, sched: dict, quick: bool) -> Path:
              "ML-100K Base rows sit at T1's (1.02-1.04) while our ML-1M ones sit at T4's (0.980 / 0.980 / 1.033; section "
              "'ML-1M, Table 4 layout'); paper 002's ML-1M genre MTAL (0.894) is T4's 0.893. So T1 is the likelier ML-100K "
              "reference and T4 the ML-1M one.", ""]
-    t4 = [[mode, b, *(_f(v) for v in PAPER_T4.get((mode, b), [None] * 6))] for mode, b in LAYOUT_ROWS]
-    t1 = [[mode, b, *(_f(v) for v in PAPER_T1.get((mode, b), [None] * 6))] for mode, b in LAYOUT_ROWS]
     lines += ["## ML-100K, Table 4 layout (ours)", "", _layout(res, "ml-100k"), "",
-              "Paper T4 (captioned ML100K):", "", markdown_table(LAYOUT_HEADER, t4), "",
-              "Paper T1 (captioned ML1M):", "", markdown_table(LAYOUT_HEADER, t1), "",
+              "Paper T4 (captioned ML100K):", "", _paper_layout(PAPER_T4), "",
+              "Paper T1 (captioned ML1M):", "", _paper_layout(PAPER_T1), "",
               "### MTAL (AAE) against the best Alone model, per column", "", _against_alone(res, "ml-100k"), "",
               "*Held-out w / eta* (`mtal-aae-heldout`): w on the simplex and eta fitted by L-BFGS on half of each "
               "organization's validation users, the round chosen on the other half (`setting.assist_fit=valid-split`).", ""]
@@ -360,15 +358,27 @@ def _layout(res: dict, dataset: str) -> str:
     return markdown_table(LAYOUT_HEADER, table)
 
 
+def _paper_layout(paper: dict) -> str:
+    """A paper table (``PAPER_T4`` / ``PAPER_T1``) in the layout of :func:`_layout`."""
+    return markdown_table(LAYOUT_HEADER, [[mode, b, *(_f(v) for v in paper.get((mode, b), [None] * 6))] for mode, b in LAYOUT_ROWS])
+
+
+def _best_row(res: dict, dataset: str, column: str, prefix: str, metric: str, side: bool = True) -> tuple[str, float] | None:
+    """The best ``prefix`` row (``alone-`` / ``joint-``) of a column by its mean ``metric`` (lowest RMSE, highest
+    otherwise), with or without the side-information ``_s`` rows; None when no such row has the metric."""
+    rows = [(k[2], _mean(v, metric)) for k, v in res.items()
+            if k[:2] == (dataset, column) and k[2].startswith(prefix) and (side or not k[2].endswith("_s"))]
+    rows = [r for r in rows if r[1] is not None]
+    return (min if metric == "RMSE" else max)(rows, key=lambda kv: kv[1]) if rows else None
+
+
 def _against_alone(res: dict, dataset: str) -> str:
     """MTAL (papers' row, held-out row, F0 = 0 diagnostic) against the best Alone row of each column."""
     rows = []
     for i, c in enumerate(COLS):
         m = _metric(COLUMNS[c][0])
         lower = m == "RMSE"
-        alone = {k[2]: _mean(v, m) for k, v in res.items() if k[:2] == (dataset, c) and k[2].startswith("alone-")}
-        alone = {k: v for k, v in alone.items() if v is not None}
-        best = (min if lower else max)(alone.items(), key=lambda kv: kv[1]) if alone else None
+        best = _best_row(res, dataset, c, "alone-", m)
         o, h, z = (_mean(res[(dataset, c, r)], m) if (dataset, c, r) in res else None
                    for r in ("mtal-aae", "mtal-aae-heldout", "mtal-aae-base0"))
         rows.append([c, m, _f(o), f"{best[0]} {best[1]:.4f}" if best else "–", _beats(o, best, lower), _f(h), _beats(h, best, lower),
@@ -431,16 +441,10 @@ def _curves(out: Path, res: dict) -> list[str]:
         m = _metric(COLUMNS[c][0])
         hist = rs[0].history
         ax.plot([h["round"] for h in hist], [h["test"].get(m) for h in hist], marker="o", label="MTAL AAE")
-        alone = [(k[2], _mean(v, m)) for k, v in res.items() if k[0] == "ml-100k" and k[1] == c and k[2].startswith("alone-") and not k[2].endswith("_s")]
-        alone = [a for a in alone if a[1] is not None]
-        if alone:
-            best = (min if m == "RMSE" else max)(alone, key=lambda kv: kv[1])
-            ax.axhline(best[1], color="gray", ls="--", label=f"best Alone ({best[0][6:]})")
-        joint = [(k[2], _mean(v, m)) for k, v in res.items() if k[0] == "ml-100k" and k[1] == c and k[2].startswith("joint-") and not k[2].endswith("_s")]
-        joint = [a for a in joint if a[1] is not None]
-        if joint:
-            best = (min if m == "RMSE" else max)(joint, key=lambda kv: kv[1])
-            ax.axhline(best[1], color="green", ls=":", label=f"best Joint ({best[0][6:]})")
+        for prefix, color, ls in (("alone-", "gray", "--"), ("joint-", "green", ":")):
+            best = _best_row(res, "ml-100k", c, prefix, m, side=False)
+            if best:
+                ax.axhline(best[1], color=color, ls=ls, label=f"best {prefix[:-1].capitalize()} ({best[0][6:]})")
         ax.set_title(c, fontsize=8)
         ax.set_xlabel("assistance round")
         ax.set_ylabel(m)
@@ -478,9 +482,8 @@ def _ablations(res: dict) -> list[str]:
     lines += ["### Cold start (organization part0 trains on a share of its users, evaluated on the others; RMSE on its new users)", "",
               markdown_table(["cold_start_ratio", "MTAL AAE", "Alone AE", "Alone Base"], rows), ""]
     rows = [["none", _f(get("ablation-eta-0.3"))], ["Laplace DP (alpha=10)", _f(get("privacy-dp"))], ["interval privacy (10 thresholds)", _f(get("privacy-ip"))]]
-    alone = [v for k, v in res.items() if k[0] == "ml-100k" and k[1] == col and k[2].startswith("alone-") and not k[2].endswith("_s")]
-    best = min((m for m in (_mean(v, "RMSE") for v in alone) if m is not None), default=None)
-    rows.append(["best Alone", _f(best)])
+    best = _best_row(res, "ml-100k", col, "alone-", "RMSE", side=False)
+    rows.append(["best Alone", _f(best[1] if best else None)])
     lines += ["### Privacy of transmitted residuals", "", markdown_table(["mechanism", "RMSE"], rows),
               "", "Paper 002 Table 5 (RMSE / NDCG): " + json.dumps(PAPER_PRIVACY), ""]
     return lines
