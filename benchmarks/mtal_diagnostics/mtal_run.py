@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--init", default="xavier")
     parser.add_argument("--sched", default="none")
     parser.add_argument("--clip", type=float, default=0.0)
-    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=100, help="AAE batch; also the papers' evaluation batch (implicit)")
     parser.add_argument("--base", default="mean")
     parser.add_argument("--fit", default="train", help="entries w / an optimized eta are fitted on: train | valid | valid-split")
     parser.add_argument("--wopt", action="store_true", help="optimize the gradient-assistance weights w (Eq. 8)")
@@ -52,12 +52,14 @@ def main() -> None:
                                    base=args.base, assist_fit=args.fit, optimize_w=args.wopt, model=model))
     wall = time.perf_counter() - start
     key = "RMSE" if args.feedback == "explicit" else "MAP@10"
-    curve = overall_curve(run.orgs, args.feedback, run.orgs[0].clip)
-    test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs])["overall"]
+    curve = overall_curve(run.orgs, args.feedback, run.orgs[0].clip, args.batch)
+    test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs], args.batch)["overall"]
     print("valid by round", " ".join(f"{v:.4f}" for v in pooled_validation(run.orgs, key, len(curve))))
     if args.fit == "valid-split":
         print("select-half valid by round", " ".join(f"{v:.4f}" for v in pooled_validation(run.orgs, key, len(curve), "select")))
     print("test  by round", " ".join(f"{c['test'][key]:.4f}" for c in curve))
+    if args.feedback == "implicit":
+        print("test  by round, papers' scoring", " ".join(f"{c['test'][key + '[paper]']:.4f}" for c in curve))
     print(json.dumps({"args": vars(args), "test_selected_on_valid": test,
                       "best_rounds": [o.best_round() for o in run.orgs], "wall_s": round(wall, 1)}))
 

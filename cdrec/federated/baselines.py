@@ -130,8 +130,9 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
     return predict(va, g["valid"]), predict(te, g["test"])
 
 
-def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig) -> dict:
-    """Metrics per organization and overall on valid and test for one baseline row."""
+def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig, paper_batch: int | None = None) -> dict:
+    """Metrics per organization and overall on valid and test for one baseline row (``paper_batch``: see
+    :func:`federation_metrics`)."""
     require(mode in MODES, f"setting.mode: expected one of {MODES} for a baseline, got {mode!r}")
     require(backbone in BACKBONES, f"baseline backbone: expected one of {BACKBONES}, got {backbone!r}")
     require(mode != "mtcdr" or backbone in PAIR_MODELS, "MTCDR is defined for the CF backbones mf, mlp, ncf")
@@ -147,15 +148,16 @@ def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig)
         for k in range(K):
             scores["valid"][k] = v[block.groups["valid"] == k]
             scores["test"][k] = t[block.groups["test"] == k]
-    return {part: federation_metrics(fed, part, scores[part]) for part in ("valid", "test")}
+    return {part: federation_metrics(fed, part, scores[part], paper_batch) for part in ("valid", "test")}
 
 
-def federation_metrics(fed: Federation, part: str, scores: list[np.ndarray]) -> dict[str, dict[str, float]]:
-    """Per organization and ``overall`` (all organizations' entries pooled; rankings per user)."""
+def federation_metrics(fed: Federation, part: str, scores: list[np.ndarray], paper_batch: int | None = None) -> dict[str, dict[str, float]]:
+    """Per organization and ``overall`` (all organizations' entries pooled; rankings per user); ``paper_batch``
+    adds the papers' scoring of implicit feedback (:func:`key_metrics`)."""
     clip = None
     if fed.feedback == "explicit":
         ys = np.concatenate([o.train.y for o in fed.orgs])
         clip = (float(ys.min()), float(ys.max()))
-    out = {o.name: key_metrics(fed.feedback, getattr(o, part), s, clip) for o, s in zip(fed.orgs, scores)}
-    out["overall"] = key_metrics(fed.feedback, Entries.concat([getattr(o, part) for o in fed.orgs]), np.concatenate(scores), clip)
+    out = {o.name: key_metrics(fed.feedback, getattr(o, part), s, clip, paper_batch) for o, s in zip(fed.orgs, scores)}
+    out["overall"] = key_metrics(fed.feedback, Entries.concat([getattr(o, part) for o in fed.orgs]), np.concatenate(scores), clip, paper_batch)
     return out

@@ -37,7 +37,7 @@ from cdrec.errors import require
 from cdrec.federated.alignment import Entries, OrgHoldings
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.privacy import interval_release, laplace_dp
-from cdrec.metrics.ranking import ranked_list_metrics
+from cdrec.metrics.ranking import paper_list_metrics, ranked_list_metrics
 from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_rows, fit_autoencoder, score_pairs
 from cdrec.models.assisted.base import BaseModel
 
@@ -103,16 +103,22 @@ def lbfgs(fun, x0: torch.Tensor, iters: int) -> torch.Tensor:
     return x.detach()
 
 
-def key_metrics(feedback: str, ent: Entries, score: np.ndarray, clip: tuple[float, float] | None = None) -> dict[str, float]:
+def key_metrics(feedback: str, ent: Entries, score: np.ndarray, clip: tuple[float, float] | None = None,
+                paper_batch: int | None = None) -> dict[str, float]:
     """RMSE (explicit, predictions clipped to the rating range) or NDCG@10 / MAP@10 over each user's
-    held-out rated items (implicit)."""
+    held-out rated items (implicit). With ``paper_batch``, implicit feedback also gets ``MAP@10[paper]`` and
+    ``NDCG@10[paper]``: the same predictions scored the way the papers' code scores them
+    (:func:`~cdrec.metrics.ranking.paper_list_metrics`, lists per aligned id, batches of ``paper_batch``)."""
     if len(ent) == 0:
         return {"n": 0}
     if feedback == "explicit":
         s = np.clip(score, *clip) if clip else score
         return {"RMSE": float(np.sqrt(np.mean((s - ent.y) ** 2))), "n": int(len(ent))}
     m = ranked_list_metrics(ent.users, score, ent.y, 10)
-    return {"NDCG@10": float(np.nanmean(m["NDCG@10"])), "MAP@10": float(np.nanmean(m["MAP@10"])), "n": int(len(ent))}
+    out = {"NDCG@10": float(np.nanmean(m["NDCG@10"])), "MAP@10": float(np.nanmean(m["MAP@10"]))}
+    if paper_batch:
+        out.update({f"{name}[paper]": v for name, v in paper_list_metrics(ent.rows, score, ent.y, 10, paper_batch).items()})
+    return {**out, "n": int(len(ent))}
 
 
 class Organization:

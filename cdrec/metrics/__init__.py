@@ -9,12 +9,13 @@ from cdrec.metrics.ranking import (
     mrr_from_rank,
     ndcg,
     ndcg_from_rank,
+    paper_list_metrics,
     positive_rank,
     ranked_list_metrics,
 )
 
 __all__ = [
     "activity_bucket", "auc", "bucket_labels", "grouped_means", "hit_rate", "hit_rate_from_rank",
-    "log_loss", "mrr", "mrr_from_rank", "ndcg", "ndcg_from_rank", "positive_rank",
+    "log_loss", "mrr", "mrr_from_rank", "ndcg", "ndcg_from_rank", "paper_list_metrics", "positive_rank",
     "ranked_list_metrics", "rmse",
 ]

@@ -62,6 +62,27 @@ def _ranked_groups(user: np.ndarray, score: np.ndarray, relevance: np.ndarray):
     return uniq, group, position, rel, counts
 
 
+def _list_terms(user: np.ndarray, score: np.ndarray, relevance: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-user sums both ranked-list conventions share: DCG@k, ideal DCG@k, the AP@k numerator
+    sum_{i<=k} P@i * rel_i, the relevant items in the top k and in all, and the entry count."""
+    uniq, group, position, rel, counts = _ranked_groups(user, score, relevance)
+    n = len(uniq)
+    in_k = position <= k
+    n_rel = np.bincount(group, weights=rel, minlength=n)
+    top_rel = np.where(in_k, rel, 0.0)
+    discounts = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]
+    hits_before = np.cumsum(rel) - np.repeat(np.cumsum(n_rel) - n_rel, counts)
+    return {
+        "users": uniq,
+        "counts": counts,
+        "n_rel": n_rel,
+        "top_hits": np.bincount(group, weights=top_rel, minlength=n),
+        "dcg": np.bincount(group, weights=top_rel / np.log2(position + 1.0), minlength=n),
+        "idcg": discounts[np.minimum(n_rel, k).astype(np.int64)],
+        "ap_sum": np.bincount(group, weights=top_rel * hits_before / position, minlength=n),
+    }
+
+
 def ranked_list_metrics(user: np.ndarray, score: np.ndarray, relevance: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Per-user ``NDCG@k``, ``HR@k``, ``MAP@k`` over each user's held-out rated items.
 
@@ -69,23 +90,36 @@ def ranked_list_metrics(user: np.ndarray, score: np.ndarray, relevance: np.ndarr
     Users without any relevant held-out item get NaN (excluded by ``np.nanmean``). Returns the
     metrics plus ``users``, the user id of each value.
     """
-    uniq, group, position, rel, counts = _ranked_groups(user, score, relevance)
-    n = len(uniq)
-    in_k = position <= k
-    n_rel = np.bincount(group, weights=rel, minlength=n)
-    dcg = np.bincount(group, weights=np.where(in_k, rel / np.log2(position + 1.0), 0.0), minlength=n)
-    ideal_len = np.minimum(n_rel, k).astype(np.int64)
-    discounts = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]
-    idcg = discounts[ideal_len]
-    hits_before = np.cumsum(rel) - np.repeat(np.cumsum(np.bincount(group, weights=rel, minlength=n)) - n_rel, counts)
-    precision = hits_before / position
-    ap = np.bincount(group, weights=np.where(in_k, precision * rel, 0.0), minlength=n)
-    hit = np.bincount(group, weights=np.where(in_k, rel, 0.0), minlength=n) > 0
-    has = n_rel > 0
+    t = _list_terms(user, score, relevance, k)
+    has = t["n_rel"] > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         return {
-            "users": uniq,
-            f"NDCG@{k}": np.where(has, dcg / np.where(has, idcg, 1.0), np.nan),
-            f"HR@{k}": np.where(has, hit.astype(np.float64), np.nan),
-            f"MAP@{k}": np.where(has, ap / np.maximum(ideal_len, 1), np.nan),
+            "users": t["users"],
+            f"NDCG@{k}": np.where(has, t["dcg"] / np.where(has, t["idcg"], 1.0), np.nan),
+            f"HR@{k}": np.where(has, (t["top_hits"] > 0).astype(np.float64), np.nan),
+            f"MAP@{k}": np.where(has, t["ap_sum"] / np.maximum(np.minimum(t["n_rel"], k), 1), np.nan),
         }
+
+
+def paper_list_metrics(row: np.ndarray, score: np.ndarray, relevance: np.ndarray, k: int, batch: int) -> dict[str, float]:
+    """``MAP@k`` and ``NDCG@k`` as the public code of the AAE / MTAL papers computes the figures in their
+    tables (``src/metrics/metrics.py`` of the authors' repository), for comparison with those tables.
+
+    ``row`` is the aligned id each list is ranked for: the user when user-aligned, the *item* when
+    item-aligned (the item's held-out raters are ranked). Three departures from
+    :func:`ranked_list_metrics`: AP@k is divided by the relevant items found in the top k, not by
+    ``min(k, #relevant)``; a row without a relevant held-out item scores 0 instead of being left out; and
+    the mean is taken per batch of ``batch`` consecutive row ids, the batch means weighted by their entry
+    counts (the authors' logger).
+    """
+    t = _list_terms(row, score, relevance, k)
+    per_row = {
+        f"MAP@{k}": np.where(t["top_hits"] > 0, t["ap_sum"] / np.maximum(t["top_hits"], 1), 0.0),
+        f"NDCG@{k}": np.where(t["idcg"] > 0, t["dcg"] / np.where(t["idcg"] > 0, t["idcg"], 1.0), 0.0),
+    }
+    batch_of = t["users"] // batch
+    rows_in = np.bincount(batch_of).astype(np.float64)
+    entries_in = np.bincount(batch_of, weights=t["counts"].astype(np.float64))
+    used = rows_in > 0
+    weights = entries_in[used] / entries_in[used].sum()
+    return {name: float(((np.bincount(batch_of, weights=v)[used] / rows_in[used]) * weights).sum()) for name, v in per_row.items()}

@@ -50,3 +50,18 @@ def test_report_from_partial_results(tmp_path):
     assert "| explicit/item/uniform | RMSE | – | alone-base 0.9700 | – | 0.9800 | **no** | – | 0.8340 | 0.8830 |" in ml1m
     assert "| alone | base | – | – | 0.9700 | – | – | – |" in ml1m
     assert (tmp_path / "rounds.png").exists()
+
+
+def test_report_scores_implicit_columns_as_the_papers_code(tmp_path):
+    def implicit(model: str, ours: float, paper: float) -> RunResult:
+        return RunResult(model=model, dataset="ml-1m", protocol="p", seed=0,
+                         metrics={"overall": {"MAP@10": ours, "MAP@10[paper]": paper, "n": 10}})
+
+    col = "runs/ml-1m/implicit/item/uniform"
+    text = write_report(tmp_path, SCHEDULES["quick"], True).read_text()
+    assert "scored as the papers' code" not in text
+    write_result(tmp_path / f"{col}/alone-base/seed0", implicit("base", 0.65, 0.61))
+    write_result(tmp_path / f"{col}/alone-ncf/seed0", implicit("ncf", 0.70, 0.66))
+    write_result(tmp_path / f"{col}/mtal-aae-heldout/seed0", implicit("aae", 0.72, 0.69))
+    section = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("scored as the papers' code")[1]
+    assert "| implicit/item/uniform | 0.6100 | alone-ncf 0.6600 | – | – | 0.6900 | yes | 0.6190 / 0.7450 | 0.6240 / 0.7060 |" in section

@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from cdrec.data.domains import uniform_users
 from cdrec.data.splits import ratio_split
 from cdrec.data.synthetic import SyntheticConfig, make_synthetic
 from cdrec.errors import CdrecError
 from cdrec.federated import baselines
 from cdrec.federated.alignment import build_federation
 from cdrec.federated.baselines import BaselineConfig, run_baseline
+from cdrec.metrics import paper_list_metrics
 from cdrec.models.assisted.aae import AAEParams
 
 
@@ -51,3 +53,21 @@ def test_cosine_schedule_runs_all_epochs_constant_rate_stops_early(fed, monkeypa
     run_baseline(fed, "joint", "ae", BaselineConfig(epochs=7, patience=2, ae=AAEParams(lr_schedule="cosine")))
     run_baseline(fed, "joint", "ae", BaselineConfig(epochs=7, patience=2, ae=AAEParams(lr_schedule="none")))
     assert [(s["epochs"], s["patience"]) for s in seen] == [(7, 7), (7, 2)]
+
+
+@pytest.mark.parametrize("alignment", ["user", "item"])
+def test_papers_scoring_ranks_per_aligned_id_and_leaves_the_selection_metric_alone(alignment):
+    data = make_synthetic(SyntheticConfig(n_users=80, n_domains=2, items_per_domain=20, min_activity=6, max_activity=15, seed=2))
+    data = uniform_users(data, 2, seed=0) if alignment == "item" else data
+    fed = build_federation(data, ratio_split(data, [0.8, 0.1, 0.1], by_user=True, seed=0), alignment=alignment, feedback="implicit")
+    scores = [np.random.default_rng(k).random(len(o.test)) for k, o in enumerate(fed.orgs)]
+    plain = baselines.federation_metrics(fed, "test", scores)
+    paper = baselines.federation_metrics(fed, "test", scores, paper_batch=7)
+    test = baselines.Entries.concat([o.test for o in fed.orgs])
+    expected = paper_list_metrics(test.rows, np.concatenate(scores), test.y, 10, 7)
+    assert paper["overall"]["MAP@10[paper]"] == pytest.approx(expected["MAP@10"])
+    assert paper["overall"]["NDCG@10[paper]"] == pytest.approx(expected["NDCG@10"])
+    assert "MAP@10[paper]" not in plain["overall"]
+    assert {k: v for k, v in paper["overall"].items() if "[paper]" not in k} == plain["overall"]
+    if alignment == "item":  # lists per item (its held-out raters), not per user
+        assert np.array_equal(np.unique(test.rows), np.unique(test.items))

@@ -39,6 +39,7 @@ def test_baselines_run(tmp_path, model, mode):
     res = run_config(cfg(model, mode=mode, feedback="implicit"), tmp_path / model)
     assert res.model == model.split("-")[1]
     assert "MAP@10" in res.metrics["overall"] and "NDCG@10" in res.metrics["overall"]
+    assert {"MAP@10[paper]", "NDCG@10[paper]"} <= set(res.metrics["overall"])  # setting.paper_eval_batch defaults to 100
 
 
 def test_bad_settings_fail_before_writing(tmp_path):
@@ -48,6 +49,8 @@ def test_bad_settings_fail_before_writing(tmp_path):
         run_config(cfg("aae", mode="mtal", privacy="rsa"), tmp_path / "y")
     with pytest.raises(CdrecError, match="setting.base"):
         run_config(cfg("aae", mode="mtal", base="median"), tmp_path / "b")
+    with pytest.raises(CdrecError, match="setting.paper_eval_batch"):
+        run_config(cfg("assisted-base", mode="alone", feedback="implicit", paper_eval_batch=0), tmp_path / "p")
     with pytest.raises(CdrecError, match="item-aligned"):
         run_config(cfg("aae", mode="mtal", alignment="item"), tmp_path / "z")
-    assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "b"))
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "b", "p"))
