@@ -294,6 +294,11 @@ def _mean(results: list[RunResult], metric: str, org: str = "overall") -> float 
     return float(np.mean(vals)) if vals else None
 
 
+def _cell(res: dict, dataset: str, column: str, row: str, metric: str) -> float | None:
+    """The mean ``metric`` of one (dataset, column, row) over its seeds; None when it was not run."""
+    return _mean(res[(dataset, column, row)], metric) if (dataset, column, row) in res else None
+
+
 def _f(v) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -364,8 +369,7 @@ def _layout(res: dict, dataset: str) -> str:
     table = []
     for mode, b in LAYOUT_ROWS:
         name = f"{mode}-{b}" if mode != "mtal" else f"mtal-{b}"
-        table.append([mode, b, *(_f(_mean(res[(dataset, c, name)], _metric(COLUMNS[c][0]))) if (dataset, c, name) in res else "–"
-                                 for c in COLS)])
+        table.append([mode, b, *(_f(_cell(res, dataset, c, name, _metric(COLUMNS[c][0]))) for c in COLS)])
     return markdown_table(LAYOUT_HEADER, table)
 
 
@@ -390,8 +394,7 @@ def _against_alone(res: dict, dataset: str) -> str:
         m = _metric(COLUMNS[c][0])
         lower = m == "RMSE"
         best = _best_row(res, dataset, c, "alone-", m)
-        o, h, z = (_mean(res[(dataset, c, r)], m) if (dataset, c, r) in res else None
-                   for r in ("mtal-aae", "mtal-aae-heldout", "mtal-aae-base0"))
+        o, h, z = (_cell(res, dataset, c, r, m) for r in ("mtal-aae", "mtal-aae-heldout", "mtal-aae-base0"))
         rows.append([c, m, _f(o), f"{best[0]} {best[1]:.4f}" if best else "–", _beats(o, best, lower), _f(h), _beats(h, best, lower),
                      _f(z), _f(PAPER_T4[("mtal", "aae")][i]), _f(PAPER_T1[("mtal", "aae")][i])])
     return markdown_table(["column", "metric", "MTAL AAE", "best Alone", "MTAL better", "MTAL AAE, held-out w / eta",
@@ -408,8 +411,7 @@ def _papers_scoring(res: dict, dataset: str) -> str:
     for i, c in enumerate(COLS):
         if COLUMNS[c][0] != "implicit":
             continue
-        base, o, h = (_mean(res[(dataset, c, r)], PAPER_METRIC) if (dataset, c, r) in res else None
-                      for r in ("alone-base", "mtal-aae", "mtal-aae-heldout"))
+        base, o, h = (_cell(res, dataset, c, r, PAPER_METRIC) for r in ("alone-base", "mtal-aae", "mtal-aae-heldout"))
         best = _best_row(res, dataset, c, "alone-", PAPER_METRIC, side=False)
         rows.append([c, _f(base), f"{best[0]} {best[1]:.4f}" if best else "–", _f(o), _beats(o, best, False), _f(h),
                      _beats(h, best, False), *(f"{_f(t[('alone', 'base')][i])} / {_f(t[('mtal', 'aae')][i])}" for t in (PAPER_T4, PAPER_T1))])
