@@ -12,7 +12,7 @@ import typer
 
 from cdrec.cli.federated import federated_app
 from cdrec.cli.serve_cmds import register as register_serve_commands
-from cdrec.errors import CdrecError
+from cdrec.errors import CdrecError, RunFailed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
@@ -21,9 +21,21 @@ app.add_typer(federated_app, name="federated")  # MTAL on Flower (cdrec/cli/fede
 register_serve_commands(app)  # recommend, export, serve (cdrec/cli/serve_cmds.py)
 
 
+# typer >= 0.2x ships its own copy of click, older typer re-exports click's: take the class from typer either way
+ClickError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
 def fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` (when given) must name a device this machine has, before any output is written."""
+    from cdrec.train.trainer import resolve_device
+
+    if device is not None:
+        resolve_device(device, option="--device")
 
 
 def _overrides(device: str | None, sets: list[str] | None) -> list[str]:
@@ -41,6 +53,7 @@ def demo(
     """Run every family on the built-in synthetic data (a few minutes on 2 CPU cores)."""
     from cdrec.experiments.demo import run_demo
 
+    check_device(device)
     run_demo(out, device=device)
 
 
@@ -85,6 +98,7 @@ def run(
 
     from cdrec.train import distributed as dist_
 
+    check_device(device)
     cfg = load_config(config, _overrides(device, set_))
     out = out or Path("runs") / f"{cfg.model}-{cfg.data.name}-seed{cfg.seed}"
     ok = False
@@ -108,6 +122,7 @@ def evaluate(
     from cdrec.experiments.pipeline import evaluate_run
     from cdrec.results.tables import result_markdown
 
+    check_device(device)
     typer.echo(result_markdown(evaluate_run(run_dir, part=part, device=device)))
 
 
@@ -127,6 +142,7 @@ def reproduce(
         fail(f"unknown paper {paper!r}; expected one of {sorted(RECIPES)}")
     if seeds is not None and seeds < 1:
         fail(f"--seeds: expected >= 1, got {seeds}")
+    check_device(device)
     module = importlib.import_module(RECIPES[paper])
     report = module.reproduce(out, data_dir=data_dir, quick=quick, seeds=seeds, device=device)
     typer.echo(f"wrote {report}")
@@ -134,10 +150,18 @@ def reproduce(
 
 def main() -> None:
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="cdrec")
     except CdrecError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except RunFailed as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except ClickError as exc:  # usage mistakes: unknown option, a value of the wrong type, a missing argument
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -146,11 +170,4 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
     sys.exit(code if isinstance(code, int) else 0)

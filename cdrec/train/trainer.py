@@ -34,14 +34,14 @@ from cdrec.train import distributed as dist_
 Batch = dict[str, "np.ndarray | torch.Tensor"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error."""
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is a user error (named as ``option``)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise CdrecError("train.device: 'cuda' asked but no CUDA GPU is available; use auto or cpu")
+        raise CdrecError(f"{option}: 'cuda' asked but no CUDA GPU is available; use auto or cpu")
     if name not in ("cpu", "cuda"):
-        raise CdrecError(f"train.device: expected auto, cpu or cuda, got {name!r}")
+        raise CdrecError(f"{option}: expected auto, cpu or cuda, got {name!r}")
     if name == "cuda" and dist_.env_world_size() > 1:  # torchrun: one GPU per local rank
         count = torch.cuda.device_count()
         if dist_.local_rank() >= count:

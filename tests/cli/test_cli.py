@@ -43,6 +43,12 @@ def test_run_then_evaluate(tmp_path):
         (["data", "stats", "nodata"], "unknown dataset 'nodata'"),
         (["evaluate", "no-such-run"], "not a run directory"),
         (["reproduce", "nopaper", "--out", "x"], "unknown paper"),
+        (["run", "--config", "c.yaml"], "--config"),  # click's wording of "no such option" differs by version
+        (["reproduce", "mtal", "--out", "x", "--seeds", "two"], "Invalid value for '--seeds'"),
+        (["reproduce", "m3oe", "--out", "x", "--device", "tpu"], "--device: expected auto, cpu or cuda, got 'tpu'"),
+        (["demo", "--out", "x", "--device", "tpu"], "--device: expected auto, cpu or cuda, got 'tpu'"),
+        (["demo", "--out", "x", "--devices", "cpu"], "--devices"),
+        (["demo", "--out", "x", "--devices", "cpu"], "(see `cdrec demo --help`)"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line_and_no_output(tmp_path, args, message):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from cdrec.experiments import RECIPES
+import pytest
+
+from cdrec.errors import RunFailed
+from cdrec.experiments import RECIPES, mtal
 from cdrec.experiments.demo import DEMO_STEPS
-from cdrec.experiments.mtal import COLUMNS, PAPER_T4, SCHEDULES, plan, write_report
+from cdrec.experiments.mtal import COLUMNS, PAPER_T4, SCHEDULES, plan, reproduce, write_report
 from cdrec.results.schema import RunResult, write_result
 
 
@@ -65,3 +68,19 @@ def test_report_scores_implicit_columns_as_the_papers_code(tmp_path):
     write_result(tmp_path / f"{col}/mtal-aae-heldout/seed0", implicit("aae", 0.72, 0.69))
     section = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("scored as the papers' code")[1]
     assert "| implicit/item/uniform | 0.6100 | alone-ncf 0.6600 | – | – | 0.6900 | yes | 0.6190 / 0.7450 | 0.6240 / 0.7060 |" in section
+
+
+def test_failed_runs_are_listed_in_the_report_and_fail_the_command(tmp_path, monkeypatch):
+    (tmp_path / "data/ml-100k").mkdir(parents=True)
+    (tmp_path / "data/ml-100k/u.data").write_text("")
+
+    def broken(cfg, run_dir):
+        raise RuntimeError("out of memory\nat row 3")
+
+    monkeypatch.setattr(mtal, "run_config", broken)
+    with pytest.raises(RunFailed, match=r"^3 mtal run\(s\) failed, listed in .*report.md; the first: ml-100k/"):
+        reproduce(tmp_path / "out", data_dir=tmp_path / "data", quick=True)
+    report = (tmp_path / "out/report.md").read_text()
+    assert "## Runs that failed (3;" in report
+    assert "/mtal-aae/seed0: RuntimeError: out of memory at row 3`" in report
+    assert not list((tmp_path / "out").glob("runs/**/results.json"))
