@@ -11,7 +11,7 @@ import typer
 
 from cdrec.errors import CdrecError, require
 
-federated_app = typer.Typer(no_args_is_help=True, help="MTAL with organizations as Flower SuperNodes (needs cdrec[flower]).")
+federated_app = typer.Typer(no_args_is_help=True, help="MTAL with organizations as Flower SuperNodes (needs the flower extra: make install-flower).")
 
 
 def _config(config: Optional[Path], sets: Optional[List[str]], rounds: Optional[int]):

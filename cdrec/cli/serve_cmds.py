@@ -68,7 +68,10 @@ def export(
     """Top-K for every user of every domain into one Parquet or CSV file (user, domain, rank, item, score)."""
     from cdrec.predict import EXPORT_FORMATS, check_k, export_recommendations, load
 
-    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt is None:
+        fmt = out.suffix.lstrip(".").lower()
+        require(fmt in EXPORT_FORMATS, f"--out {out}: cannot tell the format from its suffix; name it .parquet or .csv, or pass --format")
+    fmt = fmt.lower()
     require(fmt in EXPORT_FORMATS, f"--format: expected one of {list(EXPORT_FORMATS)}, got {fmt!r}")
     require(out.parent.is_dir(), f"--out {out}: folder {out.parent} does not exist")
     require(not out.is_dir(), f"--out {out}: is a directory, expected a file")

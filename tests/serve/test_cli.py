@@ -118,3 +118,12 @@ def test_serve_port_in_use_exit_2(monkeypatch, capsys, tmp_path):
         code, _, err = cli(monkeypatch, capsys, "serve", tmp_path, "--port", port)
     assert code == 2
     one_line_error(err, "cannot listen there")
+
+
+def test_export_without_a_known_suffix_asks_for_a_format(monkeypatch, capsys, joint_run, tmp_path):
+    code, _, err = cli(monkeypatch, capsys, "export", joint_run, "--out", tmp_path / "recs")
+    assert code == 2
+    one_line_error(err, "cannot tell the format from its suffix")
+    assert list(tmp_path.iterdir()) == []
+    code, _, _ = cli(monkeypatch, capsys, "export", joint_run, "--out", tmp_path / "recs", "--format", "CSV", "-k", 2)
+    assert code == 0 and "user" in (tmp_path / "recs").read_text().splitlines()[0]
