@@ -97,8 +97,9 @@ def _native(values: np.ndarray) -> list[Any]:
     return np.asarray(values).tolist()
 
 
-def check_k(k: Any) -> int:
-    require(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1, f"k: expected an integer >= 1, got {k!r}")
+def check_k(k: Any, option: str = "k") -> int:
+    """``k`` as an int >= 1; a user error names it as ``option`` (``--k`` on the command line)."""
+    require(isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1, f"{option}: expected an integer >= 1, got {k!r}")
     return int(k)
 
 
@@ -180,14 +181,15 @@ class Predictor:
             "supports": sorted(self.supports),
         }
 
-    def domain_index(self, domain: str | None) -> int:
-        """Index of a domain name; ``None`` is allowed when the run has exactly one domain."""
+    def domain_index(self, domain: str | None, option: str = "domain") -> int:
+        """Index of a domain name; ``None`` is allowed when the run has exactly one domain. A user error names
+        the argument as ``option`` (``--domain`` on the command line)."""
         if domain is None:
             if len(self.domains) == 1:
                 return 0
-            raise CdrecError(f"domain: this run has {len(self.domains)} domains, name one of {self.domains}")
+            raise CdrecError(f"{option}: this run has {len(self.domains)} domains, name one of {self.domains}")
         if str(domain) not in self.domains:
-            raise UnknownIdError(f"unknown domain {domain!r}; expected one of {self.domains}")
+            raise UnknownIdError(f"{option}: unknown domain {domain!r}; expected one of {self.domains}")
         return self.domains.index(str(domain))
 
     def unsupported(self, what: str) -> UnsupportedError:

@@ -28,16 +28,20 @@ def recommend(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Top-K items in a domain for one user of a trained run, or (--history) the next items per domain after an item history."""
+    from cdrec.cli.main import check_device
     from cdrec.predict import check_k, load
     from cdrec.results.tables import markdown_table
 
-    check_k(k)
+    check_k(k, option="--k")
+    check_device(device)
     require((user is None) != (history is None), "give exactly one of --user and --history")
     require(fallback in (None, "popularity"), f"--fallback: expected popularity, got {fallback!r}")
     items = [x.strip() for x in history.split(",")] if history is not None else []
     require(history is None or all(items), f"--history: expected comma-separated item ids, got {history!r}")
     require(history is None or (fallback is None and not include_seen), "--fallback and --include-seen apply to --user only")
     predictor = load(run_dir, device=device)
+    if domain is not None or history is None:
+        predictor.domain_index(domain, option="--domain")
     if history is not None:
         answers = predictor.recommend_sequence(items, k, domain=domain)
         if as_json:
@@ -66,6 +70,7 @@ def export(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Top-K for every user of every domain into one Parquet or CSV file (user, domain, rank, item, score)."""
+    from cdrec.cli.main import check_device
     from cdrec.predict import EXPORT_FORMATS, check_k, export_recommendations, load
 
     if fmt is None:
@@ -75,9 +80,12 @@ def export(
     require(fmt in EXPORT_FORMATS, f"--format: expected one of {list(EXPORT_FORMATS)}, got {fmt!r}")
     require(out.parent.is_dir(), f"--out {out}: folder {out.parent} does not exist")
     require(not out.is_dir(), f"--out {out}: is a directory, expected a file")
-    check_k(k)
+    check_k(k, option="--k")
     require(batch_size >= 1, f"--batch-size: expected >= 1, got {batch_size}")
+    check_device(device)
     predictor = load(run_dir, device=device)
+    for name in domain or []:
+        predictor.domain_index(name, option="--domain")
     n = export_recommendations(predictor, out, fmt=fmt, k=k, domains=domain, exclude_seen=not include_seen, batch_size=batch_size, progress=True)
     typer.echo(f"wrote {n} rows to {out}")
 
@@ -97,6 +105,9 @@ def serve(
     require(1 <= max_k <= 100_000, f"--max-k: expected 1..100000, got {max_k}")
     require(threads is None or threads >= 1, f"--threads: expected >= 1, got {threads}")
     require(api_key is None or api_key.strip() != "", "--api-key: empty key; give a non-empty key or leave it out")
+    from cdrec.cli.main import check_device
+
+    check_device(device)
     try:
         import uvicorn
 

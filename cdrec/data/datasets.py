@@ -61,6 +61,8 @@ def build_domains(inter: Interactions, spec: str | None, *, seed: int = 0, keep:
             k = int(arg)
         except ValueError:
             raise CdrecError(f"data.domains: {spec!r} needs a number of domains, e.g. {kind}:8") from None
+        if k < 1:
+            raise CdrecError(f"data.domains: {spec!r} asks for {k} domains; expected 1 or more, e.g. {kind}:8")
         return (dom.uniform_items if kind == "uniform-items" else dom.uniform_users)(inter, k, seed=seed)
     if kind == "age-bins":
         return dom.by_user_bins(inter, "age", dom.M3OE_AGE_BINS)

@@ -179,7 +179,7 @@ CASES: list[Case] = [
     run_case("no_overlapping_users", "no overlapping users", _disjoint_users(), **{"data.overlap_only": True}),
     run_case("more_domains_than_items", "only 24 items", **{"data.domains": "uniform-items:500"}),
     run_case("more_domains_than_users", "only 8 users", **{"data.domains": "uniform-users:100"}),
-    run_case("zero_domains", "must be >= 1", **{"data.domains": "uniform-items:0"}),
+    run_case("zero_domains", "data.domains: 'uniform-items:0' asks for 0 domains", **{"data.domains": "uniform-items:0"}),
     run_case("unknown_domain_builder", "unknown domain builder", **{"data.domains": "by-moon-phase"}),
     run_case("age_bins_without_ages", "no user attribute 'age'", **{"data.domains": "age-bins"}),
     run_case("one_interaction_per_user", "leave-one-out gives no test rows", csv_text([r for r in base_rows() if r[4] % 100 < 2])),

@@ -32,9 +32,10 @@ def test_recommend_table_and_json(monkeypatch, capsys, joint_run, joint_predicto
     "args, needle",
     [
         (["--user", "nobody", "--domain", "D0"], "unknown user 'nobody'"),
-        (["--user", "0", "--domain", "D9"], "unknown domain 'D9'"),
-        (["--user", "0"], "name one of"),
-        (["--user", "0", "--domain", "D0", "-k", "0"], "k: expected an integer >= 1"),
+        (["--user", "0", "--domain", "D9"], "--domain: unknown domain 'D9'"),
+        (["--user", "0"], "--domain: this run has 3 domains, name one of"),
+        (["--user", "0", "--domain", "D0", "-k", "0"], "--k: expected an integer >= 1"),
+        (["--user", "0", "--domain", "D0", "--device", "tpu"], "--device: expected auto, cpu or cuda"),
         (["--user", "0", "--domain", "D0", "--fallback", "random"], "--fallback"),
     ],
 )
@@ -74,8 +75,9 @@ def test_export_all_users_per_domain(monkeypatch, capsys, joint_run, joint_predi
     "args, needle",
     [
         (["--format", "xlsx"], "--format: expected one of"),
-        (["-k", "0"], "k: expected an integer >= 1"),
-        (["--domain", "D9"], "unknown domain 'D9'"),
+        (["-k", "0"], "--k: expected an integer >= 1"),
+        (["--domain", "D9"], "--domain: unknown domain 'D9'"),
+        (["--device", "tpu"], "--device: expected auto, cpu or cuda"),
         (["--batch-size", "0"], "--batch-size"),
     ],
 )
@@ -100,6 +102,7 @@ def test_export_into_missing_folder(monkeypatch, capsys, joint_run, tmp_path):
         (["--port", "70000"], "--port: expected 1..65535"),
         (["--api-key", " "], "--api-key: empty key"),
         (["--max-k", "0"], "--max-k"),
+        (["--device", "tpu"], "--device: expected auto, cpu or cuda"),
     ],
 )
 def test_serve_bad_options_exit_2_before_loading(monkeypatch, capsys, tmp_path, args, needle):
