@@ -11,6 +11,7 @@ from typing import List, Optional
 import typer
 
 from cdrec.cli.federated import federated_app
+from cdrec.cli.options import check_device
 from cdrec.cli.serve_cmds import register as register_serve_commands
 from cdrec.errors import CdrecError, RunFailed
 
@@ -28,14 +29,6 @@ ClickError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickE
 def fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
-
-
-def check_device(device: str | None) -> None:
-    """``--device`` (when given) must name a device this machine has, before any output is written."""
-    from cdrec.train.trainer import resolve_device
-
-    if device is not None:
-        resolve_device(device, option="--device")
 
 
 def _overrides(device: str | None, sets: list[str] | None) -> list[str]:

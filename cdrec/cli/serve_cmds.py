@@ -13,6 +13,7 @@ from typing import List, Optional
 
 import typer
 
+from cdrec.cli.options import check_device
 from cdrec.errors import CdrecError, require
 
 
@@ -28,7 +29,6 @@ def recommend(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Top-K items in a domain for one user of a trained run, or (--history) the next items per domain after an item history."""
-    from cdrec.cli.main import check_device
     from cdrec.predict import check_k, load
     from cdrec.results.tables import markdown_table
 
@@ -70,7 +70,6 @@ def export(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Top-K for every user of every domain into one Parquet or CSV file (user, domain, rank, item, score)."""
-    from cdrec.cli.main import check_device
     from cdrec.predict import EXPORT_FORMATS, check_k, export_recommendations, load
 
     if fmt is None:
@@ -105,8 +104,6 @@ def serve(
     require(1 <= max_k <= 100_000, f"--max-k: expected 1..100000, got {max_k}")
     require(threads is None or threads >= 1, f"--threads: expected >= 1, got {threads}")
     require(api_key is None or api_key.strip() != "", "--api-key: empty key; give a non-empty key or leave it out")
-    from cdrec.cli.main import check_device
-
     check_device(device)
     try:
         import uvicorn
