@@ -314,6 +314,9 @@ def _read_atomic(path: Path) -> pd.DataFrame:
     return frame.rename(columns=fields)
 
 
+OPTIONAL_ROLES = ("domain", "rating", "timestamp")  # picked up by name when a table's mapping leaves them out
+
+
 def load_table(
     path: str | os.PathLike,
     *,
@@ -324,7 +327,9 @@ def load_table(
     """A CSV (any compression) or Parquet file with a column mapping.
 
     ``columns`` maps cdrec roles to the file's column names: ``user``, ``item`` (required),
-    ``domain``, ``rating``, ``timestamp`` and ``labels`` (comma-separated list).
+    ``domain``, ``rating``, ``timestamp`` and ``labels`` (comma-separated list). A role left out of the
+    mapping uses the column of its own name when the file has one (``user``, ``item``, ``domain``,
+    ``rating``, ``timestamp``), so a file with those headers needs no mapping.
     """
     path = Path(path)
     _need_file(path)
@@ -338,6 +343,7 @@ def load_table(
             raise CdrecError(f"{path}: cannot read as Parquet ({type(exc).__name__})") from None
     else:
         frame = _read_csv(path, sep=sep)
+    mapping.update({role: role for role in OPTIONAL_ROLES if role not in mapping and role in frame.columns})
     labels = [c for c in mapping.get("labels", "").split(",") if c]
     if mapping["user"] in frame.columns and mapping["item"] in frame.columns:
         _reject_duplicates(frame, [mapping["user"], mapping["item"], mapping.get("domain"), mapping.get("rating"), mapping.get("timestamp")], path)

@@ -90,3 +90,15 @@ def test_recbole_and_table_loaders(tmp_path):
         loaders.load_table(tmp_path / "empty.csv")
     with pytest.raises(CdrecError, match="is a directory"):
         loaders.load_table(tmp_path)
+
+
+def test_table_picks_up_domain_rating_timestamp_columns_by_name(tmp_path):
+    """A file whose headers are the role names needs no mapping; a mapping still wins over a column's name."""
+    path = tmp_path / "t.csv"
+    path.write_text("user,item,domain,rating,timestamp,other\n1,7,a,4,10,b\n2,7,a,5,11,b\n2,8,b,3,12,c\n")
+    t = loaders.load_table(path)
+    assert t.domains == ["a", "b"] and t.has_timestamp and t.frame["rating"].tolist() == [4.0, 5.0, 3.0]
+    assert loaders.load_table(path, columns={"domain": "other"}).domains == ["b", "c"]
+    path.write_text("user,item,rating\n1,7,x\n")
+    with pytest.raises(CdrecError, match="column 'rating' has 1 non-numeric"):
+        loaders.load_table(path)
