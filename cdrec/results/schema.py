@@ -33,7 +33,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 SCHEMA_VERSION = 1
 
@@ -118,9 +118,31 @@ def write_result(run_dir: str | Path, result: RunResult) -> Path:
 
     run_dir = Path(run_dir)
     path = run_dir / "results.json"
-    atomic_write_text(path, json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, strict_json(result.to_dict()) + "\n")
     atomic_write_text(run_dir / "results.md", result_markdown(result))
     return path
+
+
+def strict_json(data: Any, indent: int | None = 2, default: Callable[[Any], Any] | None = None) -> str:
+    """``data`` as standard JSON: NumPy values and paths converted, and a metric that could not be computed
+    (NaN or infinite, e.g. MAP@10 of an organization whose held-out users have no positive item) written as
+    ``null``, since ``NaN`` is not JSON and breaks readers other than Python's. ``default`` converts what
+    else JSON cannot hold (NumPy values, arrays and paths unless given)."""
+    return json.dumps(_finite(data), indent=indent, default=default or _json_default, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def _json_default(value: Any) -> Any:

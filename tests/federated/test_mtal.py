@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
 from cdrec.data.splits import ratio_split
 from cdrec.data.synthetic import SyntheticConfig, make_synthetic
-from cdrec.federated.alignment import build_federation
+from cdrec.federated.alignment import Entries, build_federation
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.mtal import replay, run_mtal
-from cdrec.federated.organization import MTALConfig
+from cdrec.federated.organization import MTALConfig, key_metrics
 from cdrec.federated.transport import InProcessTransport
 from cdrec.models.assisted.aae import AAEParams
 
@@ -167,3 +169,12 @@ def test_base_zero_starts_from_zero_and_bad_base_fails(data):
         assert o.history[1]["train_loss"] < o.history[0]["train_loss"]  # round 1 fits the ratings themselves
     with pytest.raises(CdrecError, match="MTALConfig.base"):
         run_mtal(fed, cfg_of(rounds=1, base="median"))
+
+
+def test_implicit_metrics_of_lists_without_a_positive_are_nan_without_a_warning():
+    """An organization whose held-out users have no positive item: NaN (null in results.json), no NumPy warning."""
+    ent = Entries(rows=np.array([0, 0, 1]), cols=np.array([0, 1, 0]), y=np.zeros(3), users=np.array([0, 0, 1]), items=np.array([0, 1, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = key_metrics("implicit", ent, np.array([0.3, 0.2, 0.1]))
+    assert np.isnan(out["MAP@10"]) and np.isnan(out["NDCG@10"]) and out["n"] == 3

@@ -32,7 +32,7 @@ from flwr.serverapp import Grid, ServerApp
 from cdrec.federated.flower import wire
 from cdrec.federated.mtal import Step, drive
 from cdrec.federated.transport import InProcessTransport
-from cdrec.results.schema import atomic_path, atomic_write_text
+from cdrec.results.schema import atomic_path, atomic_write_text, strict_json
 
 MESSAGE_TYPE = "query.mtal"
 DOWN = ("offline", "unregistered")
@@ -216,7 +216,7 @@ def serve(grid: Grid, s: ServerSettings) -> dict:
         result["dropped"] = dict(cohort.dropped) if cohort is not None else {}
         result["seconds"] = round(time.perf_counter() - t0, 3)
         if s.result_path:
-            atomic_write_text(s.result_path, json.dumps(result, indent=2, default=str))
+            atomic_write_text(s.result_path, strict_json(result, default=str))
         log(INFO if result["status"] == "ok" else WARNING, "[cdrec] MTAL %s: %s", result["status"], result.get("error", ""))
     return result
 
