@@ -68,6 +68,14 @@ class UnknownIdError(CdrecError):
     """A user, item or domain id the run does not know."""
 
 
+class ColdUserError(UnknownIdError):
+    """A user the model cannot score in a domain; ``why`` says which, the message how to get the popularity fallback."""
+
+    def __init__(self, why: str, fallback_hint: str = "fallback='popularity'") -> None:
+        self.why = why
+        super().__init__(f"{why}; pass {fallback_hint} for the domain's most popular items")
+
+
 class UnsupportedError(CdrecError):
     """The loaded model cannot answer this kind of question."""
 
@@ -256,7 +264,7 @@ class TopKPredictor(Predictor):
             if fallback == "popularity":
                 return self._popular(user, d, k)
             why = f"unknown user {user!r}" if u < 0 else f"user {user!r} has no training interactions in domain {self.domains[d]!r} (single-domain model)"
-            raise UnknownIdError(f"{why}; pass fallback='popularity' for the domain's most popular items")
+            raise ColdUserError(why)
         items, scores = self.top_k(np.array([u]), d, k, exclude_seen)
         keep = np.isfinite(scores[0])
         return Recommendations(user, self.domains[d], self.items.to_raw(items[0][keep]), scores[0][keep].tolist())

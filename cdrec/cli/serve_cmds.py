@@ -29,7 +29,7 @@ def recommend(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Top-K items in a domain for one user of a trained run, or (--history) the next items per domain after an item history."""
-    from cdrec.predict import check_k, load
+    from cdrec.predict import ColdUserError, check_k, load
     from cdrec.results.tables import markdown_table
 
     check_k(k, option="--k")
@@ -51,7 +51,10 @@ def recommend(
             typer.echo(f"history of {len(items)} items · domain {recs.domain} · {predictor.model}")
             typer.echo(markdown_table(["rank", "item", "score"], [[r + 1, i, f"{s:.4f}"] for r, (i, s) in enumerate(zip(recs.items, recs.scores))]))
         return
-    recs = predictor.recommend(user, domain, k, exclude_seen=not include_seen, fallback=fallback)
+    try:
+        recs = predictor.recommend(user, domain, k, exclude_seen=not include_seen, fallback=fallback)
+    except ColdUserError as exc:
+        raise ColdUserError(exc.why, "--fallback popularity") from None
     if as_json:
         typer.echo(json.dumps(recs.to_dict(), indent=2))
         return

@@ -31,7 +31,7 @@ def test_recommend_table_and_json(monkeypatch, capsys, joint_run, joint_predicto
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--user", "nobody", "--domain", "D0"], "unknown user 'nobody'"),
+        (["--user", "nobody", "--domain", "D0"], "unknown user 'nobody'; pass --fallback popularity for"),
         (["--user", "0", "--domain", "D9"], "--domain: unknown domain 'D9'"),
         (["--user", "0"], "--domain: this run has 3 domains, name one of"),
         (["--user", "0", "--domain", "D0", "-k", "0"], "--k: expected an integer >= 1"),

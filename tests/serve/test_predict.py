@@ -80,7 +80,7 @@ def test_string_and_int_ids_are_the_same_user(joint_predictor):
 
 def test_unknown_ids_and_bad_values(joint_predictor):
     p = joint_predictor
-    with pytest.raises(UnknownIdError, match="unknown user 'nobody'"):
+    with pytest.raises(UnknownIdError, match=r"unknown user 'nobody'; pass fallback='popularity' for"):
         p.recommend("nobody", "D0", 5)
     with pytest.raises(UnknownIdError, match="unknown domain 'D7'"):
         p.recommend(p.data.user_ids[0], "D7", 5)
