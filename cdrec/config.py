@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -281,9 +281,23 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), b
     model = merged_user.get("model", RunConfig.model)
     require(isinstance(model, str), f"model: expected a model name, got {model!r}")
     layered = _deep_merge(read_yaml(CONFIG_DIR / "defaults.yaml"), model_defaults(model))
-    cfg = build_dataclass(RunConfig, _deep_merge(layered, merged_user))
+    try:
+        cfg = build_dataclass(RunConfig, _deep_merge(layered, merged_user))
+    except CdrecError as exc:
+        if path is not None and _fails_with(lambda: build_dataclass(RunConfig, _deep_merge(layered, user)), str(exc)):
+            raise CdrecError(f"{path}: {exc}") from None  # the mistake is in the file, not in an override
+        raise
     validate(cfg)
     return cfg
+
+
+def _fails_with(build: Callable[[], Any], message: str) -> bool:
+    """Whether ``build`` raises the same :class:`CdrecError` message."""
+    try:
+        build()
+    except CdrecError as exc:
+        return str(exc) == message
+    return False
 
 
 def validate(cfg: RunConfig) -> None:

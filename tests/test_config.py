@@ -58,3 +58,15 @@ def test_bad_yaml_file(tmp_path):
         load_config(bad)
     with pytest.raises(CdrecError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_mistake_in_the_yaml_file_names_the_file_and_an_override_can_fix_it(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("model: bprmf\ntrain:\n  epoch: 2\n")
+    with pytest.raises(CdrecError, match=r"^.*exp\.yaml: train: unknown key 'epoch'"):
+        load_config(path)
+    path.write_text("model: bprmf\ntrain:\n  epochs: x\n")
+    assert load_config(path, ["train.epochs=3"]).train.epochs == 3
+    path.write_text("model: bprmf\n")
+    with pytest.raises(CdrecError, match=r"^train.epochs: expected an integer"):  # the override's mistake: no file named
+        load_config(path, ["train.epochs=x"])
