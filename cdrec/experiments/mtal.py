@@ -7,8 +7,9 @@ command resumes):
 1. ML-100K, Table 4 layout: explicit / implicit x user-aligned uniform K=8 (``uniform-items:8``),
    user-aligned genre K=18 (``genre-random``, each movie to one of its genres drawn by the seed, the
    ``unknown`` genre dropped) and item-aligned uniform K=8 (``uniform-users:8``); rows Joint / Alone
-   (Base, MF, MLP, NCF, AE) and MTAL (AAE), with and without side information, and ``mtal-aae-heldout``
-   (w and eta fitted on half of each organization's validation users, see ``HELDOUT``).
+   (Base, MF, MLP, NCF, AE) and MTAL (AAE), with and without side information (``_s`` rows), and
+   ``mtal-aae-heldout`` / ``mtal-aae-heldout_s`` (w and eta fitted on half of each organization's validation
+   users, see ``HELDOUT``).
 2. Ablations on ML-100K user-aligned: eta in {0.1, 0.3, 1.0, optimize}, optimized w; partial alignment
    curve; cold-start curve; Laplace DP and interval privacy.
 3. ML-1M user-aligned 18 genres (paper 002 Table 2) and Douban book + music (paper 002, two of its
@@ -201,6 +202,8 @@ def plan(quick: bool) -> list[tuple]:
             k = keep if dom == "genre-random" else None
             target = side_jobs if side else main
             target.append(("ml-100k", col, f"mtal-aae{sfx}", "aae", dom, _setting(col, "mtal", side), k, 100, 0))
+            if side:
+                target.append(("ml-100k", col, "mtal-aae-heldout_s", "aae", dom, _setting(col, "mtal", side, **HELDOUT), k, 100, 0))
             for b in (["base", "mf"] if quick else BACKBONES):
                 if side and b == "base":
                     continue
@@ -351,6 +354,9 @@ def write_report(out: Path, sched: dict, quick: bool, failed: list[str] | tuple[
                   "above, with the papers' implicit columns.", ""]
         for ds in scored:
             lines += [f"**{ds}**", "", _papers_scoring(res, ds), ""]
+            if any(k[0] == ds and k[2].startswith("mtal-aae") and k[2].endswith("_s") for k in res):
+                lines += [f"**{ds}, side information** (`u.user` profile and `u.item` genres encoded and summed in, AAE_s)", "",
+                          _papers_scoring(res, ds, side=True), ""]
     w = res.get(("ml-100k", "explicit/user/genre", "mtal-aae-wopt"))
     if w:
         main = res.get(("ml-100k", "explicit/user/genre", "mtal-aae"), [])
@@ -413,19 +419,23 @@ def _against_alone(res: dict, dataset: str) -> str:
                            "held-out better", "MTAL AAE, F0 = 0 (not the papers' F0)", "paper T4", "paper T1"], rows)
 
 
-def _papers_scoring(res: dict, dataset: str) -> str:
+def _papers_scoring(res: dict, dataset: str, side: bool = False) -> str:
     """The implicit columns scored as the papers' code scores them (``MAP@10[paper]``, see
-    :func:`cdrec.metrics.ranking.paper_list_metrics`), beside the papers' Base and MTAL rows."""
+    :func:`cdrec.metrics.ranking.paper_list_metrics`), beside the papers' Base and MTAL rows. With ``side``, the
+    side-information MTAL rows (AAE_s) against the best Alone row with or without side information."""
+    sfx, model = ("_s", "aae_s") if side else ("", "aae")
     rows = []
     for i, c in enumerate(COLS):
         if COLUMNS[c][0] != "implicit":
             continue
-        base, o, h = (_cell(res, dataset, c, r, PAPER_METRIC) for r in ("alone-base", "mtal-aae", "mtal-aae-heldout"))
-        best = _best_row(res, dataset, c, "alone-", PAPER_METRIC, side=False)
+        base, o, h = (_cell(res, dataset, c, r, PAPER_METRIC) for r in ("alone-base", f"mtal-aae{sfx}", f"mtal-aae-heldout{sfx}"))
+        best = _best_row(res, dataset, c, "alone-", PAPER_METRIC, side=side)
         rows.append([c, _f(base), f"{best[0]} {best[1]:.4f}" if best else "–", _f(o), _beats(o, best, False), _f(h),
-                     _beats(h, best, False), *(f"{_f(t[('alone', 'base')][i])} / {_f(t[('mtal', 'aae')][i])}" for t in (PAPER_T4, PAPER_T1))])
-    return markdown_table(["column", "Alone Base", "best Alone", "MTAL AAE", "MTAL better", "MTAL AAE, held-out w / eta",
-                           "held-out better", "paper T4 Base / MTAL", "paper T1 Base / MTAL"], rows)
+                     _beats(h, best, False), *(f"{_f(t[('alone', 'base')][i])} / {_f(t[('mtal', model)][i])}" for t in (PAPER_T4, PAPER_T1))])
+    name = "MTAL AAE_s" if side else "MTAL AAE"
+    return markdown_table(["column", "Alone Base", "best Alone" + (" (with or without side information)" if side else ""),
+                           name, "MTAL better", f"{name}, held-out w / eta", "held-out better",
+                           "paper T4 Base / MTAL" + sfx, "paper T1 Base / MTAL" + sfx], rows)
 
 
 def _beats(value: float | None, best: tuple[str, float] | None, lower: bool) -> str:

@@ -31,6 +31,8 @@ def test_plan_covers_table4_and_paper002_with_mtal_first():
     assert all((j[5]["eta"], j[5]["weights"], j[5]["assist_fit"]) == ("optimize", "optimize", "valid-split") for j in held)
     for col in ("explicit/user/uniform", "explicit/item/uniform", "implicit/user/uniform", "implicit/item/uniform"):
         assert {("ml-1m", col, r) for r in ("mtal-aae", "mtal-aae-heldout", "alone-ncf", "alone-base")} <= rows
+    held_s = [j for j in jobs if j[2] == "mtal-aae-heldout_s"]
+    assert {j[1] for j in held_s} == set(COLUMNS) and all(j[5]["side_info"] and j[5]["assist_fit"] == "valid-split" for j in held_s)
     assert len(plan(True)) == 3
     assert all(len(v) == 6 for v in PAPER_T4.values())
 
@@ -68,6 +70,11 @@ def test_report_scores_implicit_columns_as_the_papers_code(tmp_path):
     write_result(tmp_path / f"{col}/mtal-aae-heldout/seed0", implicit("aae", 0.72, 0.69))
     section = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("scored as the papers' code")[1]
     assert "| implicit/item/uniform | 0.6100 | alone-ncf 0.6600 | – | – | 0.6900 | yes | 0.6190 / 0.7450 | 0.6240 / 0.7060 |" in section
+    assert "side information** (" not in section
+    write_result(tmp_path / f"{col}/alone-ncf_s/seed0", implicit("ncf", 0.71, 0.70))
+    write_result(tmp_path / f"{col}/mtal-aae-heldout_s/seed0", implicit("aae", 0.73, 0.68))
+    side = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("side information** (")[1]
+    assert "| implicit/item/uniform | 0.6100 | alone-ncf_s 0.7000 | – | – | 0.6800 | **no** | 0.6190 / 0.7430 | 0.6240 / 0.7060 |" in side
 
 
 def test_failed_runs_are_listed_in_the_report_and_fail_the_command(tmp_path, monkeypatch):
