@@ -10,7 +10,7 @@
       "seed": 0,
       "setting": {...},                       # what distinguishes runs of one model (mode, ablation...)
       "metrics": {"<domain>": {"HR@10": 0.61, "NDCG@10": ..., "MRR@10": ..., "n": 943},
-                  "overall": {...}},          # overall = mean over all evaluated rows
+                  "overall": {...}},          # overall = mean over all evaluated rows; null = not computable
       "buckets": {"<domain>": {"1-2": {...}, "3-5": {...}, ...}},
       "valid_metrics": {...},                 # same shape, on the validation part (model selection)
       "config": {...},                        # the resolved RunConfig
