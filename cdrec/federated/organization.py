@@ -37,7 +37,7 @@ from cdrec.errors import require
 from cdrec.federated.alignment import Entries, OrgHoldings
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.privacy import interval_release, laplace_dp
-from cdrec.metrics.ranking import paper_list_metrics, ranked_list_metrics
+from cdrec.metrics.ranking import mean_over_ranked, paper_list_metrics, ranked_list_metrics
 from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_rows, fit_autoencoder, score_pairs
 from cdrec.models.assisted.base import BaseModel
 
@@ -103,13 +103,6 @@ def lbfgs(fun, x0: torch.Tensor, iters: int) -> torch.Tensor:
     return x.detach()
 
 
-def _mean_of_ranked(per_list: np.ndarray) -> float:
-    """The mean over lists that could be ranked (NaN marks a list without a positive); NaN, without NumPy's
-    empty-slice warning, when none could (an organization whose held-out users have no positive item)."""
-    ranked = per_list[~np.isnan(per_list)]
-    return float(ranked.mean()) if ranked.size else float("nan")
-
-
 def key_metrics(feedback: str, ent: Entries, score: np.ndarray, clip: tuple[float, float] | None = None,
                 paper_batch: int | None = None) -> dict[str, float]:
     """RMSE (explicit, predictions clipped to the rating range) or NDCG@10 / MAP@10 over each user's
@@ -122,7 +115,7 @@ def key_metrics(feedback: str, ent: Entries, score: np.ndarray, clip: tuple[floa
         s = np.clip(score, *clip) if clip else score
         return {"RMSE": float(np.sqrt(np.mean((s - ent.y) ** 2))), "n": int(len(ent))}
     m = ranked_list_metrics(ent.users, score, ent.y, 10)
-    out = {name: _mean_of_ranked(m[name]) for name in ("NDCG@10", "MAP@10")}
+    out = {name: mean_over_ranked(m[name]) for name in ("NDCG@10", "MAP@10")}
     if paper_batch:
         out.update({f"{name}[paper]": v for name, v in paper_list_metrics(ent.rows, score, ent.y, 10, paper_batch).items()})
     return {**out, "n": int(len(ent))}

@@ -87,7 +87,7 @@ def ranked_list_metrics(user: np.ndarray, score: np.ndarray, relevance: np.ndarr
     """Per-user ``NDCG@k``, ``HR@k``, ``MAP@k`` over each user's held-out rated items.
 
     ``relevance > 0`` marks relevant items. AP@k = sum_{i<=k} P@i * rel_i / min(k, #relevant).
-    Users without any relevant held-out item get NaN (excluded by ``np.nanmean``). Returns the
+    Users without any relevant held-out item get NaN (excluded by :func:`mean_over_ranked`). Returns the
     metrics plus ``users``, the user id of each value.
     """
     t = _list_terms(user, score, relevance, k)
@@ -99,6 +99,13 @@ def ranked_list_metrics(user: np.ndarray, score: np.ndarray, relevance: np.ndarr
             f"HR@{k}": np.where(has, (t["top_hits"] > 0).astype(np.float64), np.nan),
             f"MAP@{k}": np.where(has, t["ap_sum"] / np.maximum(np.minimum(t["n_rel"], k), 1), np.nan),
         }
+
+
+def mean_over_ranked(per_list: np.ndarray) -> float:
+    """The mean of a :func:`ranked_list_metrics` metric over the lists that could be ranked (NaN marks a list
+    without a relevant item); NaN, without NumPy's empty-slice warning, when none could."""
+    ranked = per_list[~np.isnan(per_list)]
+    return float(ranked.mean()) if ranked.size else float("nan")
 
 
 def paper_list_metrics(row: np.ndarray, score: np.ndarray, relevance: np.ndarray, k: int, batch: int) -> dict[str, float]:

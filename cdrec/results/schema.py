@@ -126,8 +126,8 @@ def write_result(run_dir: str | Path, result: RunResult) -> Path:
 def strict_json(data: Any, indent: int | None = 2, default: Callable[[Any], Any] | None = None) -> str:
     """``data`` as standard JSON: NumPy values and paths converted, and a metric that could not be computed
     (NaN or infinite, e.g. MAP@10 of an organization whose held-out users have no positive item) written as
-    ``null``, since ``NaN`` is not JSON and breaks readers other than Python's. ``default`` converts what
-    else JSON cannot hold (NumPy values, arrays and paths unless given)."""
+    ``null``, since ``NaN`` is not JSON and breaks readers other than Python's. Arrays become lists; ``default``
+    converts what else JSON cannot hold (NumPy scalars and paths unless given)."""
     return json.dumps(_finite(data), indent=indent, default=default or _json_default, allow_nan=False)
 
 
@@ -150,8 +150,6 @@ def _json_default(value: Any) -> Any:
 
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
