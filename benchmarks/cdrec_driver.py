@@ -90,7 +90,7 @@ def run_bprmf(spec: dict, out: dict) -> None:
     trainer.fit(clock, last_epoch_validator(), n_batches=len(sampler))
     scorer, _ = RankingTask.scorers(model, data, device)
     w, c = time.perf_counter(), time.process_time()
-    ev = evaluate_sampled(scorer, split, "test", ks=(10,))
+    ev = evaluate_sampled(scorer, split, "test", ks=(10,), scorer_device=device)
     out.update(
         epoch_s=clock.wall, epoch_cpu_s=clock.cpu, eval_s=time.perf_counter() - w, eval_cpu_s=time.process_time() - c,
         metrics={"hit@10": ev.metrics["overall"]["HR@10"], "ndcg@10": ev.metrics["overall"]["NDCG@10"], "n": ev.metrics["overall"]["n"]},

@@ -202,6 +202,41 @@ def _bprmf_profile(out: Path) -> list[str]:
     return lines
 
 
+def _machine(m: dict[str, Any]) -> str:
+    gpu = f", {m['gpu']}" if m.get("gpu") else ""
+    return f"torch {m['torch']}, {m['cpu_count']} cores, {m['threads']} threads{gpu}"
+
+
+def _ctr_throughput(ct: dict[str, Any] | None) -> list[str]:
+    """``benchmarks/bench_ctr.py --json``: training samples/s of the CTR family, each device against Shared-Bottom."""
+    lines = ["## CTR training throughput", ""]
+    if not ct:
+        return lines + ["Not run (no ctr_throughput.json; `python benchmarks/bench_ctr.py --json ...`).", ""]
+    lines += [f"ML-1M's CTR input sizes, random batches of {ct['batch']:,}, {ct['steps']} timed training steps per model; {_machine(ct['machine'])}. "
+              "M3oE's step includes its held-out (upper-level) step every `arch_every` steps.", ""]
+    if ct.get("note"):
+        lines += [f"_{ct['note']}._", ""]
+    lines += ["| device | model | samples/s | x Shared-Bottom (same device, same run) |", "|---|---|---|---|"]
+    lines += [f"| {r['device']} | {r['model']} | {r['samples_per_s']:,} | {r['x_sharedbottom']:.2f} |" for r in ct["rows"]]
+    return lines + [""]
+
+
+def _gpu_check(check: dict[str, Any]) -> list[str]:
+    """``tests/train/test_cuda.py`` run on a GPU machine: every model on CUDA against the same run on the CPU."""
+    diffs = check["max_abs_metric_diff_cpu_vs_cuda"]
+    suite = check["full_suite_on_gpu"]
+    worst = max(diffs, key=diffs.get)
+    return [
+        f"### GPU check ({check['date']}; {_machine(check['machine'])})", "",
+        f"`{check['command']}`: {check['tests_passed']} of {check['tests_total']} passed in {check['seconds']} s. Every registered model ({len(diffs)}) trained and evaluated "
+        f"on CUDA, allocated there, and landed within {diffs[worst]:.4f} of the same run on the CPU on every overall metric (largest: {worst}); a model trained on CUDA "
+        "gives the same top-10 lists from a CUDA and a CPU predictor. `cdrec demo --device cuda` took "
+        f"{check['demo_cuda_s']} s.", "",
+        f"The whole suite with CUDA present (device `auto` picks it): {suite['passed']} passed, {suite['skipped']} skipped ({suite['real_data']}), "
+        f"{suite['failed_or_error']} failed or errored: {suite['why']}.", "",
+    ]
+
+
 def write_summary(out: Path) -> Path:
     lines = ["# cdrec benchmarks", "", "Produced by `make bench` (`python -m benchmarks.run_all`). Every figure below comes from the JSON files beside this summary.", ""]
     sections = [
@@ -215,8 +250,19 @@ def write_summary(out: Path) -> Path:
         lines += fn(data) if data else [f"Not run (no {name}).", ""]
         if name == "scaling.json":
             lines += _bprmf_profile(out)
+    lines += _ctr_throughput(_load(out / "ctr_throughput.json"))
+    lines += ["## GPU", ""]
     gpu = _load(out / "gpu.json")
-    lines += ["## GPU", "", gpu["skipped"] if gpu and "skipped" in gpu else "See the `-cuda` JSON files when run with `--device cuda`.", ""]
+    if gpu and "skipped" in gpu:
+        lines += [gpu["skipped"], ""]
+    check = _load(out / "gpu_check.json")
+    lines += _gpu_check(check) if check else []
+    cuda_tp = _load(out / "eval_throughput-cuda.json")
+    if cuda_tp:
+        lines += ["### Evaluation throughput with `--device cuda`", ""]
+        lines += [f"_{cuda_tp['note']}._", ""] if cuda_tp.get("note") else []
+        lines += _throughput(cuda_tp)
+        lines += ["Sampling runs on the CPU whatever the device (NumPy); only the scoring moves to the GPU.", ""]
     path = out / "summary.md"
     path.write_text("\n".join(lines))
     return path

@@ -180,7 +180,7 @@ class RankingTask(Task):
         kw = dict(ks=cfg.eval.ks, bucket_edges=cfg.eval.buckets)
         if cfg.split.full_ranking:
             return evaluate_full(full, split, part, **kw)
-        return evaluate_sampled(scorer, split, part, batch_size=cfg.eval.batch_size or CF_EVAL_BATCH, **kw)
+        return evaluate_sampled(scorer, split, part, batch_size=cfg.eval.batch_size or CF_EVAL_BATCH, scorer_device=device, **kw)
 
     def build_model(self, cfg: RunConfig, split: Split, params: Any):
         return registry.get(cfg.model).cls.from_split(split, params)

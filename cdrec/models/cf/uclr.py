@@ -330,7 +330,7 @@ class UCLR(RankingModel):
         def validate() -> dict[str, float]:
             if not has_valid:
                 return {}
-            ev = evaluate_sampled(self._scorer(device), dsplit, "valid", ks=(10,))
+            ev = evaluate_sampled(self._scorer(device), dsplit, "valid", ks=(10,), scorer_device=device)
             return ev.metrics["overall"]
 
         start = {"head": copy.deepcopy(head.state_dict()), "items": self.item_emb.weight.detach().clone()}
