@@ -2,7 +2,7 @@
 there, and lands near the same run on the CPU; a model trained on CUDA serves from either device.
 
 Skipped, with the reason, on a machine without a CUDA GPU (CI has none): these run where one is lent.
-``tiny_sets`` is importable so a benchmark or a device check can reuse the same small runs.
+``-s`` prints each model's metrics on both devices (the figures in benchmarks/results/gpu_check.json).
 """
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+import cdrec
 from cdrec.config import load_config
 from cdrec.experiments.pipeline import run_config
 from cdrec.models import registry
@@ -47,7 +49,7 @@ def tiny_sets(name: str, device: str) -> list[str]:
 
 
 def close(a: float, b: float) -> bool:
-    """CPU and CUDA runs share data, sampling and initial weights, not dropout masks or float sums."""
+    """CPU and CUDA runs share data, sampling and initial weights (dropout is off), not float sums or random masks drawn on the GPU."""
     return math.isclose(a, b, rel_tol=0.05, abs_tol=0.02)  # measured on an H200: at most 0.0043 apart
 
 
@@ -74,9 +76,6 @@ def test_model_trains_on_cuda_and_lands_near_the_cpu_run(name, tmp_path):
 
 @needs_cuda
 def test_model_trained_on_cuda_serves_from_cuda_and_cpu_alike(tmp_path: Path):
-    import cdrec
-    import pandas as pd
-
     run = tmp_path / "run"
     run_config(load_config(None, tiny_sets("bprmf", "cuda") + ["scope=joint"]), run)
     on_gpu, on_cpu = cdrec.load(run, device="cuda"), cdrec.load(run, device="cpu")
