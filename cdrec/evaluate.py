@@ -8,7 +8,7 @@ ranking. Scores are computed in batches of rows; ranks and metrics are vectorize
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,6 +17,9 @@ from cdrec.data.splits import Split
 from cdrec.data.views import interaction_matrix
 from cdrec.metrics import activity_bucket, bucket_labels, grouped_means
 from cdrec.metrics.ranking import hit_rate_from_rank, mrr_from_rank, ndcg_from_rank, positive_rank
+
+if TYPE_CHECKING:
+    import torch
 
 Scorer = Callable[[np.ndarray, np.ndarray], np.ndarray]
 FullScorer = Callable[[np.ndarray, int], np.ndarray]
@@ -74,7 +77,7 @@ def evaluate_sampled(
     ks: Sequence[int] = (5, 10),
     bucket_edges: Sequence[int] = (2, 5, 20),
     batch_size: int = 4096,
-    scorer_device: object = "cpu",
+    scorer_device: str | torch.device = "cpu",
 ) -> Evaluation:
     """Rank each row's stored candidates (positive in column 0).
 
