@@ -5,24 +5,22 @@ Input sizes are ML-1M's CTR view (7 sparse fields with ML-1M vocabularies, age d
 step (M3oE: lower-level step plus the held-out upper-level step every ``arch_every`` steps).
 Ratios are against Shared-Bottom measured in the same run.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_ctr.py [--batch 4096] [--steps 10] [--json ctr_throughput.json]
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_ctr [--batch 4096] [--steps 10] [--json ctr_throughput.json]
 
 ``--json`` writes the table as ``ctr_throughput.json``, which ``benchmarks.report`` renders in the
-summary's GPU section.
+summary; ``python -m benchmarks.run_all --only ctr`` runs the same and writes it into the benchmark folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import machine, write_json
 from cdrec.config import TrainConfig
 from cdrec.models import registry
 from cdrec.models.ctr.layers import CTRSchema
@@ -71,29 +69,35 @@ def throughput(name: str, device: torch.device, batch: int, steps: int) -> float
     return batch * steps / (time.perf_counter() - t0)
 
 
+def run(*, batch: int = 4096, steps: int = 10, devices: list[str] | None = None) -> dict:
+    """Samples/s of every CTR model on each device (default: the CPU, and CUDA when present), with
+    each device's ratio against its own Shared-Bottom; the table is printed as it is measured."""
+    devices = devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {batch}, steps {steps}")
+    print("| device | model | samples/s | x Shared-Bottom |")
+    print("|---|---|---|---|")
+    rows = []
+    for device in map(torch.device, devices):
+        base = None
+        for name in MODELS:
+            sps = throughput(name, device, batch, steps)
+            base = base or sps
+            rows.append({"device": device.type, "model": name, "samples_per_s": round(sps), "x_sharedbottom": round(sps / base, 3)})
+            print(f"| {device.type} | {name} | {sps:,.0f} | {sps / base:.2f} |", flush=True)
+    info = {**machine(",".join(devices), torch.get_num_threads()), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name() if "cuda" in devices else None}
+    return {"benchmark": "ctr_throughput", "machine": info, "batch": batch, "steps": steps, "rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
-    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, steps {args.steps}")
-    print("| device | model | samples/s | x Shared-Bottom |")
-    print("|---|---|---|---|")
-    rows = []
-    for device in devices:
-        base = None
-        for name in MODELS:
-            sps = throughput(name, device, args.batch, args.steps)
-            base = base or sps
-            rows.append({"device": device.type, "model": name, "samples_per_s": round(sps), "x_sharedbottom": round(sps / base, 3)})
-            print(f"| {device.type} | {name} | {sps:,.0f} | {sps / base:.2f} |", flush=True)
+    record = run(batch=args.batch, steps=args.steps)
     if args.json:
-        machine = {"torch": torch.__version__, "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
-                   "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-        record = {"benchmark": "ctr_throughput", "machine": machine, "batch": args.batch, "steps": args.steps, "rows": rows}
-        args.json.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(args.json, record)
 
 
 if __name__ == "__main__":

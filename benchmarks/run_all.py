@@ -1,7 +1,7 @@
 """Run every benchmark and write ``summary.md`` (``make bench`` = ``python -m benchmarks.run_all``).
 
 Outputs land in ``--out`` (default ``benchmarks/out/``): ``peer.json``, ``eval_throughput.json``,
-``scaling.json``, ``scaling.png`` and ``summary.md``; the work folders beside them keep each child
+``scaling.json``, ``scaling.png``, ``ctr_throughput.json`` and ``summary.md``; the work folders beside them keep each child
 process's spec, log and result. ``--only`` runs a subset; the summary is rebuilt from whatever JSONs
 are present. ``--device cuda`` runs the GPU figures (plus bf16 autocast for SASRec) and is skipped
 cleanly, with a note in the JSON, when no GPU is present.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.common import DEFAULT_OUT, cuda_available, log, write_json
 
-BENCHMARKS = ("peer", "throughput", "scaling")
+BENCHMARKS = ("peer", "throughput", "scaling", "ctr")
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sasrec-sizes", default="1e5,3e5,1e6", help="scaling sizes for SASRec")
     ap.add_argument("--mtal-sizes", default="1e5,1e6,3e6", help="scaling sizes for AAE/MTAL (one assistance round x 1 local epoch per 'epoch')")
     ap.add_argument("--scaling-epochs", type=int, default=2)
+    ap.add_argument("--ctr-batch", type=int, default=4096, help="CTR training throughput: rows per step")
+    ap.add_argument("--ctr-steps", type=int, default=10, help="CTR training throughput: timed steps per model")
     ap.add_argument("--keep-tables", action="store_true", help="keep the generated scaling tables in <out>/scaling-work for a later run")
     args = ap.parse_args(argv)
     only = [x.strip() for x in args.only.split(",") if x.strip()]
@@ -76,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
 
         res = scaling.run(out, device=args.device, threads=args.threads, models={"BPR-MF": parse_sizes(args.sizes), "AAE-MTAL": parse_sizes(args.mtal_sizes), "SASRec": parse_sizes(args.sasrec_sizes)}, epochs=args.scaling_epochs, keep_tables=args.keep_tables)
         scaling.plot(res, out / "scaling.png")
+    if "ctr" in only:
+        import torch
+
+        from benchmarks import bench_ctr
+
+        torch.set_num_threads(args.threads)
+        write_json(out / "ctr_throughput.json", bench_ctr.run(batch=args.ctr_batch, steps=args.ctr_steps, devices=["cpu"] + (["cuda"] if tag else [])))
     from benchmarks.report import write_summary
 
     path = write_summary(out)

@@ -42,3 +42,24 @@ def test_summary_states_a_missed_scaling_target(tmp_path) -> None:
     text = write_summary(tmp_path).read_text()
     assert "time cpu exponent 1.15 misses the target 1.1 by 0.05" in text.lower()
     assert "| BPR-MF | 100,000 - 1,000,000 (10x) | 1.15 | **no** (+0.05)" in text
+
+
+def test_ctr_throughput_lands_in_the_summary_with_ratios_against_shared_bottom(tmp_path) -> None:
+    from benchmarks.bench_ctr import MODELS, run
+
+    record = run(batch=64, steps=1, devices=["cpu"])
+    assert [r["model"] for r in record["rows"]] == MODELS and record["rows"][0]["x_sharedbottom"] == 1.0
+    assert all(r["samples_per_s"] > 0 for r in record["rows"])
+    (tmp_path / "ctr_throughput.json").write_text(json.dumps(record))
+    text = write_summary(tmp_path).read_text()
+    m3oe = next(r for r in record["rows"] if r["model"] == "m3oe")
+    assert f"| cpu | m3oe | {m3oe['samples_per_s']:,} | {m3oe['x_sharedbottom']:.2f} |" in text
+
+
+def test_gpu_check_record_is_summarised(tmp_path) -> None:
+    check = {"date": "2026-12-04", "machine": {"torch": "2.11", "cpu_count": 16, "threads": 16, "gpu": "H200"}, "command": "pytest tests/train/test_cuda.py",
+             "tests_passed": 28, "tests_total": 28, "seconds": 38.5, "max_abs_metric_diff_cpu_vs_cuda": {"bprmf": 0.0, "uclr": 0.0018},
+             "full_suite_on_gpu": {"passed": 470, "skipped": 12, "failed_or_error": 0, "why": "none", "real_data": "absent"}, "demo_cuda_s": 18}
+    (tmp_path / "gpu_check.json").write_text(json.dumps(check))
+    text = write_summary(tmp_path).read_text()
+    assert "28 of 28 passed" in text and "within 0.0018 of the same run on the CPU" in text and "(largest: uclr)" in text
