@@ -84,7 +84,7 @@ def run(*, batch: int = 4096, steps: int = 10, devices: list[str] | None = None)
             base = base or sps
             rows.append({"device": device.type, "model": name, "samples_per_s": round(sps), "x_sharedbottom": round(sps / base, 3)})
             print(f"| {device.type} | {name} | {sps:,.0f} | {sps / base:.2f} |", flush=True)
-    info = {**machine(",".join(devices), torch.get_num_threads()), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    info = {**machine(",".join(devices), torch.get_num_threads()), "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name() if "cuda" in devices else None}
     return {"benchmark": "ctr_throughput", "machine": info, "batch": batch, "steps": steps, "rows": rows}
 

@@ -204,14 +204,14 @@ def _bprmf_profile(out: Path) -> list[str]:
 
 def _machine(m: dict[str, Any]) -> str:
     gpu = f", {m['gpu']}" if m.get("gpu") else ""
-    return f"torch {m['torch']}, {m['cpu_count']} cores, {m['threads']} threads{gpu}"
+    return f"torch {m['torch']}, {m['cpu_count']} cores, {m['threads_per_process']} threads{gpu}"
 
 
 def _ctr_throughput(ct: dict[str, Any] | None) -> list[str]:
-    """``benchmarks/bench_ctr.py --json``: training samples/s of the CTR family, each device against Shared-Bottom."""
+    """``benchmarks.bench_ctr.run``: training samples/s of the CTR family, each device against Shared-Bottom."""
     lines = ["## CTR training throughput", ""]
     if not ct:
-        return lines + ["Not run (no ctr_throughput.json; `python benchmarks/bench_ctr.py --json ...`).", ""]
+        return lines + ["Not run (no ctr_throughput.json; `python -m benchmarks.run_all --only ctr`).", ""]
     lines += [f"ML-1M's CTR input sizes, random batches of {ct['batch']:,}, {ct['steps']} timed training steps per model; {_machine(ct['machine'])}. "
               "M3oE's step includes its held-out (upper-level) step every `arch_every` steps.", ""]
     if ct.get("note"):

@@ -57,7 +57,7 @@ def test_ctr_throughput_lands_in_the_summary_with_ratios_against_shared_bottom(t
 
 
 def test_gpu_check_record_is_summarised(tmp_path) -> None:
-    check = {"date": "2026-12-04", "machine": {"torch": "2.11", "cpu_count": 16, "threads": 16, "gpu": "H200"}, "command": "pytest tests/train/test_cuda.py",
+    check = {"date": "2026-12-04", "machine": {"torch": "2.11", "cpu_count": 16, "threads_per_process": 16, "gpu": "H200"}, "command": "pytest tests/train/test_cuda.py",
              "tests_passed": 28, "tests_total": 28, "seconds": 38.5, "max_abs_metric_diff_cpu_vs_cuda": {"bprmf": 0.0, "uclr": 0.0018},
              "full_suite_on_gpu": {"passed": 470, "skipped": 12, "failed_or_error": 0, "why": "none", "real_data": "absent"}, "demo_cuda_s": 18}
     (tmp_path / "gpu_check.json").write_text(json.dumps(check))
