@@ -53,12 +53,22 @@ class Range:
 
 
 def bounded(default: Any = dataclasses.MISSING, lo: float | None = None, hi: float | None = None, *,
-            lo_open: bool = False, hi_open: bool = False) -> Any:
+            lo_open: bool = False, hi_open: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field checked against ``[lo, hi]`` (open ends with ``lo_open``/``hi_open``) by
     :func:`build_dataclass` (the message names the config key) and by :func:`check_ranges` (call it
     from ``__post_init__`` to guard direct construction too). ``None`` values are not checked; list
-    values are checked element-wise. Example: ``mask_ratio: float = bounded(0.3, 0, 1)``."""
-    return field(default=default, metadata={"range": Range(lo, hi, lo_open, hi_open)})
+    values (give them a ``default_factory``) are checked element-wise.
+    Example: ``mask_ratio: float = bounded(0.3, 0, 1)``."""
+    return field(default=default, default_factory=default_factory, metadata={"range": Range(lo, hi, lo_open, hi_open)})
+
+
+def config_key(where: str, name: str) -> str:
+    """The config key a message names: ``train`` + ``lr`` -> ``train.lr``; a qualifier in parentheses
+    stays last (``model_params (mmoe)`` + ``n_experts`` -> ``model_params.n_experts (mmoe)``)."""
+    if where == "config":
+        return name
+    base, paren, qualifier = where.partition(" (")
+    return f"{base}.{name}" + (f" ({qualifier}" if paren else "")
 
 
 def _check_range_values(cls: type, values: dict[str, Any], where: str) -> None:
@@ -71,13 +81,21 @@ def _check_range_values(cls: type, values: dict[str, Any], where: str) -> None:
         for v in items:
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and rng.contains(float(v))
             if not ok:
-                key = f"{where}.{f.name}" if where != "config" else f.name
-                raise CdrecError(f"{key}: expected a number {rng}, got {v!r}")
+                raise CdrecError(f"{config_key(where, f.name)}: expected a number {rng}, got {v!r}")
 
 
 def check_ranges(obj: Any, where: str | None = None) -> None:
     """Raise :class:`CdrecError` when a :func:`bounded` field of dataclass ``obj`` is out of range."""
     _check_range_values(type(obj), {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}, where or type(obj).__name__)
+
+
+@dataclass
+class ModelParams:
+    """Base of every model's params dataclass: its :func:`bounded` fields are checked whenever one is
+    built, from a config or directly (``MMoEParams(n_experts=0)`` raises naming ``model_params.n_experts``)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "model_params")
 
 
 @dataclass
@@ -213,7 +231,7 @@ def build_dataclass(cls: type, values: dict[str, Any], *, where: str = "config")
     unknown = sorted(set(values) - names)
     if unknown:
         raise CdrecError(f"{where}: unknown key {unknown[0]!r}; expected one of {sorted(names)}")
-    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}" if where != "config" else k) for k, v in values.items()}
+    kwargs = {k: _check_type(v, hints[k], config_key(where, k)) for k, v in values.items()}
     _check_range_values(cls, kwargs, where)
     return cls(**kwargs)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from cdrec.config import RunConfig, build_dataclass
+from cdrec.config import RunConfig, bounded, build_dataclass
 from cdrec.data.datasets import load_dataset
 from cdrec.data.interactions import Interactions
 from cdrec.data.splits import ratio_split
@@ -59,13 +59,13 @@ class MTALSetting:
     weights: str = "uniform"
     assist_fit: str = "train"
     privacy: str = "none"
-    privacy_alpha: float = 10.0
-    align_ratio: float = 1.0
-    cold_start_ratio: float | None = None
+    privacy_alpha: float = bounded(10.0, 0, lo_open=True)
+    align_ratio: float = bounded(1.0, 0, 1)
+    cold_start_ratio: float | None = bounded(None, 0, 1, lo_open=True, hi_open=True)
     cold_start_org: str | None = None
-    rounds: int = 10
+    rounds: int = bounded(10, 1)
     base: str = "mean"
-    paper_eval_batch: int = 100
+    paper_eval_batch: int = bounded(100, 1)
 
 
 @dataclass
@@ -83,10 +83,8 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     require(s.assist_fit in ("train", "valid", "valid-split"),
             f"setting.assist_fit: expected train, valid or valid-split, got {s.assist_fit!r}")
     require(s.privacy in MECHANISMS, f"setting.privacy: expected one of {MECHANISMS}, got {s.privacy!r}")
-    require(isinstance(s.eta, float) or s.eta == "optimize", f"setting.eta: expected a number or 'optimize', got {s.eta!r}")
-    require(s.rounds >= 1, f"setting.rounds: expected >= 1, got {s.rounds}")
+    require((isinstance(s.eta, float) and s.eta > 0) or s.eta == "optimize", f"setting.eta: expected a number > 0 or 'optimize', got {s.eta!r}")
     require(s.base in ("mean", "zero"), f"setting.base: expected mean or zero, got {s.base!r}")
-    require(s.paper_eval_batch >= 1, f"setting.paper_eval_batch: expected >= 1, got {s.paper_eval_batch}")
     if s.mode == "mtal":
         require(cfg.model == "aae", f"setting.mode=mtal needs model aae, got {cfg.model!r}")
     else:

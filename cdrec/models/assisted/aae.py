@@ -23,13 +23,14 @@ is a conventional AutoRec-style autoencoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
 from cdrec.errors import require
 from cdrec.models.assisted.blocks import KeepBest, SideEncoder, batches
 from cdrec.models.registry import register
@@ -39,18 +40,18 @@ DENSE_BLOCK = 1 << 22  # largest rows x n_out output block :meth:`AAE.score` com
 
 
 @dataclass
-class AAEParams:
+class AAEParams(ModelParams):
     """Table 5 architecture and Table 6 local training (Adam 1e-3, weight decay 5e-4, 20 epochs)."""
 
-    encoder: list[int] = field(default_factory=lambda: [256, 128])
-    decoder: list[int] = field(default_factory=lambda: [128, 256])
-    dropout: float = 0.5
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    epochs: int = 20
-    batch_size: int = 100
+    encoder: list[int] = bounded(lo=1, default_factory=lambda: [256, 128])
+    decoder: list[int] = bounded(lo=1, default_factory=lambda: [128, 256])
+    dropout: float = bounded(0.5, 0, 1, hi_open=True)
+    lr: float = bounded(1e-3, 0, lo_open=True)
+    weight_decay: float = bounded(5e-4, 0)
+    epochs: int = bounded(20, 1)
+    batch_size: int = bounded(100, 1)
     side_info: bool = False
-    grad_clip: float = 0.0  # max gradient norm per step (the authors' code clips at 1.0); 0 = off
+    grad_clip: float = bounded(0.0, 0)  # max gradient norm per step (the authors' code clips at 1.0); 0 = off
     # weight initialization: "xavier" = Xavier-uniform weights and zero biases on every linear layer, as
     # the authors' ``src/models/ae.py`` (diaoenmao/Decentralized-Multi-Target-Cross-Domain-Recommendation-...,
     # ``Encoder/Decoder.reset_parameters``); "torch" = PyTorch's default Linear initialization

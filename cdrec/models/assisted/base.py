@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cdrec.config import ModelParams
 from cdrec.models.registry import register
 
 
 @dataclass
-class BaseParams:
+class BaseParams(ModelParams):
     """No parameters: the base model is a sample average."""
 
 

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
 from cdrec.models.assisted.blocks import PairModel
 from cdrec.models.registry import register
 
 
 @dataclass
-class MFParams:
-    dim: int = 128
+class MFParams(ModelParams):
+    dim: int = bounded(128, 1)
 
 
 @register("assisted-mf", family="assisted", params=MFParams)

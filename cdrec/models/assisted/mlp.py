@@ -4,18 +4,19 @@ embeddings (2 x 64) go through layers ``[128, 64, 32, 16]`` (ReLU) and a linear 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
 from cdrec.models.assisted.blocks import PairModel, mlp
 from cdrec.models.registry import register
 
 
 @dataclass
-class MLPParams:
-    layers: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
+class MLPParams(ModelParams):
+    layers: list[int] = bounded(lo=1, default_factory=lambda: [128, 64, 32, 16])
 
 
 class Towers(nn.Module):

@@ -4,19 +4,20 @@ layers are concatenated into a linear output; per-organization output heads give
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
 from cdrec.models.assisted.blocks import PairModel, mlp
 from cdrec.models.registry import register
 
 
 @dataclass
-class NCFParams:
-    dim: int = 128
-    layers: list[int] = field(default_factory=lambda: [128, 64, 32, 16])
+class NCFParams(ModelParams):
+    dim: int = bounded(128, 1)
+    layers: list[int] = bounded(lo=1, default_factory=lambda: [128, 64, 32, 16])
 
 
 @register("assisted-ncf", family="assisted", params=NCFParams)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cdrec.config import TrainConfig, bounded, check_ranges
+from cdrec.config import ModelParams, TrainConfig, bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.base import RankingModel
@@ -27,16 +27,13 @@ from cdrec.models.registry import register
 
 
 @dataclass
-class BPRMFParams:
+class BPRMFParams(ModelParams):
     """Embedding size and L2 weight (UCLR section 4.1: m = 128, lambda_U = lambda_V = 1e-5)."""
 
     dim: int = bounded(128, 1)
     reg: float = bounded(1e-5, 0)
     init_std: float = bounded(0.1, 0, lo_open=True)
     sparse: bool = False
-
-    def __post_init__(self) -> None:
-        check_ranges(self, "model_params (bprmf)")
 
 
 @register("bprmf", family="cf", params=BPRMFParams)

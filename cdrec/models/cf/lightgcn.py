@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
 from cdrec.data.splits import Split
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import bpr_loss
@@ -23,13 +24,13 @@ from cdrec.models.registry import register
 
 
 @dataclass
-class LightGCNParams:
+class LightGCNParams(ModelParams):
     """Embedding size, number of propagation layers K, L2 weight."""
 
-    dim: int = 128
-    layers: int = 3
-    reg: float = 1e-5
-    init_std: float = 0.1
+    dim: int = bounded(128, 1)
+    layers: int = bounded(3, 0)
+    reg: float = bounded(1e-5, 0)
+    init_std: float = bounded(0.1, 0, lo_open=True)
 
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:

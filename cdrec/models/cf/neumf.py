@@ -10,12 +10,13 @@ per layer (``2 dim -> dim -> dim / 2`` by default).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
 from cdrec.data.splits import Split
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import MLP
@@ -23,14 +24,14 @@ from cdrec.models.registry import register
 
 
 @dataclass
-class NeuMFParams:
+class NeuMFParams(ModelParams):
     """Embedding size, MLP tower widths after the input (default ``[dim, dim // 2]``), L2 weight."""
 
-    dim: int = 128
-    layers: list[int] = field(default_factory=list)
-    reg: float = 1e-5
-    dropout: float = 0.0
-    init_std: float = 0.01
+    dim: int = bounded(128, 1)
+    layers: list[int] = bounded(lo=1, default_factory=list)
+    reg: float = bounded(1e-5, 0)
+    dropout: float = bounded(0.0, 0, 1, hi_open=True)
+    init_std: float = bounded(0.01, 0, lo_open=True)
 
 
 @register("neumf", family="cf", params=NeuMFParams)

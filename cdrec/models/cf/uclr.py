@@ -53,7 +53,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
 from cdrec.data.samplers import BPRSampler, epoch_rng
 from cdrec.data.splits import Split
 from cdrec.errors import require
@@ -72,34 +73,34 @@ from cdrec.results.schema import atomic_path
 
 
 @dataclass
-class UCLRParams:
+class UCLRParams(ModelParams):
     """UCLR hyper-parameters (section 4.2 values as defaults) and the ladder switches."""
 
-    dim: int = 128
-    reg: float = 1e-5
-    init_std: float = 0.1
+    dim: int = bounded(128, 1)
+    reg: float = bounded(1e-5, 0)
+    init_std: float = bounded(0.1, 0, lo_open=True)
     # ladder switches: autoencoder none | single (PGE+AE) | dual; temperature global | user
     autoencoder: str = "dual"
     temperature: str = "user"
     lora: bool = True
     # contrastive dual-stream collaborative autoencoder (section 3.4)
-    hidden: list[int] = field(default_factory=lambda: [128, 32])
-    mask_ratio: float = 0.3
+    hidden: list[int] = bounded(lo=1, default_factory=lambda: [128, 32])
+    mask_ratio: float = bounded(0.3, 0, 1, hi_open=True)
     mask_mode: str = "row"
-    alpha: float = 1e-3
-    tau_init: float = 0.1
-    tau_min: float = 1e-5
-    tau_max: float = 1.0
-    tau_lr: float = 1e-2
-    rho: float | None = 0.5
-    ae_lr: float = 1e-3
-    ae_batch: int = 2048
-    ae_epochs: int = 20
-    ae_passes: int = 10
+    alpha: float = bounded(1e-3, 0)
+    tau_init: float = bounded(0.1, 0, lo_open=True)
+    tau_min: float = bounded(1e-5, 0, lo_open=True)
+    tau_max: float = bounded(1.0, 0, lo_open=True)
+    tau_lr: float = bounded(1e-2, 0)
+    rho: float | None = bounded(0.5, 0, lo_open=True)
+    ae_lr: float = bounded(1e-3, 0, lo_open=True)
+    ae_batch: int = bounded(2048, 1)
+    ae_epochs: int = bounded(20, 0)
+    ae_passes: int = bounded(10, 1)
     # domain-aware LoRA finetune (section 3.5)
-    lora_rank: int = 8
-    lora_init_std: float = 0.01
-    ft_epochs: int = 10
+    lora_rank: int = bounded(8, 1)
+    lora_init_std: float = bounded(0.01, 0)
+    ft_epochs: int = bounded(10, 0)
     finetune_items: bool = True
     score_with: str = "decoded"
     # reuse of one PGE pretraining across the ladder (path of a cache file, or None)
@@ -111,10 +112,8 @@ def _check(p: UCLRParams) -> None:
     require(p.temperature in ("global", "user"), f"model_params.temperature: expected global or user, got {p.temperature!r}")
     require(p.mask_mode in ("row", "element"), f"model_params.mask_mode: expected row or element, got {p.mask_mode!r}")
     require(p.score_with in ("decoded", "embedding"), f"model_params.score_with: expected decoded or embedding, got {p.score_with!r}")
-    require(0.0 <= p.mask_ratio < 1.0, f"model_params.mask_ratio: expected a share in [0, 1), got {p.mask_ratio}")
     require(0 < p.tau_min <= p.tau_init <= p.tau_max, f"model_params: expected 0 < tau_min <= tau_init <= tau_max, got {p.tau_min}, {p.tau_init}, {p.tau_max}")
-    require(len(p.hidden) >= 1 and all(h > 0 for h in p.hidden), f"model_params.hidden: expected positive layer sizes, got {p.hidden}")
-    require(p.lora_rank >= 1, f"model_params.lora_rank: expected >= 1, got {p.lora_rank}")
+    require(len(p.hidden) >= 1, f"model_params.hidden: expected at least one layer size, got {p.hidden}")
 
 
 # ------------------------------------------------------------------------------ section 3.4

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cdrec.config import bounded
 from cdrec.models.ctr.layers import CTRModel, CTRParams, CTRSchema, ExpertBank, Gates, Towers, mix, own_domain
 from cdrec.models.registry import register
 
@@ -20,8 +21,8 @@ from cdrec.models.registry import register
 @dataclass
 class AdaTTParams(CTRParams):
     mode: str = "mtl"
-    n_specific: int = 1
-    n_shared: int = 1
+    n_specific: int = bounded(1, 1)
+    n_shared: int = bounded(1, 0)
 
 
 @register("adatt", family="ctr", params=AdaTTParams)

@@ -23,17 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdrec.config import ModelParams, bounded
+
 MODES = ("single", "mtl", "mdl", "mdmt")
 
 
 @dataclass
-class CTRParams:
+class CTRParams(ModelParams):
     """Shared hyper-parameters: embedding size 16 (M3oE 3.3), expert width, tower hidden width."""
 
     mode: str = "mdmt"
-    embed_dim: int = 16
-    hidden: int = 64
-    tower_hidden: int = 32
+    embed_dim: int = bounded(16, 1)
+    hidden: int = bounded(64, 1)
+    tower_hidden: int = bounded(32, 1)
 
 
 @dataclass

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cdrec.config import TrainConfig
+from cdrec.config import TrainConfig, bounded
 from cdrec.errors import CdrecError
 from cdrec.models.ctr.layers import CTRModel, CTRParams, CTRSchema, ExpertBank, Gates, Towers, _uniform_, mix, own_domain
 from cdrec.models.registry import register
@@ -60,10 +60,10 @@ class M3oEParams(CTRParams):
     epoch, with ``learning_rate_darts`` 1e-3). ``expert_layers`` stacks Eq. 3 (1 = the paper's
     one-layer experts; the authors' code uses 2)."""
 
-    n_shared: int = 1
-    expert_layers: int = 1
-    arch_lr: float = 3e-2
-    arch_every: int = 2
+    n_shared: int = bounded(1, 1)
+    expert_layers: int = bounded(1, 1)
+    arch_lr: float = bounded(3e-2, 0, lo_open=True)
+    arch_every: int = bounded(2, 0)
     ablation: str = "none"
 
 
@@ -74,10 +74,6 @@ class M3oE(CTRModel):
     def __init__(self, schema: CTRSchema, params: M3oEParams) -> None:
         if params.ablation not in ABLATIONS:
             raise CdrecError(f"model_params.ablation: expected one of {list(ABLATIONS)}, got {params.ablation!r}")
-        if params.expert_layers < 1:
-            raise CdrecError(f"model_params.expert_layers: expected >= 1, got {params.expert_layers}")
-        if params.arch_every < 0:
-            raise CdrecError(f"model_params.arch_every: expected >= 0 (0 = once per epoch), got {params.arch_every}")
         super().__init__(schema, params)
         D, T, H = self.n_domains, self.n_tasks, params.hidden
         self.ablation = params.ablation

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 import torch
 
+from cdrec.config import bounded
 from cdrec.models.ctr.layers import CTRModel, CTRParams, CTRSchema, ExpertBank, Gates, Towers, mix, own_domain
 from cdrec.models.registry import register
 
 
 @dataclass
 class MMoEParams(CTRParams):
-    n_experts: int = 4
+    n_experts: int = bounded(4, 1)
 
 
 @register("mmoe", family="ctr", params=MMoEParams)

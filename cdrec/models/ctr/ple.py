@@ -11,15 +11,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cdrec.config import bounded
 from cdrec.models.ctr.layers import CTRModel, CTRParams, CTRSchema, ExpertBank, Gates, Towers, mix, own_domain
 from cdrec.models.registry import register
 
 
 @dataclass
 class PLEParams(CTRParams):
-    n_levels: int = 2
-    n_shared: int = 2
-    n_specific: int = 1
+    n_levels: int = bounded(2, 1)
+    n_shared: int = bounded(2, 1)
+    n_specific: int = bounded(1, 1)
 
 
 class CGCLevel(nn.Module):

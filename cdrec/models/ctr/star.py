@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdrec.config import bounded
 from cdrec.models.ctr.layers import CTRModel, CTRParams, CTRSchema, _uniform_, own_domain
 from cdrec.models.registry import register
 
@@ -24,7 +25,7 @@ from cdrec.models.registry import register
 @dataclass
 class STARParams(CTRParams):
     mode: str = "mdl"
-    momentum: float = 0.1
+    momentum: float = bounded(0.1, 0, 1, lo_open=True)
 
 
 class PartitionedNorm(nn.Module):

@@ -18,18 +18,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from cdrec.config import TrainConfig
+from cdrec.config import ModelParams, TrainConfig, bounded
 from cdrec.models.sequential.blocks import domain_info_nce, full_softmax_ce
 
 
 @dataclass
-class ScheduleParams:
+class ScheduleParams(ModelParams):
     """Warm-up and plateau schedule of the authors' code (LinearLR from 1e-5, then halve the
     learning rate after ``lr_patience`` epochs without a better validation MRR sum)."""
 
-    warmup_epochs: int = 10
-    lr_factor: float = 0.5
-    lr_patience: int = 30
+    warmup_epochs: int = bounded(10, 0)
+    lr_factor: float = bounded(0.5, 0, 1, lo_open=True)
+    lr_patience: int = bounded(30, 0)
 
 
 class SequentialModel(nn.Module):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cdrec.config import bounded
 from cdrec.models.registry import register
 from cdrec.models.sequential.base import SequentialModel
 from cdrec.models.sequential.sasrec import SASRecParams, SequenceEncoder, check_params
@@ -22,7 +23,7 @@ from cdrec.models.sequential.sasrec import SASRecParams, SequenceEncoder, check_
 class BERT4RecParams(SASRecParams):
     """SASRec's sizes plus the Cloze masking probability."""
 
-    mask_prob: float = 0.2
+    mask_prob: float = bounded(0.2, 0, 1, lo_open=True, hi_open=True)
 
 
 class BERT4Rec(SequentialModel):

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cdrec.config import bounded
 from cdrec.errors import require
 from cdrec.models.registry import register
 from cdrec.models.sequential.base import ScheduleParams, SequentialModel, gather_positions, last_valid_index
@@ -110,18 +111,18 @@ class MERITParams(ScheduleParams):
       authors' bias-only empty slots without their dependence on the amount of padding.
     """
 
-    dim: int = 256
-    n_heads: int = 2
-    dropout: float = 0.5
-    attn_dropout: float = 0.0
-    ffn_dim: int = 0
-    max_len: int = 50
-    n_negatives: int = 128
-    temperature: float = 0.75
+    dim: int = bounded(256, 1)
+    n_heads: int = bounded(2, 1)
+    dropout: float = bounded(0.5, 0, 1, hi_open=True)
+    attn_dropout: float = bounded(0.0, -1, 1, hi_open=True)
+    ffn_dim: int = bounded(0, 0)
+    max_len: int = bounded(50, 2)
+    n_negatives: int = bounded(128, 1)
+    temperature: float = bounded(0.75, 0, lo_open=True)
     ablation: str = "none"
     loss: str = "sampled"
     init: str = "authors"
-    init_std: float = 0.02
+    init_std: float = bounded(0.02, 0, lo_open=True)
     loss_norm: str = "domain"
     attend_padding: bool = False
     null_key: bool = False
@@ -140,7 +141,8 @@ class MERIT(SequentialModel):
         require(params.init in INITS, f"model_params.init: expected one of {INITS}, got {params.init!r}")
         require(params.loss_norm in LOSS_NORMS, f"model_params.loss_norm: expected one of {LOSS_NORMS}, got {params.loss_norm!r}")
         require(params.negatives in NEGATIVES, f"model_params.negatives: expected one of {NEGATIVES}, got {params.negatives!r}")
-        require(params.ffn_dim >= 0, f"model_params.ffn_dim: expected >= 0 (0 = 8/3 d), got {params.ffn_dim}")
+        require(params.attn_dropout == -1 or params.attn_dropout >= 0,
+                f"model_params.attn_dropout: expected -1 (= dropout) or a share in [0, 1), got {params.attn_dropout}")
         super().__init__(n_items, item_offsets, params)
         p = params
         d = p.dim

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cdrec.config import bounded
 from cdrec.errors import require
 from cdrec.models.registry import register
 from cdrec.models.sequential.base import ScheduleParams, SequentialModel, gather_positions
@@ -28,18 +29,18 @@ class SASRecParams(ScheduleParams):
     """Encoder sizes, loss and schedule (MERIT/ABXI code defaults: d=256, 2 heads, dropout 0.5,
     temperature 0.75, 128 negatives)."""
 
-    dim: int = 256
-    n_layers: int = 2
-    n_heads: int = 2
-    inner_size: int = 0
+    dim: int = bounded(256, 1)
+    n_layers: int = bounded(2, 1)
+    n_heads: int = bounded(2, 1)
+    inner_size: int = bounded(0, 0)
     """Feed-forward width; 0 means 4 * dim."""
-    dropout: float = 0.5
-    max_len: int = 50
+    dropout: float = bounded(0.5, 0, 1, hi_open=True)
+    max_len: int = bounded(50, 2)
     loss: str = "sampled"
     """``sampled`` (InfoNCE with ``n_negatives`` from the target's domain) or ``full`` (CE over all items)."""
-    n_negatives: int = 128
-    temperature: float = 0.75
-    init_std: float = 0.02
+    n_negatives: int = bounded(128, 1)
+    temperature: float = bounded(0.75, 0, lo_open=True)
+    init_std: float = bounded(0.02, 0, lo_open=True)
 
 
 class SequenceEncoder(nn.Module):
@@ -73,7 +74,6 @@ class SequenceEncoder(nn.Module):
 def check_params(p: SASRecParams) -> None:
     require(p.loss in ("sampled", "full"), f"model_params.loss: expected 'sampled' or 'full', got {p.loss!r}")
     require(p.dim % p.n_heads == 0, f"model_params.dim ({p.dim}) must be divisible by n_heads ({p.n_heads})")
-    require(p.max_len >= 2 and p.n_layers >= 1 and p.n_negatives >= 1, "model_params: max_len >= 2, n_layers >= 1 and n_negatives >= 1 expected")
 
 
 class SASRec(SequentialModel):
