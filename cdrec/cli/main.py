@@ -62,8 +62,12 @@ def data_stats(
     from cdrec.data.datasets import LOADERS, load_dataset
 
     cfg = DataConfig(name=dataset, data_dir=str(data_dir) if data_dir else None, domains=domains)
-    if dataset not in LOADERS and Path(dataset).exists():
-        cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or Path(dataset).is_dir() else "table"), dataset
+    if dataset not in LOADERS:
+        path = Path(dataset)
+        if path.exists():
+            cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or path.is_dir() else "table"), dataset
+        elif path.suffix or len(path.parts) > 1:
+            fail(f"{dataset}: file not found (expected a dataset name of {sorted(LOADERS)} or an existing file)")
     stats = load_dataset(cfg).stats()
     if as_json:
         typer.echo(json.dumps(stats, indent=2))

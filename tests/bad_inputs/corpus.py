@@ -243,6 +243,7 @@ CASES: list[Case] = [
     Case("recbole_non_numeric_float", {"x.inter": _recbole("user_id:token\titem_id:token\trating:float", ["1\t2\t4", "2\t3\tgood"])}, ["data", "stats", "{d}/x.inter"], "non-numeric"),
     Case("recbole_duplicate_rows", {"x.inter": _recbole("user_id:token\titem_id:token", ["1\t2", "2\t3", "1\t2"])}, ["data", "stats", "{d}/x.inter"], "duplicate rows"),
     Case("recbole_folder_without_inter", {"folder/readme.txt": "x\n"}, ["data", "stats", "{d}/folder"], "exactly one .inter"),
+    Case("stats_missing_file", {}, ["data", "stats", "{d}/missing.csv"], "missing.csv: file not found"),
     Case("recbole_zero_byte", {"x.inter": ""}, ["data", "stats", "{d}/x.inter"], "empty (0 bytes)"),
     Case("stats_unreadable_file", {"x.csv": csv_text(base_rows())}, ["data", "stats", "{d}/x.csv"], "permission denied",
          setup=lambda d: (d / "x.csv").chmod(0), as_other_user=True),
