@@ -51,13 +51,19 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from cdrec.errors import CdrecError, require
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import scipy.sparse as sp
+
+    from cdrec.data.splits import Split
 
 FALLBACKS = (None, "popularity")
 CAPABILITIES = ("recommend", "sequence", "score")
@@ -140,7 +146,7 @@ class IdMap:
         return _native(self.raw[idx])
 
 
-def csr_entries(matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def csr_entries(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(position in rows, column)`` of every stored entry of ``matrix[rows]`` (SciPy CSR), without
     building the sub-matrix (cheaper than fancy indexing for the one-user requests of a server)."""
     starts, stops = matrix.indptr[rows], matrix.indptr[np.asarray(rows) + 1]
@@ -288,14 +294,14 @@ class TopKPredictor(Predictor):
             })
 
 
-def known_users(split, single_target: bool) -> np.ndarray:
+def known_users(split: Split, single_target: bool) -> np.ndarray:
     """``[n_users, n_domains]``: users with a training interaction (in that domain for models
     trained per domain)."""
     counts = split.train_counts()
     return counts > 0 if single_target else np.repeat((counts.sum(1) > 0)[:, None], split.data.n_domains, axis=1)
 
 
-def training_popularity(split) -> tuple[np.ndarray, list[np.ndarray]]:
+def training_popularity(split: Split) -> tuple[np.ndarray, list[np.ndarray]]:
     """Training interactions per item and, per domain, its items by popularity (ties: lower index)."""
     data = split.data
     pop = np.bincount(data.items[split.train_rows], minlength=data.n_items)
@@ -309,7 +315,7 @@ class RankingPredictor(TopKPredictor):
 
     supports = frozenset({"recommend", "score"})
 
-    def __init__(self, *, model: str, scope: str, split, models: dict[str, torch.nn.Module], device: torch.device) -> None:
+    def __init__(self, *, model: str, scope: str, split: Split, models: dict[str, torch.nn.Module], device: torch.device) -> None:
         from cdrec.data.views import domain_matrix
 
         data = split.data
@@ -449,7 +455,7 @@ def export_recommendations(
     return n_rows
 
 
-def _empty_table():
+def _empty_table() -> pa.Table:
     import pyarrow as pa
 
     return pa.table({"user": pa.array([], pa.string()), "domain": pa.array([], pa.string()), "rank": pa.array([], pa.int32()),

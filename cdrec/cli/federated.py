@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from cdrec.errors import CdrecError, require
 
+if TYPE_CHECKING:
+    from cdrec.config import RunConfig
+
 federated_app = typer.Typer(no_args_is_help=True, help="MTAL with organizations as Flower SuperNodes (needs the flower extra: make install-flower).")
 
 
-def _config(config: Optional[Path], sets: Optional[List[str]], rounds: Optional[int]):
+def _config(config: Optional[Path], sets: Optional[List[str]], rounds: Optional[int]) -> RunConfig:
     from cdrec.config import load_config
 
     overrides = ["model=aae", *(sets or [])]

@@ -9,6 +9,7 @@ once (no Python loop per user).
 from __future__ import annotations
 
 import weakref
+from typing import Callable
 
 import numpy as np
 
@@ -90,7 +91,7 @@ _EMPTY = np.int64(-1)
 _FIB = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _membership(exclude_keys: np.ndarray, n_items: int):
+def _membership(exclude_keys: np.ndarray, n_items: int) -> Callable[[np.ndarray], np.ndarray]:
     """``keys[...] -> bool[...]``: is ``user * n_items + item`` among ``exclude_keys``."""
     if _LAST and _LAST[0]() is exclude_keys and _LAST[1] == len(exclude_keys):
         return _LAST[2]
@@ -100,7 +101,7 @@ def _membership(exclude_keys: np.ndarray, n_items: int):
     return lookup
 
 
-def _build_membership(exclude_keys: np.ndarray):
+def _build_membership(exclude_keys: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """A bitmap over the ``user x item`` cells when it takes at most 64 MiB or no more than a hash set
     of the keys (one lookup is one byte read), else :class:`HashSet`: memory grows with the keys, not
     with ``users x items``, and a lookup is about one random read, where the binary search it replaces

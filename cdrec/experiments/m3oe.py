@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cdrec.config import load_config
+from cdrec.config import RunConfig, load_config
 from cdrec.data.loaders import data_dir as resolve_data_dir
 from cdrec.errors import require
 from cdrec.results.schema import RunResult, atomic_write_text
@@ -135,7 +135,7 @@ QUICK = {"epochs": 2, "patience": 1, "seeds": 1, "batch_size": 2048}
 QUICK_ENTRIES = ["MLP", "MMoE-MDMT", "STAR", "M3oE"]
 
 
-def entry_config(entry: Entry, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path, device: str):
+def entry_config(entry: Entry, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path, device: str) -> RunConfig:
     sets = [
         f"model={entry.model}", f"seed={seed}", f"data.name={dataset}", f"data.domains={schedule['domains']}",
         f"data.data_dir={data_dir}", f"model_params.mode={entry.mode}", f"train.epochs={schedule['epochs']}",

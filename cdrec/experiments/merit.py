@@ -312,7 +312,7 @@ def _epochs(res: RunResult) -> list[str]:
     return ["/".join(str(len(h["epochs"])) for h in hist), "/".join(str(h["best_epoch"]) for h in hist)]
 
 
-def plot_curves(runs, path: Path) -> Path | None:
+def plot_curves(runs: list[tuple[str, str, str | None, RunResult, Path]], path: Path) -> Path | None:
     """Validation MRR sum per epoch of every seed-0 Table 2 run, one panel per dataset."""
     main = [r for r in runs if r[2] is None and r[3].seed == 0 and r[3].history]
     if not main:
@@ -345,7 +345,9 @@ def plot_curves(runs, path: Path) -> Path | None:
     return path
 
 
-def _verdict(ds: str, domains: tuple[str, ...], agg, dataset: str) -> list[str]:
+def _verdict(
+    ds: str, domains: tuple[str, ...], agg: dict[tuple[str, str], dict[str, dict[str, tuple[float, float, int]]]], dataset: str
+) -> list[str]:
     lines = []
     merit = agg[("merit", dataset)]
     for d in domains:
@@ -363,7 +365,7 @@ def _verdict(ds: str, domains: tuple[str, ...], agg, dataset: str) -> list[str]:
     return lines
 
 
-def plot_gates(runs, path: Path) -> Path | None:
+def plot_gates(runs: list[tuple[str, str, str | None, RunResult, Path]], path: Path) -> Path | None:
     """Fig. 7: gate weights per moFFN output on the test set, by target domain."""
     gate_files = [(r[0], r[4] / "gates.json") for r in runs if r[1] == "merit" and r[2] is None and (r[4] / "gates.json").exists()]
     if not gate_files:

@@ -310,7 +310,7 @@ def _cell(res: dict, dataset: str, column: str, row: str, metric: str) -> float 
     return _mean(res[(dataset, column, row)], metric) if (dataset, column, row) in res else None
 
 
-def _f(v) -> str:
+def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 

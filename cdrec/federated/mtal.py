@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -17,6 +18,9 @@ from tqdm.auto import tqdm
 from cdrec.federated.alignment import Federation
 from cdrec.federated.organization import MTALConfig, Organization
 from cdrec.federated.transport import InProcessTransport, Transport
+
+if TYPE_CHECKING:
+    from cdrec.federated.flower.server_app import FlowerCohort
 
 
 @dataclass
@@ -90,7 +94,8 @@ class LocalCohort:
         return {o.name: apply_step(o, step, inbox.pop(o.name, [])) for o in self.orgs}
 
 
-def drive(cohort, transport: Transport, rounds: int, *, progress: bool = False, on_round=None) -> None:
+def drive(cohort: LocalCohort | FlowerCohort, transport: Transport, rounds: int, *, progress: bool = False,
+          on_round: Callable[[int], None] | None = None) -> None:
     """Algorithm 1's learning stage over any cohort (``.names``, ``.step(step, inbox) -> outgoing``):
     every step, all organizations run it on their delivered messages, and what they send crosses
     ``transport``. ``cohort.names`` may shrink between steps (an organization dropped out)."""
@@ -116,7 +121,7 @@ def run_mtal(
     *,
     transport: Transport | None = None,
     progress: bool = False,
-    on_round=None,
+    on_round: Callable[[int, list[Organization]], None] | None = None,
 ) -> MTALRun:
     """Alignment, base model, then ``cfg.rounds`` assistance rounds; returns the organizations."""
     transport = transport or InProcessTransport()

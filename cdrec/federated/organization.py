@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -89,11 +90,11 @@ def combine(preds: np.ndarray, mask: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (wm * preds).sum(0) / np.maximum(wm.sum(0), 1e-12)
 
 
-def lbfgs(fun, x0: torch.Tensor, iters: int) -> torch.Tensor:
+def lbfgs(fun: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, iters: int) -> torch.Tensor:
     x = x0.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = fun(x)
         loss.backward()
@@ -298,7 +299,7 @@ class Organization:
             P, M = torch.as_tensor(p_fit), torch.as_tensor(m_fit)
             r = torch.as_tensor(r_fit)
 
-            def wloss(theta):
+            def wloss(theta: torch.Tensor) -> torch.Tensor:
                 wm = torch.softmax(theta, 0)[:, None] * M
                 g = (wm * P).sum(0) / wm.sum(0).clamp_min(1e-12)
                 return ((g - r) ** 2).mean()
@@ -324,7 +325,7 @@ class Organization:
         return self._record(t, w, eta)
 
     # ----------------------------------------------------------------------------- evaluation
-    def _record(self, t: int, w, eta) -> dict:
+    def _record(self, t: int, w: np.ndarray | None, eta: float | None) -> dict:
         valid = key_metrics(self.cfg.feedback, self.h.valid, self.f_query[: self.n_valid], self.clip)
         test = key_metrics(self.cfg.feedback, self.h.test, self.f_query[self.n_valid :], self.clip)
         rec = {

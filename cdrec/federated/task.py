@@ -38,7 +38,7 @@ from cdrec.errors import CdrecError, require
 from cdrec.federated.alignment import Entries, Federation, build_federation
 from cdrec.federated.baselines import BACKBONES, BaselineConfig, federation_metrics, run_baseline
 from cdrec.federated.mtal import run_mtal
-from cdrec.federated.organization import MTALConfig, key_metrics
+from cdrec.federated.organization import MTALConfig, Organization, key_metrics
 from cdrec.federated.privacy import MECHANISMS
 from cdrec.models.assisted.aae import AAEParams
 from cdrec.results.schema import RunResult, peak_rss_mb
@@ -101,7 +101,9 @@ def federation_for(data: Interactions, cfg: RunConfig, s: MTALSetting) -> Federa
     )
 
 
-def overall_curve(orgs, feedback: str, clip, paper_batch: int | None = None) -> list[dict]:
+def overall_curve(
+    orgs: list[Organization], feedback: str, clip: tuple[float, float] | None, paper_batch: int | None = None
+) -> list[dict]:
     """Per-round test metrics pooled over organizations (the papers' Figures 4-5; ``paper_batch``: see
     :func:`~cdrec.federated.organization.key_metrics`)."""
     curve = []

@@ -51,7 +51,9 @@ def mrr(scores: np.ndarray, k: int | None = None) -> np.ndarray:
     return mrr_from_rank(positive_rank(scores), k)
 
 
-def _ranked_groups(user: np.ndarray, score: np.ndarray, relevance: np.ndarray):
+def _ranked_groups(
+    user: np.ndarray, score: np.ndarray, relevance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     user = np.asarray(user, dtype=np.int64)
     order = np.lexsort((np.arange(len(user)), -np.asarray(score, dtype=np.float64), user))
     u = user[order]

@@ -26,15 +26,18 @@ Any other key is an error (a typo would otherwise be silently ignored).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from cdrec.data.ctr import ITEM_SPARSE, USER_DENSE, USER_SPARSE
+from cdrec.data.ctr import ITEM_SPARSE, USER_DENSE, USER_SPARSE, CTRView
 from cdrec.errors import CdrecError, require
 from cdrec.predict import IdMap, Predictor
+
+if TYPE_CHECKING:
+    from cdrec.train.ctr import CTRPrepared, CTRTask
 
 
 class Vocabulary:
@@ -53,7 +56,9 @@ class CTRPredictor(Predictor):
 
     supports = frozenset({"score"})
 
-    def __init__(self, *, model: str, task, prepared, models: dict[str, torch.nn.Module], batch_size: int) -> None:
+    def __init__(
+        self, *, model: str, task: CTRTask, prepared: CTRPrepared, models: dict[str, torch.nn.Module], batch_size: int
+    ) -> None:
         data, view = prepared.data, prepared.view
         super().__init__(model=model, task="ctr", dataset=data.name, domains=view.domains,
                          users=IdMap(data.user_ids, "user"), items=IdMap(data.item_ids, "item"))
@@ -109,7 +114,7 @@ class CTRPredictor(Predictor):
             out[n] = d
         return out
 
-    def encode(self, rows: Sequence[dict[str, Any]]):
+    def encode(self, rows: Sequence[dict[str, Any]]) -> CTRView:
         """The CTR view (:class:`~cdrec.data.ctr.CTRView`) of ``rows`` (labels are zeros)."""
         require(len(rows) > 0, "rows: expected at least one row")
         for n, row in enumerate(rows):

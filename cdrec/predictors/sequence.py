@@ -24,7 +24,7 @@ Users are scored in chunks so that the ``[n, items in domain, dim]`` candidate e
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from cdrec.data.sequences import time_order
 from cdrec.data.views import domain_matrix
 from cdrec.errors import CdrecError, require
 from cdrec.predict import IdMap, Recommendations, TopKPredictor, UnknownIdError, check_k, csr_entries, known_users, masked_top_k, training_popularity
+
+if TYPE_CHECKING:
+    from cdrec.train.sequential import SequentialPrepared
 
 CHUNK_ELEMENTS = 1 << 24
 """Largest ``users x items x dim`` block of candidate embeddings scored at once."""
@@ -43,7 +46,9 @@ class SequencePredictor(TopKPredictor):
 
     supports = frozenset({"recommend", "sequence"})
 
-    def __init__(self, *, model: str, prepared, models: dict[str, torch.nn.Module], single_target: bool) -> None:
+    def __init__(
+        self, *, model: str, prepared: SequentialPrepared, models: dict[str, torch.nn.Module], single_target: bool
+    ) -> None:
         data = prepared.data
         super().__init__(model=model, task="sequential", dataset=data.name, domains=data.domains,
                          users=IdMap(data.user_ids, "user"), items=IdMap(data.item_ids, "item"))

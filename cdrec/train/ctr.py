@@ -29,7 +29,7 @@ from cdrec.data.splits import Split, ratio_split
 from cdrec.errors import require
 from cdrec.metrics import auc, log_loss
 from cdrec.models import registry
-from cdrec.models.ctr.layers import CTRSchema
+from cdrec.models.ctr.layers import CTRModel, CTRSchema
 from cdrec.results.schema import RunResult, peak_rss_mb
 from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_task
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything, to_device
@@ -134,7 +134,7 @@ class CTRTask(Task):
     def scope_tensors(prepared: CTRPrepared, scope: Scope, rows: np.ndarray) -> dict[str, torch.Tensor]:
         return prepared.view.tensors(rows, domain_zero=scope.domain is not None, task=scope.task)
 
-    def build_model(self, cfg: RunConfig, prepared: CTRPrepared, scope: Scope):
+    def build_model(self, cfg: RunConfig, prepared: CTRPrepared, scope: Scope) -> CTRModel:
         view = prepared.view
         schema = CTRSchema(
             vocab_sizes=view.vocab_sizes,
@@ -145,7 +145,7 @@ class CTRTask(Task):
         return registry.get(cfg.model).cls.from_schema(schema, prepared.params)
 
     @staticmethod
-    def predict(model, data: dict[str, torch.Tensor], device: torch.device, batch_size: int) -> np.ndarray:
+    def predict(model: CTRModel, data: dict[str, torch.Tensor], device: torch.device, batch_size: int) -> np.ndarray:
         model.eval()
         out = []
         with torch.no_grad():
@@ -194,7 +194,9 @@ class CTRTask(Task):
             sub_view = prepared.view if scope.task is None else _task_view(prepared.view, scope.task)
             sub_view = sub_view if scope.domain is None else _domain_view(sub_view, scope.domain)
 
-            def validate(m=model, v=valid, rows=valid_rows, sv=sub_view) -> dict[str, float]:
+            def validate(
+                m: CTRModel = model, v: dict[str, torch.Tensor] = valid, rows: np.ndarray = valid_rows, sv: CTRView = sub_view
+            ) -> dict[str, float]:
                 probs = self.predict(m, v, prepared.device, max(bs, 8192))
                 return ctr_metrics(sv, rows, probs)["overall"] if len(rows) else {}
 

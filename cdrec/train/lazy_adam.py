@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
@@ -66,7 +66,7 @@ class LazyAdam(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +33,10 @@ from cdrec.models import registry
 from cdrec.results.schema import RunResult, atomic_write_text, peak_rss_mb
 from cdrec.train.tasks import Task, load_saved_models, make_split, merge_evaluations, protocol_name, register_task
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
+
+if TYPE_CHECKING:
+    from cdrec.models.sequential.base import SequentialModel
+    from cdrec.models.sequential.merit import MERIT
 
 
 @dataclass
@@ -102,7 +106,7 @@ def eval_rows(cfg: RunConfig) -> int:
     return cfg.eval.batch_size or cfg.train.batch_size
 
 
-def evaluate_view(model, split: Split, view: EvalView, cfg: RunConfig, device: torch.device) -> Evaluation:
+def evaluate_view(model: SequentialModel, split: Split, view: EvalView, cfg: RunConfig, device: torch.device) -> Evaluation:
     """Rank each row's stored candidates with ``model.score`` and report per domain."""
     ranks = np.empty(len(view.rows), dtype=np.int64)
     model.eval()
@@ -119,7 +123,7 @@ def with_mrr_sum(ev: Evaluation, domains: list[str]) -> dict[str, float]:
     return out
 
 
-def gate_summary(model, view: EvalView, batch_size: int, device: torch.device) -> dict[str, dict[str, list[float]]]:
+def gate_summary(model: MERIT, view: EvalView, batch_size: int, device: torch.device) -> dict[str, dict[str, list[float]]]:
     """Mean and std of the (shared, specific) expert weights of every moFFN output on ``view``,
     separated by target domain (MERIT Fig. 7)."""
     weights: dict[str, list[np.ndarray]] = {}
@@ -183,7 +187,7 @@ class SequentialTask(Task):
         require(len(scopes) > 0, f"{data.name}: no user has two training events, nothing to train on")
         return SequentialPrepared(data, split, params, device, scopes)
 
-    def build_model(self, cfg: RunConfig, data: Interactions, params: Any):
+    def build_model(self, cfg: RunConfig, data: Interactions, params: Any) -> SequentialModel:
         return registry.get(cfg.model).cls(data.n_items, data.item_offsets, params)
 
     def execute(self, prepared: SequentialPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
@@ -204,7 +208,7 @@ class SequentialTask(Task):
             valid_view = scope.parts["valid"]
             has_valid = len(valid_view.rows) > 0
 
-            def validate(m=model, v=valid_view, doms=domains) -> dict[str, float]:
+            def validate(m: SequentialModel = model, v: EvalView = valid_view, doms: list[str] = domains) -> dict[str, float]:
                 return with_mrr_sum(evaluate_view(m, split, v, cfg, prepared.device), doms) if has_valid else {}
 
             fit = trainer.fit(batches, validate, n_batches=n_batches, resume=resume)

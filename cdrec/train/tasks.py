@@ -17,7 +17,7 @@ import importlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,8 +29,9 @@ from cdrec.data.interactions import Interactions
 from cdrec.data.samplers import BPRSampler
 from cdrec.data.splits import Split, leave_one_out, ratio_split
 from cdrec.errors import CdrecError, require
-from cdrec.evaluate import Evaluation, evaluate_full, evaluate_sampled, report
+from cdrec.evaluate import Evaluation, FullScorer, Scorer, evaluate_full, evaluate_sampled, report
 from cdrec.models import registry
+from cdrec.models.base import RankingModel
 from cdrec.results.schema import RunResult, peak_rss_mb
 from cdrec.train import distributed as dist_
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
@@ -46,7 +47,7 @@ TASK_MODULES: dict[str, str] = {
 """Task name -> module that registers it (imported on first use)."""
 
 
-def register_task(name: str):
+def register_task(name: str) -> Callable[[type], type]:
     def wrap(cls: type) -> type:
         TASKS[name] = cls()
         return cls
@@ -124,7 +125,7 @@ def protocol_name(cfg: RunConfig) -> str:
     return f"{sc.protocol}/{'full' if sc.full_ranking else f'1+{sc.n_negatives}'}"
 
 
-def merge_evaluations(split: Split, parts: list[Evaluation], bucket_edges) -> Evaluation:
+def merge_evaluations(split: Split, parts: list[Evaluation], bucket_edges: Sequence[int]) -> Evaluation:
     """Combine per-domain evaluations (single-domain models) into one report."""
     rows = np.concatenate([p.rows for p in parts])
     per_row = {m: np.concatenate([p.per_row[m] for p in parts]) for m in parts[0].per_row}
@@ -160,7 +161,7 @@ class RankingTask(Task):
         return RankingPrepared(data, split, params, device, scopes)
 
     @staticmethod
-    def scorers(model, data: Interactions, device: torch.device):
+    def scorers(model: RankingModel, data: Interactions, device: torch.device) -> tuple[Scorer, FullScorer]:
         """Wrap a torch model as the evaluator's numpy scorers (sampled and full ranking)."""
         def scorer(users: np.ndarray, items: np.ndarray) -> np.ndarray:
             with torch.no_grad():
@@ -175,14 +176,14 @@ class RankingTask(Task):
 
         return scorer, full
 
-    def evaluate(self, model, split: Split, part: str, cfg: RunConfig, device) -> Evaluation:
+    def evaluate(self, model: RankingModel, split: Split, part: str, cfg: RunConfig, device: torch.device) -> Evaluation:
         scorer, full = self.scorers(model, split.data, device)
         kw = dict(ks=cfg.eval.ks, bucket_edges=cfg.eval.buckets)
         if cfg.split.full_ranking:
             return evaluate_full(full, split, part, **kw)
         return evaluate_sampled(scorer, split, part, batch_size=cfg.eval.batch_size or CF_EVAL_BATCH, scorer_device=device, **kw)
 
-    def build_model(self, cfg: RunConfig, split: Split, params: Any):
+    def build_model(self, cfg: RunConfig, split: Split, params: Any) -> RankingModel:
         return registry.get(cfg.model).cls.from_split(split, params)
 
     def execute(self, prepared: RankingPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:

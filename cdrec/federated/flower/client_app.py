@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import os
 import pickle
+from typing import TYPE_CHECKING
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from cdrec.federated.flower import wire
+
+if TYPE_CHECKING:
+    from cdrec.federated.organization import Organization
 
 STATE = "cdrec-mtal"
 app = ClientApp()
@@ -31,16 +35,16 @@ def _data_path(context: Context) -> str:
     return str(path)
 
 
-def _load(context: Context):
+def _load(context: Context) -> Organization | None:
     rec = context.state.config_records.get(STATE)
     return None if rec is None else pickle.loads(rec["org"])  # noqa: S301 - written by this node only
 
 
-def _save(context: Context, org) -> None:
+def _save(context: Context, org: Organization) -> None:
     context.state.config_records[STATE] = ConfigRecord({"org": pickle.dumps(org, protocol=pickle.HIGHEST_PROTOCOL)})
 
 
-def report(org) -> dict:
+def report(org: Organization) -> dict:
     """The organization's evaluation metrics per round (valid / test) and its best round on valid."""
     keys = ["RMSE"] if org.cfg.feedback == "explicit" else ["NDCG@10", "MAP@10"]
     out = {"name": org.name, "rounds": [int(h["round"]) for h in org.history], "best_round": int(org.best_round()),
@@ -66,6 +70,8 @@ def handle(msg: Message, context: Context) -> Message:
         return Message(RecordDict({"control": ConfigRecord({"org": h.name})}), reply_to=msg)
     org = _load(context)
     if kind == "report":
+        if org is None:
+            raise RuntimeError("a report was asked before this organization was set up (SuperNode restarted?)")
         return Message(RecordDict({"control": ConfigRecord({"org": org.name}), "report": ConfigRecord(report(org))}), reply_to=msg)
     step = wire.step_of(control)
     if org is None:

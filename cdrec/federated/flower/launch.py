@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cdrec
 from cdrec.errors import CdrecError, require
@@ -65,7 +66,7 @@ DEFAULT_RUN_CONFIG = {"num-orgs": 3, "rounds": 10, "connect-timeout": 120.0, "st
                       "on-failure": "error", "audit-dir": "", "result-path": ""}
 
 
-def toml_value(v) -> str:
+def toml_value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
@@ -263,7 +264,8 @@ class LocalFederation:
         except (ValueError, KeyError, IndexError):
             return "", ""
 
-    def wait_result(self, path: Path, *, timeout: float, run_id: str | None = None, on_progress=None, check_every: float = 20.0) -> dict:
+    def wait_result(self, path: Path, *, timeout: float, run_id: str | None = None, on_progress: Callable[[], None] | None = None,
+                    check_every: float = 20.0) -> dict:
         """Poll for the ServerApp's result file; fail (never hang) after ``timeout`` seconds, or as soon
         as Flower reports the run finished without writing one (e.g. the ServerApp could not start)."""
         deadline = time.monotonic() + timeout

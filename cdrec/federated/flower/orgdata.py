@@ -13,6 +13,7 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from cdrec.federated.organization import MTALConfig, Organization
 from cdrec.models.assisted.aae import AAEParams
 from cdrec.results.schema import atomic_write_text
 from cdrec.results.schema import atomic_path
+
+if TYPE_CHECKING:
+    from cdrec.config import RunConfig
 
 PARTS = ("train", "valid", "test")
 FIELDS = ("rows", "cols", "y", "users", "items")
@@ -90,7 +94,7 @@ def organization_from_dir(path: str | Path, roster: list[str]) -> Organization:
     return Organization(h, roster, mtal_config(meta))
 
 
-def federation_from_config(cfg, device: str = "cpu") -> tuple[Federation, MTALConfig]:
+def federation_from_config(cfg: RunConfig, device: str = "cpu") -> tuple[Federation, MTALConfig]:
     """The federation and MTAL settings a ``cdrec run`` of ``cfg`` (model ``aae``, ``setting.mode=mtal``)
     would use: the same split (:meth:`cdrec.federated.task.MTALTask.prepare`) and the same
     :class:`MTALConfig` as :meth:`~cdrec.federated.task.MTALTask.execute` builds."""

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from logging import INFO, WARNING
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 from flwr.app import ConfigRecord, Context, Message, RecordDict
@@ -61,7 +62,7 @@ class ServerSettings:
     status_s: float = 5.0
 
     @classmethod
-    def from_run_config(cls, rc) -> "ServerSettings":
+    def from_run_config(cls, rc: Mapping[str, bool | float | int | str]) -> "ServerSettings":
         s = cls(num_orgs=int(rc.get("num-orgs", 3)), rounds=int(rc.get("rounds", 10)),
                 connect_timeout=float(rc.get("connect-timeout", 120.0)), step_timeout=float(rc.get("step-timeout", 600.0)),
                 on_failure=str(rc.get("on-failure", "error")), audit_dir=str(rc.get("audit-dir", "")),

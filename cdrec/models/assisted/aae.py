@@ -24,6 +24,7 @@ is a conventional AutoRec-style autoencoder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -202,7 +203,7 @@ def fit_autoencoder(
     seed: int = 0,
     device: torch.device | str = "cpu",
     epochs: int | None = None,
-    validate=None,
+    validate: Callable[[], float] | None = None,
     patience: int = 3,
 ) -> list[float]:
     """Fit ``model`` to the sparse ``targets`` ``[n_rows, n_out]`` (local l2 loss, Eq. 6), masked to the

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -84,7 +84,7 @@ def overarching_loss(feedback: str) -> Callable[[torch.Tensor, torch.Tensor], to
     return lambda pred, y: F.binary_cross_entropy_with_logits(pred, y)
 
 
-def batches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True):
+def batches(n: int, batch_size: int, rng: np.random.Generator, shuffle: bool = True) -> Iterator[np.ndarray]:
     order = rng.permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
@@ -109,7 +109,9 @@ class PairModel(nn.Module):
         self.row_side = nn.Linear(d_row_side, dim, bias=False) if d_row_side else None
         self.col_side = nn.Linear(d_col_side, dim, bias=False) if d_col_side else None
 
-    def embed(self, rows: torch.Tensor, cols: torch.Tensor, row_side: torch.Tensor | None, col_side: torch.Tensor | None):
+    def embed(
+        self, rows: torch.Tensor, cols: torch.Tensor, row_side: torch.Tensor | None, col_side: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         u, v = self.row_emb(rows), self.col_emb(cols)
         if self.row_side is not None and row_side is not None:
             u = u + self.row_side(row_side)
@@ -172,7 +174,16 @@ def fit_pairs(
 
 
 @torch.no_grad()
-def predict_pairs(model: PairModel, rows, cols, groups, row_side, col_side, device="cpu", chunk: int = 65536) -> np.ndarray:
+def predict_pairs(
+    model: PairModel,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    groups: np.ndarray,
+    row_side: np.ndarray | None,
+    col_side: np.ndarray | None,
+    device: torch.device | str = "cpu",
+    chunk: int = 65536,
+) -> np.ndarray:
     device = torch.device(device)
     model.eval()
     rs = torch.as_tensor(row_side, dtype=torch.float32, device=device) if row_side is not None else None

@@ -32,6 +32,9 @@ class MF(PairModel):
         with torch.no_grad():
             self.group_bias.fill_(value)
 
-    def forward(self, rows, cols, groups, row_side=None, col_side=None) -> torch.Tensor:
+    def forward(
+        self, rows: torch.Tensor, cols: torch.Tensor, groups: torch.Tensor,
+        row_side: torch.Tensor | None = None, col_side: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         u, v = self.embed(rows, cols, row_side, col_side)
         return (u * v).sum(-1) + self.row_bias(rows).squeeze(-1) + self.col_bias(cols).squeeze(-1) + self.group_bias[groups]

@@ -48,6 +48,9 @@ class MLP(PairModel):
             for tower in self.towers.towers:
                 tower[-1].bias.fill_(value)
 
-    def forward(self, rows, cols, groups, row_side=None, col_side=None) -> torch.Tensor:
+    def forward(
+        self, rows: torch.Tensor, cols: torch.Tensor, groups: torch.Tensor,
+        row_side: torch.Tensor | None = None, col_side: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         u, v = self.embed(rows, cols, row_side, col_side)
         return self.towers(torch.cat([u, v], -1), groups)

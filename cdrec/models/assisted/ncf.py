@@ -39,7 +39,10 @@ class NCF(PairModel):
             for head in self.heads:
                 head.bias.fill_(value)
 
-    def forward(self, rows, cols, groups, row_side=None, col_side=None) -> torch.Tensor:
+    def forward(
+        self, rows: torch.Tensor, cols: torch.Tensor, groups: torch.Tensor,
+        row_side: torch.Tensor | None = None, col_side: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         u, v = self.embed(rows, cols, row_side, col_side)
         a, b = self.mlp_row(rows), self.mlp_col(cols)
         if self.mlp_side_row is not None and row_side is not None:

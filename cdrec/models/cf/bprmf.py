@@ -14,6 +14,7 @@ so a step costs O(batch) instead of O(table) on very large catalogues."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +91,7 @@ class BPRMF(RankingModel):
         return make_optimizer(params, cfg)
 
     @property
-    def train_step(self):
+    def train_step(self) -> Callable[[dict[str, torch.Tensor], list[torch.optim.Optimizer]], float]:
         """The closed-form step, except in a data-parallel run (``torchrun``): there the Trainer's
         DDP path all-reduces autograd gradients of :meth:`loss`, which a hand-set gradient skips."""
         if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:

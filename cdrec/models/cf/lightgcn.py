@@ -11,6 +11,7 @@ training step (vectorized), cached between evaluation calls.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,12 +52,12 @@ class _SymmetricSpMM(torch.autograd.Function):
     """``A @ X`` for a symmetric sparse ``A``: the backward pass is ``A @ G`` (no transpose needed)."""
 
     @staticmethod
-    def forward(ctx, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ctx.adjacency = adjacency
         return adjacency @ x
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
         return None, ctx.adjacency @ grad
 
 

@@ -55,21 +55,24 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
-from cdrec.config import ModelParams, bounded
+from cdrec.config import ModelParams, TrainConfig, bounded
 from cdrec.data.samplers import BPRSampler, epoch_rng
 from cdrec.data.splits import Split
 from cdrec.errors import require
-from cdrec.evaluate import evaluate_sampled
+from cdrec.evaluate import Scorer, evaluate_sampled
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import MLP, LoRAEmbedding, bpr_loss, clip_temperatures, user_aware_contrastive_loss
 from cdrec.models.registry import register
 from cdrec.results.schema import atomic_path
+
+if TYPE_CHECKING:
+    from cdrec.train.trainer import FitResult, Trainer
 
 
 @dataclass
@@ -238,7 +241,9 @@ class UCLR(RankingModel):
         return self.user_vectors(users, d) @ self.item_emb.weight[start:stop].T
 
     # -------------------------------------------------------------------- training stages
-    def fit(self, trainer, sampler: BPRSampler, validate: Callable[[], dict[str, float]], *, resume: bool = False):
+    def fit(
+        self, trainer: Trainer, sampler: BPRSampler, validate: Callable[[], dict[str, float]], *, resume: bool = False
+    ) -> FitResult:
         """Algorithm 1: PGE (step 1), autoencoder (steps 2-9), per-domain LoRA (step 10).
 
         ``trainer`` supplies the settings (``cfg``, ``seed``, ``device``, checkpoint folder); each
@@ -290,7 +295,17 @@ class UCLR(RankingModel):
             self.save_temperatures(run_dir / "temperatures.npz", split)
         return dataclasses.replace(last, history=history, train_s=round(train_s, 3))
 
-    def _pretrain(self, make, cfg, seed, device, sampler, validate, run_dir, resume):
+    def _pretrain(
+        self,
+        make: type[Trainer],
+        cfg: TrainConfig,
+        seed: int,
+        device: torch.device,
+        sampler: BPRSampler,
+        validate: Callable[[], dict[str, float]],
+        run_dir: Path | None,
+        resume: bool,
+    ) -> FitResult:
         cache = Path(self.params.pge_cache) if self.params.pge_cache else None
         key = self._cache_key(cfg, seed)
         if cache is not None and cache.exists():
@@ -311,7 +326,7 @@ class UCLR(RankingModel):
             atomic_torch_save({"key": key, "user": self.user_emb.weight.detach().cpu(), "item": self.item_emb.weight.detach().cpu(), "fit": fit}, cache)
         return fit
 
-    def _cache_key(self, cfg, seed: int) -> str:
+    def _cache_key(self, cfg: TrainConfig, seed: int) -> str:
         split = self._split
         p = self.params
         rows = split.train_rows
@@ -320,7 +335,9 @@ class UCLR(RankingModel):
             seed, p.dim, p.reg, p.init_std, cfg.epochs, cfg.lr, cfg.batch_size, cfg.patience, cfg.metric, cfg.max_batches,
         ])
 
-    def _finetune(self, make, cfg, seed, device, d: int, dsplit: Split):
+    def _finetune(
+        self, make: type[Trainer], cfg: TrainConfig, seed: int, device: torch.device, d: int, dsplit: Split
+    ) -> FitResult:
         head = self.heads[d]
         stage = _FinetuneStage(self, d)
         dsampler = BPRSampler(dsplit.train, cfg.batch_size, seed=seed)
@@ -346,7 +363,7 @@ class UCLR(RankingModel):
         fit.history.insert(0, {"epoch": 0, "loss": float("nan"), "valid": {cfg.metric: before}})
         return fit
 
-    def _scorer(self, device: torch.device):
+    def _scorer(self, device: torch.device) -> Scorer:
         def scorer(users: np.ndarray, items: np.ndarray) -> np.ndarray:
             with torch.no_grad():
                 return self.score(torch.as_tensor(users, device=device), torch.as_tensor(items, device=device)).cpu().numpy()
@@ -394,7 +411,7 @@ class _AEStage(nn.Module):
         self.ae = ae
         self.register_buffer("user_weight", user_weight, persistent=False)
 
-    def configure_optimizers(self, cfg) -> torch.optim.Optimizer:
+    def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.ae.optimizer_groups())
 
     def train_step(self, batch: dict[str, torch.Tensor], optimizers: list[torch.optim.Optimizer]) -> float:
@@ -418,7 +435,7 @@ class _FinetuneStage(nn.Module):
         self.p = model.params
         self.decode = model._decode
 
-    def configure_optimizers(self, cfg) -> torch.optim.Optimizer:
+    def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         groups: list[dict[str, Any]] = [{"params": [self.head.lora.lora_A, self.head.lora.lora_B], "lr": cfg.lr}]
         if self.head.ae is not None:
             groups += self.head.ae.optimizer_groups()
