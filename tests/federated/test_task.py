@@ -54,3 +54,17 @@ def test_bad_settings_fail_before_writing(tmp_path):
     with pytest.raises(CdrecError, match="item-aligned"):
         run_config(cfg("aae", mode="mtal", alignment="item"), tmp_path / "z")
     assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "b", "p"))
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("eta", 0, r"setting\.eta: expected a number > 0 or 'optimize', got 0"),
+    ("eta", "fast", r"setting\.eta: "),
+    ("privacy_alpha", 0, r"setting\.privacy_alpha: expected a number > 0, got 0"),
+    ("align_ratio", 1.5, r"setting\.align_ratio: expected a number in \[0, 1\], got 1\.5"),
+    ("cold_start_ratio", 1.0, r"setting\.cold_start_ratio: expected a number in \(0, 1\), got 1\.0"),
+    ("rounds", 0, r"setting\.rounds: expected a number >= 1, got 0"),
+])
+def test_out_of_range_settings_name_the_key(tmp_path, key, value, message):
+    with pytest.raises(CdrecError, match=f"^{message}"):
+        run_config(cfg("aae", mode="mtal", **{key: value}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
