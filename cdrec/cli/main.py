@@ -62,12 +62,10 @@ def data_stats(
     from cdrec.data.datasets import LOADERS, load_dataset
 
     cfg = DataConfig(name=dataset, data_dir=str(data_dir) if data_dir else None, domains=domains)
-    if dataset not in LOADERS:
-        path = Path(dataset)
-        if path.exists():
-            cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or path.is_dir() else "table"), dataset
-        elif path.suffix or len(path.parts) > 1:
-            fail(f"{dataset}: file not found (expected a dataset name of {sorted(LOADERS)} or an existing file)")
+    path = Path(dataset)
+    if dataset not in LOADERS and (path.exists() or path.suffix or len(path.parts) > 1):
+        # a path (existing or not: the loader then names the missing file)
+        cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or path.is_dir() else "table"), dataset
     stats = load_dataset(cfg).stats()
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
