@@ -106,12 +106,22 @@ class DataConfig:
     data_dir: str | None = None
     path: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    sep: str = ","
+    """The delimiter of a ``table`` CSV file (``"\\t"`` for tab-separated files)."""
     domains: str | None = None
     keep_domains: list[str] | None = None
     min_rating: float | None = None
     kcore: int = bounded(0, 0)
     overlap_only: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """A relative ``path`` / ``data_dir`` (or one under ``~``) is made absolute against the working
+        folder, so the run folder's ``config.yaml`` finds the data from anywhere (``cdrec evaluate``)."""
+        for key in ("path", "data_dir"):
+            value = getattr(self, key)
+            if isinstance(value, str) and value:
+                setattr(self, key, str(Path(value).expanduser().absolute()))
 
 
 @dataclass
@@ -236,10 +246,15 @@ def build_dataclass(cls: type, values: dict[str, Any], *, where: str = "config")
     return cls(**kwargs)
 
 
+class _RoleOverrides(dict):
+    """``data.columns`` roles set one by one (``--set data.columns.rating=stars``): merged into the
+    mapping below, where a whole mapping (a YAML file's, ``--set data.columns={...}``) replaces it."""
+
+
 def _deep_merge(base: dict, top: dict) -> dict:
     out = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "columns":
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and (key != "columns" or isinstance(value, _RoleOverrides)):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value
@@ -278,7 +293,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            node = node.setdefault(part, _RoleOverrides() if part == "columns" else {})
             require(isinstance(node, dict), f"--set {pair!r}: {part!r} is not a section")
         node[parts[-1]] = value
     return out

@@ -70,3 +70,15 @@ def test_a_mistake_in_the_yaml_file_names_the_file_and_an_override_can_fix_it(tm
     path.write_text("model: bprmf\n")
     with pytest.raises(CdrecError, match=r"^train.epochs: expected an integer"):  # the override's mistake: no file named
         load_config(path, ["train.epochs=x"])
+
+
+def test_columns_mapping_replaces_whole_but_merges_role_by_role(tmp_path):
+    """A YAML ``data.columns`` or a whole ``--set data.columns={...}`` replaces the mapping below it;
+    ``--set data.columns.ROLE=name`` changes that one role and keeps the others."""
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  name: table\n  path: x.csv\n  columns: {user: customer, item: product, timestamp: ts}\n")
+    assert load_config(path).data.columns == {"user": "customer", "item": "product", "timestamp": "ts"}
+    one = load_config(path, ["data.columns.rating=stars", "data.columns.timestamp=when"])
+    assert one.data.columns == {"user": "customer", "item": "product", "timestamp": "when", "rating": "stars"}
+    assert load_config(path, ["data.columns={user: u, item: i}"]).data.columns == {"user": "u", "item": "i"}
+    assert load_config(path, ["data.columns={user: u, item: i}", "data.columns.rating=r"]).data.columns == {"user": "u", "item": "i", "rating": "r"}

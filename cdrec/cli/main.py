@@ -52,7 +52,7 @@ def demo(
 
 @data_app.command("stats")
 def data_stats(
-    dataset: str = typer.Argument(..., help="Dataset name (ml-100k, ml-1m, afk, abe, douban, mdmt-ml-1m, synthetic, ...) or a path to a file."),
+    dataset: str = typer.Argument(..., help="Dataset name (ml-100k, ml-1m, afk, abe, douban, mdmt-ml-1m, synthetic, ...), a path to a file, or a run config (.yaml) whose data section to load (own files with a column mapping)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the shared datasets (default ../shared/data)."),
     domains: Optional[str] = typer.Option(None, "--domains", help="Domain builder: genre | genre-random | uniform-items:K | uniform-users:K | age-bins | age-edges:A,B"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
@@ -63,7 +63,13 @@ def data_stats(
 
     cfg = DataConfig(name=dataset, data_dir=str(data_dir) if data_dir else None, domains=domains)
     path = Path(dataset)
-    if dataset not in LOADERS and (path.exists() or path.suffix or len(path.parts) > 1):
+    if path.suffix in (".yaml", ".yml"):
+        from cdrec.config import load_config
+
+        cfg = load_config(path).data
+        cfg.data_dir = str(data_dir) if data_dir else cfg.data_dir
+        cfg.domains = domains or cfg.domains
+    elif dataset not in LOADERS and (path.exists() or path.suffix or len(path.parts) > 1):
         # a path (existing or not: the loader then names the missing file)
         cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or path.is_dir() else "table"), dataset
     stats = load_dataset(cfg).stats()
@@ -82,7 +88,7 @@ def data_stats(
 def run(
     config: Optional[Path] = typer.Argument(None, help="YAML config (see configs/ in the repository)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set train.lr=0.01 (repeatable)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<model>-<dataset>-seed<seed>)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<model>-<dataset>-seed<seed>; <dataset> is the file's name for table / recbole data)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
 ) -> None:
@@ -95,7 +101,8 @@ def run(
 
     check_device(device)
     cfg = load_config(config, _overrides(device, set_))
-    out = out or Path("runs") / f"{cfg.model}-{cfg.data.name}-seed{cfg.seed}"
+    dataset = Path(cfg.data.path).stem if cfg.data.path and cfg.data.name in ("table", "recbole") else cfg.data.name
+    out = out or Path("runs") / f"{cfg.model}-{dataset}-seed{cfg.seed}"
     ok = False
     try:
         result = run_config(cfg, out, resume=resume)  # joins the process group under torchrun

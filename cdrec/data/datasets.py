@@ -38,7 +38,7 @@ LOADERS: dict[str, Callable[[DataConfig, int], Interactions]] = {
     "mdmt-douban": lambda c, s: loaders.load_mdmt_sample("douban", c.data_dir),
     "mdmt-kuairand": lambda c, s: loaders.load_mdmt_sample("kuairand", c.data_dir),
     "recbole": _needs_path("recbole", lambda c: loaders.load_recbole(c.path, domain_field=c.columns.get("domain"))),
-    "table": _needs_path("table", lambda c: loaders.load_table(c.path, columns=c.columns)),
+    "table": _needs_path("table", lambda c: loaders.load_table(c.path, columns=c.columns, sep=c.sep)),
 }
 ALIASES = {"amazon-afk": "afk", "amazon-abe": "abe", "ml100k": "ml-100k", "ml1m": "ml-1m"}
 

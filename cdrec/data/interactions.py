@@ -15,6 +15,7 @@ Two item layouts exist, and ``item_offsets`` says which one a table has:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -137,10 +138,13 @@ class Interactions:
                     first = int(np.flatnonzero(bad)[0])
                     raise CdrecError(f"{source}: column {timestamp_col!r} has {int(bad.sum())} {what} timestamps (first at row {first + 1}: {_show(frame[timestamp_col].iloc[first])})")
             out["timestamp"] = ts.to_numpy(dtype=np.int64)
-        for col in label_cols:
-            lab = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce")
-            require(not lab.isna().any(), f"{source}: label column {col!r} has non-numeric values")
-            out[col] = lab.to_numpy(dtype=np.float32)
+        for col in label_cols:  # binary labels, one per task
+            lab = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            bad = ~np.isin(lab, (0.0, 1.0))
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise CdrecError(f"{source}: label column {col!r} has {int(bad.sum())} values that are not 0 or 1 (first at row {first + 1}: {_show(frame[col].iloc[first])})")
+            out[col] = lab.astype(np.float32)
 
         user_ids = np.asarray(user_ids)
         inter = cls(
@@ -255,7 +259,21 @@ class Interactions:
             "items": int(f["item"].nunique()),
             "interactions": int(len(f)),
             "domains": per_domain,
+            "fingerprint": self.fingerprint(),
         }
+
+    def fingerprint(self) -> str:
+        """A short digest of the rows (users, items, domains, ratings, timestamps, labels, in row order)
+        and of the index sizes: a saved run checks it to tell that its data file has changed since."""
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update(repr((self.n_users, self.n_items, list(self.domains), len(self.frame))).encode())
+        for col in (*CORE_COLUMNS, "rating", "timestamp", *self.label_columns):
+            if col in self.frame.columns:
+                digest.update(col.encode())
+                values = self.frame[col]
+                raw = values.to_numpy() if values.dtype.kind in "biuf" else pd.util.hash_pandas_object(values, index=False).to_numpy()
+                digest.update(np.ascontiguousarray(raw).tobytes())
+        return digest.hexdigest()
 
 
 def _show(value: object) -> str:

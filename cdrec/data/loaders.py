@@ -185,11 +185,9 @@ def load_amazon_cdsr(name: str, root: str | os.PathLike | None = None) -> Intera
     except ValueError:
         raise CdrecError(f"{path}: expected lines 'user item|timestamp ...' of integers") from None
     n_a = sum(1 for v in item_map.values() if int(v[1]) == 0)
-    domain = np.where(item <= n_a, 0, 1)
-    seq = np.concatenate([np.arange(n) for n in lengths])
-    frame = pd.DataFrame({"user": users, "item": item, "domain": domain.astype(str), "timestamp": ts, "seq": seq})
+    seq = np.arange(len(item)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # position within each user's line
     a, b = AMAZON_SETS[name]
-    frame["domain"] = np.where(domain == 0, a, b)
+    frame = pd.DataFrame({"user": users, "item": item, "domain": np.where(item <= n_a, a, b), "timestamp": ts, "seq": seq})
     inter = Interactions.from_frame(frame, timestamp_col="timestamp", domain_names=[a, b], name=name, source=str(path))
     inter.frame["seq"] = seq
     return inter

@@ -63,10 +63,23 @@ def _right_aligned(users: np.ndarray, keep: np.ndarray, max_len: int, n_rows: in
     c = max_len - 1 - from_end[fit]
     out = {}
     for name, (vals, fill) in values.items():
-        arr = np.full((n_rows, max_len), fill, dtype=np.int64)
+        arr = np.full((n_rows, max_len), fill, dtype=vals.dtype)
         arr[r, c] = vals[keep][fit]
         out[name] = arr
     return out
+
+
+def pool_windows(inter: Interactions, pool: np.ndarray, start: np.ndarray, end: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row ``k`` holds ``pool[start[k]:end[k]]``'s last ``max_len`` events, right-aligned: ``items``
+    (+1 shifted, 0 = pad) and ``domains`` (-1 = pad), ``[len(start), max_len]``."""
+    idx = end[:, None] - max_len + np.arange(max_len)[None, :]
+    if len(pool) == 0:
+        return np.zeros_like(idx), np.full_like(idx, -1)
+    valid = idx >= start[:, None]
+    pos = pool[np.clip(idx, 0, len(pool) - 1)]
+    items = np.where(valid, inter.items[pos].astype(np.int64) + 1, 0)
+    doms = np.where(valid, inter.domain[pos].astype(np.int64), -1)
+    return items, doms
 
 
 def training_sequences(split: Split, max_len: int, *, domain: int | None = None, cloze: bool = False) -> SequenceBatch:
@@ -110,11 +123,7 @@ def histories(inter: Interactions, target_rows: np.ndarray, max_len: int, *, dom
     pool_users = inter.users[pool]
     end = np.searchsorted(pool_rank, rank[target_rows], side="left")
     start = np.searchsorted(pool_users, inter.users[target_rows], side="left")
-    idx = end[:, None] - max_len + np.arange(max_len)[None, :]
-    valid = idx >= start[:, None]
-    pos = pool[np.clip(idx, 0, max(len(pool) - 1, 0))] if len(pool) else np.zeros_like(idx)
-    items = np.where(valid, inter.items[pos].astype(np.int64) + 1, 0) if len(pool) else np.zeros_like(idx)
-    doms = np.where(valid, inter.domain[pos].astype(np.int64), -1) if len(pool) else np.full_like(idx, -1)
+    items, doms = pool_windows(inter, pool, start, end, max_len)
     return SequenceBatch(inter.users[target_rows], items, doms)
 
 

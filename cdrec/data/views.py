@@ -42,36 +42,22 @@ def padded_sequences(
 
     Returns ``{column: [n_users, max_len]}``; item ids are shifted by +1 so that 0 is padding (the
     ``domain`` column, if asked, is padded with -1). Order: timestamp, then the ``seq`` column if
-    present, then row order.
+    present, then row order (:func:`~cdrec.data.sequences.time_order`).
     """
+    from cdrec.data.sequences import _right_aligned, time_order
+
     rows = np.arange(len(inter)) if domain is None else np.flatnonzero(inter.domain == domain)
-    users = inter.users[rows]
-    keys = [np.arange(len(rows))]
-    if "seq" in inter.frame.columns:
-        keys.append(inter.column("seq")[rows])
-    if inter.has_timestamp:
-        keys.append(inter.column("timestamp")[rows])
-    keys.append(users)
-    order = rows[np.lexsort(tuple(keys))]
-    users = inter.users[order]
-    sizes = np.bincount(users, minlength=inter.n_users)
-    ends = np.cumsum(sizes)
-    from_end = np.repeat(ends, sizes) - np.arange(len(order)) - 1
-    keep = from_end < max_len
-    col_pos = max_len - 1 - from_end[keep]
-    out = {}
+    order = time_order(inter, rows)
+    values = {}
     for col in columns:
         if col == "item":
-            arr = np.zeros((inter.n_users, max_len), dtype=np.int64)
-            arr[users[keep], col_pos] = inter.items[order[keep]] + 1
+            values[col] = (inter.items[order].astype(np.int64) + 1, 0)
         elif col == "domain":
-            arr = np.full((inter.n_users, max_len), -1, dtype=np.int64)
-            arr[users[keep], col_pos] = inter.domain[order[keep]]
+            values[col] = (inter.domain[order].astype(np.int64), -1)
         else:
-            arr = np.zeros((inter.n_users, max_len), dtype=inter.frame[col].dtype)
-            arr[users[keep], col_pos] = inter.column(col)[order[keep]]
-        out[col] = arr
-    return out
+            values[col] = (inter.column(col)[order], 0)
+    users = inter.users[order]
+    return _right_aligned(users, np.ones(len(order), dtype=bool), max_len, inter.n_users, np.arange(inter.n_users), values)
 
 
 def feature_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,6 +23,18 @@ def _resume_view(config: dict) -> dict:
     return {k: ({kk: vv for kk, vv in v.items() if (k, kk) not in RESUME_FREE_KEYS} if isinstance(v, dict) else v) for k, v in config.items()}
 
 
+def _differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, prepared: Any = None) -> RunResult:
     """Train and evaluate one config, writing ``config.yaml``, ``results.json`` and ``results.md``
     into ``out_dir``. Nothing is written when the config or data are wrong.
@@ -41,10 +53,10 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
         require(out_dir.is_dir(), f"--resume: {out_dir} does not exist; nothing to resume")
         saved = out_dir / "config.yaml"
         if saved.exists():
-            before = load_config(saved).to_dict()
+            changed = _differing_keys(_resume_view(load_config(saved).to_dict()), _resume_view(cfg.to_dict()))
             require(
-                _resume_view(before) == _resume_view(cfg.to_dict()),
-                f"--resume: the config differs from the one in {saved}; resume with the same config or start a new --out",
+                not changed,
+                f"--resume: the config differs from the one in {saved} ({', '.join(changed)}); resume with the same config or start a new --out",
             )
     elif out_dir.exists() and dist_.is_main():
         for stale in ("results.json", "results.md", "model.pt"):
@@ -83,8 +95,8 @@ def evaluate_run(run_dir: str | Path, *, part: str = "test", device: str | None 
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     require(part in ("valid", "test"), f"--part: expected valid or test, got {part!r}")
-    require((run_dir / "model.pt").is_file(), f"{run_dir}: no model.pt; the run did not finish")
+    task = task_for(cfg.model)
+    require(not task.saves_model or (run_dir / "model.pt").is_file(), f"{run_dir}: no model.pt; the run did not finish")
     if device is not None:
         cfg.train.device = device
-    task = task_for(cfg.model)
     return task.evaluate_saved(cfg, run_dir, part)

@@ -20,7 +20,7 @@ import torch
 
 from cdrec.errors import require
 from cdrec.federated.alignment import Entries, Federation
-from cdrec.federated.organization import key_metrics
+from cdrec.federated.organization import key_metrics, overarching
 from cdrec.models.assisted.aae import AAEParams, AE, AutoencoderData, fit_autoencoder, predict_autoencoder
 from cdrec.models.assisted.base import BaseModel
 from cdrec.models.assisted.blocks import fit_pairs, predict_pairs
@@ -80,12 +80,6 @@ def _pool(fed: Federation, which: list[int]) -> Block:
     return Block(parts["train"], parts["valid"], parts["test"], groups, int(offs[-1]), fed.orgs[which[0]].row_side, col_side)
 
 
-def _loss(feedback: str, f: np.ndarray, y: np.ndarray) -> float:
-    if feedback == "explicit":
-        return float(np.mean((f - y) ** 2))
-    return float(np.mean(np.logaddexp(0, f) - y * f))
-
-
 def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n_groups: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Train ``backbone`` on the block; returns scores on its valid and test entries."""
     tr, va, te = block.train, block.valid, block.test
@@ -106,7 +100,7 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
             f0 = BaseModel(block.n_cols, feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
             with torch.no_grad():  # start the output layer at the base model F0 (per-column mean / popularity)
                 model.out_bias.copy_(torch.as_tensor(f0.values, dtype=torch.float32))
-        validate = (lambda: _loss(feedback, predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device), va.y)) if len(va) else None
+        validate = (lambda: overarching(feedback, predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device), va.y)) if len(va) else None
         # a cosine schedule runs to its end, as the authors' 200-epoch AE baselines; the best validation epoch is kept
         fit_autoencoder(model, data, targets, loss="mse" if feedback == "explicit" else "bce", seed=cfg.seed, device=cfg.device,
                         epochs=cfg.epochs, validate=validate, patience=cfg.epochs if params.lr_schedule == "cosine" else cfg.patience)
@@ -123,7 +117,7 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
     def predict(e: Entries, grp: np.ndarray) -> np.ndarray:
         return predict_pairs(model, e.rows, e.cols, grp, block.row_side, block.col_side, device=cfg.device)
 
-    validate = (lambda: _loss(feedback, predict(va, g["valid"]), va.y)) if len(va) else None
+    validate = (lambda: overarching(feedback, predict(va, g["valid"]), va.y)) if len(va) else None
     fit_pairs(model, tr.rows, tr.cols, g["train"], tr.y, feedback=feedback, row_side=block.row_side, col_side=block.col_side,
               epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.pair_weight_decay, seed=cfg.seed,
               validate=validate, patience=cfg.patience, device=cfg.device)

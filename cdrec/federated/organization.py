@@ -71,6 +71,7 @@ class MTALConfig:
 
 
 def overarching(feedback: str, f: np.ndarray, y: np.ndarray) -> float:
+    """The overarching loss at output ``f``: mean squared error (explicit) or BCE-with-logits (implicit)."""
     if feedback == "explicit":
         return float(np.mean((f - y) ** 2))
     return float(np.mean(np.logaddexp(0, f) - y * f))

@@ -164,8 +164,14 @@ class MTALTask(Task):
             timing={"train_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": peak_rss_mb()}, history=history,
         )
 
+    saves_model = False
+
     def restore(self, cfg: RunConfig, run_dir: Path) -> Any:
-        raise CdrecError(f"{run_dir}: MTAL runs are evaluated during the run (each organization keeps only its messages); re-run with `cdrec run`")
+        raise CdrecError(f"{run_dir}: an MTAL run keeps no model.pt (each organization keeps its own model) and is evaluated "
+                         "during the run: its metrics are in results.json; re-run with `cdrec run` to evaluate again")
 
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
+        return self.restore(cfg, run_dir)
+
+    def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         return self.restore(cfg, run_dir)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cdrec.data.candidates import sorted_unique
 from cdrec.data.ctr import ITEM_SPARSE, USER_DENSE, USER_SPARSE, CTRView
 from cdrec.errors import CdrecError, require
 from cdrec.predict import IdMap, Predictor
@@ -81,7 +82,7 @@ class CTRPredictor(Predictor):
         self.accepted = {"user", "item", "domain", *self.user_fields, *self.item_fields, *view.dense_names}
         # where the domain can be derived: the item's (item-owned layout) or the user's only domain
         self.item_domain = data.item_domain() if data.items_by_domain else None
-        pairs = np.unique(data.users.astype(np.int64) * data.n_domains + data.domain)
+        pairs = sorted_unique(data.users.astype(np.int64) * data.n_domains + data.domain)
         pair_users = pairs // data.n_domains
         n_doms = np.bincount(pair_users, minlength=data.n_users)
         self.user_domain = np.full(data.n_users, -1, dtype=np.int64)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from cdrec.data.sequences import time_order
+from cdrec.data.sequences import pool_windows, time_order
 from cdrec.data.views import domain_matrix
 from cdrec.errors import CdrecError, require
 from cdrec.predict import IdMap, Recommendations, TopKPredictor, UnknownIdError, check_k, csr_entries, known_users, masked_top_k, training_popularity
@@ -78,12 +78,7 @@ class SequencePredictor(TopKPredictor):
         pool, pool_users = self.pools[d if self.single_target else 0]
         start = np.searchsorted(pool_users, users, side="left")
         end = np.searchsorted(pool_users, users, side="right")
-        idx = end[:, None] - self.max_len + np.arange(self.max_len)[None, :]
-        valid = idx >= start[:, None]
-        pos = pool[np.clip(idx, 0, max(len(pool) - 1, 0))]
-        items = np.where(valid, self.data.items[pos].astype(np.int64) + 1, 0)
-        doms = np.where(valid, self.data.domain[pos].astype(np.int64), -1)
-        return items, doms
+        return pool_windows(self.data, pool, start, end, self.max_len)
 
     def history_window(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``[1, max_len]`` input of a history of dense item indices (oldest first)."""

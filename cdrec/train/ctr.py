@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +31,9 @@ from cdrec.metrics import auc, log_loss
 from cdrec.models import registry
 from cdrec.models.ctr.layers import CTRModel, CTRSchema
 from cdrec.results.schema import RunResult, peak_rss_mb
-from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_task
-from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything, to_device
+from cdrec.train import distributed as dist_
+from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_task, save_trained
+from cdrec.train.trainer import Trainer, resolve_device, seed_everything, to_device
 
 TASKS = ("click", "like")
 
@@ -96,13 +97,28 @@ def ctr_metrics(view: CTRView, rows: np.ndarray, probs: np.ndarray) -> dict[str,
     return out
 
 
-def heldout_stream(data: dict[str, torch.Tensor], batch_size: int, seed: int, device: torch.device) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless seeded batches of held-out rows (the upper level of M3oE's bi-level step)."""
-    epoch = 0
-    while True:
-        for batch in iterate_batches(data, batch_size, seed=seed + 7919, epoch=epoch):
-            yield to_device(batch, device)
-        epoch += 1
+class HeldoutStream:
+    """Endless seeded batches of held-out rows (the upper level of M3oE's bi-level step): pass ``e``
+    over the rows is :func:`iterate_batches` at epoch ``e``. ``position`` (batches drawn so far) is its
+    whole state, so a resumed run that restores it draws the batches an uninterrupted run would."""
+
+    def __init__(self, data: dict[str, torch.Tensor], batch_size: int, seed: int, device: torch.device) -> None:
+        self.data, self.batch_size, self.seed, self.device = data, batch_size, seed + 7919, device
+        self.per_pass = n_batches(len(data["domain"]), batch_size)
+        self.position = 0
+        self._pass: list[dict[str, torch.Tensor]] = []
+        self._pass_index = -1
+
+    def __iter__(self) -> HeldoutStream:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        index, offset = divmod(self.position, self.per_pass)
+        if index != self._pass_index:
+            self._pass = list(iterate_batches(self.data, self.batch_size, seed=self.seed, epoch=index))
+            self._pass_index = index
+        self.position += 1
+        return to_device(self._pass[offset], self.device)
 
 
 @register_task("ctr")
@@ -189,7 +205,7 @@ class CTRTask(Task):
             train = self.scope_tensors(prepared, scope, train_rows)
             valid = self.scope_tensors(prepared, scope, valid_rows)
             if hasattr(model, "heldout") and len(valid_rows) > 0:
-                model.heldout = heldout_stream(valid, bs, cfg.seed, prepared.device)
+                model.heldout = HeldoutStream(valid, bs, cfg.seed, prepared.device)
                 model.steps_per_epoch = n_batches(len(train_rows), bs)
             sub_view = prepared.view if scope.task is None else _task_view(prepared.view, scope.task)
             sub_view = sub_view if scope.domain is None else _domain_view(sub_view, scope.domain)
@@ -211,22 +227,20 @@ class CTRTask(Task):
             if hasattr(model, "heldout"):
                 model.heldout = None
             train_s += fit.train_s
-            entry = {"scope": scope.name, "best_epoch": fit.best_epoch, "epochs": fit.history}
-            if hasattr(model, "weights_report"):
-                entry["fusion_weights"] = model.weights_report()
-            history.append(entry)
+            extra = {"fusion_weights": model.weights_report()} if hasattr(model, "weights_report") else {}
+            history.append(fit.history_entry(scope.name, **extra))
             models[scope.name] = model
             states[scope.name] = model.state_dict()
         require(len(models) > 0, f"{prepared.data.name}: no scope has training rows")
         t0 = time.perf_counter()
-        rows, probs = self.predict_part(models, prepared, "test", max(bs, 8192))
-        test = ctr_metrics(prepared.view, rows, probs)
-        vrows, vprobs = self.predict_part(models, prepared, "valid", max(bs, 8192))
-        valid = ctr_metrics(prepared.view, vrows, vprobs)
+        # under torchrun rank 0 evaluates and every rank receives the same metrics
+        def part_metrics(part: str) -> dict[str, dict[str, float]]:
+            return ctr_metrics(prepared.view, *self.predict_part(models, prepared, part, max(bs, 8192)))
+
+        test = dist_.on_main(lambda: part_metrics("test"))
+        valid = dist_.on_main(lambda: part_metrics("valid"))
         eval_s = time.perf_counter() - t0
-        atomic_torch_save(states, run_dir / "model.pt")
-        for scope in prepared.scopes:
-            (run_dir / f"checkpoint-{_safe(scope.name)}.pt").unlink(missing_ok=True)
+        save_trained(run_dir, states, [_safe(scope.name) for scope in prepared.scopes])
         p = prepared.params
         setting = {"mode": p.mode, "ablation": getattr(p, "ablation", "none"), **cfg.setting}
         n_train = sum(len(self.scope_rows(prepared, s, "train")) for s in prepared.scopes)
@@ -234,7 +248,7 @@ class CTRTask(Task):
         return RunResult(
             model=cfg.model,
             dataset=prepared.data.name,
-            protocol=protocol_name(cfg),
+            protocol=protocol_name(cfg, ranked=False),
             seed=cfg.seed,
             metrics=test,
             setting=setting,
@@ -251,7 +265,7 @@ class CTRTask(Task):
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[CTRPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
         builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared, sc)) for sc in prepared.scopes}
-        return prepared, load_saved_models(run_dir, prepared.device, builders)
+        return prepared, load_saved_models(run_dir, prepared.device, builders, prepared.data)
 
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predictors.ctr import CTRPredictor
@@ -265,7 +279,7 @@ class CTRTask(Task):
         rows, probs = self.predict_part(models, prepared, part, max(cfg.train.batch_size, 8192))
         p = prepared.params
         return RunResult(
-            model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg), seed=cfg.seed,
+            model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg, ranked=False), seed=cfg.seed,
             metrics=ctr_metrics(prepared.view, rows, probs),
             setting={"mode": p.mode, "ablation": getattr(p, "ablation", "none"), **cfg.setting, "part": part},
             config=cfg.to_dict(), data_stats=prepared.data.stats(),

@@ -31,8 +31,9 @@ from cdrec.evaluate import Evaluation, rank_metrics, report
 from cdrec.metrics.ranking import positive_rank
 from cdrec.models import registry
 from cdrec.results.schema import RunResult, atomic_write_text, peak_rss_mb
-from cdrec.train.tasks import Task, load_saved_models, make_split, merge_evaluations, protocol_name, register_task
-from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
+from cdrec.train import distributed as dist_
+from cdrec.train.tasks import Task, load_saved_models, make_split, merge_evaluations, protocol_name, register_task, save_trained
+from cdrec.train.trainer import Trainer, resolve_device, seed_everything
 
 if TYPE_CHECKING:
     from cdrec.models.sequential.base import SequentialModel
@@ -214,19 +215,18 @@ class SequentialTask(Task):
             fit = trainer.fit(batches, validate, n_batches=n_batches, resume=resume)
             train_s += fit.train_s
             t0 = time.perf_counter()
-            tests.append(evaluate_view(model, split, scope.parts["test"], cfg, prepared.device))
+            # under torchrun rank 0 evaluates and every rank receives the same metrics
+            tests.append(dist_.on_main(lambda m=model, v=scope.parts["test"]: evaluate_view(m, split, v, cfg, prepared.device)))
             if has_valid:
-                valids.append(evaluate_view(model, split, valid_view, cfg, prepared.device))
+                valids.append(dist_.on_main(lambda m=model, v=valid_view: evaluate_view(m, split, v, cfg, prepared.device)))
             eval_s += time.perf_counter() - t0
             if hasattr(model, "gate_weights"):
                 gates = gate_summary(model, scope.parts["test"], eval_rows(cfg), prepared.device)
-            history.append({"scope": scope.name, "best_epoch": fit.best_epoch, "epochs": fit.history})
+            history.append(fit.history_entry(scope.name))
             states[scope.name] = model.state_dict()
         require(len(tests) > 0, f"{data.name}: no domain has test rows")
-        atomic_torch_save(states, run_dir / "model.pt")
-        for scope in prepared.scopes:
-            (run_dir / f"checkpoint-{scope.name}.pt").unlink(missing_ok=True)
-        if gates:
+        save_trained(run_dir, states, [scope.name for scope in prepared.scopes])
+        if gates and dist_.is_main():
             named = {data.domains[int(d)]: v for d, v in gates.items()}
             atomic_write_text(run_dir / "gates.json", json.dumps(named, indent=2) + "\n")
         test = merge_evaluations(split, tests, cfg.eval.buckets) if len(tests) > 1 else tests[0]
@@ -257,7 +257,7 @@ class SequentialTask(Task):
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[SequentialPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
         builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared.data, prepared.params)) for sc in prepared.scopes}
-        return prepared, load_saved_models(run_dir, prepared.device, builders)
+        return prepared, load_saved_models(run_dir, prepared.device, builders, prepared.data)
 
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predictors.sequence import SequencePredictor

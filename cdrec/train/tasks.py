@@ -14,6 +14,7 @@ A task is split in two so that user mistakes surface before anything is written:
 from __future__ import annotations
 
 import importlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,9 @@ def task_for(model: str) -> "Task":
 
 
 class Task:
+    saves_model = True
+    """Whether a finished run holds ``model.pt`` (MTAL's organizations keep their models)."""
+
     def prepare(self, cfg: RunConfig) -> Any:
         raise TypeError(f"{type(self).__name__} must implement prepare")
 
@@ -84,11 +88,37 @@ class Task:
         raise CdrecError(f"model {cfg.model!r}: its task {type(self).__name__} cannot load runs for predictions yet")
 
 
-def load_saved_models(run_dir: Path, device: torch.device, builders: dict[str, Callable[[], torch.nn.Module]]) -> dict[str, torch.nn.Module]:
-    """Load ``model.pt`` (one state dict per scope) into freshly built models, in eval mode.
+def save_trained(run_dir: Path, states: dict[str, dict], checkpoints: Sequence[str]) -> None:
+    """Write ``model.pt`` (one state dict per scope) and drop the scopes' checkpoints, on rank 0
+    only (under ``torchrun`` the other ranks wait). Shared by every task's ``execute``."""
+    if dist_.is_main():
+        atomic_torch_save(states, run_dir / "model.pt")
+        for scope in checkpoints:
+            (run_dir / f"checkpoint-{scope}.pt").unlink(missing_ok=True)
+    dist_.barrier()
+
+
+def check_same_data(run_dir: Path, data: Interactions) -> None:
+    """Refuse a run whose data has changed since training: the saved model would be scored on other
+    rows (or not fit at all). Runs saved before fingerprints were recorded are not checked."""
+    try:
+        saved = json.loads((run_dir / "results.json").read_text()).get("data_stats", {}).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return
+    require(
+        saved is None or saved == data.fingerprint(),
+        f"{run_dir}: the data {data.name!r} as loaded now differs from the data this run was trained on "
+        f"(a changed file or data options); restore that data or train a new run",
+    )
+
+
+def load_saved_models(run_dir: Path, device: torch.device, builders: dict[str, Callable[[], torch.nn.Module]], data: Interactions) -> dict[str, torch.nn.Module]:
+    """Load ``model.pt`` (one state dict per scope) into freshly built models, in eval mode, after
+    checking that ``data`` is the data the run was trained on (:func:`check_same_data`).
 
     ``builders`` maps each scope name to a function building its (untrained) model; scopes absent
     from the file (no test rows at training time) are skipped. Shared by every task's ``restore``."""
+    check_same_data(run_dir, data)
     path = run_dir / "model.pt"
     try:
         states = torch.load(path, map_location=device, weights_only=False)
@@ -99,30 +129,39 @@ def load_saved_models(run_dir: Path, device: torch.device, builders: dict[str, C
     for scope, build in builders.items():
         if scope in states:
             model = build().to(device)
-            model.load_state_dict(states[scope])
+            try:
+                model.load_state_dict(states[scope])
+            except RuntimeError:  # shapes that do not match the data as loaded now
+                raise CdrecError(f"{path}: the saved model does not fit the data as loaded now (its sizes differ); restore the data the run used or train a new run") from None
             model.eval()
             models[scope] = model
     return models
 
 
 def make_split(data: Interactions, cfg: RunConfig) -> Split:
-    """Split per ``cfg.split`` and, for leave-one-out, fix the sampled candidates by the seed."""
+    """Split per ``cfg.split`` and, unless ``full_ranking``, fix the sampled candidates by the seed
+    (every held-out row of either protocol ranks its positive among ``n_negatives`` sampled items)."""
     sc = cfg.split
     if sc.protocol == "ratio":
         split = ratio_split(data, sc.ratios, order=sc.order, seed=cfg.seed)
+        require(len(split.test_rows) > 0, f"{data.name}: split.ratios {list(sc.ratios)} leave no test rows")
     else:
         split = leave_one_out(data, mixed=sc.protocol == "loo-mixed", seed=cfg.seed)
         require(len(split.test_rows) > 0, f"{data.name}: no user has 2 interactions in a domain, so leave-one-out gives no test rows")
-        if not sc.full_ranking:
-            add_sampled_candidates(split, sc.n_negatives, seed=cfg.seed)
+    if not sc.full_ranking:
+        add_sampled_candidates(split, sc.n_negatives, seed=cfg.seed)
     return split
 
 
-def protocol_name(cfg: RunConfig) -> str:
+def protocol_name(cfg: RunConfig, *, ranked: bool = True) -> str:
+    """``loo/1+99``, ``loo-mixed/full``, ``ratio-0.8-0.1-0.1/1+99``; ``ranked=False`` (CTR, no
+    candidates): the split alone."""
     sc = cfg.split
+    candidates = "full" if sc.full_ranking else f"1+{sc.n_negatives}"
     if sc.protocol == "ratio":
-        return f"ratio-{'-'.join(f'{r:g}' for r in sc.ratios)}"
-    return f"{sc.protocol}/{'full' if sc.full_ranking else f'1+{sc.n_negatives}'}"
+        ratios = f"ratio-{'-'.join(f'{r:g}' for r in sc.ratios)}"
+        return f"{ratios}/{candidates}" if ranked else ratios
+    return f"{sc.protocol}/{candidates}"
 
 
 def merge_evaluations(split: Split, parts: list[Evaluation], bucket_edges: Sequence[int]) -> Evaluation:
@@ -153,7 +192,7 @@ class RankingTask(Task):
         params = registry.build_params(cfg.model, cfg.model_params)
         device = resolve_device(cfg.train.device)
         metrics = [f"{m}@{k}" for k in cfg.eval.ks for m in ("HR", "NDCG", "MRR")] + ["MRR"]
-        require(cfg.train.metric in metrics, f"train.metric: {cfg.train.metric!r} is not a ranking metric; expected one of {metrics}")
+        require(cfg.train.metric in metrics, f"train.metric: {cfg.train.metric!r} is not among the metrics computed with eval.ks {list(cfg.eval.ks)}; expected one of {metrics}")
         if cfg.scope == "single":
             scopes = [(name, split.restrict(d)) for d, name in enumerate(data.domains)]
         else:
@@ -213,17 +252,10 @@ class RankingTask(Task):
             if has_valid:
                 valids.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "valid", cfg, prepared.device)))
             eval_s += time.perf_counter() - t0
-            entry = {"scope": scope, "best_epoch": fit.best_epoch, "epochs": fit.history}
-            if getattr(fit, "resumed_from", 0):
-                entry["resumed_from"] = fit.resumed_from
-            history.append(entry)
+            history.append(fit.history_entry(scope))
             states[scope] = model.state_dict()
         require(len(tests) > 0, f"{prepared.data.name}: no domain has test rows")
-        if dist_.is_main():
-            atomic_torch_save(states, run_dir / "model.pt")
-            for scope, _ in prepared.scopes:
-                (run_dir / f"checkpoint-{scope}.pt").unlink(missing_ok=True)
-        dist_.barrier()
+        save_trained(run_dir, states, [scope for scope, _ in prepared.scopes])
         test = merge_evaluations(prepared.split, tests, cfg.eval.buckets) if len(tests) > 1 else tests[0]
         valid = merge_evaluations(prepared.split, valids, cfg.eval.buckets) if len(valids) > 1 else (valids[0] if valids else None)
         setting = {"scope": cfg.scope, **cfg.setting}
@@ -245,7 +277,7 @@ class RankingTask(Task):
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[RankingPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
         builders = {scope: (lambda s=split: self.build_model(cfg, s, prepared.params)) for scope, split in prepared.scopes}
-        return prepared, load_saved_models(run_dir, prepared.device, builders)
+        return prepared, load_saved_models(run_dir, prepared.device, builders, prepared.data)
 
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predict import RankingPredictor

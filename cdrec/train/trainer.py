@@ -7,7 +7,10 @@ epoch it validates, tracks the best state for early stopping, and writes an atom
 A model plugs in through ``loss(batch) -> Tensor``. Models that need more control (several
 optimizers, bi-level steps) implement ``configure_optimizers(train_config)`` and/or
 ``train_step(batch, optimizers) -> float``; ``on_epoch_end(epoch, valid_metrics)`` runs after
-validation (schedulers).
+validation (schedulers). A model whose training carries state outside its parameters and optimizers
+(LR schedulers, step counters, a held-out batch stream) returns it from ``training_state() -> dict``
+and takes it back in ``load_training_state(state)``; the checkpoint stores it, so a resumed run
+continues that state instead of restarting it.
 
 Under ``torchrun`` (world size > 1) the same loop trains data-parallel: see
 :mod:`cdrec.train.distributed` for how batches, gradients, evaluation and checkpoints are split. With
@@ -91,6 +94,13 @@ class FitResult:
     resumed_from: int = 0
     """Epochs already done in the checkpoint this fit resumed from (0: started fresh)."""
 
+    def history_entry(self, scope: str, **extra: object) -> dict:
+        """The ``history`` record of one trained scope in ``results.json``."""
+        entry = {"scope": scope, "best_epoch": self.best_epoch, **extra, "epochs": self.history}
+        if self.resumed_from:
+            entry["resumed_from"] = self.resumed_from
+        return entry
+
 
 class _LossForward(nn.Module):
     """``forward(batch) = model.loss(batch) * weight``: DistributedDataParallel hooks ``forward``."""
@@ -145,6 +155,7 @@ class Trainer:
             "optimizers": [o.state_dict() for o in self.optimizers],
             "best": best,
             "history": history,
+            "training_state": self.model.training_state() if hasattr(self.model, "training_state") else None,
         }
 
     def _load(self) -> tuple[int, dict, list]:
@@ -162,6 +173,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         for opt, opt_state in zip(self.optimizers, state["optimizers"]):
             opt.load_state_dict(opt_state)
+        if state.get("training_state") is not None and hasattr(self.model, "load_training_state"):
+            self.model.load_training_state(state["training_state"])
         return state["epoch"], state["best"], state["history"]
 
     def _has_checkpoint(self) -> bool:

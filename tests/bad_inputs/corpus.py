@@ -170,6 +170,8 @@ CASES: list[Case] = [
     run_case("item_in_two_domains", "each item in one domain", _shared_item()),
     run_case("label_column_not_numeric", "label column 'click'", csv_text([r + ["yes"] for r in base_rows()], HEADER + ["click"]),
              **{"data.columns": {**COLUMNS, "labels": "click"}}),
+    run_case("label_not_binary", "not 0 or 1 (first at row 3: 2)", csv_text([r + [2 if i == 2 else i % 2] for i, r in enumerate(base_rows())], HEADER + ["click"]),
+             **{"data.columns": {**COLUMNS, "labels": "click"}}),
     run_case("unknown_column_role", "unknown roles", **{"data.columns": {**COLUMNS, "weight": "rating"}}),
     run_case("table_without_path", "needs a file path", **{"data.path": DROP}),
     # ------------------------------------------------------------------ domains and data semantics

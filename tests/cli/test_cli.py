@@ -3,8 +3,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from tests.cli_helpers import call_main
 from tests.conftest import shared_path
 
 TINY = ["--set", "data.synthetic={n_users: 200, items_per_domain: 100}", "--set", "train.epochs=2", "--set", "model_params.dim=8",
@@ -77,3 +80,60 @@ def test_data_stats_ml100k_genre():
     assert sum(d["items"] for d in stats["domains"].values()) == 1682
     text = cdrec("data", "stats", "ml-100k", "--data-dir", str(root), "--domains", "genre").stdout
     assert "943 users, 1682 items, 100000 interactions" in text
+
+
+def _table(path: Path, n_users: int = 60, n_items: int = 200, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, n_users, 900)
+    items = rng.integers(0, n_items, 900)
+    frame = pd.DataFrame({"user": [f"u{u}" for u in users], "item": [f"i{i}" for i in items],
+                          "domain": np.where(items < n_items // 2, "books", "music"), "timestamp": np.arange(900)})
+    frame.drop_duplicates(["user", "item"]).to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("change", ["shuffle", "drop_item"])
+def test_a_saved_run_refuses_data_changed_since_training(tmp_path, change):
+    """Changed rows (same sizes: different split and metrics) or a dropped item (a model that no
+    longer fits) give one line naming the run, exit code 2, for evaluate and recommend alike."""
+    data = tmp_path / "d.csv"
+    _table(data)
+    run = tmp_path / "run"
+    common = ["--set", "data.name=table", "--set", f"data.path={data}", "--set", "split.n_negatives=5",
+              "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "model_params.dim=8"]
+    assert call_main("run", *common, "--out", str(run)).code == 0
+    assert call_main("evaluate", str(run)).code == 0
+    frame = pd.read_csv(data)
+    frame = frame.sample(frac=1.0, random_state=1) if change == "shuffle" else frame[frame["item"] != frame["item"].iloc[0]]
+    frame.to_csv(data, index=False)
+    for args in (["evaluate", str(run)], ["recommend", str(run), "--user", str(frame["user"].iloc[0]), "--domain", "books"]):
+        got = call_main(*args)
+        assert got.code == 2 and got.exception is None, (args, got)
+        assert got.stderr.count("\n") == 1 and "differs from the data this run was trained on" in got.stderr
+
+
+def test_relative_data_path_and_tab_separated_table(tmp_path, monkeypatch):
+    """``data.sep`` reads a tab-separated table; a relative ``data.path`` is stored absolute, so the
+    run evaluates from another working folder."""
+    _table(tmp_path / "d.csv")
+    pd.read_csv(tmp_path / "d.csv").to_csv(tmp_path / "d.tsv", sep="\t", index=False)
+    monkeypatch.chdir(tmp_path)
+    sets = ["--set", "data.name=table", "--set", "data.path=d.tsv", "--set", "data.sep=\t", "--set", "split.n_negatives=5",
+            "--set", "train.epochs=1", "--set", "train.progress=false", "--set", "model_params.dim=8"]
+    assert call_main("run", *sets, "--out", "run").code == 0
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["config"]["data"]["path"] == str(tmp_path / "d.tsv") and saved["dataset"] == "d"
+    monkeypatch.chdir(tmp_path.parent)
+    again = call_main("evaluate", str(tmp_path / "run"))
+    assert again.code == 0, again.stderr
+    assert call_main("run", *sets[:4], "--out", str(tmp_path / "comma")).code == 2  # the default ',' finds one column
+
+
+def test_data_stats_reads_the_data_section_of_a_run_config(tmp_path):
+    _table(tmp_path / "d.csv")
+    frame = pd.read_csv(tmp_path / "d.csv").rename(columns={"user": "customer", "item": "product"})
+    frame.to_csv(tmp_path / "own.csv", index=False)
+    (tmp_path / "c.yaml").write_text(f"data:\n  name: table\n  path: {tmp_path / 'own.csv'}\n  columns: {{user: customer, item: product}}\n")
+    got = call_main("data", "stats", str(tmp_path / "c.yaml"), "--json")
+    assert got.code == 0, got.stderr
+    stats = json.loads(got.stdout)
+    assert stats["name"] == "own" and stats["interactions"] == len(frame) and set(stats["domains"]) == {"books", "music"}

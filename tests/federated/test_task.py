@@ -32,6 +32,13 @@ def test_mtal_run_writes_results_with_issue_names(tmp_path):
     assert "RMSE" in saved.metrics["overall"]
     assert [h["round"] for h in saved.history] == [0, 1, 2]
     assert saved.data_stats["messages"] > 0
+    # no model.pt (each organization keeps its model): evaluate / recommend say so in one line
+    from tests.cli_helpers import call_main
+
+    for args in (["evaluate", str(tmp_path / "aae")], ["recommend", str(tmp_path / "aae"), "--user", "u0"]):
+        got = call_main(*args)
+        assert got.code == 2 and got.exception is None and got.stderr.count("\n") == 1, got
+        assert "keeps no model.pt" in got.stderr
 
 
 @pytest.mark.parametrize("model,mode", [("assisted-mf", "mtcdr"), ("assisted-mf", "joint"), ("assisted-ae", "joint"), ("assisted-base", "alone")])

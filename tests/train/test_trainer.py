@@ -61,3 +61,12 @@ def test_early_stopping_keeps_best_epoch(tmp_path):
     assert res.history[0]["best_epoch"] == best
     assert len(hist) <= 30
     assert res.valid_metrics["overall"]["MRR@10"] == pytest.approx(max(scores))
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_ratio_split_ranks_sampled_or_full_candidates(tmp_path, full):
+    """``split.protocol=ratio`` for a ranking model: every held-out row is ranked, among 1 + n_negatives
+    sampled items or (``full_ranking``) all items of its domain."""
+    res = run_config(load_config(None, [*FAST, "split.protocol=ratio", f"split.full_ranking={str(full).lower()}"]), tmp_path / "r")
+    assert res.protocol == ("ratio-0.8-0.1-0.1/full" if full else "ratio-0.8-0.1-0.1/1+20")
+    assert res.metrics["overall"]["n"] > 0 and 0 < res.metrics["overall"]["HR@10"] <= 1

@@ -18,7 +18,8 @@ from torch import nn
 
 
 def bpr_loss(user: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> torch.Tensor:
-    """``-mean log sigmoid(u.i - u.j) + reg * mean(||u||^2 + ||i||^2 + ||j||^2)`` over a batch."""
+    """``-mean log sigmoid(u.i - u.j) + reg * mean(||u||^2 + ||i||^2 + ||j||^2)`` over a batch; with
+    ``user``, ``pos`` as ``[B, 1, d]`` and ``neg`` as ``[B, n, d]`` each (row, negative) pair is one term."""
     diff = (user * (pos - neg)).sum(-1)
     l2 = user.pow(2).sum(-1) + pos.pow(2).sum(-1) + neg.pow(2).sum(-1)
     return -F.logsigmoid(diff).mean() + reg * l2.mean()

@@ -24,6 +24,7 @@ from cdrec.config import ModelParams, TrainConfig, bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.base import RankingModel
+from cdrec.models.cf.blocks import bpr_loss
 from cdrec.models.registry import register
 
 
@@ -71,9 +72,7 @@ class BPRMF(RankingModel):
         j = self.item_emb(batch["neg"])
         if j.dim() == 3:
             u, i = u[:, None, :], i[:, None, :]
-        diff = (u * (i - j)).sum(-1)
-        reg = self.params.reg * (u.pow(2).sum(-1) + i.pow(2).sum(-1) + j.pow(2).sum(-1)).mean()
-        return -F.logsigmoid(diff).mean() + reg
+        return bpr_loss(u, i, j, self.params.reg)
 
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         """Adam with the fused kernel (one pass over each table per step); lazy Adam (``LazyAdam``,

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cdrec.config import ModelParams, bounded
+from cdrec.data.candidates import sorted_unique
 from cdrec.data.splits import Split
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import bpr_loss
@@ -36,7 +37,7 @@ class LightGCNParams(ModelParams):
 
 def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
     """Symmetric-normalised bipartite adjacency ``D^-1/2 A D^-1/2`` as a coalesced sparse COO tensor."""
-    pairs = np.unique(users.astype(np.int64) * n_items + items.astype(np.int64))
+    pairs = sorted_unique(users.astype(np.int64) * n_items + items.astype(np.int64))
     u, i = pairs // n_items, pairs % n_items + n_users
     rows = np.concatenate([u, i])
     cols = np.concatenate([i, u])

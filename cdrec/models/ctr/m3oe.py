@@ -34,7 +34,7 @@ gate per (domain, task) over all shared, domain and task experts replaces the we
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,9 @@ from cdrec.errors import CdrecError
 from cdrec.models.ctr.layers import CTRModel, CTRParams, CTRSchema, ExpertBank, Gates, Towers, _uniform_, mix, own_domain
 from cdrec.models.registry import register
 from cdrec.train.trainer import make_optimizer
+
+if TYPE_CHECKING:
+    from cdrec.train.ctr import HeldoutStream
 
 ABLATIONS = ("none", "no_automl", "concat", "gated", "no_domain", "no_task", "no_domain_task")
 
@@ -99,7 +102,7 @@ class M3oE(CTRModel):
         # --- Eqs. 8-9
         tower_in = 3 * H if self.ablation == "concat" else H
         self.towers = Towers(D, T, tower_in, params.tower_hidden)
-        self.heldout: Iterator[dict[str, torch.Tensor]] | None = None
+        self.heldout: HeldoutStream | None = None
         self._arch_grad = False
         self._steps = 0
         self.steps_per_epoch = 1  # set by the CTR task; the period of the upper-level step when arch_every = 0
@@ -208,6 +211,15 @@ class M3oE(CTRModel):
             p.grad = torch.zeros_like(p) if g is None else g
         optimizer.step()
         return float(loss.detach())
+
+    def training_state(self) -> dict[str, Any]:
+        """The lower-level step count and the held-out stream's position, kept for ``--resume``."""
+        return {"steps": self._steps, "heldout_position": self.heldout.position if self.heldout is not None else 0}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self._steps = int(state["steps"])
+        if self.heldout is not None:
+            self.heldout.position = int(state["heldout_position"])
 
     def weights_report(self) -> dict[str, list[float]]:
         with torch.no_grad():

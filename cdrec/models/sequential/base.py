@@ -48,6 +48,9 @@ class SequentialModel(nn.Module):
         self.params = params
         self.register_buffer("offsets", torch.as_tensor(np.asarray(item_offsets, dtype=np.int64)), persistent=False)
         self.n_domains = len(item_offsets) - 1
+        # each domain's global item ids [start, stop) as Python ints: no device sync per training step
+        offsets = np.asarray(item_offsets, dtype=np.int64).tolist()
+        self.item_ranges = [(offsets[d], offsets[d + 1]) for d in range(self.n_domains)]
         self.schedulers: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -80,8 +83,7 @@ class SequentialModel(nn.Module):
             if p.loss == "full":
                 total = total + full_softmax_ce(h, item_emb.weight[: self.n_items + 1], targets, weight)
                 continue
-            rng = (int(self.offsets[d]), int(self.offsets[d + 1]))
-            total = total + domain_info_nce(h, targets, [weight], seen, item_emb, [rng], p.n_negatives, p.temperature, per_position=per_position, all_rows=all_rows)
+            total = total + domain_info_nce(h, targets, [weight], seen, item_emb, [self.item_ranges[d]], p.n_negatives, p.temperature, per_position=per_position, all_rows=all_rows)
         return total
 
     # ------------------------------------------------------------------ trainer hooks
@@ -102,6 +104,15 @@ class SequentialModel(nn.Module):
             warm.step()
         elif "MRR_sum" in valid and np.isfinite(valid["MRR_sum"]):
             plateau.step(valid["MRR_sum"])
+
+    def training_state(self) -> dict[str, Any]:
+        """The warm-up and plateau schedulers' counters, kept in the checkpoint for ``--resume``."""
+        return {"schedulers": [s.state_dict() for s in self.schedulers] if self.schedulers is not None else None}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        if self.schedulers is not None and state.get("schedulers") is not None:
+            for scheduler, saved in zip(self.schedulers, state["schedulers"]):
+                scheduler.load_state_dict(saved)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must implement loss")

@@ -257,9 +257,8 @@ class MERIT(SequentialModel):
         by_domain = p.loss_norm == "domain"
         per_position = p.negatives == "position"
         weights = [self.item_domain(targets) == d for d in range(2)] if by_domain else [targets > 0]
-        ranges = [(int(self.offsets[d]), int(self.offsets[d + 1])) for d in range(2)]
         loss_m = domain_info_nce(
-            f["M"], targets, weights, seen, self.item_emb, ranges, p.n_negatives, p.temperature, per_position=per_position, all_rows=by_domain
+            f["M"], targets, weights, seen, self.item_emb, self.item_ranges, p.n_negatives, p.temperature, per_position=per_position, all_rows=by_domain
         )
         # Eq. 15: L_A and L_B on h_X^F + SG(h_M^F) at the slots of each domain
         h_ab = f["A"] + f["B"] + self.residual(f["M"])
