@@ -13,7 +13,7 @@ import typer
 from cdrec.cli.federated import federated_app
 from cdrec.cli.options import check_device
 from cdrec.cli.serve_cmds import register as register_serve_commands
-from cdrec.errors import CdrecError, RunFailed
+from cdrec.errors import CdrecError, RunFailed, require
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
@@ -91,6 +91,7 @@ def run(
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<model>-<dataset>-seed<seed>; <dataset> is the file's name for table / recbole data)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out (without it, such a folder is refused)."),
 ) -> None:
     """Train and evaluate one model; writes config.yaml, results.json and results.md."""
     from cdrec.config import load_config
@@ -103,6 +104,10 @@ def run(
     cfg = load_config(config, _overrides(device, set_))
     dataset = Path(cfg.data.path).stem if cfg.data.path and cfg.data.name in ("table", "recbole") else cfg.data.name
     out = out or Path("runs") / f"{cfg.model}-{dataset}-seed{cfg.seed}"
+    require(
+        resume or overwrite or not (out / "results.json").exists(),
+        f"--out {out}: holds a finished run; pass --overwrite to replace it, or choose another --out",
+    )
     ok = False
     try:
         result = run_config(cfg, out, resume=resume)  # joins the process group under torchrun

@@ -137,3 +137,15 @@ def test_data_stats_reads_the_data_section_of_a_run_config(tmp_path):
     assert got.code == 0, got.stderr
     stats = json.loads(got.stdout)
     assert stats["name"] == "own" and stats["interactions"] == len(frame) and set(stats["domains"]) == {"books", "music"}
+
+
+def test_run_refuses_a_finished_run_folder_unless_overwrite(tmp_path):
+    out = tmp_path / "r"
+    assert call_main("run", *TINY, "--set", "train.epochs=1", "--out", str(out)).code == 0
+    before = (out / "results.json").read_text()
+    again = call_main("run", *TINY, "--set", "train.epochs=1", "--set", "seed=1", "--out", str(out))
+    assert again.code == 2 and again.exception is None and again.stderr.count("\n") == 1
+    assert "holds a finished run; pass --overwrite" in again.stderr
+    assert (out / "results.json").read_text() == before and (out / "model.pt").exists()
+    assert call_main("run", *TINY, "--set", "train.epochs=1", "--set", "seed=1", "--out", str(out), "--overwrite").code == 0
+    assert json.loads((out / "results.json").read_text())["seed"] == 1
