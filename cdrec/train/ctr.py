@@ -36,6 +36,13 @@ from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_t
 from cdrec.train.trainer import Trainer, resolve_device, seed_everything, to_device
 
 TASKS = ("click", "like")
+"""The tasks of data without label columns: click = rating > 3, like = rating > 4 (M3oE section 3.1)."""
+
+
+def tasks_of(data: Interactions) -> tuple[str, ...]:
+    """One task per binary label column the data carries (``mdmt-*`` samples, a ``table`` file's
+    ``labels`` role); :data:`TASKS` from the ratings otherwise."""
+    return tuple(data.label_columns) or TASKS
 
 
 @dataclass
@@ -132,7 +139,7 @@ class CTRTask(Task):
         require(cfg.split.protocol == "ratio", f"split.protocol: the ctr task splits rows by ratio (8:1:1), got {cfg.split.protocol!r}")
         data = load_dataset(cfg.data, seed=cfg.seed)
         require(data.item_offsets is None or data.n_domains >= 1, f"{data.name}: no domains")
-        view = build_ctr_view(data, TASKS)
+        view = build_ctr_view(data, tasks_of(data))
         split = ratio_split(data, cfg.split.ratios, order=cfg.split.order, seed=cfg.seed)
         require(len(split.valid_rows) > 0, f"{data.name}: the ctr task needs validation rows for early stopping (split.ratios)")
         device = resolve_device(cfg.train.device)

@@ -4,6 +4,7 @@ saved-model evaluation and user errors."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
@@ -80,3 +81,33 @@ def test_wrong_mode_or_protocol_is_a_user_error(tmp_path):
     with pytest.raises(CdrecError, match="split.protocol"):
         run_config(cfg("mmoe", "split.protocol=loo"), tmp_path / "b")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_tasks_come_from_the_data_label_columns(tmp_path):
+    """A file with its own binary label columns trains one head per column, named after it (here a
+    single task, ``purchase``); data without label columns keeps click / like from the ratings."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    users, items = rng.integers(0, 200, n), rng.integers(0, 90, n)
+    purchase = (rng.random(n) < 0.2 + 0.6 * (items % 3 == 0)).astype(int)  # learnable from the item
+    frame = pd.DataFrame({"user": users, "item": items, "domain": np.where(items < 45, "a", "b"), "timestamp": np.arange(n), "purchase": purchase})
+    frame.drop_duplicates(["user", "item"]).to_csv(tmp_path / "own.csv", index=False)
+    res = run_config(cfg("m3oe", "data.name=table", f"data.path={tmp_path / 'own.csv'}", "data.columns={labels: purchase}",
+                         "train.epochs=3", "model_params.mode=mdmt"), tmp_path / "run")
+    assert set(res.metrics) == {"a", "b", "overall"}
+    assert {k for k in res.metrics["overall"] if "[" in k} == {"AUC[purchase]", "LogLoss[purchase]"}
+    assert res.metrics["overall"]["AUC"] > 0.6, res.metrics["overall"]
+    assert len(res.history[0]["fusion_weights"]["beta_t"]) == 1
+
+
+@pytest.mark.parametrize("name, tasks", [("mdmt-ml-1m", ["click", "like"]), ("mdmt-douban", ["rating"]), ("mdmt-kuairand", ["is_click"])])
+def test_shared_ctr_samples_train_their_own_label_columns(tmp_path, name, tasks):
+    """The shared multi-task samples carry binary label columns; each is a task (before, Douban's 0/1
+    label was thresholded at > 3 into all-zero labels, and KuaiRand had no click / like at all)."""
+    from tests.conftest import shared_path
+
+    data_dir = shared_path("mdmt-samples").parent
+    res = run_config(load_config(None, ["model=mmoe", f"data.name={name}", f"data.data_dir={data_dir}", "train.epochs=1",
+                                        "train.progress=false", "train.device=cpu"]), tmp_path / "run")
+    assert sorted(k[4:-1] for k in res.metrics["overall"] if k.startswith("AUC[")) == sorted(tasks)
+    assert all(np.isfinite(res.metrics["overall"][f"AUC[{t}]"]) for t in tasks)
