@@ -131,7 +131,7 @@ class Interactions:
                 raise CdrecError(f"{source}: column {rating_col!r} has {int(bad.sum())} non-numeric, NaN or infinite ratings (first at row {first + 1})")
             out["rating"] = rating.to_numpy(dtype=np.float32)
         if timestamp_col is not None:
-            ts = pd.to_numeric(frame[timestamp_col].reset_index(drop=True), errors="coerce")
+            ts = _timestamps(frame[timestamp_col].reset_index(drop=True))
             values = ts.to_numpy(dtype=float, na_value=np.nan)
             for bad, what in ((~np.isfinite(values), "non-numeric, NaN or infinite"), (values < 0, "negative")):
                 if bad.any():
@@ -274,6 +274,20 @@ class Interactions:
                 raw = values.to_numpy() if values.dtype.kind in "biuf" else pd.util.hash_pandas_object(values, index=False).to_numpy()
                 digest.update(np.ascontiguousarray(raw).tobytes())
         return digest.hexdigest()
+
+
+def _timestamps(raw: pd.Series) -> pd.Series:
+    """Numbers as they are (datetime columns as their integer time); text holding ISO 8601 dates or
+    datetimes (``2024-01-31``, ``2024-01-31 10:00:00``, with or without offset) as microseconds since
+    1970 UTC. Values that are neither stay NaN for the caller's error."""
+    ts = pd.to_numeric(raw, errors="coerce")
+    if not ts.isna().any() or raw.dtype.kind in "biufmM":
+        return ts
+    dates = pd.to_datetime(raw, format="ISO8601", errors="coerce", utc=True)
+    if dates.notna().sum() <= ts.notna().sum():
+        return ts
+    micros = dates.dt.tz_localize(None).to_numpy(dtype="datetime64[us]").astype(np.int64).astype(np.float64)
+    return pd.Series(np.where(dates.notna().to_numpy(), micros, np.nan))
 
 
 def _show(value: object) -> str:

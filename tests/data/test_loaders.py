@@ -92,6 +92,23 @@ def test_recbole_and_table_loaders(tmp_path):
         loaders.load_table(tmp_path)
 
 
+def test_csv_iso_dates_are_timestamps_in_time_order(tmp_path):
+    """ISO 8601 dates or datetimes in a CSV are timestamps (microseconds since 1970 UTC), ordered as
+    the same column read from Parquet as datetime64; text that is neither is still an error."""
+    when = ["2024-03-01 09:00:00", "2024-01-15", "2024-03-01T08:00:00+00:00", "2023-12-31T23:59:59"]
+    frame = pd.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "z"], "when": when})
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    csv = loaders.load_table(tmp_path / "d.csv", columns={"timestamp": "when"})
+    micros = csv.column("timestamp")
+    assert micros[0] == 1709283600 * 10**6 and micros[1] == 1705276800 * 10**6
+    frame.assign(when=pd.to_datetime(frame["when"], format="ISO8601", utc=True)).to_parquet(tmp_path / "d.parquet")
+    parquet = loaders.load_table(tmp_path / "d.parquet", columns={"timestamp": "when"})
+    assert np.array_equal(np.argsort(micros), np.argsort(parquet.column("timestamp")))
+    frame.assign(when=[*when[:3], "yesterday"]).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(CdrecError, match="1 non-numeric, NaN or infinite timestamps \\(first at row 4: 'yesterday'\\)"):
+        loaders.load_table(tmp_path / "bad.csv", columns={"timestamp": "when"})
+
+
 def test_table_picks_up_domain_rating_timestamp_columns_by_name(tmp_path):
     """A file whose headers are the role names needs no mapping; a mapping still wins over a column's name."""
     path = tmp_path / "t.csv"
