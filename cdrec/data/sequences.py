@@ -51,7 +51,7 @@ def time_order(inter: Interactions, rows: np.ndarray) -> np.ndarray:
     return rows[np.lexsort(tuple(keys))]
 
 
-def _right_aligned(users: np.ndarray, keep: np.ndarray, max_len: int, n_rows: int, row_of_user: np.ndarray, values: dict[str, tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
+def right_aligned(users: np.ndarray, keep: np.ndarray, max_len: int, n_rows: int, row_of_user: np.ndarray, values: dict[str, tuple[np.ndarray, int]]) -> dict[str, np.ndarray]:
     """Place the kept events of each user (already in time order, grouped by user) into the last
     ``max_len`` columns of its row; earlier events are dropped."""
     u = users[keep]
@@ -104,7 +104,7 @@ def training_sequences(split: Split, max_len: int, *, domain: int | None = None,
     kept_users = np.flatnonzero(counts > 0)
     row_of_user = np.full(inter.n_users, -1, dtype=np.int64)
     row_of_user[kept_users] = np.arange(len(kept_users))
-    arrays = _right_aligned(
+    arrays = right_aligned(
         users, keep, max_len, len(kept_users), row_of_user,
         {"items": (items, 0), "domains": (doms, -1), "targets": (nxt, 0), "domain_targets": (nxt_dom, 0)},
     )

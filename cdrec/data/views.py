@@ -12,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cdrec.data.interactions import Interactions
+from cdrec.data.sequences import right_aligned, time_order
 
 
 def interaction_matrix(inter: Interactions, *, values: str | None = None, domain: int | None = None) -> sp.csr_matrix:
@@ -44,8 +45,6 @@ def padded_sequences(
     ``domain`` column, if asked, is padded with -1). Order: timestamp, then the ``seq`` column if
     present, then row order (:func:`~cdrec.data.sequences.time_order`).
     """
-    from cdrec.data.sequences import _right_aligned, time_order
-
     rows = np.arange(len(inter)) if domain is None else np.flatnonzero(inter.domain == domain)
     order = time_order(inter, rows)
     values = {}
@@ -57,7 +56,7 @@ def padded_sequences(
         else:
             values[col] = (inter.column(col)[order], 0)
     users = inter.users[order]
-    return _right_aligned(users, np.ones(len(order), dtype=bool), max_len, inter.n_users, np.arange(inter.n_users), values)
+    return right_aligned(users, np.ones(len(order), dtype=bool), max_len, inter.n_users, np.arange(inter.n_users), values)
 
 
 def feature_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,10 +13,11 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -113,19 +114,19 @@ class HeldoutStream:
         self.data, self.batch_size, self.seed, self.device = data, batch_size, seed + 7919, device
         self.per_pass = n_batches(len(data["domain"]), batch_size)
         self.position = 0
-        self._pass: list[dict[str, torch.Tensor]] = []
-        self._pass_index = -1
+        self._batches: Iterator[dict[str, torch.Tensor]] | None = None
+        self._expected = -1  # the position the open pass continues at
 
     def __iter__(self) -> HeldoutStream:
         return self
 
     def __next__(self) -> dict[str, torch.Tensor]:
         index, offset = divmod(self.position, self.per_pass)
-        if index != self._pass_index:
-            self._pass = list(iterate_batches(self.data, self.batch_size, seed=self.seed, epoch=index))
-            self._pass_index = index
+        if self._batches is None or offset == 0 or self.position != self._expected:  # a new pass, or a restored position
+            self._batches = itertools.islice(iterate_batches(self.data, self.batch_size, seed=self.seed, epoch=index), offset, None)
         self.position += 1
-        return to_device(self._pass[offset], self.device)
+        self._expected = self.position
+        return to_device(next(self._batches), self.device)
 
 
 @register_task("ctr")
