@@ -97,22 +97,35 @@ class CTRPredictor(Predictor):
         return ((np.nan_to_num(values, nan=mean) - mean) / std).astype(np.float32)
 
     def _domains(self, rows: Sequence[dict[str, Any]], users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        out = np.empty(len(rows), dtype=np.int64)
-        for n, row in enumerate(rows):
-            known_item_domain = int(self.item_domain[items[n]]) if self.item_domain is not None and items[n] >= 0 else -1
-            if "domain" in row:
-                d = self.domain_index(row["domain"])
-                require(known_item_domain < 0 or known_item_domain == d,
-                        f"rows[{n}]: item {row['item']!r} belongs to domain {self.domains[known_item_domain]!r}, not {row['domain']!r}")
-            elif known_item_domain >= 0:
-                d = known_item_domain
-            elif users[n] >= 0 and self.user_domain[users[n]] >= 0:
-                d = int(self.user_domain[users[n]])
-            elif len(self.domains) == 1:
-                d = 0
-            else:
-                raise CdrecError(f"rows[{n}]: name the 'domain' (one of {self.domains}); it cannot be derived from a known item or from a known user with one domain")
-            out[n] = d
+        """Each row's domain, array-wise: the named one (checked against a known item's domain), else a
+        known item's, else a known user's only domain, else the run's only domain. An error names its
+        row: an unknown domain name first, then the earlier of a conflict and an underivable domain."""
+        n = len(rows)
+        named_at = np.asarray([k for k, row in enumerate(rows) if "domain" in row], dtype=np.int64)
+        named = np.full(n, -1, dtype=np.int64)
+        if named_at.size:
+            given = [rows[k]["domain"] for k in named_at]
+            codes = pd.Index(self.domains, dtype=object).get_indexer([str(v) for v in given])
+            for j in np.flatnonzero(codes < 0):  # a domain not in the run: domain_index raises (or maps None)
+                try:
+                    codes[j] = self.domain_index(given[j])
+                except CdrecError as e:
+                    raise type(e)(f"rows[{named_at[j]}]: {e}") from None
+            named[named_at] = codes
+        item_dom = np.full(n, -1, dtype=np.int64)
+        if self.item_domain is not None:
+            item_dom = np.where(items >= 0, self.item_domain[np.maximum(items, 0)], -1)
+        user_dom = np.where(users >= 0, self.user_domain[np.maximum(users, 0)], -1)
+        out = np.where(named >= 0, named, np.where(item_dom >= 0, item_dom, user_dom))
+        if len(self.domains) == 1:
+            out[out < 0] = 0
+        conflict = np.flatnonzero((named >= 0) & (item_dom >= 0) & (item_dom != named))
+        missing = np.flatnonzero(out < 0)
+        if conflict.size and (not missing.size or conflict[0] < missing[0]):
+            k = int(conflict[0])
+            raise CdrecError(f"rows[{k}]: item {rows[k]['item']!r} belongs to domain {self.domains[item_dom[k]]!r}, not {rows[k]['domain']!r}")
+        if missing.size:
+            raise CdrecError(f"rows[{int(missing[0])}]: name the 'domain' (one of {self.domains}); it cannot be derived from a known item or from a known user with one domain")
         return out
 
     def encode(self, rows: Sequence[dict[str, Any]]) -> CTRView:

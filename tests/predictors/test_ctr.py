@@ -91,6 +91,29 @@ def test_user_owned_domains_are_derived_from_a_known_user(predictors):
     assert len(p.score_rows([{"user": "new-user", "item": row["item"], "domain": data.domains[d]}])) == 1
 
 
+def test_a_mixed_batch_routes_each_row_and_names_the_bad_row(predictors):
+    """Named, item-derived and user-derived domains in one request give each row the domain it gets
+    alone; an error names the row it is about."""
+    items_owned, users_owned = predictors["m3oe-mdmt"], predictors["mmoe-users"]
+    data = items_owned.prepared.data
+    item_rows = [{"user": data.user_ids[int(data.users[r])].item(), "item": data.item_ids[int(data.items[r])].item()} for r in range(6)]
+    named = [dict(row, domain=data.domains[int(data.domain[r])]) for r, row in enumerate(item_rows)]
+    mixed = [named[0], item_rows[1], {"user": "ghost", "item": "nothing", "domain": data.domains[-1]}, item_rows[3]]
+    expected = [items_owned.encode([row]).domain[0] for row in mixed]
+    np.testing.assert_array_equal(items_owned.encode(mixed).domain, expected)
+    np.testing.assert_array_equal(expected[:2] + expected[3:], data.domain[[0, 1, 3]])
+    other = data.domains[(int(data.domain[4]) + 1) % len(data.domains)]
+    with pytest.raises(CdrecError, match="rows\\[2\\]: item .* belongs to domain"):
+        items_owned.encode(named[:2] + [dict(item_rows[4], domain=other)])
+    with pytest.raises(UnknownIdError, match="rows\\[1\\]: domain: unknown domain 'D9'"):
+        items_owned.encode([named[0], dict(item_rows[1], domain="D9")])
+    udata = users_owned.prepared.data
+    known = {"user": udata.user_ids[int(udata.users[0])].item(), "item": udata.item_ids[int(udata.items[0])].item()}
+    assert users_owned.encode([{"user": "new-user", "item": known["item"], "domain": udata.domains[0]}, known]).domain[1] == int(udata.domain[0])
+    with pytest.raises(CdrecError, match="rows\\[1\\]: name the 'domain'"):
+        users_owned.encode([known, {"user": "new-user", "item": known["item"]}])
+
+
 def test_bad_rows_are_one_line_errors(predictors):
     p = predictors["mlp-single"]
     data = p.prepared.data
