@@ -98,6 +98,16 @@ def side_features(data: Interactions) -> tuple[np.ndarray | None, np.ndarray | N
     return user, item
 
 
+def rows_known(side: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """``side`` with every row outside ``rows`` zeroed: an organization holds the profiles of the ids it
+    knows only (paper 002: ``S_u^k`` has its own ``m_k`` rows), not those of other organizations' users."""
+    if side is None:
+        return None
+    out = np.zeros_like(side)
+    out[rows] = side[rows]
+    return out
+
+
 def build_federation(
     data: Interactions,
     split: Split,
@@ -162,10 +172,11 @@ def build_federation(
             row_side, col_side = item_side, (user_side[col_ids] if user_side is not None else None)
         ent = Entries(rows.astype(np.int64), cols.astype(np.int64), y_all[sel], users.astype(np.int64), items.astype(np.int64))
         parts = [ent.take(part_of[sel] == p) for p in range(3)]
+        known = np.unique(np.concatenate([part.rows for part in parts]))
         holdings = OrgHoldings(
             name=name, n_rows=n_rows, n_cols=len(col_ids), col_ids=col_ids,
             train=parts[0], valid=parts[1], test=parts[2], shareable=np.flatnonzero(shared),
-            row_side=row_side, col_side=col_side,
+            row_side=rows_known(row_side, known), col_side=col_side,
         )
         orgs.append(holdings)
     if not any(len(o.test) for o in orgs):

@@ -145,13 +145,19 @@ def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig,
     return {part: federation_metrics(fed, part, scores[part], paper_batch) for part in ("valid", "test")}
 
 
+def rating_clip(fed: Federation) -> tuple[float, float] | None:
+    """The range explicit predictions are clipped to when scored: the training ratings of all
+    organizations (None for implicit feedback)."""
+    if fed.feedback != "explicit":
+        return None
+    ys = np.concatenate([o.train.y for o in fed.orgs])
+    return float(ys.min()), float(ys.max())
+
+
 def federation_metrics(fed: Federation, part: str, scores: list[np.ndarray], paper_batch: int | None = None) -> dict[str, dict[str, float]]:
     """Per organization and ``overall`` (all organizations' entries pooled; rankings per user); ``paper_batch``
     adds the papers' scoring of implicit feedback (:func:`key_metrics`)."""
-    clip = None
-    if fed.feedback == "explicit":
-        ys = np.concatenate([o.train.y for o in fed.orgs])
-        clip = (float(ys.min()), float(ys.max()))
+    clip = rating_clip(fed)
     out = {o.name: key_metrics(fed.feedback, getattr(o, part), s, clip, paper_batch) for o, s in zip(fed.orgs, scores)}
     out["overall"] = key_metrics(fed.feedback, Entries.concat([getattr(o, part) for o in fed.orgs]), np.concatenate(scores), clip, paper_batch)
     return out

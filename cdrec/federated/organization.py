@@ -64,7 +64,8 @@ class MTALConfig:
     # F_0^k: "mean" = the papers' unbiased base model (per-item mean rating / popularity logit, Section 4.2
     # and Algorithm 1 line 1); "zero" = F_0 = 0, so round 1 fits the ratings themselves (a diagnostic,
     # not the papers' algorithm: the Joint AE generalizes far better from a zero output bias than from
-    # an item-mean one, report 2026-12-01)
+    # an item-mean one, report 2026-12-01). Its round-1 residuals are 2 x the ratings: in-process only,
+    # the Flower deployment refuses it)
     base: str = "mean"
     seed: int = 0
     device: str = "cpu"

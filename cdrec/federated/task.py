@@ -36,7 +36,7 @@ from cdrec.data.interactions import Interactions
 from cdrec.data.splits import ratio_split
 from cdrec.errors import CdrecError, require
 from cdrec.federated.alignment import Entries, Federation, build_federation
-from cdrec.federated.baselines import BACKBONES, BaselineConfig, federation_metrics, run_baseline
+from cdrec.federated.baselines import BACKBONES, BaselineConfig, federation_metrics, rating_clip, run_baseline
 from cdrec.federated.mtal import run_mtal
 from cdrec.federated.organization import MTALConfig, Organization, key_metrics
 from cdrec.federated.privacy import MECHANISMS
@@ -108,13 +108,11 @@ def overall_curve(
     :func:`~cdrec.federated.organization.key_metrics`)."""
     curve = []
     test = Entries.concat([o.h.test for o in orgs])
-    valid = Entries.concat([o.h.valid for o in orgs])
     for t in range(len(orgs[0].history)):
         ft = np.concatenate([o.history[t]["f_test"] for o in orgs])
         curve.append({"round": t, "test": key_metrics(feedback, test, ft, clip, paper_batch),
                       "valid_by_org": {o.name: o.history[t]["valid"] for o in orgs},
                       "eta": {o.name: o.history[t]["eta"] for o in orgs}, "w": {o.name: o.history[t]["w"] for o in orgs}})
-    del valid
     return curve
 
 
@@ -143,8 +141,7 @@ class MTALTask(Task):
             best = [o.best_round() for o in run.orgs]
             test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs], s.paper_eval_batch)
             valid = {o.name: o.history[b]["valid"] for o, b in zip(run.orgs, best)}
-            clip = run.orgs[0].clip
-            history = overall_curve(run.orgs, s.feedback, clip, s.paper_eval_batch)
+            history = overall_curve(run.orgs, s.feedback, rating_clip(fed), s.paper_eval_batch)
             for o, b in zip(run.orgs, best):
                 test[o.name]["best_round"] = b
             messages = {"messages": run.transport.n_sent, "values": run.transport.n_values}

@@ -70,6 +70,23 @@ def test_messages_never_carry_raw_ratings_and_only_aligned_ids(recorded):
     assert len(shared) < fed.n_rows  # partial alignment really withheld ids
 
 
+@pytest.mark.parametrize("alignment", ["user", "item"])
+def test_an_organization_holds_side_information_of_its_own_rows_only(data, alignment):
+    """Paper 002: organization k holds the profiles ``S^k`` of its own ``m_k`` rows, not the population's."""
+    from cdrec.data.domains import uniform_users
+
+    source = data if alignment == "user" else uniform_users(data, 3, seed=0)
+    fed = fed_of(source, alignment=alignment, side_info=True, align_ratio=0.6, seed=1)
+    assert all(o.row_side is not None for o in fed.orgs)
+    table = sum(np.abs(o.row_side) for o in fed.orgs) > 0
+    for o in fed.orgs:
+        others = np.setdiff1d(np.arange(fed.n_rows), o.known_rows)
+        assert len(others) > 0 or alignment == "item"  # uniform user partitions: every org may know every item
+        assert not o.row_side[others].any()
+        assert o.row_side[o.known_rows].any(axis=1).all()
+    assert table.any(axis=1).sum() == len(np.unique(np.concatenate([o.known_rows for o in fed.orgs])))
+
+
 def test_mtal_improves_over_base_and_weights_on_simplex(data):
     fed = fed_of(data)
     run = run_mtal(fed, cfg_of(rounds=3, optimize_w=True, eta=0.5))

@@ -75,3 +75,14 @@ def test_out_of_range_settings_name_the_key(tmp_path, key, value, message):
     with pytest.raises(CdrecError, match=f"^{message}"):
         run_config(cfg("aae", mode="mtal", **{key: value}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_deployed_federation_refuses_a_zero_base_whose_residuals_are_the_ratings():
+    """F0 = 0 makes round 1's residuals 2 x the ratings: in-process it is a diagnostic, but the
+    federation written for separate organizations (Flower) refuses it instead of dropping it silently."""
+    from cdrec.federated.flower.orgdata import federation_from_config
+
+    _, mcfg = federation_from_config(cfg("aae", mode="mtal", rounds=1))
+    assert mcfg.base == "mean"
+    with pytest.raises(CdrecError, match=r"^setting\.base: .*2 x rating"):
+        federation_from_config(cfg("aae", mode="mtal", rounds=1, base="zero"))

@@ -104,6 +104,7 @@ def federation_from_config(cfg: RunConfig, device: str = "cpu") -> tuple[Federat
     prepared = MTALTask().prepare(cfg)
     s = prepared.setting
     require(s.mode == "mtal", f"setting.mode: the federation runs mtal, got {s.mode!r}")
+    require(s.base == "mean", "setting.base: the deployed federation runs the papers' F0 (mean); with zero, round 1 would send each organization's ratings (2 x rating) to its peers")
     params = dataclasses.replace(prepared.params, side_info=s.side_info)
     mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
                       privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, seed=cfg.seed, device=device)

@@ -3,7 +3,6 @@
 * :func:`mlp` — fully connected stack (``[128, 64, 32, 16]`` for MLP and NCF).
 * :class:`SideEncoder` — linear encoder of a dense side-information vector (user profile one-hot or
   a sum of item-attribute one-hots), whose code is *summed* into the main code (AAE_s, Figure 2).
-* :func:`dense_rows` — densify a CSR slice for a batch of rows (sparse input of an autoencoder).
 * :func:`fit_pairs` — mini-batch Adam over (row, col, target) triples for the pair models.
 """
 
@@ -12,7 +11,6 @@ from __future__ import annotations
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,11 +68,6 @@ class SideEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-def dense_rows(mat: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """``mat[rows]`` as a dense float tensor (only a batch is ever densified)."""
-    return torch.as_tensor(mat[rows].toarray(), dtype=torch.float32, device=device)
 
 
 def overarching_loss(feedback: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
