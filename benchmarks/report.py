@@ -76,7 +76,6 @@ def _peer(peer: dict[str, Any]) -> list[str]:
         sm = peer["models"]["SASRec"]
         if "issue" in sm.get("quality_reference", ""):
             raw = sm.get("raw", {})
-            per_target = ""
             if raw.get("cdrec", {}).get("train_targets"):
                 ours_t = sm["cdrec"]["epoch_cpu_s"] / raw["cdrec"]["train_targets"]
                 notes.append(f"cdrec's SASRec epoch covers {raw['cdrec']['train_targets']:,} training targets ({ours_t * 1e3:.3f} ms CPU per target); RecBole's covers one target per training prefix (about 97k).")

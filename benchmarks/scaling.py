@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.common import cdrec_child, log, machine, median, run_child, write_json
+from benchmarks.common import log, machine, median, run_child, write_json
 
 ITEMS_PER_DOMAIN = 400
 

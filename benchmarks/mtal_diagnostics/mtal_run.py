@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from benchmarks.mtal_diagnostics.common import data_parser, federation
-from cdrec.federated.baselines import federation_metrics
+from cdrec.federated.baselines import federation_metrics, rating_clip
 from cdrec.federated.mtal import run_mtal
 from cdrec.federated.organization import MTALConfig
 from cdrec.federated.task import overall_curve
@@ -52,7 +52,7 @@ def main() -> None:
                                    base=args.base, assist_fit=args.fit, optimize_w=args.wopt, model=model))
     wall = time.perf_counter() - start
     key = "RMSE" if args.feedback == "explicit" else "MAP@10"
-    curve = overall_curve(run.orgs, args.feedback, run.orgs[0].clip, args.batch)
+    curve = overall_curve(run.orgs, args.feedback, rating_clip(fed), args.batch)
     test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs], args.batch)["overall"]
     print("valid by round", " ".join(f"{v:.4f}" for v in pooled_validation(run.orgs, key, len(curve))))
     if args.fit == "valid-split":

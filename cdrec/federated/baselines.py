@@ -20,9 +20,8 @@ import torch
 
 from cdrec.errors import require
 from cdrec.federated.alignment import Entries, Federation
-from cdrec.federated.organization import key_metrics, overarching
-from cdrec.models.assisted.aae import AAEParams, AE, AutoencoderData, fit_autoencoder, predict_autoencoder
-from cdrec.models.assisted.base import BaseModel
+from cdrec.federated.organization import autoencoder_inputs, base_model, key_metrics, overarching, side_dims
+from cdrec.models.assisted.aae import AAEParams, AE, fit_autoencoder, predict_autoencoder
 from cdrec.models.assisted.blocks import fit_pairs, predict_pairs
 from cdrec.models.assisted.mf import MF, MFParams
 from cdrec.models.assisted.mlp import MLP, MLPParams
@@ -84,20 +83,17 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
     """Train ``backbone`` on the block; returns scores on its valid and test entries."""
     tr, va, te = block.train, block.valid, block.test
     if backbone == "base":
-        base = BaseModel(block.n_cols, feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+        base = base_model(tr, block.n_cols, feedback)
         return base.predict(va.cols), base.predict(te.cols)
     torch.manual_seed(cfg.seed)
     if backbone == "ae":
         params = cfg.ae or AAEParams()
-        x = tr.y if feedback == "explicit" else np.where(tr.y > 0, 1.0, -1.0)
-        data = AutoencoderData(sp.csr_matrix((x.astype(np.float32), (tr.rows, tr.cols)), shape=(n_rows, block.n_cols)), block.row_side, block.col_side)
+        data = autoencoder_inputs(tr, feedback, (n_rows, block.n_cols), block.row_side, block.col_side)
         targets = sp.csr_matrix((tr.y.astype(np.float32), (tr.rows, tr.cols)), shape=(n_rows, block.n_cols))
-        model = AE(block.n_cols, block.n_cols, params,
-                   d_row_side=0 if block.row_side is None else block.row_side.shape[1],
-                   d_col_side=0 if block.col_side is None else block.col_side.shape[1])
+        model = AE(block.n_cols, block.n_cols, params, **side_dims(block.row_side, block.col_side))
         require(cfg.ae_bias_init in ("zero", "f0"), f"ae_bias_init: expected zero or f0, got {cfg.ae_bias_init!r}")
         if cfg.ae_bias_init == "f0":
-            f0 = BaseModel(block.n_cols, feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+            f0 = base_model(tr, block.n_cols, feedback)
             with torch.no_grad():  # start the output layer at the base model F0 (per-column mean / popularity)
                 model.out_bias.copy_(torch.as_tensor(f0.values, dtype=torch.float32))
         validate = (lambda: overarching(feedback, predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device), va.y)) if len(va) else None
@@ -107,9 +103,7 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
         return (predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device),
                 predict_autoencoder(model, data, te.rows, te.cols, device=cfg.device))
     cls, pcls = PAIR_MODELS[backbone]
-    model = cls(n_rows, block.n_cols, pcls(), n_groups=n_groups,
-                d_row_side=0 if block.row_side is None else block.row_side.shape[1],
-                d_col_side=0 if block.col_side is None else block.col_side.shape[1])
+    model = cls(n_rows, block.n_cols, pcls(), n_groups=n_groups, **side_dims(block.row_side, block.col_side))
     mean = float(tr.y.mean())
     model.init_output_bias(mean if feedback == "explicit" else float(np.log(mean + 1e-6) - np.log1p(-mean + 1e-6)))
     g = block.groups if n_groups > 1 else {k: np.zeros_like(v) for k, v in block.groups.items()}

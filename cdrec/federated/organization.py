@@ -43,6 +43,22 @@ from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_ro
 from cdrec.models.assisted.base import BaseModel
 
 
+def base_model(train: Entries, n_cols: int, feedback: str) -> BaseModel:
+    """F0 fitted on training entries (for implicit feedback B counts their distinct rows)."""
+    return BaseModel(n_cols, feedback).fit(train.cols, train.y, n_rows=len(np.unique(train.rows)))
+
+
+def autoencoder_inputs(train: Entries, feedback: str, shape: tuple[int, int], row_side: np.ndarray | None, col_side: np.ndarray | None) -> AutoencoderData:
+    """An autoencoder's input: the training ratings (explicit) or +1 / -1 labels (implicit) as a sparse matrix."""
+    x = train.y if feedback == "explicit" else np.where(train.y > 0, 1.0, -1.0)
+    return AutoencoderData(sp.csr_matrix((x.astype(np.float32), (train.rows, train.cols)), shape=shape), row_side, col_side)
+
+
+def side_dims(row_side: np.ndarray | None, col_side: np.ndarray | None) -> dict[str, int]:
+    """The side-information widths a model is built with (0 without)."""
+    return {"d_row_side": 0 if row_side is None else row_side.shape[1], "d_col_side": 0 if col_side is None else col_side.shape[1]}
+
+
 @dataclass
 class MTALConfig:
     """Assistance settings (Tables 6-7): T rounds, eta constant or ``"optimize"``, w optimized or uniform."""
@@ -148,11 +164,7 @@ class Organization:
         self.etas: list[float] = []
         self._codes: torch.Tensor | None = None
         tr = holdings.train
-        x = tr.y if cfg.feedback == "explicit" else np.where(tr.y > 0, 1.0, -1.0)
-        self.inputs = AutoencoderData(
-            sp.csr_matrix((x.astype(np.float32), (tr.rows, tr.cols)), shape=(holdings.n_rows, holdings.n_cols)),
-            holdings.row_side, holdings.col_side,
-        )
+        self.inputs = autoencoder_inputs(tr, cfg.feedback, (holdings.n_rows, holdings.n_cols), holdings.row_side, holdings.col_side)
         self.clip = (float(tr.y.min()), float(tr.y.max())) if cfg.feedback == "explicit" and len(tr) else None
 
     def _validation_parts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +196,7 @@ class Organization:
     # ----------------------------------------------------------------------------- base model
     def start(self) -> list[QueryMessage]:
         tr = self.h.train
-        self.base = BaseModel(self.h.n_cols, self.cfg.feedback).fit(tr.cols, tr.y, n_rows=len(np.unique(tr.rows)))
+        self.base = base_model(tr, self.h.n_cols, self.cfg.feedback)
         if self.cfg.base == "zero":
             self.base.values[:] = 0.0
         self.f_train = self.base.predict(tr.cols)
@@ -208,11 +220,12 @@ class Organization:
             self.sent_mask[p] = mk
             vals = self.own_residual[mk]
             if self.cfg.privacy == "dp":
-                out.append(ResidualMessage(self.name, p, t, tr.rows[mk], tr.cols[mk], values=laplace_dp(vals, self.cfg.privacy_alpha, self.rng)))
+                payload = {"values": laplace_dp(vals, self.cfg.privacy_alpha, self.rng)}
             elif self.cfg.privacy == "ip":
-                out.append(ResidualMessage(self.name, p, t, tr.rows[mk], tr.cols[mk], interval=interval_release(vals, self.cfg.ip_thresholds, self.rng)))
+                payload = {"interval": interval_release(vals, self.cfg.ip_thresholds, self.rng)}
             else:
-                out.append(ResidualMessage(self.name, p, t, tr.rows[mk], tr.cols[mk], values=vals))
+                payload = {"values": vals}
+            out.append(ResidualMessage(self.name, p, t, tr.rows[mk], tr.cols[mk], **payload))
         return out
 
     def fit(self, t: int, inbox: list[ResidualMessage]) -> list[float]:
@@ -232,9 +245,7 @@ class Organization:
         )
         seed = int(self.rng.integers(2**31))
         torch.manual_seed(seed)
-        self.model = AAE(self.h.n_cols, self.n_out, self.cfg.model,
-                         d_row_side=0 if self.h.row_side is None else self.h.row_side.shape[1],
-                         d_col_side=0 if self.h.col_side is None else self.h.col_side.shape[1])
+        self.model = AAE(self.h.n_cols, self.n_out, self.cfg.model, **side_dims(self.h.row_side, self.h.col_side))
         losses = fit_autoencoder(self.model, self.inputs, targets, loss="mse", seed=seed, device=self.cfg.device)
         self._codes = None  # hidden codes of this round's model, computed once on first use
         if self.cfg.keep_models:

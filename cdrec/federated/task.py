@@ -36,11 +36,10 @@ from cdrec.data.interactions import Interactions
 from cdrec.data.splits import ratio_split
 from cdrec.errors import CdrecError, require
 from cdrec.federated.alignment import Entries, Federation, build_federation
-from cdrec.federated.baselines import BACKBONES, BaselineConfig, federation_metrics, rating_clip, run_baseline
+from cdrec.federated.baselines import BaselineConfig, federation_metrics, rating_clip, run_baseline
 from cdrec.federated.mtal import run_mtal
 from cdrec.federated.organization import MTALConfig, Organization, key_metrics
 from cdrec.federated.privacy import MECHANISMS
-from cdrec.models.assisted.aae import AAEParams
 from cdrec.results.schema import RunResult, peak_rss_mb
 from cdrec.train.tasks import Task, register_task
 from cdrec.train.trainer import resolve_device, seed_everything

@@ -33,7 +33,7 @@ import pandas as pd
 import torch
 
 from cdrec.data.candidates import sorted_unique
-from cdrec.data.ctr import ITEM_SPARSE, USER_DENSE, USER_SPARSE, CTRView
+from cdrec.data.ctr import ITEM_SPARSE, USER_SPARSE, CTRView
 from cdrec.errors import CdrecError, require
 from cdrec.predict import IdMap, Predictor
 
