@@ -239,12 +239,26 @@ def load_mdmt_sample(which: str, root: str | os.PathLike | None = None) -> Inter
     raise CdrecError(f"unknown mdmt sample {which!r}; expected ml-1m, douban or kuairand")
 
 
-def _read_csv(path: Path, sep: str = ",") -> pd.DataFrame:
+def _read_csv(path: Path, sep: str = ",", id_columns: Sequence[str] = ()) -> pd.DataFrame:
+    """The file as a frame; ``id_columns`` are kept as written (:func:`_ids_as_written`)."""
     _need_file(path)
     try:
-        return pd.read_csv(path, sep=sep, compression="infer")
+        frame = pd.read_csv(path, sep=sep, compression="infer", dtype={c: str for c in id_columns})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
         raise CdrecError(f"{path}: cannot parse as CSV ({_one_line(exc)})") from None
+    for col in id_columns:
+        if col in frame.columns:
+            frame[col] = _ids_as_written(frame[col])
+    return frame
+
+
+def _ids_as_written(raw: pd.Series) -> pd.Series:
+    """Id text as written in the file (``00034`` stays ``00034``); a column whose every id is a plain
+    integer (no sign, no leading zero) becomes integers, which keeps their numeric order."""
+    text = raw.astype(object)
+    if text.isna().any() or not text.str.fullmatch(r"0|[1-9][0-9]{0,17}").all():
+        return text
+    return text.astype(np.int64)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -340,7 +354,7 @@ def load_table(
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise CdrecError(f"{path}: cannot read as Parquet ({type(exc).__name__})") from None
     else:
-        frame = _read_csv(path, sep=sep)
+        frame = _read_csv(path, sep=sep, id_columns=(mapping["user"], mapping["item"]))
     mapping.update({role: role for role in OPTIONAL_ROLES if role not in mapping and role in frame.columns})
     labels = [c for c in mapping.get("labels", "").split(",") if c]
     if mapping["user"] in frame.columns and mapping["item"] in frame.columns:

@@ -119,3 +119,17 @@ def test_table_picks_up_domain_rating_timestamp_columns_by_name(tmp_path):
     path.write_text("user,item,rating\n1,7,x\n")
     with pytest.raises(CdrecError, match="column 'rating' has 1 non-numeric"):
         loaders.load_table(path)
+
+
+def test_csv_ids_are_kept_as_written(tmp_path):
+    """Zero-padded ids keep their padding (a run answers in the file's own ids); a column of plain
+    integers stays integer, in numeric order (10 after 9), as Parquet gives it."""
+    path = tmp_path / "ids.csv"
+    path.write_text("user,item\n00034,007\n00034,12\n2,007\n10,9\n")
+    t = loaders.load_table(path)
+    assert t.user_ids.tolist() == ["00034", "10", "2"] and t.item_ids.tolist() == ["007", "12", "9"]
+    path.write_text("user,item\n10,9\n2,10\n2,9\n")
+    t = loaders.load_table(path)
+    assert t.user_ids.tolist() == [2, 10] and t.item_ids.tolist() == [9, 10]
+    path.write_text("u;i\nA-1;x\n-3;y\n")
+    assert loaders.load_table(path, sep=";", columns={"user": "u", "item": "i"}).user_ids.tolist() == ["-3", "A-1"]
