@@ -71,6 +71,7 @@ def export(
     include_seen: bool = typer.Option(False, "--include-seen", help="Keep items the user already has."),
     batch_size: int = typer.Option(1024, "--batch-size", help="Users scored per batch."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
 ) -> None:
     """Top-K for every user of every domain into one Parquet or CSV file (user, domain, rank, item, score)."""
     from cdrec.predict import EXPORT_FORMATS, check_k, export_recommendations, load
@@ -80,8 +81,11 @@ def export(
         require(fmt in EXPORT_FORMATS, f"--out {out}: cannot tell the format from its suffix; name it .parquet or .csv, or pass --format")
     fmt = fmt.lower()
     require(fmt in EXPORT_FORMATS, f"--format: expected one of {list(EXPORT_FORMATS)}, got {fmt!r}")
+    suffix = out.suffix.lstrip(".").lower()
+    require(suffix not in EXPORT_FORMATS or suffix == fmt, f"--out {out}: a .{suffix} name for --format {fmt}; name it .{fmt} or pass --format {suffix}")
     require(out.parent.is_dir(), f"--out {out}: folder {out.parent} does not exist")
     require(not out.is_dir(), f"--out {out}: is a directory, expected a file")
+    require(overwrite or not out.exists(), f"--out {out}: the file exists; pass --overwrite to replace it")
     check_k(k, option="--k")
     require(batch_size >= 1, f"--batch-size: expected >= 1, got {batch_size}")
     check_device(device)

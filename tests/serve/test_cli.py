@@ -130,3 +130,18 @@ def test_export_without_a_known_suffix_asks_for_a_format(monkeypatch, capsys, jo
     assert list(tmp_path.iterdir()) == []
     code, _, _ = cli(monkeypatch, capsys, "export", joint_run, "--out", tmp_path / "recs", "--format", "CSV", "-k", 2)
     assert code == 0 and "user" in (tmp_path / "recs").read_text().splitlines()[0]
+
+
+def test_export_keeps_an_existing_file_unless_overwrite_and_refuses_a_mismatched_suffix(monkeypatch, capsys, joint_run, tmp_path):
+    out = tmp_path / "recs.csv"
+    out.write_text("precious\n")
+    code, stdout, err = cli(monkeypatch, capsys, "export", joint_run, "--out", out, "-k", 2)
+    assert code == 2 and stdout == ""
+    one_line_error(err, "the file exists; pass --overwrite")
+    assert out.read_text() == "precious\n"
+    code, _, err = cli(monkeypatch, capsys, "export", joint_run, "--out", tmp_path / "x.csv", "--format", "parquet")
+    assert code == 2
+    one_line_error(err, "a .csv name for --format parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["recs.csv"]
+    code, _, _ = cli(monkeypatch, capsys, "export", joint_run, "--out", out, "-k", 2, "--overwrite")
+    assert code == 0 and out.read_text().startswith("user,domain,rank,item,score")
