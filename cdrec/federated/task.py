@@ -91,6 +91,14 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     return s
 
 
+def check_split_and_metric(cfg: RunConfig) -> None:
+    """The mtal task's split and selection are its own: a per-user ratio split, and the validation
+    metric of the feedback (``train.metric: auto``); any other value is refused, not ignored."""
+    require(cfg.split.protocol == "ratio", f"split.protocol: the mtal task splits each user's entries by ratio (the papers' 90/10), got {cfg.split.protocol!r}")
+    require(cfg.train.metric == "auto", "train.metric: the mtal task selects on validation by feedback (rounds: RMSE or NDCG@10; "
+            f"baseline epochs: the overarching loss); leave it at auto, got {cfg.train.metric!r}")
+
+
 def federation_for(data: Interactions, cfg: RunConfig, s: MTALSetting) -> Federation:
     require(len(cfg.split.ratios) == 3, f"split.ratios: MTAL needs train/valid/test ratios, got {cfg.split.ratios}")
     split = ratio_split(data, cfg.split.ratios, by_user=True, seed=cfg.seed)
@@ -119,6 +127,7 @@ def overall_curve(
 class MTALTask(Task):
     def prepare(self, cfg: RunConfig) -> MTALPrepared:
         s = parse_setting(cfg)
+        check_split_and_metric(cfg)
         data = load_dataset(dataclasses.replace(cfg.data, min_rating=None), seed=cfg.seed)
         fed = federation_for(data, cfg, s)
         from cdrec.models import registry

@@ -40,6 +40,10 @@ TASKS = ("click", "like")
 """The tasks of data without label columns: click = rating > 3, like = rating > 4 (M3oE section 3.1)."""
 
 
+STOP_METRICS = {"AUC": False, "LogLoss": True}
+"""Early-stopping metrics of the ctr task (means over the heads) and whether lower is better."""
+
+
 def tasks_of(data: Interactions) -> tuple[str, ...]:
     """One task per binary label column the data carries (``mdmt-*`` samples, a ``table`` file's
     ``labels`` role); :data:`TASKS` from the ratings otherwise."""
@@ -138,6 +142,8 @@ class CTRTask(Task):
         cls = registry.get(cfg.model).cls
         require(params.mode in cls.modes, f"model_params.mode: {cfg.model} runs in {list(cls.modes)}, got {params.mode!r}")
         require(cfg.split.protocol == "ratio", f"split.protocol: the ctr task splits rows by ratio (8:1:1), got {cfg.split.protocol!r}")
+        require(cfg.train.metric in STOP_METRICS,
+                f"train.metric: the ctr task early-stops on the mean validation AUC or LogLoss over the (domain, task) heads; expected one of {list(STOP_METRICS)}, got {cfg.train.metric!r}")
         data = load_dataset(cfg.data, seed=cfg.seed)
         require(data.item_offsets is None or data.n_domains >= 1, f"{data.name}: no domains")
         view = build_ctr_view(data, tasks_of(data))
@@ -225,7 +231,7 @@ class CTRTask(Task):
                 return ctr_metrics(sv, rows, probs)["overall"] if len(rows) else {}
 
             trainer = Trainer(
-                model, cfg.train, seed=cfg.seed, device=prepared.device, metric="AUC",
+                model, cfg.train, seed=cfg.seed, device=prepared.device, metric=cfg.train.metric, minimize=STOP_METRICS[cfg.train.metric],
                 checkpoint=run_dir / f"checkpoint-{_safe(scope.name)}.pt", desc=f"{cfg.model}:{scope.name}",
             )
             fit = trainer.fit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -14,8 +15,8 @@ from cdrec.results.schema import RunResult
 SYNTH = {"n_users": 120, "n_domains": 3, "items_per_domain": 30, "min_activity": 6, "max_activity": 20}
 
 
-def cfg(model, **setting):
-    sets = [f"model={model}", "data.name=synthetic", "data.synthetic=" + json.dumps(SYNTH), "train.progress=false",
+def cfg(model, *extra, **setting):
+    sets = [*extra, f"model={model}", "data.name=synthetic", "data.synthetic=" + json.dumps(SYNTH), "train.progress=false",
             "train.epochs=2", "train.device=cpu"]
     if model in ("aae", "assisted-ae"):
         sets.append("model_params.epochs=2")
@@ -60,7 +61,10 @@ def test_bad_settings_fail_before_writing(tmp_path):
         run_config(cfg("assisted-base", mode="alone", feedback="implicit", paper_eval_batch=0), tmp_path / "p")
     with pytest.raises(CdrecError, match="item-aligned"):
         run_config(cfg("aae", mode="mtal", alignment="item"), tmp_path / "z")
-    assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "b", "p"))
+    for key, value in (("train.metric", "FOO"), ("split.protocol", "loo")):  # values the task would ignore are refused
+        with pytest.raises(CdrecError, match=rf"^{re.escape(key)}: the mtal task"):
+            run_config(cfg("aae", f"{key}={value}", mode="mtal"), tmp_path / "m")
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z", "b", "p", "m"))
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [

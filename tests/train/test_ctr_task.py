@@ -3,6 +3,8 @@ saved-model evaluation and user errors."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,3 +113,14 @@ def test_shared_ctr_samples_train_their_own_label_columns(tmp_path, name, tasks)
                                         "train.progress=false", "train.device=cpu"]), tmp_path / "run")
     assert sorted(k[4:-1] for k in res.metrics["overall"] if k.startswith("AUC[")) == sorted(tasks)
     assert all(np.isfinite(res.metrics["overall"][f"AUC[{t}]"]) for t in tasks)
+
+
+def test_early_stopping_metric_is_auc_or_logloss_and_anything_else_is_refused(tmp_path):
+    res = run_config(cfg("mmoe", "train.epochs=3", "train.metric=LogLoss"), tmp_path / "ll")
+    (entry,) = res.history
+    losses = [e["valid"]["LogLoss"] for e in entry["epochs"]]
+    assert entry["best_epoch"] == int(np.argmin(losses)) + 1
+    for bad in ("NOPE", "HR@10", "AUC[click]"):
+        with pytest.raises(CdrecError, match=rf"^train\.metric: the ctr task early-stops .*got '{re.escape(bad)}'"):
+            run_config(cfg("mmoe", f"train.metric={bad}"), tmp_path / bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ll"]
