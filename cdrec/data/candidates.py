@@ -214,8 +214,13 @@ def add_sampled_candidates(split: Split, n_negatives: int, *, seed: int | None =
         free = sizes[doms] - touched[users * data.n_domains + doms]
         short = free < n_negatives
         if short.any():
-            d = int(doms[short][0])
-            raise CdrecError(f"{data.name}: domain {data.domains[d]!r} has too few items ({int(sizes[d])}) to sample {n_negatives} negatives for every user; lower split.n_negatives")
+            k = int(np.flatnonzero(short)[0])
+            u, d = int(users[k]), int(doms[k])
+            advice = "lower split.n_negatives or drop such users (e.g. data.kcore)" if n_negatives > 1 else "drop such users (e.g. data.kcore) or add items"
+            raise CdrecError(
+                f"{data.name}: too few items left for user {data.user_ids[u]!r} in domain {data.domains[d]!r}: it touched "
+                f"{int(touched[u * data.n_domains + d])} of the {int(sizes[d])} items, so {n_negatives} negatives cannot be sampled for its {part} candidate list; {advice}"
+            )
         neg = sample_in_domain(users, doms, n_negatives, item_offsets=data.item_offsets, exclude_keys=exclude, n_items=data.n_items, rng=rng)
         split.candidates[part] = np.concatenate([data.items[rows][:, None], neg], axis=1)
     return split

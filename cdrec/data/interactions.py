@@ -214,6 +214,19 @@ class Interactions:
             raise CdrecError(f"{self.name}: items are not owned by domains, so no per-domain item range")
         return int(self.item_offsets[d]), int(self.item_offsets[d + 1])
 
+    def require_items_owned(self, what: str) -> None:
+        """Raise unless every item belongs to one domain; the message names an item found in several."""
+        if self.items_by_domain:
+            return
+        pairs = np.unique(self.items.astype(np.int64) * self.n_domains + self.domain)
+        item = pairs // self.n_domains
+        shared = np.flatnonzero(np.bincount(item, minlength=self.n_items) > 1)
+        where = "its domains are a property of the user (a user-owned domain builder)"
+        if len(shared):
+            doms = [self.domains[d] for d in pairs[item == shared[0]] % self.n_domains]
+            where = f"item {self.item_ids[shared[0]]!r} occurs in domains {doms} (the domain column or data.domains)"
+        raise CdrecError(f"{self.name}: {what} need each item in one domain, but {where}; give each item one domain or use an item-owned domain builder")
+
     def item_domain(self) -> np.ndarray:
         """Domain index of every item (item-owned layout only)."""
         if self.item_offsets is None:

@@ -154,7 +154,7 @@ def cached_split(cfg: RunConfig) -> tuple[Interactions, Split]:
     key = json.dumps([asdict(cfg.data), asdict(cfg.split), cfg.seed], sort_keys=True, default=str)
     if key not in _SPLITS:
         data = load_dataset(cfg.data, seed=cfg.seed)
-        require(data.items_by_domain, f"{data.name}: sequential models need each item in one domain")
+        data.require_items_owned("sequential models")
         split = make_split(data, cfg)
         _SPLITS.clear()  # keep one: a split of the large sets holds ~100 MB of candidates
         _SPLITS[key] = (data, split)

@@ -187,7 +187,7 @@ class RankingTask(Task):
 
     def prepare(self, cfg: RunConfig) -> RankingPrepared:
         data = load_dataset(cfg.data, seed=cfg.seed)
-        require(data.items_by_domain, f"{data.name}: ranking models need each item in one domain (use an item-owned domain builder)")
+        data.require_items_owned("ranking models")
         split = make_split(data, cfg)
         params = registry.build_params(cfg.model, cfg.model_params)
         device = resolve_device(cfg.train.device)

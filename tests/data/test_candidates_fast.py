@@ -101,3 +101,24 @@ def test_sorted_unique_equals_np_unique() -> None:
     rng = np.random.default_rng(0)
     for x in (rng.integers(0, 50, 1000), rng.integers(0, 2**40, 1000), np.zeros(0, dtype=np.int64), np.array([5])):
         np.testing.assert_array_equal(candidates.sorted_unique(x), np.unique(x))
+
+
+def test_too_few_items_names_the_user_and_gives_advice_that_applies():
+    import pandas as pd
+    import pytest
+
+    from cdrec.data.candidates import add_sampled_candidates
+    from cdrec.data.interactions import Interactions
+    from cdrec.data.splits import leave_one_out
+    from cdrec.errors import CdrecError
+
+    rows = [("u1", f"a{i}", "A", i) for i in range(5)] + [("u2", "a0", "A", 0), ("u2", "a1", "A", 1), ("u2", "a5", "A", 2)]
+    rows += [("u1", "m1", "M", 10), ("u1", "m2", "M", 11), ("u1", "m3", "M", 12)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "domain", "timestamp"])
+    data = Interactions.from_frame(frame, user_col="user", item_col="item", domain_col="domain", timestamp_col="timestamp", name="tiny")
+    split = leave_one_out(data, seed=0)
+    with pytest.raises(CdrecError, match=r"^tiny: too few items left for user 'u1' in domain 'M': it touched 3 of the 3 items.*drop such users") as info:
+        add_sampled_candidates(split, 1)
+    assert "lower split.n_negatives" not in str(info.value)
+    with pytest.raises(CdrecError, match="lower split.n_negatives or drop such users"):
+        add_sampled_candidates(split, 4)

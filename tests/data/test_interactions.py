@@ -69,3 +69,29 @@ def test_views():
     assert seqs["item"][a].tolist() == [inter.items[2] + 1, inter.items[5] + 1]
     c = list(inter.user_ids).index("c")
     assert seqs["item"][c, 0] == 0 and seqs["domain"][c, 0] == -1
+
+
+def test_require_items_owned_names_an_item_in_several_domains():
+    owned = Interactions.from_frame(frame(), user_col="u", item_col="i", domain_col="d", name="f")
+    owned.require_items_owned("ranking models")
+    shared = frame().assign(d=["books", "books", "music", "music", "music", "music"])  # x in books and music
+    inter = Interactions.from_frame(shared, user_col="u", item_col="i", domain_col="d", name="f")
+    with pytest.raises(CdrecError, match=r"^f: ranking models need each item in one domain, but item 'x' occurs in domains \['books', 'music'\]"):
+        inter.require_items_owned("ranking models")
+    by_user = Interactions.from_frame(frame(), user_col="u", item_col="i", domain_col="d", name="f", items_by_domain=False)
+    with pytest.raises(CdrecError, match="a property of the user"):
+        by_user.require_items_owned("sequential models")
+
+
+def test_table_columns_each_role_once_and_each_label_once(tmp_path):
+    from cdrec.data.loaders import load_table
+
+    path = tmp_path / "t.csv"
+    frame().rename(columns={"u": "user", "i": "item", "d": "domain"}).assign(click=[1, 0, 1, 0, 1, 0]).to_csv(path, index=False)
+    assert load_table(path, columns={"labels": "click"}).label_columns == ("click",)
+    with pytest.raises(CdrecError, match=r"^data\.columns\.labels: label column 'click' is listed twice"):
+        load_table(path, columns={"labels": "click,click"})
+    with pytest.raises(CdrecError, match=r"^data\.columns: roles 'user' and 'item' both map to column 'user'"):
+        load_table(path, columns={"item": "user"})
+    with pytest.raises(CdrecError, match=r"^data\.columns: roles 'domain' and 'labels' both map to column 'click'"):
+        load_table(path, columns={"domain": "click", "labels": "click"})
