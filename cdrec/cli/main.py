@@ -104,9 +104,11 @@ def run(
     cfg = load_config(config, _overrides(device, set_))
     dataset = Path(cfg.data.path).stem if cfg.data.path and cfg.data.name in ("table", "recbole") else cfg.data.name
     out = out or Path("runs") / f"{cfg.model}-{dataset}-seed{cfg.seed}"
+    finished = (out / "results.json").exists()
     require(
-        resume or overwrite or not (out / "results.json").exists(),
-        f"--out {out}: holds a finished run; pass --overwrite to replace it, or choose another --out",
+        overwrite or not finished,
+        f"--resume: {out} holds a finished run, so there is nothing to resume; pass --overwrite to train it again" if resume
+        else f"--out {out}: holds a finished run; pass --overwrite to replace it, or choose another --out",
     )
     ok = False
     try:

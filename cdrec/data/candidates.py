@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from cdrec.data.interactions import Interactions
+from cdrec.data.interactions import Interactions, show_id
 from cdrec.data.splits import Split
 from cdrec.errors import CdrecError, require
 
@@ -218,7 +218,7 @@ def add_sampled_candidates(split: Split, n_negatives: int, *, seed: int | None =
             u, d = int(users[k]), int(doms[k])
             advice = "lower split.n_negatives or drop such users (e.g. data.kcore)" if n_negatives > 1 else "drop such users (e.g. data.kcore) or add items"
             raise CdrecError(
-                f"{data.name}: too few items left for user {data.user_ids[u]!r} in domain {data.domains[d]!r}: it touched "
+                f"{data.name}: too few items left for user {show_id(data.user_ids[u])} in domain {data.domains[d]!r}: it touched "
                 f"{int(touched[u * data.n_domains + d])} of the {int(sizes[d])} items, so {n_negatives} negatives cannot be sampled for its {part} candidate list; {advice}"
             )
         neg = sample_in_domain(users, doms, n_negatives, item_offsets=data.item_offsets, exclude_keys=exclude, n_items=data.n_items, rng=rng)

@@ -136,14 +136,14 @@ class Interactions:
             for bad, what in ((~np.isfinite(values), "non-numeric, NaN or infinite"), (values < 0, "negative")):
                 if bad.any():
                     first = int(np.flatnonzero(bad)[0])
-                    raise CdrecError(f"{source}: column {timestamp_col!r} has {int(bad.sum())} {what} timestamps (first at row {first + 1}: {_show(frame[timestamp_col].iloc[first])})")
+                    raise CdrecError(f"{source}: column {timestamp_col!r} has {int(bad.sum())} {what} timestamps (first at row {first + 1}: {show_id(frame[timestamp_col].iloc[first])})")
             out["timestamp"] = ts.to_numpy(dtype=np.int64)
         for col in label_cols:  # binary labels, one per task
             lab = pd.to_numeric(frame[col].reset_index(drop=True), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             bad = ~np.isin(lab, (0.0, 1.0))
             if bad.any():
                 first = int(np.flatnonzero(bad)[0])
-                raise CdrecError(f"{source}: label column {col!r} has {int(bad.sum())} values that are not 0 or 1 (first at row {first + 1}: {_show(frame[col].iloc[first])})")
+                raise CdrecError(f"{source}: label column {col!r} has {int(bad.sum())} values that are not 0 or 1 (first at row {first + 1}: {show_id(frame[col].iloc[first])})")
             out[col] = lab.astype(np.float32)
 
         user_ids = np.asarray(user_ids)
@@ -224,7 +224,7 @@ class Interactions:
         where = "its domains are a property of the user (a user-owned domain builder)"
         if len(shared):
             doms = [self.domains[d] for d in pairs[item == shared[0]] % self.n_domains]
-            where = f"item {self.item_ids[shared[0]]!r} occurs in domains {doms} (the domain column or data.domains)"
+            where = f"item {show_id(self.item_ids[shared[0]])} occurs in domains {doms} (the domain column or data.domains)"
         raise CdrecError(f"{self.name}: {what} need each item in one domain, but {where}; give each item one domain or use an item-owned domain builder")
 
     def item_domain(self) -> np.ndarray:
@@ -303,7 +303,9 @@ def _timestamps(raw: pd.Series) -> pd.Series:
     return pd.Series(np.where(dates.notna().to_numpy(), micros, np.nan))
 
 
-def _show(value: object) -> str:
+def show_id(value: object) -> str:
+    """A raw id or value for a message: text quoted, numbers (NumPy scalars too) as written."""
+    value = value.item() if isinstance(value, np.generic) else value
     return repr(value) if isinstance(value, str) else str(value)
 
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 
 from cdrec.data.candidates import sample_in_domain, user_item_keys
-from cdrec.data.interactions import Interactions
+from cdrec.data.interactions import Interactions, show_id
 from cdrec.errors import CdrecError
 
 
@@ -50,7 +50,7 @@ class BPRSampler:
             u, d = (int(x[0]) for x in np.nonzero(full))
             name = self.train.domains[d] if self.train.item_offsets is not None else "all"
             raise CdrecError(
-                f"{self.train.name}: user {self.train.user_ids[u]!r} has interacted with {int(touched[u, d])} of the {int(sizes[d])} items "
+                f"{self.train.name}: user {show_id(self.train.user_ids[u])} has interacted with {int(touched[u, d])} of the {int(sizes[d])} items "
                 f"of domain {name!r}, so {self.n_negatives} distinct negative item(s) cannot be sampled; drop such users (e.g. data.kcore) or add items"
             )
 

@@ -147,5 +147,8 @@ def test_run_refuses_a_finished_run_folder_unless_overwrite(tmp_path):
     assert again.code == 2 and again.exception is None and again.stderr.count("\n") == 1
     assert "holds a finished run; pass --overwrite" in again.stderr
     assert (out / "results.json").read_text() == before and (out / "model.pt").exists()
+    resumed = call_main("run", *TINY, "--set", "train.epochs=1", "--out", str(out), "--resume")  # nothing left to resume
+    assert resumed.code == 2 and resumed.stderr.count("\n") == 1 and "holds a finished run, so there is nothing to resume" in resumed.stderr
+    assert (out / "results.json").read_text() == before
     assert call_main("run", *TINY, "--set", "train.epochs=1", "--set", "seed=1", "--out", str(out), "--overwrite").code == 0
     assert json.loads((out / "results.json").read_text())["seed"] == 1

@@ -4,6 +4,7 @@ like an uninterrupted run; two runs with one config and seed give bit-identical 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -73,12 +74,15 @@ def test_sigkill_then_resume_matches_uninterrupted_run(runs):
     assert not list(out.glob(".*.tmp"))  # no temporary file left behind
 
 
-def test_resume_refuses_a_different_config(runs):
+def test_resume_refuses_a_different_config(runs, tmp_path):
     base, cfg = runs
-    before = sorted(p.name for p in (base / "a").iterdir())
-    got = call_main("run", str(cfg), "--out", str(base / "a"), "--resume", "--set", "train.lr=0.5")
+    unfinished = tmp_path / "a"  # run a's folder as an interruption leaves it: config.yaml, no results
+    shutil.copytree(base / "a", unfinished)
+    for name in ("results.json", "results.md", "model.pt"):
+        (unfinished / name).unlink(missing_ok=True)
+    before = sorted(p.name for p in unfinished.iterdir())
+    got = call_main("run", str(cfg), "--out", str(unfinished), "--resume", "--set", "train.lr=0.5")
     assert got.code == 2 and got.exception is None
     assert got.stderr.count("\n") == 1 and "config differs" in got.stderr and "(train.lr)" in got.stderr
-    assert sorted(p.name for p in (base / "a").iterdir()) == before
-    assert json.loads((base / "a" / "results.json").read_text())["config"]["train"]["lr"] == 0.01
-    assert Path(base / "a" / "config.yaml").read_text().count("lr: 0.01") == 1
+    assert sorted(p.name for p in unfinished.iterdir()) == before
+    assert Path(unfinished / "config.yaml").read_text().count("lr: 0.01") == 1
