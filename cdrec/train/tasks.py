@@ -241,8 +241,9 @@ class RankingTask(Task):
             )
             has_valid = len(split.valid_rows) > 0
             validate = (lambda m=model, s=split: self.evaluate(m, s, "valid", cfg, prepared.device).metrics["overall"]) if has_valid else (lambda: {})
-            if hasattr(model, "fit"):
-                fit = model.fit(trainer, sampler, validate, resume=resume)
+            if hasattr(model, "fit"):  # a staged model validates sub-splits (UCLR's per-domain finetune) the same way
+                fit = model.fit(trainer, sampler, validate, resume=resume,
+                                validate_split=lambda s, m=model: self.evaluate(m, s, "valid", cfg, prepared.device).metrics["overall"])
             else:
                 fit = trainer.fit(sampler.epoch, validate, n_batches=len(sampler), resume=resume)
             train_s += fit.train_s

@@ -65,7 +65,6 @@ from cdrec.config import ModelParams, TrainConfig, bounded
 from cdrec.data.samplers import BPRSampler, epoch_rng
 from cdrec.data.splits import Split
 from cdrec.errors import require
-from cdrec.evaluate import Scorer, evaluate_sampled
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import MLP, LoRAEmbedding, bpr_loss, clip_temperatures, user_aware_contrastive_loss
 from cdrec.models.registry import register
@@ -242,13 +241,15 @@ class UCLR(RankingModel):
 
     # -------------------------------------------------------------------- training stages
     def fit(
-        self, trainer: Trainer, sampler: BPRSampler, validate: Callable[[], dict[str, float]], *, resume: bool = False
+        self, trainer: Trainer, sampler: BPRSampler, validate: Callable[[], dict[str, float]], *, resume: bool = False,
+        validate_split: Callable[[Split], dict[str, float]],
     ) -> FitResult:
         """Algorithm 1: PGE (step 1), autoencoder (steps 2-9), per-domain LoRA (step 10).
 
         ``trainer`` supplies the settings (``cfg``, ``seed``, ``device``, checkpoint folder); each
-        stage trains with a trainer of the same class. Returns the last stage's fit result with
-        the whole history (``stage`` marks each epoch).
+        stage trains with a trainer of the same class. ``validate`` scores the whole split and
+        ``validate_split`` one domain's (the run's protocol and ``eval.ks`` for both). Returns the
+        last stage's fit result with the whole history (``stage`` marks each epoch).
         """
         split = self._split
         require(split is not None, "UCLR.fit needs a model built with UCLR.from_split")
@@ -287,7 +288,7 @@ class UCLR(RankingModel):
                 dsplit = split.restrict(d)
                 if len(dsplit.train_rows) == 0:
                     continue
-                last = self._finetune(make, cfg, seed, device, d, dsplit)
+                last = self._finetune(make, cfg, seed, device, d, dsplit, validate_split)
                 history += [{**h, "stage": f"finetune:{d}"} for h in last.history]
                 train_s += last.train_s
         self.stage = self.final_stage
@@ -336,7 +337,8 @@ class UCLR(RankingModel):
         ])
 
     def _finetune(
-        self, make: type[Trainer], cfg: TrainConfig, seed: int, device: torch.device, d: int, dsplit: Split
+        self, make: type[Trainer], cfg: TrainConfig, seed: int, device: torch.device, d: int, dsplit: Split,
+        validate_split: Callable[[Split], dict[str, float]],
     ) -> FitResult:
         head = self.heads[d]
         stage = _FinetuneStage(self, d)
@@ -344,10 +346,7 @@ class UCLR(RankingModel):
         has_valid = len(dsplit.valid_rows) > 0
 
         def validate() -> dict[str, float]:
-            if not has_valid:
-                return {}
-            ev = evaluate_sampled(self._scorer(device), dsplit, "valid", ks=(10,), scorer_device=device)
-            return ev.metrics["overall"]
+            return validate_split(dsplit) if has_valid else {}
 
         start = {"head": copy.deepcopy(head.state_dict()), "items": self.item_emb.weight.detach().clone()}
         self.eval()
@@ -362,13 +361,6 @@ class UCLR(RankingModel):
             fit = dataclasses.replace(fit, best_epoch=0, best_metric=before)
         fit.history.insert(0, {"epoch": 0, "loss": float("nan"), "valid": {cfg.metric: before}})
         return fit
-
-    def _scorer(self, device: torch.device) -> Scorer:
-        def scorer(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return self.score(torch.as_tensor(users, device=device), torch.as_tensor(items, device=device)).cpu().numpy()
-
-        return scorer
 
     # -------------------------------------------------------------------- temperatures
     def temperature_table(self, split: Split) -> dict[str, np.ndarray]:

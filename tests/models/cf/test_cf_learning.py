@@ -60,3 +60,14 @@ def test_uclr_options_frozen_items_and_embedding_scoring(tmp_path):
     assert finetuned, "the finetune stage ran"
     if any(not torch.equal(state[f"heads.{d}.lora.lora_B"], torch.zeros_like(state[f"heads.{d}.lora.lora_B"])) for d in range(2)):
         assert not torch.equal(state["item_emb.weight"], pretrained["item"])  # a kept finetune moved the domain's items
+
+
+def test_uclr_finetune_validates_with_the_runs_protocol_and_metric(tmp_path):
+    """Every stage, the per-domain finetune included, is selected on ``train.metric`` under the run's
+    protocol: full ranking and a cutoff other than 10 (finetune used to score 1+99 at @10 only)."""
+    extra = ["model=uclr", "train.epochs=2", "model_params.dim=16", "model_params.ae_epochs=1", "model_params.ae_passes=1",
+             "model_params.ft_epochs=2", *COMMON, "eval.ks=[5]", "train.metric=NDCG@5", "split.full_ranking=true"]
+    res = run_config(load_config(None, extra), tmp_path / "uclr")
+    assert res.protocol.endswith("/full")
+    finetune = [h for h in res.history[0]["epochs"] if h["stage"].startswith("finetune")]
+    assert len(finetune) >= 4 and all(np.isfinite(h["valid"]["NDCG@5"]) for h in finetune)
