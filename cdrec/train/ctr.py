@@ -33,7 +33,7 @@ from cdrec.models import registry
 from cdrec.models.ctr.layers import CTRModel, CTRSchema
 from cdrec.results.schema import RunResult, peak_rss_mb
 from cdrec.train import distributed as dist_
-from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_task, save_trained
+from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_task, require_task_options, save_trained
 from cdrec.train.trainer import Trainer, resolve_device, seed_everything, to_device
 
 TASKS = ("click", "like")
@@ -142,6 +142,7 @@ class CTRTask(Task):
         cls = registry.get(cfg.model).cls
         require(params.mode in cls.modes, f"model_params.mode: {cfg.model} runs in {list(cls.modes)}, got {params.mode!r}")
         require(cfg.split.protocol == "ratio", f"split.protocol: the ctr task splits rows by ratio (8:1:1), got {cfg.split.protocol!r}")
+        require_task_options(cfg, "ctr", scope="model_params.mode picks what one model covers (single, mtl, mdl, mdmt)")
         require(cfg.train.metric in STOP_METRICS,
                 f"train.metric: the ctr task early-stops on the mean validation AUC or LogLoss over the (domain, task) heads; expected one of {list(STOP_METRICS)}, got {cfg.train.metric!r}")
         data = load_dataset(cfg.data, seed=cfg.seed)
@@ -256,7 +257,7 @@ class CTRTask(Task):
         eval_s = time.perf_counter() - t0
         save_trained(run_dir, states, [_safe(scope.name) for scope in prepared.scopes])
         p = prepared.params
-        setting = {"mode": p.mode, "ablation": getattr(p, "ablation", "none"), **cfg.setting}
+        setting = {"mode": p.mode, "ablation": getattr(p, "ablation", "none")}
         n_train = sum(len(self.scope_rows(prepared, s, "train")) for s in prepared.scopes)
         epochs = sum(len(h["epochs"]) for h in history)
         return RunResult(
@@ -295,7 +296,7 @@ class CTRTask(Task):
         return RunResult(
             model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg, ranked=False), seed=cfg.seed,
             metrics=ctr_metrics(prepared.view, rows, probs),
-            setting={"mode": p.mode, "ablation": getattr(p, "ablation", "none"), **cfg.setting, "part": part},
+            setting={"mode": p.mode, "ablation": getattr(p, "ablation", "none"), "part": part},
             config=cfg.to_dict(), data_stats=prepared.data.stats(),
         )
 

@@ -32,7 +32,9 @@ from cdrec.metrics.ranking import positive_rank
 from cdrec.models import registry
 from cdrec.results.schema import RunResult, atomic_write_text, peak_rss_mb
 from cdrec.train import distributed as dist_
-from cdrec.train.tasks import Task, load_saved_models, make_split, merge_evaluations, protocol_name, register_task, save_trained
+from cdrec.train.tasks import (
+    Task, load_saved_models, make_split, merge_evaluations, protocol_name, ranking_metrics, register_task, require_task_options, save_trained,
+)
 from cdrec.train.trainer import Trainer, resolve_device, seed_everything
 
 if TYPE_CHECKING:
@@ -170,6 +172,8 @@ class SequentialTask(Task):
         params = registry.build_params(cfg.model, cfg.model_params)
         require(cfg.split.protocol in ("loo-mixed", "loo"), f"split.protocol: sequential models need leave-one-out ('loo-mixed' as in MERIT), got {cfg.split.protocol!r}")
         require(not cfg.split.full_ranking, "split.full_ranking: the sequential task ranks sampled candidates; set split.full_ranking=false")
+        require_task_options(cfg, "sequential", scope="the model fixes it (-st models train one per domain, -dt and merit one joint model)",
+                             metrics=[*ranking_metrics(cfg), "MRR_sum"])
         data, split = cached_split(cfg)
         device = resolve_device(cfg.train.device)
         cls = entry.cls
@@ -248,7 +252,7 @@ class SequentialTask(Task):
 
     @staticmethod
     def setting(cfg: RunConfig, params: Any) -> dict[str, Any]:
-        setting = dict(cfg.setting)
+        setting: dict[str, Any] = {}
         ablation = getattr(params, "ablation", "none")
         if ablation != "none":
             setting["ablation"] = ablation

@@ -164,6 +164,20 @@ def protocol_name(cfg: RunConfig, *, ranked: bool = True) -> str:
     return f"{sc.protocol}/{candidates}"
 
 
+def require_task_options(cfg: RunConfig, task: str, *, scope: str | None = None, metrics: Sequence[str] | None = None) -> None:
+    """Refuse options this task would ignore: ``setting`` keys (MTAL's), ``scope: single`` where the task
+    or model fixes the scope (``scope`` says what does), and a ``train.metric`` the task never computes."""
+    require(not cfg.setting, f"setting: the {task} task takes no setting keys (they configure MTAL runs); got {sorted(cfg.setting)}")
+    require(scope is None or cfg.scope == "joint", f"scope: the {task} task does not take scope={cfg.scope!r}; {scope}")
+    if metrics is not None:
+        require(cfg.train.metric in metrics, f"train.metric: {cfg.train.metric!r} is not among the metrics computed with eval.ks {list(cfg.eval.ks)}; expected one of {list(metrics)}")
+
+
+def ranking_metrics(cfg: RunConfig) -> list[str]:
+    """The validation metrics a ranking evaluation computes with ``eval.ks``."""
+    return [f"{m}@{k}" for k in cfg.eval.ks for m in ("HR", "NDCG", "MRR")] + ["MRR"]
+
+
 def merge_evaluations(split: Split, parts: list[Evaluation], bucket_edges: Sequence[int]) -> Evaluation:
     """Combine per-domain evaluations (single-domain models) into one report."""
     rows = np.concatenate([p.rows for p in parts])
@@ -186,13 +200,12 @@ class RankingTask(Task):
     """Leave-one-out ranking for collaborative-filtering models (joint or per-domain)."""
 
     def prepare(self, cfg: RunConfig) -> RankingPrepared:
+        require_task_options(cfg, "ranking", metrics=ranking_metrics(cfg))
         data = load_dataset(cfg.data, seed=cfg.seed)
         data.require_items_owned("ranking models")
         split = make_split(data, cfg)
         params = registry.build_params(cfg.model, cfg.model_params)
         device = resolve_device(cfg.train.device)
-        metrics = [f"{m}@{k}" for k in cfg.eval.ks for m in ("HR", "NDCG", "MRR")] + ["MRR"]
-        require(cfg.train.metric in metrics, f"train.metric: {cfg.train.metric!r} is not among the metrics computed with eval.ks {list(cfg.eval.ks)}; expected one of {metrics}")
         if cfg.scope == "single":
             scopes = [(name, split.restrict(d)) for d, name in enumerate(data.domains)]
         else:
@@ -259,7 +272,7 @@ class RankingTask(Task):
         save_trained(run_dir, states, [scope for scope, _ in prepared.scopes])
         test = merge_evaluations(prepared.split, tests, cfg.eval.buckets) if len(tests) > 1 else tests[0]
         valid = merge_evaluations(prepared.split, valids, cfg.eval.buckets) if len(valids) > 1 else (valids[0] if valids else None)
-        setting = {"scope": cfg.scope, **cfg.setting}
+        setting = {"scope": cfg.scope}
         return RunResult(
             model=cfg.model,
             dataset=prepared.data.name,
@@ -293,6 +306,6 @@ class RankingTask(Task):
         ev = merge_evaluations(prepared.split, parts, cfg.eval.buckets) if len(parts) > 1 else parts[0]
         return RunResult(
             model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg), seed=cfg.seed,
-            metrics=ev.metrics, buckets=ev.buckets, setting={"scope": cfg.scope, **cfg.setting, "part": part},
+            metrics=ev.metrics, buckets=ev.buckets, setting={"scope": cfg.scope, "part": part},
             config=cfg.to_dict(), data_stats=prepared.data.stats(),
         )
