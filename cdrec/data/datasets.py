@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from cdrec.config import DataConfig
 from cdrec.data import domains as dom
 from cdrec.data import filters, loaders
@@ -46,16 +48,25 @@ DOMAIN_SPECS = "genre | genre-random | uniform-items:K | uniform-users:K | age-b
 
 
 def build_domains(inter: Interactions, spec: str | None, *, seed: int = 0, keep: list[str] | None = None) -> Interactions:
-    """Apply a domain builder named by ``spec`` (see :data:`DOMAIN_SPECS`)."""
-    if spec in (None, "", "none", "as-loaded"):
-        if keep:
-            idx = [inter.domain_index(k) for k in keep]
-            rows = (inter.frame["domain"].isin(idx)).to_numpy().nonzero()[0]
-            return dom.reassign_domains(inter.subset(rows), inter.domain[rows], inter.domains, items_by_domain=inter.items_by_domain)
-        return inter
-    kind, _, arg = spec.partition(":")
+    """Apply a domain builder named by ``spec`` (see :data:`DOMAIN_SPECS`), then keep only the domains
+    ``keep`` names (the genre builders pick each item's genre first and drop the items whose genre is
+    not kept)."""
+    kind = (spec or "").partition(":")[0]
     if kind in ("genre", "genre-first", "genre-random"):
         return dom.by_item_attribute(inter, "genres", choice="random" if kind == "genre-random" else "first", seed=seed, keep=keep)
+    built = _build_domains(inter, spec, seed=seed)
+    if not keep:
+        return built
+    unknown = [k for k in keep if k not in built.domains]
+    require(not unknown, f"data.keep_domains: unknown domain {unknown[0]!r}; expected some of {built.domains}" if unknown else "")
+    rows = np.flatnonzero(np.isin(built.domain, [built.domains.index(k) for k in keep]))
+    return dom.reassign_domains(built.subset(rows), built.domain[rows], built.domains, items_by_domain=built.items_by_domain)
+
+
+def _build_domains(inter: Interactions, spec: str | None, *, seed: int) -> Interactions:
+    if spec in (None, "", "none", "as-loaded"):
+        return inter
+    kind, _, arg = spec.partition(":")
     if kind in ("uniform-items", "uniform-users"):
         try:
             k = int(arg)

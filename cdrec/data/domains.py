@@ -98,7 +98,10 @@ def by_item_attribute(
     else:
         raise CdrecError(f"domain choice must be 'first' or 'random', got {choice!r}")
     chosen = exploded[position == pick[exploded.index.to_numpy(dtype=np.int64)]]
-    names = list(keep) if keep is not None else list(pd.unique(exploded))
+    values = list(pd.unique(exploded))
+    unknown = [k for k in keep or () if k not in values]
+    require(not unknown, f"data.keep_domains: unknown domain {unknown[0]!r} (no item has that {attribute} value); expected some of {sorted(map(str, values))}" if unknown else "")
+    names = list(keep) if keep is not None else values
     item_code = np.full(inter.n_items, -1, dtype=np.int64)
     item_code[chosen.index.to_numpy(dtype=np.int64)] = (
         pd.Series(chosen.to_numpy()).map({n: i for i, n in enumerate(names)}).fillna(-1).to_numpy(dtype=np.int64)

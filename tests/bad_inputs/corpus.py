@@ -175,7 +175,7 @@ CASES: list[Case] = [
     run_case("unknown_column_role", "unknown roles", **{"data.columns": {**COLUMNS, "weight": "rating"}}),
     run_case("table_without_path", "needs a file path", **{"data.path": DROP}),
     # ------------------------------------------------------------------ domains and data semantics
-    run_case("unknown_domain", "unknown domain 'Z'", **{"data.keep_domains": ["A", "Z"]}),
+    run_case("unknown_domain", "data.keep_domains: unknown domain 'Z'", **{"data.keep_domains": ["A", "Z"]}),
     run_case("empty_domain_after_filter", "has no interactions", csv_text([r[:3] + [5 if r[2] == "A" else 1] + r[4:] for r in base_rows()]), **{"data.min_rating": 4}),
     run_case("users_in_one_domain_only", "no overlapping users", _one_domain_users(), **{"data.overlap_only": True}),
     run_case("no_overlapping_users", "no overlapping users", _disjoint_users(), **{"data.overlap_only": True}),

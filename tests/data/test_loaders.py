@@ -133,3 +133,15 @@ def test_csv_ids_are_kept_as_written(tmp_path):
     assert t.user_ids.tolist() == [2, 10] and t.item_ids.tolist() == [9, 10]
     path.write_text("u;i\nA-1;x\n-3;y\n")
     assert loaders.load_table(path, sep=";", columns={"user": "u", "item": "i"}).user_ids.tolist() == ["-3", "A-1"]
+
+
+def test_keep_domains_applies_to_every_builder_and_names_the_option():
+    from cdrec.data.synthetic import SyntheticConfig, make_synthetic
+
+    inter = make_synthetic(SyntheticConfig(n_users=80, n_domains=3, items_per_domain=20, seed=0))
+    kept = build_domains(inter, "uniform-items:4", seed=0, keep=["part1", "part3"])  # was ignored by this builder
+    assert kept.domains == ["part1", "part3"] and len(kept) < len(build_domains(inter, "uniform-items:4", seed=0))
+    assert build_domains(inter, None, keep=["D2"]).domains == ["D2"]
+    for spec, known in ((None, "D0"), ("uniform-users:2", "part0")):
+        with pytest.raises(CdrecError, match=r"^data\.keep_domains: unknown domain 'Nope'"):
+            build_domains(inter, spec, keep=[known, "Nope"])
