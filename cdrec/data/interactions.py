@@ -67,13 +67,7 @@ class Interactions:
         are dropped. ``items_by_domain=None`` picks the item-owned layout whenever every item occurs
         in exactly one domain. ``source`` names the file or table in error messages.
         """
-        for col in [user_col, item_col, domain_col, rating_col, timestamp_col, *label_cols]:
-            if col is not None and col not in frame.columns:
-                found = list(map(str, frame.columns))
-                hint = ""
-                if len(found) == 1 and any(d in found[0] for d in (";", "\t", "|", ",", " ")):
-                    hint = " (one column only: is the file's delimiter the expected one?)"
-                raise CdrecError(f"{source}: missing column {col!r}; found columns {found}{hint}")
+        require_columns(frame, [user_col, item_col, domain_col, rating_col, timestamp_col, *label_cols], source)
         require(len(frame) > 0, f"{source}: no interactions (empty table)")
         out = pd.DataFrame(index=pd.RangeIndex(len(frame)))
         if domain_col is None:
@@ -301,6 +295,17 @@ def _timestamps(raw: pd.Series) -> pd.Series:
         return ts
     micros = dates.dt.tz_localize(None).to_numpy(dtype="datetime64[us]").astype(np.int64).astype(np.float64)
     return pd.Series(np.where(dates.notna().to_numpy(), micros, np.nan))
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str | None], source: str) -> None:
+    """Every named column is in ``frame``; the message lists the columns found."""
+    for col in columns:
+        if col is not None and col not in frame.columns:
+            found = list(map(str, frame.columns))
+            hint = ""
+            if len(found) == 1 and any(d in found[0] for d in (";", "\t", "|", ",", " ")):
+                hint = " (one column only: is the file's delimiter the expected one?)"
+            raise CdrecError(f"{source}: missing column {col!r}; found columns {found}{hint}")
 
 
 def show_id(value: object) -> str:

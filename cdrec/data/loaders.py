@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from cdrec.data.interactions import Interactions
+from cdrec.data.interactions import Interactions, require_columns
 from cdrec.errors import CdrecError, require
 
 DEFAULT_DATA_DIR = Path("../shared/data")
@@ -363,8 +363,9 @@ def load_table(
     for role, col in roles.items():
         other = [r for r, c in roles.items() if c == col and r != role] + (["labels"] if col in labels else [])
         require(not other, f"data.columns: roles {role!r} and {other[0]!r} both map to column {col!r}; give each role its own column" if other else "")
-    if mapping["user"] in frame.columns and mapping["item"] in frame.columns:
-        _reject_duplicates(frame, [mapping["user"], mapping["item"], mapping.get("domain"), mapping.get("rating"), mapping.get("timestamp")], path)
+    used = [mapping["user"], mapping["item"], mapping.get("domain"), mapping.get("rating"), mapping.get("timestamp")]
+    require_columns(frame, [*used, *labels], str(path))
+    _reject_duplicates(frame, used, path)
     return Interactions.from_frame(
         frame, user_col=mapping["user"], item_col=mapping["item"], domain_col=mapping.get("domain"),
         rating_col=mapping.get("rating"), timestamp_col=mapping.get("timestamp"), label_cols=labels,

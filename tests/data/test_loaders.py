@@ -145,3 +145,10 @@ def test_keep_domains_applies_to_every_builder_and_names_the_option():
     for spec, known in ((None, "D0"), ("uniform-users:2", "part0")):
         with pytest.raises(CdrecError, match=r"^data\.keep_domains: unknown domain 'Nope'"):
             build_domains(inter, spec, keep=[known, "Nope"])
+
+
+def test_a_mapped_column_the_file_lacks_is_named_before_any_other_check(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("customer_id,product_id,ts\nu1,a,1\nu1,a,2\nu2,b,3\n")  # rows repeat once the timestamp is dropped
+    with pytest.raises(CdrecError, match=r"missing column 'nope'; found columns \['customer_id', 'product_id', 'ts'\]"):
+        loaders.load_table(path, columns={"user": "customer_id", "item": "product_id", "timestamp": "nope"})
