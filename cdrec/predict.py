@@ -206,6 +206,31 @@ class Predictor:
             raise UnknownIdError(f"{option}: unknown domain {domain!r}; expected one of {self.domains}")
         return self.domains.index(str(domain))
 
+    def named_domains(self, rows: Sequence[dict[str, Any]]) -> np.ndarray:
+        """The domain index each row names in ``"domain"``, -1 where it names none; an unknown name
+        is an error naming its row."""
+        named_at = np.asarray([k for k, row in enumerate(rows) if "domain" in row], dtype=np.int64)
+        named = np.full(len(rows), -1, dtype=np.int64)
+        if named_at.size:
+            given = [rows[k]["domain"] for k in named_at]
+            codes = pd.Index(self.domains, dtype=object).get_indexer([str(v) for v in given])
+            for j in np.flatnonzero(codes < 0):  # a name not in the run: domain_index raises (or maps None)
+                try:
+                    codes[j] = self.domain_index(given[j])
+                except CdrecError as e:
+                    raise type(e)(f"rows[{named_at[j]}]: {e}") from None
+            named[named_at] = codes
+        return named
+
+    @staticmethod
+    def conflicting_domain(named: np.ndarray, item_domain: np.ndarray) -> int | None:
+        """The first row whose named domain is not its known item's, or None."""
+        bad = np.flatnonzero((named >= 0) & (item_domain >= 0) & (item_domain != named))
+        return int(bad[0]) if bad.size else None
+
+    def domain_conflict(self, rows: Sequence[dict[str, Any]], k: int, item_domain: np.ndarray) -> CdrecError:
+        return CdrecError(f"rows[{k}]: item {rows[k]['item']!r} belongs to domain {self.domains[item_domain[k]]!r}, not {rows[k]['domain']!r}")
+
     def unsupported(self, what: str) -> UnsupportedError:
         can = ", ".join(sorted(self.supports)) or "nothing"
         return UnsupportedError(f"model {self.model!r} (task {self.task!r}) does not support {what}; it supports: {can}")
@@ -345,18 +370,24 @@ class RankingPredictor(TopKPredictor):
 
     def score_rows(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
         """Preference scores ``score`` (the model's unnormalised ``score(user, item)``) for rows
-        ``{"user": ..., "item": ...}``; both must be known (raw ids)."""
+        ``{"user": ..., "item": ...}`` (known raw ids) and optionally ``"domain"``, which must be the
+        item's; any other key is an error."""
         require(len(rows) > 0, "rows: expected at least one row")
         for n, row in enumerate(rows):
             require(isinstance(row, dict) and "user" in row and "item" in row, f"rows[{n}]: expected an object with 'user' and 'item', got {row!r}")
+            extra = sorted(set(row) - {"user", "item", "domain"})
+            require(not extra, f"rows[{n}]: unknown feature {extra[0]!r}; this run takes ['domain', 'item', 'user']" if extra else "")
         users = self.users.lookup([r["user"] for r in rows])
         items = self.items.lookup([r["item"] for r in rows])
         for what, idx in (("user", users), ("item", items)):
             if (idx < 0).any():
                 n = int(np.flatnonzero(idx < 0)[0])
                 raise UnknownIdError(f"rows[{n}]: unknown {what} {rows[n][what]!r}")
-        out = np.empty(len(rows), dtype=np.float32)
         doms = self.item_domain[items]
+        conflict = self.conflicting_domain(self.named_domains(rows), doms)
+        if conflict is not None:
+            raise self.domain_conflict(rows, conflict, doms)
+        out = np.empty(len(rows), dtype=np.float32)
         for d in np.unique(doms):  # one batched call per domain's model
             sel = np.flatnonzero(doms == d)
             u = torch.as_tensor(users[sel], device=self.device)

@@ -101,17 +101,7 @@ class CTRPredictor(Predictor):
         known item's, else a known user's only domain, else the run's only domain. An error names its
         row: an unknown domain name first, then the earlier of a conflict and an underivable domain."""
         n = len(rows)
-        named_at = np.asarray([k for k, row in enumerate(rows) if "domain" in row], dtype=np.int64)
-        named = np.full(n, -1, dtype=np.int64)
-        if named_at.size:
-            given = [rows[k]["domain"] for k in named_at]
-            codes = pd.Index(self.domains, dtype=object).get_indexer([str(v) for v in given])
-            for j in np.flatnonzero(codes < 0):  # a domain not in the run: domain_index raises (or maps None)
-                try:
-                    codes[j] = self.domain_index(given[j])
-                except CdrecError as e:
-                    raise type(e)(f"rows[{named_at[j]}]: {e}") from None
-            named[named_at] = codes
+        named = self.named_domains(rows)
         item_dom = np.full(n, -1, dtype=np.int64)
         if self.item_domain is not None:
             item_dom = np.where(items >= 0, self.item_domain[np.maximum(items, 0)], -1)
@@ -119,11 +109,10 @@ class CTRPredictor(Predictor):
         out = np.where(named >= 0, named, np.where(item_dom >= 0, item_dom, user_dom))
         if len(self.domains) == 1:
             out[out < 0] = 0
-        conflict = np.flatnonzero((named >= 0) & (item_dom >= 0) & (item_dom != named))
+        conflict = self.conflicting_domain(named, item_dom)
         missing = np.flatnonzero(out < 0)
-        if conflict.size and (not missing.size or conflict[0] < missing[0]):
-            k = int(conflict[0])
-            raise CdrecError(f"rows[{k}]: item {rows[k]['item']!r} belongs to domain {self.domains[item_dom[k]]!r}, not {rows[k]['domain']!r}")
+        if conflict is not None and (not missing.size or conflict < missing[0]):
+            raise self.domain_conflict(rows, conflict, item_dom)
         if missing.size:
             raise CdrecError(f"rows[{int(missing[0])}]: name the 'domain' (one of {self.domains}); it cannot be derived from a known item or from a known user with one domain")
         return out

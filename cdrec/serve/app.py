@@ -14,7 +14,7 @@ Endpoints (all but ``/health`` need the ``X-API-Key`` header when the app has a 
 
 Status codes: 401 missing or wrong API key, 404 unknown user/item/domain, 400 a question the model
 cannot answer or another bad value, 422 a malformed request (wrong type, ``k`` out of bounds, bad
-JSON). The body is always ``{"detail": "<one line>"}``. A 500 means a bug in cdrec.
+JSON, a query parameter or body field the endpoint does not take). The body is always ``{"detail": "<one line>"}``. A 500 means a bug in cdrec.
 """
 
 import hmac
@@ -57,7 +57,7 @@ class SequenceRequest(BaseModel):
     k: int = Field(10, ge=1, le=MAX_K, description="Items per domain; the history's items are left out.")
     domain: Optional[str] = Field(None, description="Only this domain (default: every domain).")
 
-    model_config = {"json_schema_extra": {"examples": [{"history": [101, 57, 3], "k": 5, "domain": None}]}}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"history": [101, 57, 3], "k": 5, "domain": None}]}}
 
 
 class SequenceResponse(BaseModel):
@@ -75,7 +75,7 @@ class ScoreRequest(BaseModel):
         ),
     )
 
-    model_config = {"json_schema_extra": {"examples": [{"rows": [{"user": 42, "item": 7}, {"user": "new", "item": 7, "domain": "D0", "gender": "F", "age": 25}]}]}}
+    model_config = {"extra": "forbid", "json_schema_extra": {"examples": [{"rows": [{"user": 42, "item": 7}, {"user": "new", "item": 7, "domain": "D0", "gender": "F", "age": 25}]}]}}
 
 
 class ScoreResponse(BaseModel):
@@ -92,6 +92,15 @@ def _one_line(exc: RequestValidationError) -> str:
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     more = len(exc.errors()) - 3
     return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def only_known_parameters(request: Request) -> None:
+    """A query parameter the endpoint does not take is a 422 (a typo such as ``fallbak`` would
+    otherwise be ignored and answer as if it were left out)."""
+    known = {p.alias for p in request.scope["route"].dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise RequestValidationError([{"loc": ("query", name), "msg": f"unknown parameter; expected one of {sorted(known)}", "type": "extra_forbidden"} for name in unknown])
 
 
 def create_app(predictor: Predictor, *, api_key: str | None = None, max_k: int = MAX_K) -> FastAPI:
@@ -139,7 +148,7 @@ def create_app(predictor: Predictor, *, api_key: str | None = None, max_k: int =
     async def health() -> dict[str, Any]:
         return {"status": "ok", **info}
 
-    @app.get("/recommend", response_model=RecommendResponse, dependencies=auth, summary="Top-K items for a known user in a domain")
+    @app.get("/recommend", response_model=RecommendResponse, dependencies=[*auth, Depends(only_known_parameters)], summary="Top-K items for a known user in a domain")
     async def recommend(
         user: str = Query(..., min_length=1, description="Raw user id."),
         domain: Optional[str] = Query(None, description="Domain name (optional when the run has one domain)."),

@@ -104,6 +104,8 @@ def test_recommend_answers_like_the_python_api(server, joint_predictor):
         ({"user": "0", "domain": "D0", "k": "ten"}, 422, "k"),
         ({"user": "0", "domain": "D0", "exclude_seen": "perhaps"}, 422, "exclude_seen"),
         ({"user": "0", "domain": "D0", "fallback": "random"}, 422, "fallback"),
+        ({"user": "0", "domain": "D0", "fallbak": "popularity"}, 422, "query.fallbak: unknown parameter"),
+        ({"user": "0", "domain": "D0", "include_seen": "false"}, 422, "query.include_seen: unknown parameter"),
     ],
 )
 def test_recommend_bad_requests_are_4xx_with_a_message(server, params, code, needle):
@@ -119,16 +121,24 @@ def test_score_endpoint(server, joint_predictor):
     r = server.post("/score", json={"rows": rows}, headers=AUTH)
     assert r.status_code == 200
     np.testing.assert_allclose([s["score"] for s in r.json()["scores"]], [s["score"] for s in joint_predictor.score_rows(rows)], rtol=1e-5)
-    for body, code in [
-        ({"rows": [{"user": users[0], "item": "missing"}]}, 404),
-        ({"rows": [{"user": users[0]}]}, 400),
-        ({"rows": []}, 422),
-        ({"rows": "all"}, 422),
-        ({}, 422),
+    item_domain = joint_predictor.domains[int(joint_predictor.item_domain[3])]
+    other = next(d for d in joint_predictor.domains if d != item_domain)
+    r = server.post("/score", json={"rows": [dict(rows[0], domain=item_domain)]}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["scores"][0] == pytest.approx(joint_predictor.score_rows(rows[:1])[0])
+    for body, code, needle in [
+        ({"rows": [{"user": users[0], "item": "missing"}]}, 404, "unknown item"),
+        ({"rows": [{"user": users[0]}]}, 400, "expected an object with 'user' and 'item'"),
+        ({"rows": [rows[0], dict(rows[1], color="red")]}, 400, "rows[1]: unknown feature 'color'"),
+        ({"rows": [dict(rows[0], domain="nosuch")]}, 404, "rows[0]: domain: unknown domain 'nosuch'"),
+        ({"rows": [dict(rows[0], domain=other)]}, 400, f"rows[0]: item {items[0]!r} belongs to domain {item_domain!r}"),
+        ({"rows": rows, "extra": 1}, 422, "extra: Extra inputs are not permitted"),
+        ({"rows": []}, 422, "rows"),
+        ({"rows": "all"}, 422, "rows"),
+        ({}, 422, "rows"),
     ]:
         r = server.post("/score", json=body, headers=AUTH)
         assert r.status_code == code, (body, r.text)
-        assert r.json()["detail"]
+        assert needle in r.json()["detail"], (body, r.text)
     r = server.post("/score", content=b'{"rows": [', headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 422 and "invalid JSON" in r.json()["detail"]
 
