@@ -14,6 +14,7 @@ from cdrec.cli.federated import federated_app
 from cdrec.cli.options import check_device
 from cdrec.cli.serve_cmds import register as register_serve_commands
 from cdrec.errors import CdrecError, RunFailed, require
+from cdrec.experiments import RECIPES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Multi-domain and cross-domain recommendation.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
@@ -80,7 +81,7 @@ def data_stats(
     from cdrec.results.tables import markdown_table
 
     rows = [[d, s["users"], s["items"], s["interactions"]] for d, s in stats["domains"].items()]
-    rows.append(["total", stats["users"], sum(s["items"] for s in stats["domains"].values()), sum(s["interactions"] for s in stats["domains"].values())])
+    rows.append(["all (distinct)", stats["users"], stats["items"], stats["interactions"]])  # users and items shared by domains count once
     typer.echo(markdown_table(["domain", "users", "items", "interactions"], rows))
 
 
@@ -137,7 +138,7 @@ def evaluate(
 
 @app.command()
 def reproduce(
-    paper: str = typer.Argument(..., help="Paper recipe name (see `cdrec reproduce --help`)."),
+    paper: str = typer.Argument(..., help=f"The paper's recipe: {', '.join(sorted(RECIPES))}."),
     out: Path = typer.Option(..., "--out", help="Folder for report.md and runs/."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the shared datasets (default ../shared/data)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run (few epochs, one seed) for smoke tests."),
@@ -145,8 +146,6 @@ def reproduce(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
     """Rerun a paper's main experiments on real data and write a report beside the paper's numbers."""
-    from cdrec.experiments import RECIPES
-
     if paper not in RECIPES:
         fail(f"unknown paper {paper!r}; expected one of {sorted(RECIPES)}")
     if seeds is not None and seeds < 1:

@@ -271,8 +271,8 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
     name = "quick" if quick else os.environ.get("CDREC_MTAL_SCHEDULE", DEFAULT_SCHEDULE)
     if name not in SCHEDULES:
         raise CdrecError(f"CDREC_MTAL_SCHEDULE={name!r}: expected one of {sorted(SCHEDULES)}")
-    sched = {"name": name, **SCHEDULES[name]}
-    n_seeds = seeds or sched["seeds"]
+    sched = {"name": name, **SCHEDULES[name], **({"seeds": seeds} if seeds else {})}  # the report states what ran
+    n_seeds = sched["seeds"]
     runner = Runner(out, str(root), device, sched)
     out.mkdir(parents=True, exist_ok=True)
     for seed in range(n_seeds):

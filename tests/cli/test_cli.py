@@ -152,3 +152,13 @@ def test_run_refuses_a_finished_run_folder_unless_overwrite(tmp_path):
     assert (out / "results.json").read_text() == before
     assert call_main("run", *TINY, "--set", "train.epochs=1", "--set", "seed=1", "--out", str(out), "--overwrite").code == 0
     assert json.loads((out / "results.json").read_text())["seed"] == 1
+
+
+def test_data_stats_last_row_counts_shared_users_and_items_once():
+    """User-owned domains share items: the last row repeats the header's distinct counts, not the sums."""
+    got = call_main("data", "stats", "synthetic", "--domains", "uniform-users:2", "--json")
+    assert got.code == 0, got.stderr
+    stats = json.loads(got.stdout)
+    assert sum(d["items"] for d in stats["domains"].values()) > stats["items"]  # items are shared
+    table = call_main("data", "stats", "synthetic", "--domains", "uniform-users:2").stdout.strip().splitlines()
+    assert [c.strip() for c in table[-1].split("|")[1:5]] == ["all (distinct)", str(stats["users"]), str(stats["items"]), str(stats["interactions"])]
