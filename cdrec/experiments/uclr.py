@@ -272,7 +272,7 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
     ax.set_xticks(range(len(per_seed)), list(per_seed), rotation=20)
     ax.set_ylabel("Spearman(τ_i, activity)")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set_title("temperature-activity correlation per seed")
+    ax.set_title("temperature-activity\ncorrelation per seed", fontsize=10)
     fig.tight_layout()
     save_figure(fig, out / "temperature_correlation.png", dpi=120)
     plt.close(fig)
@@ -334,9 +334,21 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
         missing = [m for m in MODELS if not by.get((ds, m))]
         if missing:
             lines += [f"No finished run in this reproduction for: {', '.join(missing)} (they are absent from every comparison below).", ""]
-        paper_rows = [[m, d, _paper(PAPER_TABLE2, ds, d, m)] for d in doms for m in [*BASELINES, "uclr"] if _paper(PAPER_TABLE2, ds, d, m)]
+        paper_rows, lower = [], []
+        for d in doms:
+            for m in [*BASELINES, "uclr"]:
+                paper = PAPER_TABLE2.get((ds, d), {}).get(m)
+                ours = [_metric(by.get((ds, m), []), d, metric) for metric in METRICS]
+                if paper is None or ours[0][2] == 0:
+                    continue
+                gap = 100 * ours[0][0] - paper[0]
+                paper_rows.append([m, d, " / ".join(f"{100 * o[0]:.2f}" for o in ours), _paper(PAPER_TABLE2, ds, d, m), f"{gap:+.2f}"])
+                if gap < 0:
+                    lower.append(f"{m} on {d} ({gap:+.2f})")
         if paper_rows:
-            lines += ["Paper (Table 2, MRR / HR / NDCG @10, %):", "", markdown_table(["model", "domain", "paper"], paper_rows)]
+            lines += ["Ours beside the paper (Table 2, MRR / HR / NDCG @10, %; Δ = our MRR@10 minus the paper's):", "",
+                      markdown_table(["model", "domain", "ours", "paper", "Δ MRR@10"], paper_rows),
+                      f"Ours are **lower** than the paper's for: {', '.join(lower)}." if lower else "Ours are at or above the paper's in every row.", ""]
         for d in doms:
             base = {m: _metric(by.get((ds, m), []), d, "MRR@10")[0] for m in [*BASELINES, "pge"] if by.get((ds, m))}
             if not base or not by.get((ds, "uclr")):
@@ -345,6 +357,8 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
             t, p = paired_ttest(by[(ds, "uclr")], by[(ds, best)], d, "MRR@10")
             u = _metric(by[(ds, "uclr")], d, "MRR@10")[0]
             ttest_rows.append([ds, d, best, f"{100 * base[best]:.2f}", f"{100 * u:.2f}", f"{100 * (u - base[best]):+.2f}", f"{t:.2f}", f"{p:.4f}"])
+            checks.append(f"- {ds} / {d}: UCLR MRR@10 {100 * u:.2f} vs the best baseline ({best}) {100 * base[best]:.2f} -> "
+                          f"{'beats' if u > base[best] else 'DOES NOT beat'} it")
         for ref in ("pge", "bprmf"):
             if by.get((ds, ref)) and by.get((ds, "uclr")):
                 a, b = _domain_mean(by[(ds, "uclr")], doms)[0], _domain_mean(by[(ds, ref)], doms)[0]

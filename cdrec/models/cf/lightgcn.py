@@ -10,6 +10,7 @@ training step (vectorized), cached between evaluation calls.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +98,9 @@ class LightGCN(RankingModel):
     def _csr(self) -> torch.Tensor:
         """The adjacency in CSR layout on the model's device (converted once per device)."""
         if self._adj_csr is None or self._adj_csr.device != self.adjacency.device:
-            self._adj_csr = self.adjacency.to_sparse_csr()
+            with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice is not the user's concern
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+                self._adj_csr = self.adjacency.to_sparse_csr()
         return self._adj_csr
 
     def train(self, mode: bool = True) -> "LightGCN":
