@@ -5,6 +5,7 @@ A paper recipe is data (which datasets, models, settings, seeds) and runs throug
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,15 @@ def _differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
+def resolved(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with ``model_params`` spelled out: every field of the model's parameters, defaults
+    included, so ``config.yaml`` and ``results.json`` record what the run used."""
+    from cdrec.models import registry
+
+    params = registry.build_params(cfg.model, cfg.model_params)
+    return dataclasses.replace(cfg, model_params=dataclasses.asdict(params))
+
+
 def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, prepared: Any = None) -> RunResult:
     """Train and evaluate one config, writing ``config.yaml``, ``results.json`` and ``results.md``
     into ``out_dir``. Nothing is written when the config or data are wrong.
@@ -45,6 +55,7 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
 
     out_dir = Path(out_dir)
     require(not out_dir.is_file(), f"--out {out_dir}: is a file, expected a directory")
+    cfg = resolved(cfg)
     dist_.init_from_env(resolve_device(cfg.train.device).type)
     task = task_for(cfg.model)
     if prepared is None:
@@ -53,7 +64,7 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
         require(out_dir.is_dir(), f"--resume: {out_dir} does not exist; nothing to resume")
         saved = out_dir / "config.yaml"
         if saved.exists():
-            changed = _differing_keys(_resume_view(load_config(saved).to_dict()), _resume_view(cfg.to_dict()))
+            changed = _differing_keys(_resume_view(resolved(load_config(saved)).to_dict()), _resume_view(cfg.to_dict()))
             require(
                 not changed,
                 f"--resume: the config differs from the one in {saved} ({', '.join(changed)}); resume with the same config or start a new --out",

@@ -10,11 +10,12 @@ DEFAULT_BUCKET_EDGES = (2, 5, 20)
 
 
 def bucket_labels(edges: Sequence[int] = DEFAULT_BUCKET_EDGES) -> list[str]:
-    """Names of the activity buckets: edges (2, 5, 20) give 0, 1-2, 3-5, 6-20, >20."""
+    """Names of the activity buckets: edges (2, 5, 20) give 0, 1-2, 3-5, 6-20, >20 (a one-value
+    bucket is named by its value: edges (1, 3) give 0, 1, 2-3, >3)."""
     labels = ["0"]
     low = 1
     for e in edges:
-        labels.append(f"{low}-{e}")
+        labels.append(f"{low}-{e}" if e > low else str(e))
         low = e + 1
     labels.append(f">{edges[-1]}")
     return labels
