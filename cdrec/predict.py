@@ -229,6 +229,7 @@ class Predictor:
         return int(bad[0]) if bad.size else None
 
     def domain_conflict(self, rows: Sequence[dict[str, Any]], k: int, item_domain: np.ndarray) -> CdrecError:
+        """The error for row ``k``, whose named domain is not its item's."""
         return CdrecError(f"rows[{k}]: item {rows[k]['item']!r} belongs to domain {self.domains[item_domain[k]]!r}, not {rows[k]['domain']!r}")
 
     def unsupported(self, what: str) -> UnsupportedError:
