@@ -130,7 +130,7 @@ def build_federation(
     else:
         user_dom = np.full(data.n_users, -1)
         user_dom[data.users] = data.domain
-        require(bool(np.all(user_dom[data.users] == data.domain)), f"{data.name}: item-aligned organizations need user-owned domains (use uniform-users:K)")
+        require(bool(np.all(user_dom[data.users] == data.domain)), f"setting.alignment=item: {data.name}'s organizations share users, but item-aligned organizations need user-owned domains (data.domains=uniform-users:K)")
     if feedback == "implicit":
         y_all = data.column("label").astype(np.float64) if "label" in data.frame.columns else (data.column("rating") >= 3.5).astype(np.float64)
     else:
@@ -146,6 +146,8 @@ def build_federation(
     if cold_start_ratio is not None:
         require(0.0 < cold_start_ratio < 1.0, f"setting.cold_start_ratio: expected a number in (0, 1), got {cold_start_ratio}")
         require(alignment == "user", "cold start is defined for user-aligned organizations")
+        require(not isinstance(cold_start_org, str) or cold_start_org in data.domains,
+                f"setting.cold_start_org: unknown organization {cold_start_org!r}; expected one of {data.domains}")
         cold = data.domain_index(cold_start_org) if isinstance(cold_start_org, str) else int(cold_start_org)
         users_c = np.unique(data.users[doms == cold])
         new = rng.permutation(users_c)[: int(round(len(users_c) * (1 - cold_start_ratio)))]
@@ -156,7 +158,7 @@ def build_federation(
         part_of = np.where(in_cold & ~is_new[data.users] & (part_of == 2), -1, part_of)  # evaluate the new users only
     user_side, item_side = side_features(data) if side_info else (None, None)
     if side_info:
-        require(user_side is not None or item_side is not None, f"{data.name}: side_info=true but the dataset has no user or item features")
+        require(user_side is not None or item_side is not None, f"setting.side_info=true: {data.name} has no user or item features")
     orgs = []
     for d, name in enumerate(data.domains):
         sel = np.flatnonzero(doms == d)

@@ -123,7 +123,7 @@ def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig,
     :func:`federation_metrics`)."""
     require(mode in MODES, f"setting.mode: expected one of {MODES} for a baseline, got {mode!r}")
     require(backbone in BACKBONES, f"baseline backbone: expected one of {BACKBONES}, got {backbone!r}")
-    require(mode != "mtcdr" or backbone in PAIR_MODELS, "MTCDR is defined for the CF backbones mf, mlp, ncf")
+    require(mode != "mtcdr" or backbone in PAIR_MODELS, f"setting.mode=mtcdr: MTCDR is defined for the CF backbones assisted-mf, assisted-mlp, assisted-ncf, got assisted-{backbone}")
     K = len(fed.orgs)
     scores = {"valid": [None] * K, "test": [None] * K}
     if mode == "alone":

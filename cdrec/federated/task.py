@@ -47,12 +47,17 @@ from cdrec.train.trainer import resolve_device, seed_everything
 SHORT = {"aae": "aae", "assisted-ae": "ae", "assisted-base": "base", "assisted-mf": "mf", "assisted-mlp": "mlp", "assisted-ncf": "ncf"}
 
 
+PARTITIONS = ("uniform", "genre", "domain")
+MTAL_ONLY = ("eta", "weights", "assist_fit", "privacy", "privacy_alpha", "rounds", "base", "align_ratio")
+"""Settings of the assistance rounds (and partial alignment, which the pooled or separate baselines do not model)."""
+
+
 @dataclass
 class MTALSetting:
     mode: str = "mtal"
     feedback: str = "explicit"
     alignment: str = "user"
-    partition: str = "uniform"
+    partition: str | None = None  # None: read off data.domains
     side_info: bool = False
     eta: float | str = 0.3
     weights: str = "uniform"
@@ -84,6 +89,16 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     require(s.privacy in MECHANISMS, f"setting.privacy: expected one of {MECHANISMS}, got {s.privacy!r}")
     require((isinstance(s.eta, float) and s.eta > 0) or s.eta == "optimize", f"setting.eta: expected a number > 0 or 'optimize', got {s.eta!r}")
     require(s.base in ("mean", "zero"), f"setting.base: expected mean or zero, got {s.base!r}")
+    if s.partition is None:
+        builder = (cfg.data.domains or "").partition(":")[0]
+        s.partition = "uniform" if builder.startswith("uniform") else "genre" if builder.startswith("genre") else "domain"
+    require(s.partition in PARTITIONS, f"setting.partition: expected one of {list(PARTITIONS)} (how data.domains made the organizations), got {s.partition!r}")
+    defaults = MTALSetting()
+    if s.mode != "mtal":  # settings of the assistance rounds that a baseline would silently ignore
+        unused = [k for k in MTAL_ONLY if getattr(s, k) != getattr(defaults, k)]
+        require(not unused, f"setting.{unused[0]}: only setting.mode=mtal uses it; the {s.mode} baseline would ignore it" if unused else "")
+    require(s.privacy == "dp" or s.privacy_alpha == defaults.privacy_alpha, f"setting.privacy_alpha: the Laplace scale of setting.privacy=dp; got privacy {s.privacy!r}")
+    require(s.cold_start_org is None or s.cold_start_ratio is not None, "setting.cold_start_org: names the cold organization of setting.cold_start_ratio, which is not set")
     if s.mode == "mtal":
         require(cfg.model == "aae", f"setting.mode=mtal needs model aae, got {cfg.model!r}")
     else:
@@ -163,6 +178,7 @@ class MTALTask(Task):
             messages = {}
         setting = {**dataclasses.asdict(s), **cfg.setting}
         setting["eta"] = s.eta
+        setting["cold_start_org"] = fed.meta.get("cold_start_org")  # the organization made cold (the first by default)
         return RunResult(
             model=SHORT[cfg.model], dataset=prepared.data.name, protocol="ratio-by-user-" + "-".join(f"{r:g}" for r in cfg.split.ratios),
             seed=cfg.seed, metrics=test, setting=setting, valid_metrics=valid, config=cfg.to_dict(),

@@ -90,3 +90,26 @@ def test_the_deployed_federation_refuses_a_zero_base_whose_residuals_are_the_rat
     assert mcfg.base == "mean"
     with pytest.raises(CdrecError, match=r"^setting\.base: .*2 x rating"):
         federation_from_config(cfg("aae", mode="mtal", rounds=1, base="zero"))
+
+
+@pytest.mark.parametrize(("model", "setting", "message"), [
+    ("assisted-mf", {"mode": "alone", "privacy": "dp"}, "setting.privacy: only setting.mode=mtal uses it; the alone baseline would ignore it"),
+    ("assisted-mf", {"mode": "joint", "eta": 0.9}, "setting.eta: only setting.mode=mtal uses it"),
+    ("assisted-ncf", {"mode": "mtcdr", "align_ratio": 0.5}, "setting.align_ratio: only setting.mode=mtal uses it"),
+    ("aae", {"mode": "mtal", "privacy_alpha": 1.0}, "setting.privacy_alpha: the Laplace scale of setting.privacy=dp; got privacy 'none'"),
+    ("aae", {"mode": "mtal", "cold_start_org": "D1"}, "setting.cold_start_org: names the cold organization of setting.cold_start_ratio"),
+    ("aae", {"mode": "mtal", "cold_start_ratio": 0.5, "cold_start_org": "Z"}, "setting.cold_start_org: unknown organization 'Z'"),
+    ("aae", {"mode": "mtal", "partition": "banana"}, "setting.partition: expected one of"),
+    ("assisted-ae", {"mode": "mtcdr"}, "setting.mode=mtcdr: MTCDR is defined for the CF backbones"),
+])
+def test_settings_a_run_would_ignore_or_misread_are_refused(tmp_path, model, setting, message):
+    with pytest.raises(CdrecError, match="^" + re.escape(message)):
+        run_config(cfg(model, **setting), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_setting_records_the_cold_organization_and_the_partition(tmp_path):
+    res = run_config(cfg("assisted-base", mode="alone", cold_start_ratio=0.5), tmp_path / "c")
+    assert res.setting["cold_start_org"] == "D0" and res.setting["partition"] == "domain"
+    res = run_config(cfg("assisted-base", "data.domains=uniform-items:2", mode="alone"), tmp_path / "u")
+    assert res.setting["partition"] == "uniform" and res.setting["cold_start_org"] is None
