@@ -29,6 +29,7 @@ from cdrec.data.interactions import Interactions
 from cdrec.data.splits import Split, ratio_split
 from cdrec.errors import require
 from cdrec.metrics import auc, log_loss
+from cdrec.metrics.ranking import mean_over_ranked
 from cdrec.models import registry
 from cdrec.models.ctr.layers import CTRModel, CTRSchema
 from cdrec.results.schema import RunResult, peak_rss_mb
@@ -100,13 +101,21 @@ def ctr_metrics(view: CTRView, rows: np.ndarray, probs: np.ndarray) -> dict[str,
         out[name] = vals
     overall: dict[str, float] = {}
     for task in view.tasks:
-        overall[f"AUC[{task}]"] = float(np.nanmean([v[f"AUC[{task}]"] for v in out.values()]))
+        overall[f"AUC[{task}]"] = mean_over_ranked(np.asarray([v[f"AUC[{task}]"] for v in out.values()], dtype=float))
         overall[f"LogLoss[{task}]"] = float(np.mean([v[f"LogLoss[{task}]"] for v in out.values()]))
-    overall["AUC"] = float(np.nanmean(heads_auc))
+    overall["AUC"] = mean_over_ranked(np.asarray(heads_auc, dtype=float))  # over the heads whose AUC is defined
     overall["LogLoss"] = float(np.mean(heads_ll))
     overall["n"] = int(len(rows))
     out["overall"] = overall
     return out
+
+
+def _any_head_has_both_classes(view: CTRView, rows: np.ndarray) -> bool:
+    """Whether some (domain, task) head has both a 0 and a 1 label among ``rows``."""
+    dom, labels = view.domain[rows], view.labels[rows]
+    positives = np.stack([np.bincount(dom, weights=labels[:, t], minlength=view.n_domains) for t in range(view.n_tasks)])
+    totals = np.bincount(dom, minlength=view.n_domains)[None, :]
+    return bool(((positives > 0) & (positives < totals)).any())
 
 
 class HeldoutStream:
@@ -143,6 +152,7 @@ class CTRTask(Task):
         require(params.mode in cls.modes, f"model_params.mode: {cfg.model} runs in {list(cls.modes)}, got {params.mode!r}")
         require(cfg.split.protocol == "ratio", f"split.protocol: the ctr task splits rows by ratio (8:1:1), got {cfg.split.protocol!r}")
         require_task_options(cfg, "ctr", scope="model_params.mode picks what one model covers (single, mtl, mdl, mdmt)")
+        require(not cfg.split.full_ranking, "split.full_ranking: the ctr task scores rows (AUC, LogLoss) and ranks no candidates; leave it false")
         require(cfg.train.metric in STOP_METRICS,
                 f"train.metric: the ctr task early-stops on the mean validation AUC or LogLoss over the (domain, task) heads; expected one of {list(STOP_METRICS)}, got {cfg.train.metric!r}")
         data = load_dataset(cfg.data, seed=cfg.seed)
@@ -150,6 +160,9 @@ class CTRTask(Task):
         view = build_ctr_view(data, tasks_of(data))
         split = ratio_split(data, cfg.split.ratios, order=cfg.split.order, seed=cfg.seed)
         require(len(split.valid_rows) > 0, f"{data.name}: the ctr task needs validation rows for early stopping (split.ratios)")
+        if cfg.train.metric == "AUC":
+            require(_any_head_has_both_classes(view, split.valid_rows),
+                    f"train.metric: AUC is undefined on {data.name}'s validation rows (no (domain, task) head has both labels); use train.metric=LogLoss")
         device = resolve_device(cfg.train.device)
         return CTRPrepared(data, view, split, params, device, scopes_for(params.mode, view))
 

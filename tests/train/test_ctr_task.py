@@ -124,3 +124,24 @@ def test_early_stopping_metric_is_auc_or_logloss_and_anything_else_is_refused(tm
         with pytest.raises(CdrecError, match=rf"^train\.metric: the ctr task early-stops .*got '{re.escape(bad)}'"):
             run_config(cfg("mmoe", f"train.metric={bad}"), tmp_path / bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ll"]
+
+
+def test_constant_labels_give_null_auc_without_warnings_and_an_undefined_stop_metric_is_refused(tmp_path):
+    import warnings
+
+    rng = np.random.default_rng(0)
+    n = 1500
+    rating = rng.integers(1, 6, n)
+    frame = pd.DataFrame({"user": rng.integers(0, 150, n), "item": rng.integers(0, 90, n), "timestamp": np.arange(n),
+                          "domain": np.where(rng.random(n) < 0.5, "A", "B"), "rating": rating,
+                          "click": (rating > 3).astype(int), "purchase": 0})
+    frame.drop_duplicates(["user", "item"]).to_csv(tmp_path / "d.csv", index=False)
+    own = ["model=mmoe", "data.name=table", f"data.path={tmp_path / 'd.csv'}", "train.epochs=2", "train.progress=false", "train.device=cpu"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no "Mean of empty slice" for the all-zero purchase heads
+        res = run_config(load_config(None, [*own, "data.columns.labels=click,purchase"]), tmp_path / "one")
+    assert np.isnan(res.metrics["overall"]["AUC[purchase]"]) and res.metrics["overall"]["AUC"] == pytest.approx(res.metrics["overall"]["AUC[click]"])
+    with pytest.raises(CdrecError, match=r"^train\.metric: AUC is undefined on .* use train\.metric=LogLoss"):
+        run_config(load_config(None, [*own, "data.columns.labels=purchase"]), tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+    assert run_config(load_config(None, [*own, "data.columns.labels=purchase", "train.metric=LogLoss"]), tmp_path / "ll").history

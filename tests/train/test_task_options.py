@@ -25,6 +25,8 @@ TINY = ["data.synthetic={n_users: 120, n_domains: 2, items_per_domain: 40}", "tr
         ("merit", "scope", "single", "scope: the sequential task does not take scope='single'; the model fixes it"),
         ("mmoe", "scope", "single", "scope: the ctr task does not take scope='single'; model_params.mode"),
         ("aae", "scope", "single", "scope: the mtal task does not take scope='single'"),
+        ("mmoe", "split.full_ranking", "true", "split.full_ranking: the ctr task scores rows"),
+        ("aae", "split.full_ranking", "true", "split.full_ranking: the mtal task ranks each user's held-out rated items"),
     ],
 )
 def test_ignored_options_are_refused(tmp_path, model, key, value, message):
