@@ -377,7 +377,8 @@ class RankingPredictor(TopKPredictor):
         for n, row in enumerate(rows):
             require(isinstance(row, dict) and "user" in row and "item" in row, f"rows[{n}]: expected an object with 'user' and 'item', got {row!r}")
             extra = sorted(set(row) - {"user", "item", "domain"})
-            require(not extra, f"rows[{n}]: unknown feature {extra[0]!r}; this run takes ['domain', 'item', 'user']" if extra else "")
+            if extra:
+                raise CdrecError(f"rows[{n}]: unknown feature {extra[0]!r}; this run takes ['domain', 'item', 'user']")
         users = self.users.lookup([r["user"] for r in rows])
         items = self.items.lookup([r["item"] for r in rows])
         for what, idx in (("user", users), ("item", items)):

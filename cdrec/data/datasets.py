@@ -58,7 +58,8 @@ def build_domains(inter: Interactions, spec: str | None, *, seed: int = 0, keep:
     if not keep:
         return built
     unknown = [k for k in keep if k not in built.domains]
-    require(not unknown, f"data.keep_domains: unknown domain {unknown[0]!r}; expected some of {built.domains}" if unknown else "")
+    if unknown:
+        raise CdrecError(f"data.keep_domains: unknown domain {unknown[0]!r}; expected some of {built.domains}")
     rows = np.flatnonzero(np.isin(built.domain, [built.domains.index(k) for k in keep]))
     return dom.reassign_domains(built.subset(rows), built.domain[rows], built.domains, items_by_domain=built.items_by_domain)
 

@@ -100,7 +100,8 @@ def by_item_attribute(
     chosen = exploded[position == pick[exploded.index.to_numpy(dtype=np.int64)]]
     values = list(pd.unique(exploded))
     unknown = [k for k in keep or () if k not in values]
-    require(not unknown, f"data.keep_domains: unknown domain {unknown[0]!r} (no item has that {attribute} value); expected some of {sorted(map(str, values))}" if unknown else "")
+    if unknown:
+        raise CdrecError(f"data.keep_domains: unknown domain {unknown[0]!r} (no item has that {attribute} value); expected some of {sorted(map(str, values))}")
     names = list(keep) if keep is not None else values
     item_code = np.full(inter.n_items, -1, dtype=np.int64)
     item_code[chosen.index.to_numpy(dtype=np.int64)] = (

@@ -358,11 +358,13 @@ def load_table(
     mapping.update({role: role for role in OPTIONAL_ROLES if role not in mapping and role in frame.columns})
     labels = [c for c in mapping.get("labels", "").split(",") if c]
     repeated = sorted({c for c in labels if labels.count(c) > 1})
-    require(not repeated, f"data.columns.labels: label column {repeated[0]!r} is listed twice" if repeated else "")
+    if repeated:
+        raise CdrecError(f"data.columns.labels: label column {repeated[0]!r} is listed twice")
     roles = {role: mapping[role] for role in ("user", "item", "domain", "timestamp") if role in mapping}
     for role, col in roles.items():
         other = [r for r, c in roles.items() if c == col and r != role] + (["labels"] if col in labels else [])
-        require(not other, f"data.columns: roles {role!r} and {other[0]!r} both map to column {col!r}; give each role its own column" if other else "")
+        if other:
+            raise CdrecError(f"data.columns: roles {role!r} and {other[0]!r} both map to column {col!r}; give each role its own column")
     used = [mapping["user"], mapping["item"], mapping.get("domain"), mapping.get("rating"), mapping.get("timestamp")]
     require_columns(frame, [*used, *labels], str(path))
     _reject_duplicates(frame, used, path)

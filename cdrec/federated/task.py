@@ -96,7 +96,8 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     defaults = MTALSetting()
     if s.mode != "mtal":  # settings of the assistance rounds that a baseline would silently ignore
         unused = [k for k in MTAL_ONLY if getattr(s, k) != getattr(defaults, k)]
-        require(not unused, f"setting.{unused[0]}: only setting.mode=mtal uses it; the {s.mode} baseline would ignore it" if unused else "")
+        if unused:
+            raise CdrecError(f"setting.{unused[0]}: only setting.mode=mtal uses it; the {s.mode} baseline would ignore it")
     require(s.privacy == "dp" or s.privacy_alpha == defaults.privacy_alpha, f"setting.privacy_alpha: the Laplace scale of setting.privacy=dp; got privacy {s.privacy!r}")
     require(s.cold_start_org is None or s.cold_start_ratio is not None, "setting.cold_start_org: names the cold organization of setting.cold_start_ratio, which is not set")
     if s.mode == "mtal":

@@ -253,10 +253,12 @@ class RankingTask(Task):
                 checkpoint=run_dir / f"checkpoint-{scope}.pt", desc=f"{cfg.model}:{scope}",
             )
             has_valid = len(split.valid_rows) > 0
-            validate = (lambda m=model, s=split: self.evaluate(m, s, "valid", cfg, prepared.device).metrics["overall"]) if has_valid else (lambda: {})
+            def validate_on(s: Split, m: RankingModel = model) -> dict[str, float]:
+                return self.evaluate(m, s, "valid", cfg, prepared.device).metrics["overall"]
+
+            validate = (lambda s=split: validate_on(s)) if has_valid else (lambda: {})
             if hasattr(model, "fit"):  # a staged model validates sub-splits (UCLR's per-domain finetune) the same way
-                fit = model.fit(trainer, sampler, validate, resume=resume,
-                                validate_split=lambda s, m=model: self.evaluate(m, s, "valid", cfg, prepared.device).metrics["overall"])
+                fit = model.fit(trainer, sampler, validate, resume=resume, validate_split=validate_on)
             else:
                 fit = trainer.fit(sampler.epoch, validate, n_batches=len(sampler), resume=resume)
             train_s += fit.train_s
