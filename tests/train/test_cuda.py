@@ -40,7 +40,7 @@ def tiny_sets(name: str, device: str) -> list[str]:
     """Overrides for a run of model ``name`` of a few seconds on the synthetic data."""
     family = registry.get(name).family
     sets = [f"model={name}", *COMMON, *FAMILY_SETS[family], f"train.device={device}"]
-    if name == "uclr" or name.startswith("pge"):
+    if name.startswith(("uclr", "pge")):
         sets += UCLR_SETS
     if family == "assisted":
         sets += [f"setting.mode={ASSISTED_MODES.get(name, 'alone')}", "setting.rounds=2"]

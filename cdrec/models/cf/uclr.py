@@ -4,10 +4,14 @@
 Reading order follows the paper:
 
 1. **Pretrained global embedding** (PGE, section 3.3, Eq. 2): BPR-MF over the union of all
-   domains' items; user table ``E``, item table ``I``, ``r_ij = E_i^T I_j``.
+   domains' items; user table ``E``, item table ``I``, ``r_ij = E_i^T I_j``. With
+   ``backbone="lightgcn"`` the pretraining is a joint :class:`~cdrec.models.cf.lightgcn.LightGCN`
+   over every domain's training graph instead (the same module, loss and optimizer as the
+   ``lightgcn`` model, so ``pge-lightgcn`` is a plain joint LightGCN run), and ``E``, ``I`` become
+   its propagated (layer-mean) user and item embeddings, the ones it scores with.
 2. **Contrastive dual-stream collaborative autoencoder** (section 3.4, :class:`ContrastiveAE`):
-   the reconstruction stream encodes ``E``, the generation stream encodes ``E'`` (``E`` with a
-   share ``mask_ratio`` of the batch's users replaced by zero vectors); both streams share the
+   the reconstruction stream encodes ``E``, the generation stream encodes "randomly masked user
+   embeddings" ``E'`` (the contrastive view, ``mask_mode`` below); both streams share the
    weights (MLP ``m -> 128 -> 32`` and back); the user-aware contrastive loss (Eq. 3) has one
    learnable temperature per user, clipped to ``[1e-5, 1]``; the reconstruction loss (Eq. 4)
    asks both decoded streams for the original ``E_i``; the combined loss is Eq. 5 with
@@ -20,12 +24,16 @@ Reading order follows the paper:
 
 Choices the paper leaves open (each has an option):
 
-* **Which embedding scores items at test time** (``score_with``): ``"decoded"`` (default) scores
-  the reconstruction-stream output ``E_hat_i = dec(enc(W_i))`` against the item embeddings — the
-  autoencoder's "better and more equal" embedding is what the paper says it produces, and it is
-  the only reading under which the ablation rows PGE+AE ... PGE+UCL-AE differ from PGE;
-  ``"embedding"`` scores the (LoRA-adapted) table row ``W_i`` itself, with the autoencoder acting
-  only as a regulariser through Eq. 7.
+* **Which embedding scores items** (``score_with``; the same vector is the user side of Eq. 6
+  while finetuning, and what ``cdrec evaluate``, ``recommend`` and ``serve`` score with):
+  ``"decoded"`` (default) scores the reconstruction-stream output ``E_hat_i = dec(enc(W_i))``
+  against the item embeddings — the autoencoder's "better and more equal" embedding is what the
+  paper says it produces, and it is the only reading under which the ablation rows PGE+AE ...
+  PGE+UCL-AE differ from PGE; ``"finetuned"`` scores the LoRA-finetuned row ``W_i = (W0 + B A)_i``
+  of section 3.5 itself (Eq. 6 as written), the autoencoder acting only as a regulariser through
+  Eq. 7; ``"original"`` scores the pretrained ``E_i = W0_i`` (finetuning then moves only the items
+  and the autoencoder). Without LoRA (the ladder rungs below ``uclr``) ``W = E``, so
+  ``finetuned`` and ``original`` coincide there.
 * **Whether item embeddings are finetuned** (``finetune_items``): ``True`` (default) finetunes
   the domain's rows of ``I`` in Eq. 6 (Eq. 6 regularises ``I_j, j in V_d``, so they are
   parameters of the domain's loss); domains own disjoint item ranges, so one table holds every
@@ -35,8 +43,16 @@ Choices the paper leaves open (each has an option):
   lower clip. ``rho`` adds the KL-constraint term of Qiu et al. (2023), the paper's reference
   [43] for automatic temperature individualisation (see
   :func:`~cdrec.models.cf.blocks.user_aware_contrastive_loss`); ``rho=None`` is Eq. 3 verbatim.
-* **Masking** (``mask_mode``): ``"row"`` (default) zeroes whole user embeddings as section 3.4
-  describes; ``"element"`` zeroes single coordinates instead.
+* **Contrastive view** (``mask_mode``; how ``E'``, the "randomly masked user embeddings" of
+  section 3.4, is drawn): ``"row"`` (default) replaces a share ``mask_ratio`` of the batch's users
+  by zero vectors, as section 3.4 describes — the unmasked users' two streams are then identical
+  and every masked user has the same positive ``enc(0)``; ``"element"`` zeroes each coordinate of
+  each user's embedding with probability ``mask_ratio`` (a 0-1 mask as appendix B.2 puts it), so
+  every user's view differs; ``"element+dropout"`` adds dropout of rate ``encoder_dropout``
+  (default 0.1) to the encoder's hidden layers, so both streams are perturbed independently while
+  training (the encoder is deterministic at evaluation). Masks and dropout draw from torch's
+  generator, which the Trainer seeds per epoch: a fresh mask per user and per step, the same
+  masks on a seeded rerun.
 
 Training runs in stages from :meth:`UCLR.fit` (the ranking task calls it): PGE with the caller's
 trainer settings and early stopping on validation MRR@10 (cached in ``pge_cache`` when given, so
@@ -52,10 +68,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -67,6 +84,7 @@ from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import MLP, LoRAEmbedding, bpr_loss, clip_temperatures, user_aware_contrastive_loss
+from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
 from cdrec.models.registry import register
 from cdrec.results.schema import atomic_path
 
@@ -85,10 +103,14 @@ class UCLRParams(ModelParams):
     autoencoder: str = "dual"
     temperature: str = "user"
     lora: bool = True
-    # contrastive dual-stream collaborative autoencoder (section 3.4)
+    # pretraining backbone (section 3.3): bprmf (Eq. 2) | lightgcn; layers: LightGCN's K (default 3)
+    backbone: str = "bprmf"
+    layers: int | None = bounded(None, 0)
+    # contrastive dual-stream collaborative autoencoder (section 3.4); view: row | element | element+dropout
     hidden: list[int] = bounded(lo=1, default_factory=lambda: [128, 32])
     mask_ratio: float = bounded(0.3, 0, 1, hi_open=True)
     mask_mode: str = "row"
+    encoder_dropout: float | None = bounded(None, 0, 1, hi_open=True)
     alpha: float = bounded(1e-3, 0)
     tau_init: float = bounded(0.1, 0, lo_open=True)
     tau_min: float = bounded(1e-5, 0, lo_open=True)
@@ -104,18 +126,56 @@ class UCLRParams(ModelParams):
     lora_init_std: float = bounded(0.01, 0)
     ft_epochs: int = bounded(10, 0)
     finetune_items: bool = True
+    # the user embedding that scores items: decoded | original | finetuned
     score_with: str = "decoded"
     # reuse of one PGE pretraining across the ladder (path of a cache file, or None)
     pge_cache: str | None = None
 
+    fixed_backbone: ClassVar[str | None] = None
+    """The backbone a registered variant always uses (``uclr-lightgcn``, ``pge-lightgcn``), or ``None``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self)
+
+
+BACKBONES = ("bprmf", "lightgcn")
+MASK_MODES = ("row", "element", "element+dropout")
+SCORE_WITH = ("decoded", "original", "finetuned")
+DEFAULT_ENCODER_DROPOUT = 0.1
+
 
 def _check(p: UCLRParams) -> None:
+    require(p.fixed_backbone in (None, p.backbone),
+            f"model_params.backbone: this variant always uses {p.fixed_backbone}, got {p.backbone!r} (the plain rungs take any backbone)")
     require(p.autoencoder in ("none", "single", "dual"), f"model_params.autoencoder: expected none, single or dual, got {p.autoencoder!r}")
     require(p.temperature in ("global", "user"), f"model_params.temperature: expected global or user, got {p.temperature!r}")
-    require(p.mask_mode in ("row", "element"), f"model_params.mask_mode: expected row or element, got {p.mask_mode!r}")
-    require(p.score_with in ("decoded", "embedding"), f"model_params.score_with: expected decoded or embedding, got {p.score_with!r}")
+    require(p.backbone in BACKBONES, f"model_params.backbone: expected bprmf or lightgcn, got {p.backbone!r}")
+    require(p.layers is None or p.backbone == "lightgcn", f"model_params.layers: only used with backbone=lightgcn, got backbone={p.backbone}")
+    require(p.mask_mode in MASK_MODES, f"model_params.mask_mode: expected row, element or element+dropout, got {p.mask_mode!r}")
+    require(p.encoder_dropout is None or p.mask_mode == "element+dropout",
+            f"model_params.encoder_dropout: only used with mask_mode=element+dropout, got mask_mode={p.mask_mode}")
+    require(p.mask_mode != "element+dropout" or len(p.hidden) >= 2,
+            f"model_params.hidden: mask_mode=element+dropout drops hidden encoder units, so it needs at least two layer sizes, got {p.hidden}")
+    require(p.score_with in SCORE_WITH, f"model_params.score_with: expected decoded, original or finetuned, got {p.score_with!r}")
+    require(not (p.lora and p.score_with == "original" and p.autoencoder == "none" and not p.finetune_items),
+            "model_params.score_with: original scores the pretrained E, so with autoencoder=none and finetune_items=false the LoRA finetune has nothing to train")
     require(0 < p.tau_min <= p.tau_init <= p.tau_max, f"model_params: expected 0 < tau_min <= tau_init <= tau_max, got {p.tau_min}, {p.tau_init}, {p.tau_max}")
     require(len(p.hidden) >= 1, f"model_params.hidden: expected at least one layer size, got {p.hidden}")
+
+
+def encoder_dropout(p: UCLRParams) -> float:
+    """Dropout rate of the encoder's hidden layers: ``encoder_dropout`` (default 0.1) under
+    ``mask_mode=element+dropout``, none otherwise."""
+    if p.mask_mode != "element+dropout":
+        return 0.0
+    return DEFAULT_ENCODER_DROPOUT if p.encoder_dropout is None else p.encoder_dropout
+
+
+def graph_params(p: UCLRParams) -> LightGCNParams:
+    """The LightGCN settings of the ``lightgcn`` backbone (UCLR's ``dim``, ``reg``, ``init_std``)."""
+    layers = LightGCNParams.layers if p.layers is None else p.layers
+    return LightGCNParams(dim=p.dim, layers=layers, reg=p.reg, init_std=p.init_std)
 
 
 # ------------------------------------------------------------------------------ section 3.4
@@ -125,7 +185,7 @@ class ContrastiveAE(nn.Module):
     def __init__(self, dim: int, n_users: int, p: UCLRParams) -> None:
         super().__init__()
         self.p = p
-        self.encoder = MLP([dim, *p.hidden])
+        self.encoder = MLP([dim, *p.hidden], dropout=encoder_dropout(p))
         self.decoder = MLP([p.hidden[-1], *reversed(p.hidden[:-1]), dim])
         shape = (n_users,) if p.temperature == "user" else ()
         self.tau = nn.Parameter(torch.full(shape, float(p.tau_init)))
@@ -135,7 +195,8 @@ class ContrastiveAE(nn.Module):
         return self.decoder(self.encoder(x))
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
-        """``E'``: a share ``mask_ratio`` of the users (rows) replaced by zero vectors."""
+        """``E'``: a share ``mask_ratio`` of the users (rows) replaced by zero vectors (``row``), or
+        of each user's coordinates (``element``, ``element+dropout``); a fresh draw per call."""
         shape = (x.shape[0], 1) if self.p.mask_mode == "row" else x.shape
         keep = torch.rand(shape, device=x.device) >= self.p.mask_ratio
         return x * keep
@@ -181,12 +242,16 @@ class DomainHead(nn.Module):
 
 
 class UCLR(RankingModel):
-    """PGE -> contrastive dual-stream autoencoder -> per-domain LoRA (the ``uclr`` rung)."""
+    """PGE -> contrastive dual-stream autoencoder -> per-domain LoRA (the ``uclr`` rung).
 
-    def __init__(self, n_users: int, n_items: int, item_offsets: np.ndarray, params: UCLRParams) -> None:
+    ``graph`` is the LightGCN of the ``lightgcn`` backbone (built by :meth:`from_split` before
+    anything else, so it starts from the same draws as a plain ``lightgcn`` run), else ``None``."""
+
+    def __init__(self, n_users: int, n_items: int, item_offsets: np.ndarray, params: UCLRParams, graph: LightGCN | None = None) -> None:
         super().__init__()
-        _check(params)
+        require((graph is not None) == (params.backbone == "lightgcn"), "UCLR: backbone=lightgcn needs its graph (build the model with UCLR.from_split)")
         self.params = params
+        self.graph = graph
         self.n_users, self.n_items = n_users, n_items
         self.user_emb = nn.Embedding(n_users, params.dim)  # E (Eq. 2)
         self.item_emb = nn.Embedding(n_items, params.dim)  # I (Eq. 2)
@@ -203,7 +268,8 @@ class UCLR(RankingModel):
     def from_split(cls, split: Split, params: UCLRParams) -> "UCLR":
         data = split.data
         require(data.item_offsets is not None, f"{data.name}: UCLR needs items owned by domains")
-        model = cls(data.n_users, data.n_items, data.item_offsets, params)
+        graph = LightGCN.from_split(split, graph_params(params)) if params.backbone == "lightgcn" else None
+        model = cls(data.n_users, data.n_items, data.item_offsets, params, graph)
         model._split = split
         return model
 
@@ -217,16 +283,24 @@ class UCLR(RankingModel):
     def _decode(self, ae: ContrastiveAE | None, x: torch.Tensor) -> torch.Tensor:
         return ae(x) if ae is not None and self.params.score_with == "decoded" else x
 
+    def head_vectors(self, domain: int, users: torch.Tensor) -> torch.Tensor:
+        """Domain ``domain``'s finetuned user representation chosen by ``score_with``: ``W0_i``
+        (original), ``W_i = (W0 + B A)_i`` (finetuned) or ``dec(enc(W_i))`` (decoded)."""
+        head = self.heads[domain]
+        w = head.lora.weight0[users] if self.params.score_with == "original" else head.lora(users)
+        return self._decode(head.ae, w)
+
     def user_vectors(self, users: torch.Tensor, domain: int) -> torch.Tensor:
         """The user representation that scores domain ``domain``'s items in the current stage."""
         if self.stage == "pge":
             return self.user_emb(users)
         if self.stage == "ae":
             return self._decode(self.ae, self.user_emb(users))
-        head = self.heads[domain]
-        return self._decode(head.ae, head.lora(users))
+        return self.head_vectors(domain, users)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        if self.stage == "pge" and self.graph is not None:
+            return self.graph.score(users, items)
         doms = torch.searchsorted(self.item_offsets, items[:, 0].contiguous(), right=True) - 1
         out = torch.empty(items.shape, device=items.device)
         for d in torch.unique(doms).tolist():  # one pass per domain, not per user
@@ -236,6 +310,8 @@ class UCLR(RankingModel):
         return out
 
     def score_all(self, users: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        if self.stage == "pge" and self.graph is not None:
+            return self.graph.score_all(users, start, stop)
         d = int(torch.searchsorted(self.item_offsets, torch.tensor([start], device=self.item_offsets.device), right=True)[0]) - 1
         return self.user_vectors(users, d) @ self.item_emb.weight[start:stop].T
 
@@ -312,19 +388,31 @@ class UCLR(RankingModel):
         if cache is not None and cache.exists():
             state = torch.load(cache, map_location=device, weights_only=False)
             if state.get("key") == key:
+                if self.graph is not None:
+                    self.graph.load_state_dict(state["graph"])
                 self.user_emb.weight.data.copy_(state["user"])
                 self.item_emb.weight.data.copy_(state["item"])
                 return dataclasses.replace(state["fit"], train_s=0.0)
         ckpt = run_dir / "checkpoint-pge.pt" if run_dir is not None else None
-        fit = make(_PGEStage(self), cfg, seed=seed, device=device, checkpoint=ckpt, desc="uclr:pge").fit(
+        stage = self.graph if self.graph is not None else _PGEStage(self)
+        fit = make(stage, cfg, seed=seed, device=device, checkpoint=ckpt, desc="uclr:pge").fit(
             sampler.epoch, validate, n_batches=len(sampler), resume=resume
         )
         if ckpt is not None:
             ckpt.unlink(missing_ok=True)
+        if self.graph is not None:  # E and I of the later stages: LightGCN's propagated embeddings
+            self.graph.eval()
+            with torch.no_grad():
+                users, items = self.graph.propagate()
+            self.user_emb.weight.data.copy_(users)
+            self.item_emb.weight.data.copy_(items)
         if cache is not None:
             from cdrec.train.trainer import atomic_torch_save
 
-            atomic_torch_save({"key": key, "user": self.user_emb.weight.detach().cpu(), "item": self.item_emb.weight.detach().cpu(), "fit": fit}, cache)
+            state = {"key": key, "user": self.user_emb.weight.detach().cpu(), "item": self.item_emb.weight.detach().cpu(), "fit": fit}
+            if self.graph is not None:
+                state["graph"] = {k: v.detach().cpu() for k, v in self.graph.state_dict().items()}
+            atomic_torch_save(state, cache)
         return fit
 
     def _cache_key(self, cfg: TrainConfig, seed: int) -> str:
@@ -334,6 +422,7 @@ class UCLR(RankingModel):
         return json.dumps([
             split.data.name, self.n_users, self.n_items, int(len(rows)), int(rows.sum()), int((rows * rows % 1_000_003).sum()),
             seed, p.dim, p.reg, p.init_std, cfg.epochs, cfg.lr, cfg.batch_size, cfg.patience, cfg.metric, cfg.max_batches,
+            *([p.backbone, graph_params(p).layers] if self.graph is not None else []),
         ])
 
     def _finetune(
@@ -418,14 +507,15 @@ class _AEStage(nn.Module):
 
 
 class _FinetuneStage(nn.Module):
-    """Domain ``d``'s finetune loss (Eq. 7): BPR on the domain (Eq. 6) + combined loss (Eq. 5)."""
+    """Domain ``d``'s finetune loss (Eq. 7): BPR on the domain (Eq. 6, with the ``score_with``
+    user representation) + combined loss (Eq. 5) on ``W``."""
 
     def __init__(self, model: UCLR, d: int) -> None:
         super().__init__()
         self.head = model.heads[d]
         self.item_emb = model.item_emb
         self.p = model.params
-        self.decode = model._decode
+        self.user_vectors = functools.partial(model.head_vectors, d)
 
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         groups: list[dict[str, Any]] = [{"params": [self.head.lora.lora_A, self.head.lora.lora_B], "lr": cfg.lr}]
@@ -439,8 +529,7 @@ class _FinetuneStage(nn.Module):
         opt = optimizers[0]
         opt.zero_grad(set_to_none=True)
         users = batch["user"]
-        w = self.head.lora(users)
-        u = self.decode(self.head.ae, w)
+        u = self.user_vectors(users)  # the representation that scores (score_with)
         item_emb = self.item_emb if self.p.finetune_items else (lambda idx: self.item_emb(idx).detach())
         loss = bpr_loss(u, item_emb(batch["pos"]), item_emb(batch["neg"]), self.p.reg)  # Eq. 6
         if self.head.ae is not None:
@@ -513,3 +602,29 @@ class PGEUCLAE(UCLR):
 
 LADDER = ["pge", "pge+ae", "pge+cl-ae", "pge+ucl-ae", "uclr"]
 """The rungs of Tables 4-5 in order."""
+
+
+@dataclass
+class PGELightGCNParams(PGEParams):
+    backbone: str = "lightgcn"
+    fixed_backbone: ClassVar[str | None] = "lightgcn"
+
+
+@register("pge-lightgcn", family="cf", params=PGELightGCNParams)
+class PGELightGCN(UCLR):
+    """PGE with the LightGCN backbone: a joint LightGCN over all domains (the first stage of ``uclr-lightgcn``)."""
+
+
+@dataclass
+class UCLRLightGCNParams(UCLRParams):
+    backbone: str = "lightgcn"
+    fixed_backbone: ClassVar[str | None] = "lightgcn"
+
+
+@register("uclr-lightgcn", family="cf", params=UCLRLightGCNParams)
+class UCLRLightGCN(UCLR):
+    """UCLR with a joint LightGCN as the pretrained global embedding, then the same UCL-AE and LoRA stages."""
+
+
+LIGHTGCN_BACKBONE = ["pge-lightgcn", "uclr-lightgcn"]
+"""PGE and UCLR on the LightGCN backbone (Table 2 beside ``lightgcn``)."""

@@ -49,7 +49,7 @@ def test_uclr_options_frozen_items_and_embedding_scoring(tmp_path):
     cache = tmp_path / "pge.pt"
     extra = ["train.epochs=3", "model_params.dim=16", "model_params.ae_epochs=1", "model_params.ae_passes=2",
              "model_params.ft_epochs=2", f"model_params.pge_cache={cache}", *COMMON]
-    frozen = run_config(load_config(None, ["model=uclr", "model_params.finetune_items=false", "model_params.score_with=embedding", *extra]), tmp_path / "frozen")
+    frozen = run_config(load_config(None, ["model=uclr", "model_params.finetune_items=false", "model_params.score_with=finetuned", *extra]), tmp_path / "frozen")
     pretrained = torch.load(cache, weights_only=False)
     state = torch.load(tmp_path / "frozen" / "model.pt", weights_only=False)["joint"]
     torch.testing.assert_close(state["item_emb.weight"], pretrained["item"])  # items never finetuned
