@@ -1,4 +1,5 @@
-"""LightGCN (He et al., SIGIR 2020), a single-domain baseline of UCLR's Table 2.
+"""LightGCN (He et al., SIGIR 2020), a single-domain baseline of UCLR's Table 2 and, joint over
+all domains, the pretraining of ``pge-lightgcn`` / ``uclr-lightgcn`` (:mod:`cdrec.models.cf.uclr`).
 
 Light graph convolution on the user-item bipartite graph of the training interactions:
 ``E^(k+1) = D^-1/2 A D^-1/2 E^(k)`` (LightGCN Eq. 7, no feature transform, no non-linearity),

@@ -157,7 +157,8 @@ def _check(p: UCLRParams) -> None:
             f"model_params.encoder_dropout: only used with mask_mode=element+dropout, got mask_mode={p.mask_mode}")
     require(p.mask_mode != "element+dropout" or len(p.hidden) >= 2,
             f"model_params.hidden: mask_mode=element+dropout drops hidden encoder units, so it needs at least two layer sizes, got {p.hidden}")
-    require(p.score_with in SCORE_WITH, f"model_params.score_with: expected decoded, original or finetuned, got {p.score_with!r}")
+    renamed = "; 'embedding' is now called 'finetuned'" if p.score_with == "embedding" else ""
+    require(p.score_with in SCORE_WITH, f"model_params.score_with: expected decoded, original or finetuned, got {p.score_with!r}{renamed}")
     require(not (p.lora and p.score_with == "original" and p.autoencoder == "none" and not p.finetune_items),
             "model_params.score_with: original scores the pretrained E, so with autoencoder=none and finetune_items=false the LoRA finetune has nothing to train")
     require(0 < p.tau_min <= p.tau_init <= p.tau_max, f"model_params: expected 0 < tau_min <= tau_init <= tau_max, got {p.tau_min}, {p.tau_init}, {p.tau_max}")
@@ -605,9 +606,16 @@ LADDER = ["pge", "pge+ae", "pge+cl-ae", "pge+ucl-ae", "uclr"]
 
 
 @dataclass
-class PGELightGCNParams(PGEParams):
+class _OnLightGCN:
+    """Mixin of the variants whose pretraining is always LightGCN (listed first among the bases)."""
+
     backbone: str = "lightgcn"
     fixed_backbone: ClassVar[str | None] = "lightgcn"
+
+
+@dataclass
+class PGELightGCNParams(_OnLightGCN, PGEParams):
+    pass
 
 
 @register("pge-lightgcn", family="cf", params=PGELightGCNParams)
@@ -616,9 +624,8 @@ class PGELightGCN(UCLR):
 
 
 @dataclass
-class UCLRLightGCNParams(UCLRParams):
-    backbone: str = "lightgcn"
-    fixed_backbone: ClassVar[str | None] = "lightgcn"
+class UCLRLightGCNParams(_OnLightGCN, UCLRParams):
+    pass
 
 
 @register("uclr-lightgcn", family="cf", params=UCLRLightGCNParams)
