@@ -108,6 +108,9 @@ class DataConfig:
     columns: dict[str, str] = field(default_factory=dict)
     sep: str = ","
     """The delimiter of a ``table`` CSV file (``"\\t"`` for tab-separated files)."""
+    duplicates: str = "error"
+    """A (user, item, domain) pair in several rows: ``error`` | ``first`` | ``last`` | ``mean``
+    (:func:`cdrec.data.filters.collapse_repeats`)."""
     domains: str | None = None
     keep_domains: list[str] | None = None
     min_rating: float | None = None
@@ -347,8 +350,10 @@ def validate(cfg: RunConfig) -> None:
     require(cfg.train.patience >= 0, f"train.patience: expected >= 0, got {cfg.train.patience}")
     require(cfg.train.device in ("auto", "cpu", "cuda"), f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
     require(cfg.train.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer: expected adam, adamw or sgd, got {cfg.train.optimizer!r}")
+    from cdrec.data.filters import DUPLICATE_POLICIES
     from cdrec.data.splits import SPLIT_ORDERS
 
+    require(cfg.data.duplicates in DUPLICATE_POLICIES, f"data.duplicates: expected one of {', '.join(DUPLICATE_POLICIES)}, got {cfg.data.duplicates!r}")
     require(cfg.split.order in SPLIT_ORDERS, f"split.order: expected one of {', '.join(SPLIT_ORDERS)}, got {cfg.split.order!r}")
     ratios = list(cfg.split.ratios)
     require(

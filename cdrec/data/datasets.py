@@ -39,8 +39,8 @@ LOADERS: dict[str, Callable[[DataConfig, int], Interactions]] = {
     "mdmt-ml-1m": lambda c, s: loaders.load_mdmt_sample("ml-1m", c.data_dir),
     "mdmt-douban": lambda c, s: loaders.load_mdmt_sample("douban", c.data_dir),
     "mdmt-kuairand": lambda c, s: loaders.load_mdmt_sample("kuairand", c.data_dir),
-    "recbole": _needs_path("recbole", lambda c: loaders.load_recbole(c.path, domain_field=c.columns.get("domain"))),
-    "table": _needs_path("table", lambda c: loaders.load_table(c.path, columns=c.columns, sep=c.sep)),
+    "recbole": _needs_path("recbole", lambda c: loaders.load_recbole(c.path, domain_field=c.columns.get("domain"), duplicates=c.duplicates)),
+    "table": _needs_path("table", lambda c: loaders.load_table(c.path, columns=c.columns, sep=c.sep, duplicates=c.duplicates)),
 }
 ALIASES = {"amazon-afk": "afk", "amazon-abe": "abe", "ml100k": "ml-100k", "ml1m": "ml-1m"}
 
@@ -88,11 +88,14 @@ def _build_domains(inter: Interactions, spec: str | None, *, seed: int) -> Inter
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0) -> Interactions:
-    """Load ``cfg.name`` and apply threshold, domains, k-core and overlap filters in that order."""
+    """Load ``cfg.name``, resolve repeated (user, item, domain) pairs by ``cfg.duplicates``, then apply
+    threshold, domains, k-core and overlap filters in that order. The ``table`` and ``recbole`` loaders
+    resolve repeats themselves (an error names the file line); the built-in sets have none, so the
+    check below leaves them as they are."""
     name = ALIASES.get(cfg.name, cfg.name)
     if name not in LOADERS:
         raise CdrecError(f"data.name: unknown dataset {cfg.name!r}; expected one of {sorted(LOADERS)}")
-    inter = LOADERS[name](cfg, seed)
+    inter = filters.collapse_repeats(LOADERS[name](cfg, seed), cfg.duplicates)
     if cfg.min_rating is not None:
         inter = filters.rating_threshold(inter, cfg.min_rating)
     inter = build_domains(inter, cfg.domains, seed=seed, keep=cfg.keep_domains)

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from cdrec.data.filters import collapse_repeats
 from cdrec.data.interactions import Interactions, require_columns
 from cdrec.errors import CdrecError, require
 
@@ -267,26 +268,25 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[-1][:160]}" if text else type(exc).__name__
 
 
-def _reject_duplicates(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> None:
-    """User files must not repeat a row exactly (same user, item, domain, rating and timestamp):
-    a copy would sit in both train and test. Repeat interactions with distinct timestamps are fine."""
-    cols = [c for c in columns if c is not None and c in frame.columns]
-    dup = frame.duplicated(subset=cols, keep="first").to_numpy()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        group = frame.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
-        first = int(np.flatnonzero(group == group[row])[0])
-        raise CdrecError(
-            f"{path}: {int(dup.sum())} duplicate rows (row {row + 1} repeats row {first + 1} in columns {cols}); "
-            "remove them or give repeat interactions distinct timestamps"
-        )
+def _file_lines(path: Path, sep: str, user_column: int) -> Callable[[Sequence[int]], list[str]]:
+    """Data row -> ``line N`` of a delimited file with a header (line 1), for messages. pandas skips
+    blank lines, so the file is read again keeping them: every data row has a user id (in column
+    position ``user_column``), a blank line has none. (A quoted field spanning lines counts as one.)"""
+
+    def locate(rows: Sequence[int]) -> list[str]:
+        users = pd.read_csv(path, sep=sep, usecols=[user_column], dtype=str, compression="infer", skip_blank_lines=False).iloc[:, 0]
+        lines = np.flatnonzero(users.notna().to_numpy() & (users.str.strip() != "").to_numpy()) + 2
+        return [f"line {lines[r]}" for r in rows]
+
+    return locate
 
 
 # ---------------------------------------------------------------------------- user files
-def load_recbole(path: str | os.PathLike, *, domain_field: str | None = None) -> Interactions:
+def load_recbole(path: str | os.PathLike, *, domain_field: str | None = None, duplicates: str = "error") -> Interactions:
     """RecBole atomic files: ``NAME.inter`` (+ optional ``NAME.user`` / ``NAME.item``) with typed headers
     such as ``user_id:token item_id:token rating:float timestamp:float``. ``path`` is the ``.inter`` file
-    or the folder holding it."""
+    or the folder holding it. ``duplicates`` resolves repeated (user, item, domain) pairs
+    (:func:`~cdrec.data.filters.collapse_repeats`)."""
     path = Path(path)
     if path.is_dir():
         found = sorted(path.glob("*.inter"))
@@ -295,18 +295,18 @@ def load_recbole(path: str | os.PathLike, *, domain_field: str | None = None) ->
     inter_frame = _read_atomic(path)
     for col in ("user_id", "item_id"):
         require(col in inter_frame.columns, f"{path}: missing field '{col}:token' in the header; found {list(inter_frame.columns)}")
-    _reject_duplicates(inter_frame, ["user_id", "item_id", domain_field, "rating", "timestamp"], path)
     user_feats = item_feats = None
     if path.with_suffix(".user").exists():
         user_feats = _read_atomic(path.with_suffix(".user")).drop_duplicates("user_id").set_index("user_id")
     if path.with_suffix(".item").exists():
         item_feats = _read_atomic(path.with_suffix(".item")).drop_duplicates("item_id").set_index("item_id")
-    return Interactions.from_frame(
+    inter = Interactions.from_frame(
         inter_frame, user_col="user_id", item_col="item_id", domain_col=domain_field,
         rating_col="rating" if "rating" in inter_frame.columns else None,
         timestamp_col="timestamp" if "timestamp" in inter_frame.columns else None,
         user_features=user_feats, item_features=item_feats, name=path.stem, source=str(path),
     )
+    return collapse_repeats(inter, duplicates, source=str(path), locate=_file_lines(path, "\t", inter_frame.columns.get_loc("user_id")))
 
 
 def _read_atomic(path: Path) -> pd.DataFrame:
@@ -335,13 +335,16 @@ def load_table(
     columns: dict[str, str] | None = None,
     sep: str = ",",
     name: str | None = None,
+    duplicates: str = "error",
 ) -> Interactions:
     """A CSV (any compression) or Parquet file with a column mapping.
 
     ``columns`` maps cdrec roles to the file's column names: ``user``, ``item`` (required),
     ``domain``, ``rating``, ``timestamp`` and ``labels`` (comma-separated list). A role left out of the
     mapping uses the column of its own name when the file has one (``user``, ``item``, ``domain``,
-    ``rating``, ``timestamp``), so a file with those headers needs no mapping.
+    ``rating``, ``timestamp``), so a file with those headers needs no mapping. ``duplicates`` resolves
+    repeated (user, item, domain) pairs (:func:`~cdrec.data.filters.collapse_repeats`); its error names
+    the file line of a CSV (the header is line 1) and the row of a Parquet file.
     """
     path = Path(path)
     _need_file(path)
@@ -367,9 +370,11 @@ def load_table(
             raise CdrecError(f"data.columns: roles {role!r} and {other[0]!r} both map to column {col!r}; give each role its own column")
     used = [mapping["user"], mapping["item"], mapping.get("domain"), mapping.get("rating"), mapping.get("timestamp")]
     require_columns(frame, [*used, *labels], str(path))
-    _reject_duplicates(frame, used, path)
-    return Interactions.from_frame(
+    inter = Interactions.from_frame(
         frame, user_col=mapping["user"], item_col=mapping["item"], domain_col=mapping.get("domain"),
         rating_col=mapping.get("rating"), timestamp_col=mapping.get("timestamp"), label_cols=labels,
         name=name or path.stem, source=str(path),
     )
+    if path.suffix == ".parquet":
+        return collapse_repeats(inter, duplicates, source=str(path))
+    return collapse_repeats(inter, duplicates, source=str(path), locate=_file_lines(path, sep, frame.columns.get_loc(mapping["user"])))

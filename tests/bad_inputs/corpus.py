@@ -9,9 +9,9 @@ Decisions the corpus pins down (documented in README "Input rules"):
 
 * ids are opaque: numbers or any non-empty text, Unicode and inner spaces allowed; a text id with
   leading/trailing whitespace, or a blank one, is an error (usually a ``", "`` delimiter);
-* rows repeated exactly (same user, item, domain, rating and timestamp) in a user file are an error,
-  not silently dropped: a copy would sit in both train and test; repeat interactions need distinct
-  timestamps;
+* a (user, item, domain) pair in several rows of a user file (an exact copy or not) is an error
+  naming the file line and ``data.duplicates`` (``first``, ``last`` or ``mean`` keep one row per
+  pair): a repeated pair would sit in both train and test;
 * extra header columns that no role maps to are ignored; a row with more or fewer fields than the
   header is an error;
 * timestamps must be finite and >= 0; ratings finite numbers.
@@ -114,10 +114,14 @@ def _disjoint_users() -> str:
 
 
 def _user_with_every_item() -> str:
-    """u0 touched all 12 items of domain A in training (two repeats later go to valid/test)."""
+    """u0 touched all 12 items of domain A, in the first rows (training rows of a ``row``-ordered split)."""
     rows = [r for r in base_rows() if not (r[0] == "u0" and r[2] == "A")]
-    rows += [["u0", f"a{i}", "A", 3, 10 + i] for i in range(12)] + [["u0", "a0", "A", 4, 50], ["u0", "a1", "A", 4, 51]]
-    return csv_text(rows)
+    return csv_text([["u0", f"a{i}", "A", 3, 10 + i] for i in range(12)] + rows)
+
+
+def _repeated_pair() -> str:
+    rows = base_rows()
+    return csv_text(rows[:3] + [rows[1][:3] + [5, 9_999]] + rows[3:])
 
 
 def _truncated_gzip() -> bytes:
@@ -162,7 +166,9 @@ CASES: list[Case] = [
     run_case("non_numeric_timestamp", "timestamps", with_value(7, "timestamp", "yesterday")),
     run_case("inf_timestamp", "infinite timestamps", with_value(7, "timestamp", "inf")),
     run_case("nan_timestamp", "timestamps", with_value(7, "timestamp", "NaN")),
-    run_case("duplicate_rows", "duplicate rows", _dup_rows()),
+    run_case("duplicate_rows", "line 66 repeats line 7 exactly", _dup_rows()),
+    run_case("repeated_pair_other_rating", "line 5 repeats the pair of line 3 with other values", _repeated_pair()),
+    run_case("unknown_duplicates_policy", "data.duplicates: expected one of error, first, last, mean, got 'drop'", **{"data.duplicates": "drop"}),
     run_case("missing_user_id", "missing user ids", with_value(4, "user", "")),
     run_case("missing_domain_value", "missing domains", with_value(4, "domain", "")),
     run_case("id_with_leading_space", "whitespace", with_value(2, "item", " a3")),
@@ -185,7 +191,8 @@ CASES: list[Case] = [
     run_case("unknown_domain_builder", "unknown domain builder", **{"data.domains": "by-moon-phase"}),
     run_case("age_bins_without_ages", "no user attribute 'age'", **{"data.domains": "age-bins"}),
     run_case("one_interaction_per_user", "leave-one-out gives no test rows", csv_text([r for r in base_rows() if r[4] % 100 < 2])),
-    run_case("user_touched_every_item", "12 of the 12 items of domain 'A'", _user_with_every_item(), **{"split.full_ranking": True}),
+    run_case("user_touched_every_item", "12 of the 12 items of domain 'A'", _user_with_every_item(),
+             **{"split.full_ranking": True, "split.protocol": "ratio", "split.order": "row"}),
     run_case("too_many_negatives", "too few items", **{"split.n_negatives": 50}),
     run_case("kcore_removes_everything", "survives the 50-core", **{"data.kcore": 50}),
     run_case("k_core_negative", "data.kcore", **{"data.kcore": -2}),
@@ -243,7 +250,7 @@ CASES: list[Case] = [
     Case("recbole_untyped_header", {"x.inter": _recbole("user_id\titem_id", ["1\t2", "2\t3"])}, ["data", "stats", "{d}/x.inter"], "name:token"),
     Case("recbole_missing_item_field", {"x.inter": _recbole("user_id:token\trating:float", ["1\t2", "2\t3"])}, ["data", "stats", "{d}/x.inter"], "item_id:token"),
     Case("recbole_non_numeric_float", {"x.inter": _recbole("user_id:token\titem_id:token\trating:float", ["1\t2\t4", "2\t3\tgood"])}, ["data", "stats", "{d}/x.inter"], "non-numeric"),
-    Case("recbole_duplicate_rows", {"x.inter": _recbole("user_id:token\titem_id:token", ["1\t2", "2\t3", "1\t2"])}, ["data", "stats", "{d}/x.inter"], "duplicate rows"),
+    Case("recbole_duplicate_rows", {"x.inter": _recbole("user_id:token\titem_id:token", ["1\t2", "2\t3", "1\t2"])}, ["data", "stats", "{d}/x.inter"], "line 4 repeats line 2 exactly"),
     Case("recbole_folder_without_inter", {"folder/readme.txt": "x\n"}, ["data", "stats", "{d}/folder"], "exactly one .inter"),
     Case("stats_missing_file", {}, ["data", "stats", "{d}/missing.csv"], "missing.csv: file not found"),
     Case("recbole_zero_byte", {"x.inter": ""}, ["data", "stats", "{d}/x.inter"], "empty (0 bytes)"),

@@ -162,3 +162,20 @@ def test_data_stats_last_row_counts_shared_users_and_items_once():
     assert sum(d["items"] for d in stats["domains"].values()) > stats["items"]  # items are shared
     table = call_main("data", "stats", "synthetic", "--domains", "uniform-users:2").stdout.strip().splitlines()
     assert [c.strip() for c in table[-1].split("|")[1:5]] == ["all (distinct)", str(stats["users"]), str(stats["items"]), str(stats["interactions"])]
+
+
+def test_a_repeated_pair_is_refused_naming_the_option_and_the_file_line(tmp_path):
+    """``data.duplicates: error`` (the default) names the repeat's line (the header is line 1);
+    ``first`` / ``last`` / ``mean`` load one row per pair."""
+    data = tmp_path / "own.csv"
+    data.write_text("user,item,rating,timestamp\nu1,a,4,1\nu1,b,3,2\nu2,a,5,3\nu1,a,2,4\n")
+    got = call_main("run", "--set", "data.name=table", "--set", f"data.path={data}", "--out", str(tmp_path / "o"))
+    assert got.code == 2 and got.exception is None and got.stderr.count("\n") == 1, got
+    assert got.stderr.startswith(f"error: {data}: line 5 repeats the pair of line 2 with other values (user 'u1', item 'a')")
+    assert "set data.duplicates to first, last or mean" in got.stderr
+    assert not (tmp_path / "o").exists()
+    for policy in ("first", "last", "mean"):
+        (tmp_path / "c.yaml").write_text(f"data:\n  name: table\n  path: {data}\n  duplicates: {policy}\n")
+        stats = call_main("data", "stats", str(tmp_path / "c.yaml"), "--json")
+        assert stats.code == 0, stats.stderr
+        assert json.loads(stats.stdout)["interactions"] == 3
