@@ -106,8 +106,9 @@ class DataConfig:
     data_dir: str | None = None
     path: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
-    sep: str = ","
-    """The delimiter of a ``table`` CSV file (``"\\t"`` for tab-separated files)."""
+    sep: str | None = None
+    """The delimiter of a ``table`` text file; unset: tab for ``.tsv`` / ``.tab``, else sniffed from the
+    first lines (:func:`cdrec.data.loaders.table_separator`)."""
     duplicates: str = "error"
     """A (user, item, domain) pair in several rows: ``error`` | ``first`` | ``last`` | ``mean``
     (:func:`cdrec.data.filters.collapse_repeats`)."""

@@ -12,6 +12,7 @@ import typer
 
 from cdrec.cli.federated import federated_app
 from cdrec.cli.options import check_device
+from cdrec.cli.out_dir import check_out_dir, interrupted_message
 from cdrec.cli.serve_cmds import register as register_serve_commands
 from cdrec.errors import CdrecError, RunFailed, require
 from cdrec.experiments import RECIPES
@@ -56,23 +57,27 @@ def data_stats(
     dataset: str = typer.Argument(..., help="Dataset name (ml-100k, ml-1m, afk, abe, douban, mdmt-ml-1m, synthetic, ...), a path to a file, or a run config (.yaml) whose data section to load (own files with a column mapping)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the shared datasets (default ../shared/data)."),
     domains: Optional[str] = typer.Option(None, "--domains", help="Domain builder: genre | genre-random | uniform-items:K | uniform-users:K | age-bins | age-edges:A,B"),
+    sep: Optional[str] = typer.Option(None, "--sep", help="Delimiter of a table file (data.sep; '\\t' is tab). Default: tab for .tsv, else sniffed from the first lines."),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a data key as for `cdrec run`: --set data.columns.user=customer (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Users, items and interactions overall and per domain."""
-    from cdrec.config import DataConfig
+    from cdrec.config import load_config
     from cdrec.data.datasets import LOADERS, load_dataset
 
-    cfg = DataConfig(name=dataset, data_dir=str(data_dir) if data_dir else None, domains=domains)
+    other = [s for s in set_ or [] if not s.startswith("data.")]
+    require(not other, f"--set {other[0] if other else ''}: data stats reads only data.* keys")
     path = Path(dataset)
-    if path.suffix in (".yaml", ".yml"):
-        from cdrec.config import load_config
-
-        cfg = load_config(path).data
-        cfg.data_dir = str(data_dir) if data_dir else cfg.data_dir
-        cfg.domains = domains or cfg.domains
-    elif dataset not in LOADERS and (path.exists() or path.suffix or len(path.parts) > 1):
-        # a path (existing or not: the loader then names the missing file)
-        cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or path.is_dir() else "table"), dataset
+    as_config = path.suffix in (".yaml", ".yml")
+    cfg = load_config(path if as_config else None, list(set_ or [])).data
+    if not as_config:
+        cfg.name, cfg.path = dataset, None
+        if dataset not in LOADERS and (path.exists() or path.suffix or len(path.parts) > 1):
+            # a path (existing or not: the loader then names the missing file)
+            cfg.name, cfg.path = ("recbole" if dataset.endswith(".inter") or path.is_dir() else "table"), dataset
+    cfg.data_dir = str(data_dir) if data_dir else cfg.data_dir
+    cfg.domains = domains or cfg.domains
+    cfg.sep = sep if sep is not None else cfg.sep
     stats = load_dataset(cfg).stats()
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
@@ -91,10 +96,15 @@ def run(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set train.lr=0.01 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<model>-<dataset>-seed<seed>; <dataset> is the file's name for table / recbole data)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out (without it, such a folder is refused)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint (after a kill or Ctrl-C)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or unfinished run already in --out (without it, or --resume, such a folder is refused)."),
 ) -> None:
-    """Train and evaluate one model; writes config.yaml, results.json and results.md."""
+    """Train and evaluate one model; writes config.yaml, results.json and results.md.
+
+    Progress goes to stderr: bars on a terminal, one plain line per epoch in a log or pipe; --set train.progress=false turns it off.
+
+    Ctrl-C prints the epochs saved and the command that resumes (--resume).
+    """
     from cdrec.config import load_config
     from cdrec.experiments.pipeline import run_config
     from cdrec.results.tables import result_markdown
@@ -105,12 +115,7 @@ def run(
     cfg = load_config(config, _overrides(device, set_))
     dataset = Path(cfg.data.path).stem if cfg.data.path and cfg.data.name in ("table", "recbole") else cfg.data.name
     out = out or Path("runs") / f"{cfg.model}-{dataset}-seed{cfg.seed}"
-    finished = (out / "results.json").exists()
-    require(
-        overwrite or not finished,
-        f"--resume: {out} holds a finished run, so there is nothing to resume; pass --overwrite to train it again" if resume
-        else f"--out {out}: holds a finished run; pass --overwrite to replace it, or choose another --out",
-    )
+    check_out_dir(out, resume=resume, overwrite=overwrite, epochs=cfg.train.epochs)
     ok = False
     try:
         result = run_config(cfg, out, resume=resume)  # joins the process group under torchrun
@@ -118,6 +123,10 @@ def run(
             typer.echo(result_markdown(result))
             typer.echo(f"wrote {out / 'results.json'}")
         ok = True
+    except KeyboardInterrupt:  # Ctrl-C: say what is saved and how to continue
+        if dist_.is_main():
+            typer.echo(interrupted_message(out, cfg.train.epochs, sys.argv[1:]), err=True)
+        raise typer.Exit(code=130) from None
     finally:
         dist_.teardown(wait=ok)
 

@@ -8,10 +8,15 @@ Every mistake in a file (missing, empty, wrong columns, non-numeric values) rais
 
 from __future__ import annotations
 
+import bz2
+import csv
 import gzip
+import io
+import itertools
 import json
 import lzma
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -240,13 +245,15 @@ def load_mdmt_sample(which: str, root: str | os.PathLike | None = None) -> Inter
     raise CdrecError(f"unknown mdmt sample {which!r}; expected ml-1m, douban or kuairand")
 
 
-def _read_csv(path: Path, sep: str = ",", id_columns: Sequence[str] = ()) -> pd.DataFrame:
-    """The file as a frame; ``id_columns`` are kept as written (:func:`_ids_as_written`)."""
+def _read_csv(path: Path, sep: str = ",", id_columns: Sequence[str] = (), sep_origin: str | None = None) -> pd.DataFrame:
+    """The file as a frame; ``id_columns`` are kept as written (:func:`_ids_as_written`). ``sep_origin``
+    (a user's table: where ``sep`` came from, see :func:`table_separator`) puts ``data.sep`` in the error."""
     _need_file(path)
     try:
         frame = pd.read_csv(path, sep=sep, compression="infer", dtype={c: str for c in id_columns})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError, OSError, EOFError, lzma.LZMAError, gzip.BadGzipFile) as exc:
-        raise CdrecError(f"{path}: cannot parse as CSV ({_one_line(exc)})") from None
+        how = "CSV" if sep_origin is None else f"fields separated by {sep!r} ({sep_origin}; data.sep sets the delimiter)"
+        raise CdrecError(f"{path}: cannot parse as {how} ({_one_line(exc)})") from None
     for col in id_columns:
         if col in frame.columns:
             frame[col] = _ids_as_written(frame[col])
@@ -327,17 +334,54 @@ def _read_atomic(path: Path) -> pd.DataFrame:
 
 
 OPTIONAL_ROLES = ("domain", "rating", "timestamp")  # picked up by name when a table's mapping leaves them out
+SNIFFED_DELIMITERS = ",\t;|"
+TAB_SUFFIXES = (".tsv", ".tab")
+_TEXT_OPENERS: dict[str, Callable] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def _first_lines(path: Path, n: int = 20) -> str:
+    """The first ``n`` lines of a text file, decompressed (``.gz``, ``.bz2``, ``.xz``, ``.zip``); empty
+    when they cannot be read (reading the whole file then reports why)."""
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as archive, archive.open(archive.namelist()[0]) as raw:
+                return "".join(itertools.islice(io.TextIOWrapper(raw, encoding="utf-8", errors="replace"), n))
+        opener = _TEXT_OPENERS.get(path.suffix.lower(), open)
+        with opener(path, "rt", encoding="utf-8", errors="replace") as text:
+            return "".join(itertools.islice(text, n))
+    except (OSError, EOFError, IndexError, lzma.LZMAError, zipfile.BadZipFile):
+        return ""
+
+
+def table_separator(path: Path, sep: str | None) -> tuple[str, str]:
+    """The delimiter of a ``table`` text file and where it came from (for messages): ``data.sep`` when
+    given (``\\t`` written as two characters means tab); tab for a ``.tsv`` / ``.tab`` file (also
+    compressed, ``.tsv.gz``); else sniffed by :class:`csv.Sniffer` among comma, tab, semicolon and
+    ``|`` on the first 20 lines; comma when the sniffer cannot tell."""
+    if sep is not None:
+        require(sep != "", "data.sep: empty delimiter (in --set, quote a YAML special character: --set 'data.sep=\"|\"')")
+        return ("\t" if sep == "\\t" else sep), "data.sep"
+    suffixes = [x.lower() for x in path.suffixes]
+    if suffixes and (suffixes[-1] in _TEXT_OPENERS or suffixes[-1] == ".zip"):
+        suffixes.pop()
+    if suffixes and suffixes[-1] in TAB_SUFFIXES:
+        return "\t", f"the {suffixes[-1]} suffix"
+    try:
+        return csv.Sniffer().sniff(_first_lines(path), delimiters=SNIFFED_DELIMITERS).delimiter, "sniffed from the first lines"
+    except csv.Error:
+        return ",", "the default"
 
 
 def load_table(
     path: str | os.PathLike,
     *,
     columns: dict[str, str] | None = None,
-    sep: str = ",",
+    sep: str | None = None,
     name: str | None = None,
     duplicates: str = "error",
 ) -> Interactions:
-    """A CSV (any compression) or Parquet file with a column mapping.
+    """A CSV / TSV (any compression) or Parquet file with a column mapping; ``sep`` None picks the
+    delimiter by :func:`table_separator`.
 
     ``columns`` maps cdrec roles to the file's column names: ``user``, ``item`` (required),
     ``domain``, ``rating``, ``timestamp`` and ``labels`` (comma-separated list). A role left out of the
@@ -357,7 +401,12 @@ def load_table(
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise CdrecError(f"{path}: cannot read as Parquet ({type(exc).__name__})") from None
     else:
-        frame = _read_csv(path, sep=sep, id_columns=(mapping["user"], mapping["item"]))
+        sep, origin = table_separator(path, sep)
+        frame = _read_csv(path, sep=sep, id_columns=(mapping["user"], mapping["item"]), sep_origin=origin)
+        needed = [c for c in (mapping["user"], mapping["item"]) if c not in frame.columns]
+        if len(frame.columns) == 1 and needed:
+            raise CdrecError(f"{path}: read as one column {str(frame.columns[0])[:60]!r} with delimiter {sep!r} ({origin}), so "
+                             f"column {needed[0]!r} is missing; set data.sep to the file's delimiter")
     mapping.update({role: role for role in OPTIONAL_ROLES if role not in mapping and role in frame.columns})
     labels = [c for c in mapping.get("labels", "").split(",") if c]
     repeated = sorted({c for c in labels if labels.count(c) > 1})

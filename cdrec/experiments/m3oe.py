@@ -158,21 +158,24 @@ def run_entries(out: Path, dataset: str, entries: list[Entry], seeds: int, sched
     once; nothing new starts after ``deadline`` (``time.time()``). Returns label -> results."""
     import time
 
-    from tqdm.auto import tqdm
-
     from cdrec.experiments.pipeline import run_config
+    from cdrec.train.progress import StepProgress
 
     results: dict[str, list[RunResult]] = {}
     jobs = [(e, s) for s in range(seeds) for e in entries]
-    for entry, seed in tqdm(jobs, desc=f"m3oe/{dataset}"):
+    jobs_done = StepProgress(len(jobs), f"m3oe/{dataset}")
+    for entry, seed in jobs:
         path = run_dir(out, dataset, entry, seed)
         if (path / "results.json").exists():
             res = RunResult.read(path / "results.json")
         elif deadline is not None and time.time() > deadline:
+            jobs_done.step(f"{entry.label} seed{seed} skipped (time)")
             continue
         else:
             res = run_config(entry_config(entry, dataset, seed, schedule, data_dir, device), path)
         results.setdefault(entry.label, []).append(res)
+        jobs_done.step(f"{entry.label} seed{seed}")
+    jobs_done.close()
     return results
 
 

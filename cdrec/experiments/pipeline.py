@@ -12,6 +12,7 @@ from typing import Any
 
 from cdrec.config import RunConfig, dump_config, load_config
 from cdrec.errors import CdrecError, require
+from cdrec.models import registry
 from cdrec.results.schema import RunResult, atomic_write_text, write_result
 from cdrec.train import distributed as dist_
 from cdrec.train.tasks import task_for
@@ -39,8 +40,6 @@ def _differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
 def resolved(cfg: RunConfig) -> RunConfig:
     """``cfg`` with ``model_params`` spelled out: every field of the model's parameters, defaults
     included, so ``config.yaml`` and ``results.json`` record what the run used."""
-    from cdrec.models import registry
-
     params = registry.build_params(cfg.model, cfg.model_params)
     return dataclasses.replace(cfg, model_params=dataclasses.asdict(params))
 
@@ -60,6 +59,7 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
     task = task_for(cfg.model)
     if prepared is None:
         prepared = task.prepare(cfg)
+    registry.get(cfg.model).require_domains(prepared.data.n_domains, scope=cfg.scope, dataset=prepared.data.name)
     if resume:
         require(out_dir.is_dir(), f"--resume: {out_dir} does not exist; nothing to resume")
         saved = out_dir / "config.yaml"
@@ -69,8 +69,8 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
                 not changed,
                 f"--resume: the config differs from the one in {saved} ({', '.join(changed)}); resume with the same config or start a new --out",
             )
-    elif out_dir.exists() and dist_.is_main():
-        for stale in ("results.json", "results.md", "model.pt"):
+    elif out_dir.exists() and dist_.is_main():  # a fresh start: nothing of a replaced run may be resumed or read back
+        for stale in ("results.json", "results.md", "model.pt", *(p.name for p in out_dir.glob("checkpoint-*.pt"))):
             (out_dir / stale).unlink(missing_ok=True)
     created = not out_dir.exists()
     if dist_.is_main():

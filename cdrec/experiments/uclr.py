@@ -125,19 +125,18 @@ def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_
 
 def run_all(out: Path, datasets: list[str], seeds: list[int], schedule: dict[str, Any], data_dir: Path | None, device: str) -> list[RunResult]:
     """Run (or read back) every model x dataset x seed; returns the results."""
-    from tqdm.auto import tqdm
+    from cdrec.train.progress import StepProgress
 
     results: list[RunResult] = []
     jobs = [(phase, ds, s) for phase in PHASES for ds in datasets for s in seeds]
-    bar = tqdm(total=len(jobs) and sum(len(p) for p in PHASES) * len(datasets) * len(seeds), desc="uclr reproduce")
+    jobs_done = StepProgress(len(jobs) and sum(len(p) for p in PHASES) * len(datasets) * len(seeds), "uclr reproduce")
     for phase, ds, seed in jobs:
         prepared = None
         for model in phase:
             run_dir = out / "runs" / ds / model / f"seed{seed}"
-            bar.set_postfix_str(f"{ds} {model} seed{seed}")
             if (run_dir / "results.json").exists():
                 results.append(RunResult.read(run_dir / "results.json"))
-                bar.update()
+                jobs_done.step(f"{ds} {model} seed{seed} (read back)")
                 continue
             cfg = _config(model, ds, seed, schedule, data_dir, device, out / "cache")
             task = task_for(model)
@@ -149,8 +148,8 @@ def run_all(out: Path, datasets: list[str], seeds: list[int], schedule: dict[str
                 scopes=[(n, prepared.split.restrict(d)) for d, n in enumerate(prepared.data.domains)] if cfg.scope == "single" else [("joint", prepared.split)],
             )
             results.append(run_config(cfg, run_dir, prepared=mine))
-            bar.update()
-    bar.close()
+            jobs_done.step(f"{ds} {model} seed{seed}")
+    jobs_done.close()
     return results
 
 

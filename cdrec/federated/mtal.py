@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from cdrec.federated.alignment import Federation
 from cdrec.federated.organization import MTALConfig, Organization
 from cdrec.federated.transport import InProcessTransport, Transport
+from cdrec.train.progress import StepProgress
 
 if TYPE_CHECKING:
     from cdrec.federated.flower.server_app import FlowerCohort
@@ -100,7 +100,7 @@ def drive(cohort: LocalCohort | FlowerCohort, transport: Transport, rounds: int,
     every step, all organizations run it on their delivered messages, and what they send crosses
     ``transport``. ``cohort.names`` may shrink between steps (an organization dropped out)."""
     inbox: dict[str, list] = {}
-    bar = tqdm(total=rounds, desc="MTAL rounds", disable=not progress)
+    rounds_done = StepProgress(rounds, "MTAL round", enabled=progress)
     for step in schedule(rounds):
         outgoing = cohort.step(step, inbox)
         for name in cohort.names:
@@ -109,10 +109,10 @@ def drive(cohort: LocalCohort | FlowerCohort, transport: Transport, rounds: int,
         del outgoing
         inbox = {name: transport.receive(name) for name in cohort.names}
         if step.consume == "update":
-            bar.update(1)
+            rounds_done.step()
             if on_round is not None:
                 on_round(step.t_consume)
-    bar.close()
+    rounds_done.close()
 
 
 def run_mtal(

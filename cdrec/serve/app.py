@@ -1,6 +1,6 @@
 """FastAPI app answering from one predictor held in memory.
 
-Endpoints (all but ``/health`` need the ``X-API-Key`` header when the app has a key):
+Endpoints (all but ``/health``, ``/openapi.json`` and ``/docs`` need the ``X-API-Key`` header when the app has a key):
 
 * ``GET /health`` — liveness and what the model is (model, task, domains, supported questions);
 * ``GET /recommend?user=&domain=&k=&exclude_seen=&fallback=`` — top-K for a known user
@@ -10,7 +10,9 @@ Endpoints (all but ``/health`` need the ``X-API-Key`` header when the app has a 
 * ``POST /score`` ``{"rows": [{...}, ...]}`` — one dict of scores per row: ``{"score": s}`` for a
   ``{"user", "item"}`` row of a CF run, ``{"click": p, "like": p}`` for a row of raw feature values
   of a CTR run (M3oE and its baselines; see :mod:`cdrec.predictors.ctr`);
-* ``GET /openapi.json`` — the schema.
+* ``GET /openapi.json`` and ``GET /docs`` (Swagger UI) — the schema and its page, open like ``/health``
+  so a browser can load them; the schema declares the key as the ``APIKeyHeader`` security scheme, so
+  the page's "Authorize" button sends it with the calls made from the page.
 
 Status codes: 401 missing or wrong API key, 404 unknown user/item/domain, 400 a question the model
 cannot answer or another bad value, 422 a malformed request (wrong type, ``k`` out of bounds, bad
@@ -110,8 +112,6 @@ def create_app(predictor: Predictor, *, api_key: str | None = None, max_k: int =
         title="cdrec",
         version=__version__,
         description=f"Recommendations from a trained cdrec run: model {predictor.model!r} (task {predictor.task!r}) on {predictor.dataset!r}.",
-        openapi_url=None if protected else "/openapi.json",
-        docs_url=None if protected else "/docs",
         redoc_url=None,
     )
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="Required when the service was started with an API key.")
@@ -170,10 +170,5 @@ def create_app(predictor: Predictor, *, api_key: str | None = None, max_k: int =
     @app.post("/score", response_model=ScoreResponse, dependencies=auth, summary="Scores (CF) or click/like probabilities (CTR) for rows")
     def score(body: ScoreRequest) -> dict[str, Any]:
         return {"scores": predictor.score_rows(body.rows)}
-
-    if protected:
-        @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
-        def openapi() -> dict[str, Any]:
-            return app.openapi()
 
     return app

@@ -33,6 +33,7 @@ from cdrec.config import TrainConfig
 from cdrec.errors import CdrecError
 from cdrec.results.schema import atomic_path, peak_rss_mb
 from cdrec.train import distributed as dist_
+from cdrec.train import progress
 
 Batch = dict[str, "np.ndarray | torch.Tensor"]
 
@@ -222,8 +223,6 @@ class Trainer:
         n_batches: int | None = None,
         resume: bool = False,
     ) -> FitResult:
-        from tqdm.auto import tqdm
-
         start_epoch, history = 0, []
         best = {"epoch": 0, "score": -np.inf, "state": None, "bad": 0}
         if resume and self.checkpoint is not None and self._has_checkpoint():
@@ -238,8 +237,9 @@ class Trainer:
             self.model.train()
             losses = []
             show = self.cfg.progress and self.rank == 0
-            bar = tqdm(batches(epoch), total=n_batches, desc=f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}", leave=False, disable=not show)
-            for i, (batch, weight) in enumerate(self._epoch_batches(bar)):
+            epoch_start = time.perf_counter()
+            epoch_batches = progress.bar(batches(epoch), total=n_batches, desc=f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}", enabled=show)
+            for i, (batch, weight) in enumerate(self._epoch_batches(epoch_batches)):
                 if self.cfg.max_batches is not None and i >= self.cfg.max_batches:
                     break
                 losses.append(self.step(to_device(batch, self.device), weight))
@@ -256,6 +256,8 @@ class Trainer:
             if self.world_size > 1:  # each rank's loss carries weight n_rank * world / n: their mean is the batch mean
                 epoch_loss = float(dist_.all_reduce_mean([epoch_loss], self.device)[0])
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "valid": valid})
+            shown = f", {self.metric} {float(valid[self.metric]):.4f}" if isinstance(valid.get(self.metric), (float, np.floating)) else ""
+            progress.line(f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}: loss {epoch_loss:.4g}{shown} ({time.perf_counter() - epoch_start:.1f} s)", enabled=show)
             if hasattr(self.model, "on_epoch_end"):
                 self.model.on_epoch_end(epoch, valid)
             if self.checkpoint is not None and self.rank == 0:

@@ -69,7 +69,7 @@ def test_health_needs_no_key(server, joint_predictor):
     assert body["supports"] == ["recommend", "score"]
 
 
-@pytest.mark.parametrize("path, method", [("/recommend?user=1&domain=D0", "GET"), ("/score", "POST"), ("/recommend/sequence", "POST"), ("/openapi.json", "GET")])
+@pytest.mark.parametrize("path, method", [("/recommend?user=1&domain=D0", "GET"), ("/score", "POST"), ("/recommend/sequence", "POST")])
 def test_every_other_endpoint_needs_the_key(server, path, method):
     for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": ""}):
         r = server.request(method, path, headers=headers, json={"rows": [{"user": 1, "item": 1}]} if method == "POST" else None)
@@ -148,6 +148,21 @@ def test_sequence_endpoint_says_cf_cannot_answer(server):
     assert r.status_code == 400 and "does not support recommendation from an item history" in r.json()["detail"]
     r = server.post("/recommend/sequence", json={"history": [1.5], "k": 5}, headers=AUTH)
     assert r.status_code == 422
+
+
+def test_docs_page_and_schema_load_without_the_key_and_declare_it(server):
+    page = server.get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text and "/openapi.json" in page.text
+    schema = server.get("/openapi.json")
+    assert schema.status_code == 200
+    body = schema.json()
+    assert body["components"]["securitySchemes"]["APIKeyHeader"] == {
+        "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "Required when the service was started with an API key."}
+    # the 'Authorize' button applies the scheme to every endpoint that needs the key, and not to /health
+    for path, method in (("/recommend", "get"), ("/score", "post"), ("/recommend/sequence", "post")):
+        assert body["paths"][path][method]["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in body["paths"]["/health"]["get"]
+    assert server.get("/recommend", params={"user": "1", "domain": "D0"}).status_code == 401  # calls still need the key
 
 
 def test_openapi_schema(server):

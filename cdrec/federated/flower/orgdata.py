@@ -99,9 +99,11 @@ def federation_from_config(cfg: RunConfig, device: str = "cpu") -> tuple[Federat
     would use: the same split (:meth:`cdrec.federated.task.MTALTask.prepare`) and the same
     :class:`MTALConfig` as :meth:`~cdrec.federated.task.MTALTask.execute` builds."""
     from cdrec.federated.task import MTALTask
+    from cdrec.models import registry
 
     require(cfg.model == "aae", f"model: the federation runs MTAL with model aae, got {cfg.model!r}")
     prepared = MTALTask().prepare(cfg)
+    registry.get(cfg.model).require_domains(prepared.data.n_domains, dataset=prepared.data.name)
     s = prepared.setting
     require(s.mode == "mtal", f"setting.mode: the federation runs mtal, got {s.mode!r}")
     require(s.base == "mean", "setting.base: the deployed federation runs the papers' F0 (mean); with zero, round 1 would send each organization's ratings (2 x rating) to its peers")

@@ -66,7 +66,8 @@ class AAEParams(ModelParams):
     side_encoder: str = "stack"
 
 
-@register("aae", family="assisted", params=AAEParams)
+@register("aae", family="assisted", params=AAEParams, min_domains=2,
+          needs="MTAL assists each organization, one per domain, with the others")
 class AAE(nn.Module):
     """Assisted AutoEncoder with a gather-style output layer over ``n_out`` columns."""
 

@@ -553,7 +553,11 @@ def _user_batches(users: np.ndarray, batch: int, passes: int, seed: int, epoch: 
 
 
 # ------------------------------------------------------------------------------ ablation ladder
-@register("uclr", family="cf", params=UCLRParams)
+CROSS_DOMAIN = {"min_domains": 2, "needs": "every rung of the UCLR ladder learns one user embedding over several domains' items"}
+"""What every rung declares to the registry: one domain (or ``scope: single``) is refused."""
+
+
+@register("uclr", family="cf", params=UCLRParams, **CROSS_DOMAIN)
 class UCLRModel(UCLR):
     """UCLR: PGE + UCL-AE + domain-aware LoRA finetune (Tables 2-5, last rung)."""
 
@@ -564,7 +568,7 @@ class PGEParams(UCLRParams):
     lora: bool = False
 
 
-@register("pge", family="cf", params=PGEParams)
+@register("pge", family="cf", params=PGEParams, **CROSS_DOMAIN)
 class PGE(UCLR):
     """PGE: the pretrained global embedding alone (joint BPR-MF over all domains)."""
 
@@ -575,7 +579,7 @@ class PGEAEParams(UCLRParams):
     lora: bool = False
 
 
-@register("pge+ae", family="cf", params=PGEAEParams)
+@register("pge+ae", family="cf", params=PGEAEParams, **CROSS_DOMAIN)
 class PGEAE(UCLR):
     """PGE + AE: a single-stream autoencoder with the reconstruction loss only."""
 
@@ -586,7 +590,7 @@ class PGECLAEParams(UCLRParams):
     lora: bool = False
 
 
-@register("pge+cl-ae", family="cf", params=PGECLAEParams)
+@register("pge+cl-ae", family="cf", params=PGECLAEParams, **CROSS_DOMAIN)
 class PGECLAE(UCLR):
     """PGE + CL-AE: dual-stream autoencoder, contrastive loss with one global temperature."""
 
@@ -596,7 +600,7 @@ class PGEUCLAEParams(UCLRParams):
     lora: bool = False
 
 
-@register("pge+ucl-ae", family="cf", params=PGEUCLAEParams)
+@register("pge+ucl-ae", family="cf", params=PGEUCLAEParams, **CROSS_DOMAIN)
 class PGEUCLAE(UCLR):
     """PGE + UCL-AE: dual-stream autoencoder with one learnable temperature per user."""
 

@@ -54,6 +54,7 @@ from torch import nn
 
 from cdrec.config import bounded
 from cdrec.errors import require
+from cdrec.models import registry
 from cdrec.models.registry import register
 from cdrec.models.sequential.base import ScheduleParams, SequentialModel, gather_positions, last_valid_index
 from cdrec.models.sequential.blocks import (
@@ -129,12 +130,13 @@ class MERITParams(ScheduleParams):
     negatives: str = "sequence"
 
 
-@register("merit", family="sequential", params=MERITParams)
+@register("merit", family="sequential", params=MERITParams, min_domains=2, max_domains=2,
+          needs="the mixed sequence and one stream per domain, A and B")
 class MERIT(SequentialModel):
     """Three streams (M, A, B), moFFNs, CAF_M / ECAF_A / ECAF_B and residual learning."""
 
     def __init__(self, n_items: int, item_offsets: np.ndarray, params: MERITParams) -> None:
-        require(len(item_offsets) == 3, f"merit: needs exactly two domains, got {len(item_offsets) - 1}")
+        registry.get("merit").require_domains(len(item_offsets) - 1)
         require(params.ablation in ABLATIONS, f"model_params.ablation: expected one of {ABLATIONS}, got {params.ablation!r}")
         require(params.loss == "sampled", "model_params.loss: merit trains with sampled InfoNCE (Eq. 13) only")
         require(params.dim % params.n_heads == 0, f"model_params.dim ({params.dim}) must be divisible by n_heads ({params.n_heads})")
