@@ -330,7 +330,7 @@ def known_users(split: Split, single_target: bool) -> np.ndarray:
 def training_popularity(split: Split) -> tuple[np.ndarray, list[np.ndarray]]:
     """Training interactions per item and, per domain, its items by popularity (ties: lower index)."""
     data = split.data
-    pop = np.bincount(data.items[split.train_rows], minlength=data.n_items)
+    pop = split.train_item_counts()
     offsets = np.asarray(data.item_offsets, dtype=np.int64)
     return pop.astype(np.float32), [np.argsort(-pop[a:b], kind="stable") + a for a, b in zip(offsets[:-1], offsets[1:])]
 

@@ -59,6 +59,10 @@ class Split:
         counts = np.bincount(users * data.n_domains + doms, minlength=data.n_users * data.n_domains)
         return counts.reshape(data.n_users, data.n_domains)
 
+    def train_item_counts(self) -> np.ndarray:
+        """Training interactions per item: array ``[n_items]`` (a repeated interaction counts each time)."""
+        return np.bincount(self.data.items[self.train_rows], minlength=self.data.n_items)
+
     def restrict(self, domain: int) -> "Split":
         """The same split and candidates, only the rows of one domain (single-domain baselines)."""
         keep = {p: self.data.domain[self.rows(p)] == domain for p in PARTS}

@@ -1,6 +1,6 @@
 """``cdrec reproduce uclr``: UCLR (Yang et al., WWW 2024) Tables 2-5 and the temperature analysis.
 
-The recipe is data: four multi-domain datasets, three single-domain baselines, the five rungs of
+The recipe is data: four multi-domain datasets, five single-domain baselines, the five rungs of
 the ablation ladder, a CPU schedule and the seeds. Every run goes through
 :func:`cdrec.experiments.pipeline.run_config` (the ``cdrec run`` path) and writes
 ``runs/<dataset>/<model>/seed<k>/results.json``; the data and split of one dataset and seed are
@@ -42,8 +42,9 @@ DATASETS: dict[str, dict[str, Any]] = {
 """Douban book + music (the 1,566 users in both), Amazon Food-Kitchen and Beauty-Electronics as
 two-domain implicit data (order ignored), ML-1M split by first listed genre (ratings >= 4)."""
 
-BASELINES = ["bprmf", "neumf", "lightgcn"]
-"""Single-domain baselines of Table 2 (``scope=single``: one model per domain)."""
+BASELINES = ["pop", "itemknn", "bprmf", "neumf", "lightgcn"]
+"""Single-domain baselines of Table 2 (``scope=single``: one model per domain); ``pop`` and ``itemknn``
+(not in the paper) are fitted in one pass and ignore the training schedule."""
 
 MODELS = [*BASELINES, *LADDER]
 
@@ -56,11 +57,11 @@ SCHEDULE: dict[str, Any] = {
 8 epochs with early stopping after 2 epochs without a better validation MRR@10; autoencoder at
 most 8 x 10 passes over the users, LoRA finetune at most 3 epochs per domain; 3 seeds."""
 
-PHASES = [["bprmf", *LADDER], ["neumf", "lightgcn"]]
-"""Run order: every dataset and seed of the first phase (the done-when comparison: BPR-MF, the
-ladder, UCLR) before the costlier NeuMF and LightGCN baselines. ``LIGHTGCN_BACKBONE``
-(``pge-lightgcn``, ``uclr-lightgcn``: PGE by a joint LightGCN, with their own cached pretraining)
-run once added to a phase, and Table 2 lists them beside ``lightgcn``."""
+PHASES = [["pop", "itemknn", "bprmf", *LADDER], ["neumf", "lightgcn"]]
+"""Run order: every dataset and seed of the first phase (the done-when comparison: the one-pass
+Pop and ItemKNN, BPR-MF, the ladder, UCLR) before the costlier NeuMF and LightGCN baselines.
+``LIGHTGCN_BACKBONE`` (``pge-lightgcn``, ``uclr-lightgcn``: PGE by a joint LightGCN, with their own
+cached pretraining) run once added to a phase, and Table 2 lists them beside ``lightgcn``."""
 
 QUICK: dict[str, Any] = {
     "train": {"lr": 0.01, "epochs": 2, "patience": 1, "batch_size": 2048},
@@ -368,7 +369,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     lines += [
         "### Paired t-test: UCLR vs the best baseline per domain (MRR@10, paired by seed)",
         "",
-        "Best baseline = highest mean test MRR@10 among the finished BPR-MF, NeuMF, LightGCN (single domain) and PGE runs.",
+        "Best baseline = highest mean test MRR@10 among the finished Pop, ItemKNN, BPR-MF, NeuMF, LightGCN (single domain) and PGE runs.",
         "",
         markdown_table(["dataset", "domain", "best baseline", "baseline", "UCLR", "Δ", "t", "p"], ttest_rows),
     ]

@@ -16,10 +16,15 @@ class RankingModel(nn.Module):
     Subclasses implement :meth:`from_split` (sizes come from the data view, never from a file),
     :meth:`loss` over a BPR batch (``user``, ``pos``, ``neg``, ``domain`` tensors) and
     :meth:`score`. :meth:`score_all` defaults to scoring an item range with :meth:`score`.
+    A model with nothing to optimise (``pop``, ``itemknn``) sets ``optimised = False`` and implements
+    :meth:`fit_interactions` instead of :meth:`loss`.
     """
 
     task: ClassVar[str] = "ranking"
     registry_name: ClassVar[str] = ""
+    optimised: ClassVar[bool] = True
+    """False for a model computed in one pass over the training interactions: the ranking task calls
+    :meth:`fit_interactions` once instead of the Trainer (no epochs, no optimizer, no checkpoints)."""
 
     @classmethod
     def from_split(cls, split: Split, params: Any) -> "RankingModel":
@@ -27,6 +32,10 @@ class RankingModel(nn.Module):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must implement loss")
+
+    def fit_interactions(self, split: Split) -> None:
+        """Compute the model from ``split``'s training interactions (models with ``optimised = False``)."""
+        raise TypeError(f"{type(self).__name__} must implement fit_interactions")
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``scores[n, c]`` for ``users[n]`` and candidate ``items[n, c]`` (global item ids)."""

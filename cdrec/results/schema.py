@@ -18,7 +18,8 @@
       "timing": {"train_s": 1.2, "eval_s": 0.1, "peak_rss_mb": 512.0},
       "history": [{"scope": "joint", "best_epoch": 3,  # one entry per trained model (scope), each with
                    "epochs": [{"epoch": 1, "loss": ..., "valid": {...}}, ...]}, ...]
-    }                                         # its epochs; "resumed_from" after --resume, UCLR epochs carry "stage"
+    }                                         # its epochs; "resumed_from" after --resume, UCLR epochs carry "stage";
+                                              # pop / itemknn: {"scope", "fit": "one-pass", "best_epoch": 0, "epochs": []}
 
 Metric names: ``HR@10``, ``NDCG@10``, ``MRR@10``, ``MRR``, ``MAP@10``, ``RMSE``, ``AUC``, ``LogLoss``;
 multi-task metrics carry the task in brackets (``AUC[click]``).

@@ -186,6 +186,16 @@ def merge_evaluations(split: Split, parts: list[Evaluation], bucket_edges: Seque
     return report(split, rows[order], {m: v[order] for m, v in per_row.items()}, bucket_edges)
 
 
+def fit_in_one_pass(model: RankingModel, split: Split, scope: str, device: torch.device) -> tuple[float, dict]:
+    """Fit a model with nothing to optimise (``optimised = False``: ``pop``, ``itemknn``) on ``split``'s
+    training interactions: no epochs, no optimizer, no checkpoint. Returns the seconds it took and the
+    scope's ``history`` entry, ``{"scope", "fit": "one-pass", "best_epoch": 0, "epochs": []}``."""
+    t0 = time.perf_counter()
+    model.to(device).fit_interactions(split)
+    model.eval()
+    return round(time.perf_counter() - t0, 3), {"scope": scope, "fit": "one-pass", "best_epoch": 0, "epochs": []}
+
+
 @dataclass
 class RankingPrepared:
     data: Interactions
@@ -238,6 +248,25 @@ class RankingTask(Task):
     def build_model(self, cfg: RunConfig, split: Split, params: Any) -> RankingModel:
         return registry.get(cfg.model).cls.from_split(split, params)
 
+    def train(self, model: RankingModel, split: Split, scope: str, cfg: RunConfig, device: torch.device, run_dir: Path, *, resume: bool = False) -> tuple[float, dict]:
+        """Train ``model`` with the Trainer (early stopping on validation); returns the training
+        seconds and the scope's ``history`` entry."""
+        sampler = BPRSampler(split.train, cfg.train.batch_size, seed=cfg.seed)
+        trainer = Trainer(
+            model, cfg.train, seed=cfg.seed, device=device,
+            checkpoint=run_dir / f"checkpoint-{scope}.pt", desc=f"{cfg.model}:{scope}",
+        )
+
+        def validate_on(s: Split, m: RankingModel = model) -> dict[str, float]:
+            return self.evaluate(m, s, "valid", cfg, device).metrics["overall"]
+
+        validate = (lambda s=split: validate_on(s)) if len(split.valid_rows) > 0 else (lambda: {})
+        if hasattr(model, "fit"):  # a staged model validates sub-splits (UCLR's per-domain finetune) the same way
+            fit = model.fit(trainer, sampler, validate, resume=resume, validate_split=validate_on)
+        else:
+            fit = trainer.fit(sampler.epoch, validate, n_batches=len(sampler), resume=resume)
+        return fit.train_s, fit.history_entry(scope)
+
     def execute(self, prepared: RankingPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
         seed_everything(cfg.seed)
         train_s = eval_s = 0.0
@@ -247,28 +276,19 @@ class RankingTask(Task):
                 continue
             seed_everything(cfg.seed)
             model = self.build_model(cfg, split, prepared.params)
-            sampler = BPRSampler(split.train, cfg.train.batch_size, seed=cfg.seed)
-            trainer = Trainer(
-                model, cfg.train, seed=cfg.seed, device=prepared.device,
-                checkpoint=run_dir / f"checkpoint-{scope}.pt", desc=f"{cfg.model}:{scope}",
-            )
             has_valid = len(split.valid_rows) > 0
-            def validate_on(s: Split, m: RankingModel = model) -> dict[str, float]:
-                return self.evaluate(m, s, "valid", cfg, prepared.device).metrics["overall"]
-
-            validate = (lambda s=split: validate_on(s)) if has_valid else (lambda: {})
-            if hasattr(model, "fit"):  # a staged model validates sub-splits (UCLR's per-domain finetune) the same way
-                fit = model.fit(trainer, sampler, validate, resume=resume, validate_split=validate_on)
+            if model.optimised:
+                fit_s, entry = self.train(model, split, scope, cfg, prepared.device, run_dir, resume=resume)
             else:
-                fit = trainer.fit(sampler.epoch, validate, n_batches=len(sampler), resume=resume)
-            train_s += fit.train_s
+                fit_s, entry = fit_in_one_pass(model, split, scope, prepared.device)
+            train_s += fit_s
             t0 = time.perf_counter()
             # under torchrun rank 0 evaluates and every rank receives the same metrics
             tests.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "test", cfg, prepared.device)))
             if has_valid:
                 valids.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "valid", cfg, prepared.device)))
             eval_s += time.perf_counter() - t0
-            history.append(fit.history_entry(scope))
+            history.append(entry)
             states[scope] = model.state_dict()
         require(len(tests) > 0, f"{prepared.data.name}: no domain has test rows")
         save_trained(run_dir, states, [scope for scope, _ in prepared.scopes])

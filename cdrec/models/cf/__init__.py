@@ -1,8 +1,13 @@
-"""Collaborative-filtering family: BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder."""
+"""Collaborative-filtering family: Pop, ItemKNN, BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder."""
 
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
+from cdrec.models.cf.itemknn import ItemKNN, ItemKNNParams
 from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
 from cdrec.models.cf.neumf import NeuMF, NeuMFParams
+from cdrec.models.cf.pop import Pop, PopParams
 from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
 
-__all__ = ["BPRMF", "BPRMFParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "UCLR", "UCLRParams"]
+__all__ = [
+    "BPRMF", "BPRMFParams", "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams",
+    "Pop", "PopParams", "UCLR", "UCLRParams",
+]
