@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from cdrec.cli.experiment_cmds import register as register_experiment_commands, run_seeds
 from cdrec.cli.federated import federated_app
 from cdrec.cli.options import check_device
 from cdrec.cli.serve_cmds import register as register_serve_commands
@@ -21,6 +22,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 app.add_typer(federated_app, name="federated")  # MTAL on Flower (cdrec/cli/federated.py)
 register_serve_commands(app)  # recommend, export, serve (cdrec/cli/serve_cmds.py)
+register_experiment_commands(app)  # compare, tune; run --seeds (cdrec/cli/experiment_cmds.py)
 
 
 # typer >= 0.2x ships its own copy of click, older typer re-exports click's: take the class from typer either way
@@ -93,6 +95,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out (without it, such a folder is refused)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (0,1,2): one run per seed in OUT/seed<s>/, then OUT/aggregate.json and .md (mean ± std)."),
 ) -> None:
     """Train and evaluate one model; writes config.yaml, results.json and results.md."""
     from cdrec.config import load_config
@@ -104,6 +107,9 @@ def run(
     check_device(device)
     cfg = load_config(config, _overrides(device, set_))
     dataset = Path(cfg.data.path).stem if cfg.data.path and cfg.data.name in ("table", "recbole") else cfg.data.name
+    if seeds is not None:
+        run_seeds(cfg, seeds, out or Path("runs") / f"{cfg.model}-{dataset}-seeds", resume=resume, overwrite=overwrite)
+        return
     out = out or Path("runs") / f"{cfg.model}-{dataset}-seed{cfg.seed}"
     finished = (out / "results.json").exists()
     require(
