@@ -92,10 +92,10 @@ def run(
     config: Optional[Path] = typer.Argument(None, help="YAML config (see configs/ in the repository)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set train.lr=0.01 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<model>-<dataset>-seed<seed>; <dataset> is the file's name for table / recbole data)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (0,1,2): one run per seed in OUT/seed<s>/, then OUT/aggregate.json and .md (mean ± std)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out (without it, such a folder is refused)."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (0,1,2): one run per seed in OUT/seed<s>/, then OUT/aggregate.json and .md (mean ± std)."),
 ) -> None:
     """Train and evaluate one model; writes config.yaml, results.json and results.md."""
     from cdrec.config import load_config
