@@ -155,6 +155,29 @@ def test_tune_selects_on_validation_reads_test_once_and_resumes(tmp_path, test_r
     assert "holds a study of another config" in refused("tune", "--space", str(space), "--trials", "5", "--out", str(out), *base, "--set", "train.epochs=3")
 
 
+def test_tune_interrupted_by_ctrl_c_resumes_to_the_same_trials(tmp_path, monkeypatch):
+    from cdrec.experiments import pipeline
+
+    space = write_space(tmp_path / "space.yaml", SPACE)
+    base = ["--set", "train.metric=HR@10", *TINY]
+    run_config, calls = pipeline.run_config, []
+
+    def interrupted_second_trial(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return run_config(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "run_config", interrupted_second_trial)
+    out = call_main("tune", "--space", str(space), "--trials", "2", "--out", str(tmp_path / "study"), *base)
+    assert out.code == 130  # Ctrl-C
+    assert [t["run"] for t in completed_trials(tmp_path / "study")] == ["trial-000"] and not (tmp_path / "study" / "best.yaml").exists()
+    monkeypatch.setattr(pipeline, "run_config", run_config)
+    ok("tune", "--space", str(space), "--trials", "2", "--out", str(tmp_path / "study"), *base)
+    ok("tune", "--space", str(space), "--trials", "2", "--out", str(tmp_path / "fresh"), *base)
+    assert completed_trials(tmp_path / "study") == completed_trials(tmp_path / "fresh")
+
+
 @pytest.mark.parametrize(
     "space, message",
     [
