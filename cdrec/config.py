@@ -153,6 +153,8 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     max_batches: int | None = bounded(None, 1)
+    logger: str = "none"
+    """``tensorboard``: per-epoch training loss and validation metrics under ``<run>/tensorboard/`` (the extra ``cdrec[tensorboard]``)."""
 
 
 @dataclass
@@ -164,6 +166,9 @@ class EvalConfig:
     ks: list[int] = field(default_factory=lambda: [5, 10], metadata={"range": Range(0, lo_open=True)})
     buckets: list[int] = field(default_factory=lambda: [2, 5, 20])
     batch_size: int | None = bounded(None, 1)
+    test: bool = True
+    """Evaluate the test split at the end of the run; ``false`` (``cdrec tune``'s trials) leaves ``metrics`` empty and
+    keeps only the validation metrics, so model selection never reads the test split (``cdrec evaluate`` can score it later)."""
 
 
 @dataclass
@@ -350,6 +355,11 @@ def validate(cfg: RunConfig) -> None:
     require(cfg.train.lr > 0, f"train.lr: expected > 0, got {cfg.train.lr}")
     require(cfg.train.patience >= 0, f"train.patience: expected >= 0, got {cfg.train.patience}")
     require(cfg.train.device in ("auto", "cpu", "cuda"), f"train.device: expected auto, cpu or cuda, got {cfg.train.device!r}")
+    require(cfg.train.logger in ("none", "tensorboard"), f"train.logger: expected none or tensorboard, got {cfg.train.logger!r}")
+    if cfg.train.logger == "tensorboard":
+        from cdrec.train.logger import require_tensorboard
+
+        require_tensorboard()
     require(cfg.train.optimizer in ("adam", "adamw", "sgd"), f"train.optimizer: expected adam, adamw or sgd, got {cfg.train.optimizer!r}")
     from cdrec.data.filters import DUPLICATE_POLICIES
     from cdrec.data.splits import SPLIT_ORDERS

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from cdrec.cli.experiment_cmds import register as register_experiment_commands, run_seeds
 from cdrec.cli.federated import federated_app
 from cdrec.cli.options import check_device
 from cdrec.cli.out_dir import check_out_dir, interrupted_message
@@ -22,6 +23,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 app.add_typer(data_app, name="data")
 app.add_typer(federated_app, name="federated")  # MTAL on Flower (cdrec/cli/federated.py)
 register_serve_commands(app)  # recommend, export, serve (cdrec/cli/serve_cmds.py)
+register_experiment_commands(app)  # compare, tune; run --seeds (cdrec/cli/experiment_cmds.py)
 
 
 # typer >= 0.2x ships its own copy of click, older typer re-exports click's: take the class from typer either way
@@ -95,6 +97,7 @@ def run(
     config: Optional[Path] = typer.Argument(None, help="YAML config (see configs/ in the repository)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a key: --set train.lr=0.01 (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default runs/<model>-<dataset>-seed<seed>; <dataset> is the file's name for table / recbole data)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds (0,1,2): one run per seed in OUT/seed<s>/, then OUT/aggregate.json and .md (mean ± std)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run directory's last checkpoint (after a kill or Ctrl-C)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished or unfinished run already in --out (without it, or --resume, such a folder is refused)."),
@@ -114,6 +117,9 @@ def run(
     check_device(device)
     cfg = load_config(config, _overrides(device, set_))
     dataset = Path(cfg.data.path).stem if cfg.data.path and cfg.data.name in ("table", "recbole") else cfg.data.name
+    if seeds is not None:
+        run_seeds(cfg, seeds, out or Path("runs") / f"{cfg.model}-{dataset}-seeds", resume=resume, overwrite=overwrite)
+        return
     out = out or Path("runs") / f"{cfg.model}-{dataset}-seed{cfg.seed}"
     check_out_dir(out, resume=resume, overwrite=overwrite, epochs=cfg.train.epochs)
     ok = False

@@ -15,9 +15,10 @@ from cdrec.errors import CdrecError, require
 from cdrec.models import registry
 from cdrec.results.schema import RunResult, atomic_write_text, write_result
 from cdrec.train import distributed as dist_
+from cdrec.train.logger import logging_to
 from cdrec.train.tasks import task_for
 
-RESUME_FREE_KEYS = {("train", "device"), ("train", "progress")}
+RESUME_FREE_KEYS = {("train", "device"), ("train", "progress"), ("train", "logger")}
 """Config keys that may change between a killed run and its ``--resume``."""
 
 
@@ -72,6 +73,7 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
     elif out_dir.exists() and dist_.is_main():  # a fresh start: nothing of a replaced run may be resumed or read back
         for stale in ("results.json", "results.md", "model.pt", *(p.name for p in out_dir.glob("checkpoint-*.pt"))):
             (out_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(out_dir / "tensorboard", ignore_errors=True)  # the curves of the replaced run
     created = not out_dir.exists()
     if dist_.is_main():
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,8 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
             atomic_write_text(out_dir / "config.yaml", dump_config(cfg))
     dist_.barrier()
     try:
-        result = task.execute(prepared, cfg, out_dir, resume=resume)
+        with logging_to(out_dir):  # train.logger=tensorboard: every Trainer of the run writes under out_dir
+            result = task.execute(prepared, cfg, out_dir, resume=resume)
     except CdrecError:
         if dist_.is_main() and not resume and not any(out_dir.glob("checkpoint*.pt")):
             if created:

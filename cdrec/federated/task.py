@@ -109,12 +109,17 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
 
 def check_split_and_metric(cfg: RunConfig) -> None:
     """The mtal task's split, scope and selection are its own: a per-user ratio split, and the validation
-    metric of the feedback (``train.metric: auto``); any other value is refused, not ignored."""
+    metric of the feedback (``train.metric: auto``); any other value is refused, not ignored, as are
+    ``eval.test=false`` and ``train.logger`` (it evaluates during its rounds, outside the Trainer)."""
     require(cfg.split.protocol == "ratio", f"split.protocol: the mtal task splits each user's entries by ratio (the papers' 90/10), got {cfg.split.protocol!r}")
     require(not cfg.split.full_ranking, "split.full_ranking: the mtal task ranks each user's held-out rated items; leave it false")
     require(cfg.scope == "joint", f"scope: the mtal task does not take scope={cfg.scope!r}; setting.mode (alone, joint, mtcdr, mtal) says what each model sees")
     require(cfg.train.metric == "auto", "train.metric: the mtal task selects on validation by feedback (rounds: RMSE or NDCG@10; "
             f"baseline epochs: the overarching loss); leave it at auto, got {cfg.train.metric!r}")
+    require(cfg.eval.test, "eval.test: the mtal task scores the test entries during its rounds and keeps no model to score "
+            "them later, so it cannot skip them (nor can `cdrec tune` select its settings); leave eval.test at true")
+    require(cfg.train.logger == "none", "train.logger: the mtal task trains by assistance rounds outside the Trainer and logs no "
+            f"epochs; leave it at none, got {cfg.train.logger!r}")
 
 
 def federation_for(data: Interactions, cfg: RunConfig, s: MTALSetting) -> Federation:

@@ -10,9 +10,11 @@
       "seed": 0,
       "setting": {...},                       # what distinguishes runs of one model (mode, ablation...)
       "metrics": {"<domain>": {"HR@10": 0.61, "NDCG@10": ..., "MRR@10": ..., "n": 943},
-                  "overall": {...}},          # overall = mean over all evaluated rows; null = not computable
+                  "overall": {...}},          # overall = mean over all evaluated rows; null = not computable;
+                                              # {} under eval.test=false (cdrec tune's trials: validation only)
       "buckets": {"<domain>": {"1-2": {...}, "3-5": {...}, ...}},
-      "valid_metrics": {...},                 # same shape, on the validation part (model selection)
+      "valid_metrics": {...},                 # same shape, on the validation part (model selection; the
+                                              # sequential task adds MRR_sum, its selection metric, to overall)
       "config": {...},                        # the resolved RunConfig
       "data_stats": {...},                    # Interactions.stats() of the data the run used
       "timing": {"train_s": 1.2, "eval_s": 0.1, "peak_rss_mb": 512.0},

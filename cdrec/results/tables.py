@@ -36,11 +36,14 @@ def metric_names(metrics: dict[str, dict[str, float]]) -> list[str]:
 
 def result_markdown(result: RunResult) -> str:
     """One run as Markdown: a metrics table per domain and one per activity bucket."""
-    names = metric_names(result.metrics)
+    metrics = result.metrics or result.valid_metrics
+    names = metric_names(metrics)
     out = [f"# {result.model} on {result.dataset} (seed {result.seed}, {result.protocol})\n"]
     if result.setting:
         out.append("Setting: " + ", ".join(f"{k}={v}" for k, v in result.setting.items()) + "\n")
-    rows = [[dom, _fmt(vals.get("n")), *(_fmt(vals.get(m)) for m in names)] for dom, vals in result.metrics.items()]
+    if not result.metrics:
+        out.append("The test split was not evaluated (eval.test=false); validation metrics:\n")
+    rows = [[dom, _fmt(vals.get("n")), *(_fmt(vals.get(m)) for m in names)] for dom, vals in metrics.items()]
     out.append(markdown_table(["domain", "n", *names], rows))
     if result.buckets:
         out.append("\n## By training activity in the domain\n")

@@ -265,7 +265,7 @@ class CTRTask(Task):
         def part_metrics(part: str) -> dict[str, dict[str, float]]:
             return ctr_metrics(prepared.view, *self.predict_part(models, prepared, part, max(bs, 8192)))
 
-        test = dist_.on_main(lambda: part_metrics("test"))
+        test = dist_.on_main(lambda: part_metrics("test")) if cfg.eval.test else {}
         valid = dist_.on_main(lambda: part_metrics("valid"))
         eval_s = time.perf_counter() - t0
         save_trained(run_dir, states, [_safe(scope.name) for scope in prepared.scopes])

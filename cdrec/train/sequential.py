@@ -33,7 +33,7 @@ from cdrec.models import registry
 from cdrec.results.schema import RunResult, atomic_write_text, peak_rss_mb
 from cdrec.train import distributed as dist_
 from cdrec.train.tasks import (
-    Task, load_saved_models, make_split, merge_evaluations, protocol_name, ranking_metrics, register_task, require_task_options, save_trained,
+    Task, load_saved_models, make_split, merge_evaluations, merged_or_none, protocol_name, ranking_metrics, register_task, require_task_options, save_trained,
 )
 from cdrec.train.trainer import Trainer, resolve_device, seed_everything
 
@@ -220,30 +220,31 @@ class SequentialTask(Task):
             train_s += fit.train_s
             t0 = time.perf_counter()
             # under torchrun rank 0 evaluates and every rank receives the same metrics
-            tests.append(dist_.on_main(lambda m=model, v=scope.parts["test"]: evaluate_view(m, split, v, cfg, prepared.device)))
+            if cfg.eval.test:
+                tests.append(dist_.on_main(lambda m=model, v=scope.parts["test"]: evaluate_view(m, split, v, cfg, prepared.device)))
             if has_valid:
                 valids.append(dist_.on_main(lambda m=model, v=valid_view: evaluate_view(m, split, v, cfg, prepared.device)))
             eval_s += time.perf_counter() - t0
-            if hasattr(model, "gate_weights"):
+            if hasattr(model, "gate_weights") and cfg.eval.test:
                 gates = gate_summary(model, scope.parts["test"], eval_rows(cfg), prepared.device)
             history.append(fit.history_entry(scope.name))
             states[scope.name] = model.state_dict()
-        require(len(tests) > 0, f"{data.name}: no domain has test rows")
+        require(len(states) > 0, f"{data.name}: no domain has test rows")
         save_trained(run_dir, states, [scope.name for scope in prepared.scopes])
         if gates and dist_.is_main():
             named = {data.domains[int(d)]: v for d, v in gates.items()}
             atomic_write_text(run_dir / "gates.json", json.dumps(named, indent=2) + "\n")
-        test = merge_evaluations(split, tests, cfg.eval.buckets) if len(tests) > 1 else tests[0]
-        valid = merge_evaluations(split, valids, cfg.eval.buckets) if len(valids) > 1 else (valids[0] if valids else None)
+        test = merged_or_none(split, tests, cfg.eval.buckets)
+        valid = merged_or_none(split, valids, cfg.eval.buckets)
         return RunResult(
             model=cfg.model,
             dataset=data.name,
             protocol=protocol_name(cfg),
             seed=cfg.seed,
-            metrics=test.metrics,
-            buckets=test.buckets,
+            metrics=test.metrics if test else {},
+            buckets=test.buckets if test else {},
             setting=self.setting(cfg, prepared.params),
-            valid_metrics=valid.metrics if valid else {},
+            valid_metrics={**valid.metrics, "overall": with_mrr_sum(valid, data.domains)} if valid else {},  # MRR_sum: what selection used
             config=cfg.to_dict(),
             data_stats=data.stats(),
             timing={"train_s": round(train_s, 3), "eval_s": round(eval_s, 3), "peak_rss_mb": peak_rss_mb()},

@@ -173,6 +173,12 @@ def require_task_options(cfg: RunConfig, task: str, *, scope: str | None = None,
         require(cfg.train.metric in metrics, f"train.metric: {cfg.train.metric!r} is not among the metrics computed with eval.ks {list(cfg.eval.ks)}; expected one of {list(metrics)}")
 
 
+def merged_or_none(split: Split, parts: list[Evaluation], bucket_edges: Sequence[int]) -> Evaluation | None:
+    """:func:`merge_evaluations` of the scopes' evaluations of one part; None when the part was not
+    evaluated (no validation rows, or the test split under ``eval.test=false``)."""
+    return merge_evaluations(split, parts, bucket_edges) if parts else None
+
+
 def ranking_metrics(cfg: RunConfig) -> list[str]:
     """The validation metrics a ranking evaluation computes with ``eval.ks``."""
     return [f"{m}@{k}" for k in cfg.eval.ks for m in ("HR", "NDCG", "MRR")] + ["MRR"]
@@ -180,6 +186,8 @@ def ranking_metrics(cfg: RunConfig) -> list[str]:
 
 def merge_evaluations(split: Split, parts: list[Evaluation], bucket_edges: Sequence[int]) -> Evaluation:
     """Combine per-domain evaluations (single-domain models) into one report."""
+    if len(parts) == 1:
+        return parts[0]
     rows = np.concatenate([p.rows for p in parts])
     per_row = {m: np.concatenate([p.per_row[m] for p in parts]) for m in parts[0].per_row}
     order = np.argsort(rows, kind="stable")
@@ -284,24 +292,25 @@ class RankingTask(Task):
             train_s += fit_s
             t0 = time.perf_counter()
             # under torchrun rank 0 evaluates and every rank receives the same metrics
-            tests.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "test", cfg, prepared.device)))
+            if cfg.eval.test:
+                tests.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "test", cfg, prepared.device)))
             if has_valid:
                 valids.append(dist_.on_main(lambda m=model, s=split: self.evaluate(m, s, "valid", cfg, prepared.device)))
             eval_s += time.perf_counter() - t0
             history.append(entry)
             states[scope] = model.state_dict()
-        require(len(tests) > 0, f"{prepared.data.name}: no domain has test rows")
+        require(len(states) > 0, f"{prepared.data.name}: no domain has test rows")
         save_trained(run_dir, states, [scope for scope, _ in prepared.scopes])
-        test = merge_evaluations(prepared.split, tests, cfg.eval.buckets) if len(tests) > 1 else tests[0]
-        valid = merge_evaluations(prepared.split, valids, cfg.eval.buckets) if len(valids) > 1 else (valids[0] if valids else None)
+        test = merged_or_none(prepared.split, tests, cfg.eval.buckets)
+        valid = merged_or_none(prepared.split, valids, cfg.eval.buckets)
         setting = {"scope": cfg.scope}
         return RunResult(
             model=cfg.model,
             dataset=prepared.data.name,
             protocol=protocol_name(cfg),
             seed=cfg.seed,
-            metrics=test.metrics,
-            buckets=test.buckets,
+            metrics=test.metrics if test else {},
+            buckets=test.buckets if test else {},
             setting=setting,
             valid_metrics=valid.metrics if valid else {},
             config=cfg.to_dict(),
@@ -325,7 +334,7 @@ class RankingTask(Task):
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)
         parts = [self.evaluate(models[scope], split, part, cfg, prepared.device) for scope, split in prepared.scopes if scope in models]
-        ev = merge_evaluations(prepared.split, parts, cfg.eval.buckets) if len(parts) > 1 else parts[0]
+        ev = merge_evaluations(prepared.split, parts, cfg.eval.buckets)
         return RunResult(
             model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg), seed=cfg.seed,
             metrics=ev.metrics, buckets=ev.buckets, setting={"scope": cfg.scope, "part": part},

@@ -10,7 +10,8 @@ optimizers, bi-level steps) implement ``configure_optimizers(train_config)`` and
 validation (schedulers). A model whose training carries state outside its parameters and optimizers
 (LR schedulers, step counters, a held-out batch stream) returns it from ``training_state() -> dict``
 and takes it back in ``load_training_state(state)``; the checkpoint stores it, so a resumed run
-continues that state instead of restarting it.
+continues that state instead of restarting it. Each epoch's loss and validation metrics also go to
+``train.logger`` (:mod:`cdrec.train.logger`: TensorBoard under the run folder).
 
 Under ``torchrun`` (world size > 1) the same loop trains data-parallel: see
 :mod:`cdrec.train.distributed` for how batches, gradients, evaluation and checkpoints are split. With
@@ -34,6 +35,7 @@ from cdrec.errors import CdrecError
 from cdrec.results.schema import atomic_path, peak_rss_mb
 from cdrec.train import distributed as dist_
 from cdrec.train import progress
+from cdrec.train.logger import epoch_logger
 
 Batch = dict[str, "np.ndarray | torch.Tensor"]
 
@@ -229,6 +231,7 @@ class Trainer:
             start_epoch, best, history = self._load()
         resumed_from = start_epoch
         self._wrap()
+        logger = epoch_logger(self.cfg, self.desc) if self.rank == 0 else None
         t0 = time.perf_counter()
         for epoch in range(start_epoch, self.cfg.epochs):
             if best["bad"] > 0 and best["bad"] >= self.cfg.patience:
@@ -258,10 +261,14 @@ class Trainer:
             history.append({"epoch": epoch + 1, "loss": epoch_loss, "valid": valid})
             shown = f", {self.metric} {float(valid[self.metric]):.4f}" if isinstance(valid.get(self.metric), (float, np.floating)) else ""
             progress.line(f"{self.desc} epoch {epoch + 1}/{self.cfg.epochs}: loss {epoch_loss:.4g}{shown} ({time.perf_counter() - epoch_start:.1f} s)", enabled=show)
+            if logger is not None:
+                logger.log_epoch(epoch + 1, epoch_loss, valid)
             if hasattr(self.model, "on_epoch_end"):
                 self.model.on_epoch_end(epoch, valid)
             if self.checkpoint is not None and self.rank == 0:
                 atomic_torch_save(self._state(epoch + 1, best, history), self.checkpoint)
+        if logger is not None:
+            logger.close()
         if best["state"] is not None:
             self.model.load_state_dict(best["state"])
         self.model.eval()
