@@ -9,12 +9,14 @@ Kept apart from :mod:`cdrec.cli.main` (which calls :func:`register`, and hands `
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
 from cdrec.cli.options import check_device
+from cdrec.cli.out_dir import check_out_dir, resume_command
 from cdrec.config import RunConfig
 from cdrec.errors import require
 
@@ -45,6 +47,9 @@ def run_seeds(cfg: RunConfig, seeds_text: str, out: Path, *, resume: bool, overw
     require(not finished or overwrite or resume,
             f"--out {out}: {finished[0] if finished else ''} holds a finished run; pass --overwrite to replace the runs, "
             "--resume to keep the finished seeds and continue the others, or choose another --out")
+    for folder in folders.values():  # an interrupted seed is never restarted silently
+        if folder not in finished:
+            check_out_dir(folder, resume=resume, overwrite=overwrite, epochs=cfg.train.epochs)
     ok = False
     try:
         results = []
@@ -63,6 +68,10 @@ def run_seeds(cfg: RunConfig, seeds_text: str, out: Path, *, resume: bool, overw
             typer.echo(summary_markdown(summary))
             typer.echo(f"wrote {out / 'aggregate.json'}")
         ok = True
+    except KeyboardInterrupt:  # Ctrl-C: the finished seeds stay; say how to continue the rest
+        if dist_.is_main():
+            typer.echo(f"interrupted: {out} keeps its finished seeds\nresume with: {resume_command(sys.argv[1:], out)}", err=True)
+        raise typer.Exit(code=130) from None
     finally:
         dist_.teardown(wait=ok)
 

@@ -74,6 +74,15 @@ def test_seeds_refuse_finished_runs_and_resume_keeps_them(seed_runs, tmp_path):
     assert "seed 1: wrote" not in out and (seed_runs / "a" / "seed1" / "results.json").stat().st_mtime_ns == before
 
 
+def test_seeds_refuse_an_unfinished_seed(tmp_path):
+    """A seed folder left by a kill (checkpoints, no results.json) is never restarted silently."""
+    (tmp_path / "x" / "seed1").mkdir(parents=True)
+    (tmp_path / "x" / "seed1" / "checkpoint-joint.pt").write_bytes(b"partial")
+    err = refused("run", *TINY, "--seeds", "0,1", "--out", str(tmp_path / "x"))
+    assert "seed1: holds an unfinished run" in err and "--resume" in err
+    assert not (tmp_path / "x" / "seed0").exists()
+
+
 def test_compare_gives_the_python_apis_means_and_p_values(seed_runs):
     a = [RunResult.read(seed_runs / "a" / f"seed{s}" / "results.json") for s in (0, 1, 2)]
     b = [RunResult.read(seed_runs / "b" / f"seed{s}" / "results.json") for s in (0, 1, 2)]
