@@ -19,7 +19,7 @@ def cdrec(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_help_on_every_command():
-    for cmd in ([], ["demo"], ["data", "stats"], ["run"], ["evaluate"], ["reproduce"]):
+    for cmd in ([], ["demo"], ["data", "stats"], ["run"], ["evaluate"], ["reproduce"], ["compare"], ["tune"], ["recommend"], ["export"], ["serve"]):
         out = cdrec(*cmd, "--help")
         assert out.returncode == 0, out.stderr
         assert "Usage" in out.stdout
