@@ -1,8 +1,11 @@
-"""Collaborative-filtering family: BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder."""
+"""Collaborative-filtering family: BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder, and the
+multi-target cross-domain baselines HeroGraph and GA-MTCDR."""
 
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
+from cdrec.models.cf.gamtcdr import GAMTCDR, GAMTCDRParams
+from cdrec.models.cf.herograph import HeroGraph, HeroGraphParams
 from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
 from cdrec.models.cf.neumf import NeuMF, NeuMFParams
 from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
 
-__all__ = ["BPRMF", "BPRMFParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "UCLR", "UCLRParams"]
+__all__ = ["BPRMF", "BPRMFParams", "GAMTCDR", "GAMTCDRParams", "HeroGraph", "HeroGraphParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "UCLR", "UCLRParams"]
