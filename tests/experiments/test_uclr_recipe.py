@@ -26,6 +26,8 @@ def test_recipe_smoke_on_synthetic(tmp_path, monkeypatch):
             assert res["setting"]["scope"] == ("single" if model in recipe.BASELINES else "joint")
     for section in ("Table 2", "Table 3", "Tables 4-5", "Paired t-test", "temperature"):
         assert section in text
+    table2 = text.split("\n## Table 2")[1].split("\n## ")[0]
+    assert all(f"| {model} |" in table2 for model in recipe.CROSS_DOMAIN)  # the multi-target CDR rows
     assert (tmp_path / "temperature_vs_activity.png").stat().st_size > 0
     assert (tmp_path / "cache" / "pge-synthetic-seed0.pt").exists()
 

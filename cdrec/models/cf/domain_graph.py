@@ -16,14 +16,19 @@ import torch
 
 from cdrec.data.splits import Split
 from cdrec.models.cf.blocks import bpr_loss
-from cdrec.models.cf.lightgcn import GraphPropagation
+from cdrec.models.cf.lightgcn import GraphPropagation, LightGCNParams
 
 
 class DomainGraphModel(GraphPropagation):
     """Per-domain user vectors over a graph propagation, BPR per domain, scoring by item domain.
 
-    Subclasses set ``params`` (with ``reg``), call :meth:`_init_domains` and implement
-    :meth:`embed`, :meth:`domain_users`, :meth:`domain_items` and :meth:`ego_l2`."""
+    Subclasses take ``(split, params)``, set ``params`` (LightGCN's options or more), call
+    :meth:`_init_domains` and implement :meth:`embed`, :meth:`domain_users`, :meth:`domain_items`
+    and :meth:`ego_l2`."""
+
+    @classmethod
+    def from_split(cls, split: Split, params: LightGCNParams) -> "DomainGraphModel":
+        return cls(split, params)
 
     def _init_domains(self, split: Split, adjacency: torch.Tensor) -> None:
         data = split.data

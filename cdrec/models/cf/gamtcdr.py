@@ -43,27 +43,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from cdrec.config import ModelParams, bounded
+from cdrec.config import bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.cf.blocks import MLP
 from cdrec.models.cf.domain_graph import DomainGraphModel
-from cdrec.models.cf.lightgcn import layer_mean, normalized_adjacency
+from cdrec.models.cf.lightgcn import LightGCNParams, layer_mean, normalized_adjacency
 from cdrec.models.registry import register
 
 ATTENTION = ("user", "domain")
 
 
 @dataclass
-class GAMTCDRParams(ModelParams):
-    """Embedding size, hops per domain graph, attention granularity, prediction towers, L2."""
+class GAMTCDRParams(LightGCNParams):
+    """LightGCN's options (``layers``: hops on each domain's graph), attention granularity and the
+    prediction towers."""
 
-    dim: int = bounded(128, 1)
-    layers: int = bounded(2, 0)
     attention: str = "user"
     towers: list[int] = bounded(lo=1, default_factory=list)
-    reg: float = bounded(1e-5, 0)
-    init_std: float = bounded(0.1, 0, lo_open=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -94,10 +91,6 @@ class GAMTCDR(DomainGraphModel):
         sizes = [params.dim, *params.towers]
         self.user_towers = nn.ModuleList(MLP(sizes) if params.towers else nn.Identity() for _ in range(n_domains))
         self.item_towers = nn.ModuleList(MLP(sizes) if params.towers else nn.Identity() for _ in range(n_domains))
-
-    @classmethod
-    def from_split(cls, split: Split, params: GAMTCDRParams) -> "GAMTCDR":
-        return cls(split, params)
 
     def embed(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Every domain's graph embeddings: users ``[D, n_users, dim]``, items ``[n_items, dim]``."""

@@ -28,25 +28,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cdrec.config import ModelParams, bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.cf.domain_graph import DomainGraphModel
-from cdrec.models.cf.lightgcn import layer_mean, normalized_adjacency
+from cdrec.models.cf.lightgcn import LightGCNParams, layer_mean, normalized_adjacency
 from cdrec.models.registry import register
 
 COMBINE = ("sum", "concat")
 
 
 @dataclass
-class HeroGraphParams(ModelParams):
-    """Embedding size, hops on the shared graph, how graph and within-domain embeddings combine, L2."""
+class HeroGraphParams(LightGCNParams):
+    """LightGCN's options (``layers``: hops on the shared graph) and how graph and within-domain
+    embeddings combine."""
 
-    dim: int = bounded(128, 1)
-    layers: int = bounded(2, 0)
     combine: str = "sum"
-    reg: float = bounded(1e-5, 0)
-    init_std: float = bounded(0.1, 0, lo_open=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -69,10 +65,6 @@ class HeroGraph(DomainGraphModel):
         self.graph_item_emb = nn.Embedding(data.n_items, params.dim)
         for table in (self.domain_user_emb, self.item_emb, self.graph_user_emb, self.graph_item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
-
-    @classmethod
-    def from_split(cls, split: Split, params: HeroGraphParams) -> "HeroGraph":
-        return cls(split, params)
 
     def embed(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Graph embeddings ``g_u``, ``g_i`` of every user and item on the shared graph."""
