@@ -30,6 +30,7 @@ def test_recipe_smoke_on_synthetic(tmp_path, monkeypatch):
         assert section in text
     table2 = text[text.index("## Table 2") : text.index("### Paired t-test")]
     assert table2.index("| pop |") < table2.index("| itemknn |") < table2.index("| bprmf |")  # the baselines' first rows
+    assert all(f"| {model} |" in table2 for model in recipe.CROSS_DOMAIN)  # the multi-target CDR rows
     assert (tmp_path / "temperature_vs_activity.png").stat().st_size > 0
     assert (tmp_path / "cache" / "pge-synthetic-seed0.pt").exists()
 

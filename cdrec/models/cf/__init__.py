@@ -1,6 +1,9 @@
-"""Collaborative-filtering family: Pop, ItemKNN, BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder."""
+"""Collaborative-filtering family: Pop, ItemKNN, BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder, and the
+multi-target cross-domain baselines HeroGraph and GA-MTCDR."""
 
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
+from cdrec.models.cf.gamtcdr import GAMTCDR, GAMTCDRParams
+from cdrec.models.cf.herograph import HeroGraph, HeroGraphParams
 from cdrec.models.cf.itemknn import ItemKNN, ItemKNNParams
 from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
 from cdrec.models.cf.neumf import NeuMF, NeuMFParams
@@ -8,6 +11,6 @@ from cdrec.models.cf.pop import Pop, PopParams
 from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
 
 __all__ = [
-    "BPRMF", "BPRMFParams", "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams",
-    "Pop", "PopParams", "UCLR", "UCLRParams",
+    "BPRMF", "BPRMFParams", "GAMTCDR", "GAMTCDRParams", "HeroGraph", "HeroGraphParams", "ItemKNN", "ItemKNNParams",
+    "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "Pop", "PopParams", "UCLR", "UCLRParams",
 ]

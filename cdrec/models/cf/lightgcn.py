@@ -64,8 +64,52 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adjacency @ grad
 
 
+def layer_mean(adjacency: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:
+    """``1/(K+1) sum_k A^k ego`` for a symmetric sparse ``A`` (LightGCN Eqs. 7-8): light graph
+    convolution without transforms or non-linearity, layer outputs averaged."""
+    total, layer = ego, ego
+    for _ in range(layers):
+        layer = _SymmetricSpMM.apply(adjacency, layer)
+        total = total + layer
+    return total / (layers + 1)
+
+
+class GraphPropagation(RankingModel):
+    """A ranking model whose scoring embeddings come from :meth:`propagate` over a fixed sparse graph
+    (the ``adjacency`` buffer): training propagates at every step, evaluation propagates once and
+    caches the result until the next :meth:`train` call."""
+
+    def _init_graph(self, adjacency: torch.Tensor) -> None:
+        self.register_buffer("adjacency", adjacency, persistent=False)
+        self._cache: Any = None
+        self._adj_csr: torch.Tensor | None = None
+
+    def propagate(self) -> Any:
+        raise TypeError(f"{type(self).__name__} must implement propagate")
+
+    def _csr(self) -> torch.Tensor:
+        """The adjacency in CSR layout on the model's device (converted once per device)."""
+        if self._adj_csr is None or self._adj_csr.device != self.adjacency.device:
+            with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice is not the user's concern
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+                self._adj_csr = self.adjacency.to_sparse_csr()
+        return self._adj_csr
+
+    def train(self, mode: bool = True) -> "GraphPropagation":
+        self._cache = None
+        return super().train(mode)
+
+    def _final(self) -> Any:
+        if self.training:
+            return self.propagate()
+        if self._cache is None:
+            with torch.no_grad():
+                self._cache = self.propagate()
+        return self._cache
+
+
 @register("lightgcn", family="cf", params=LightGCNParams)
-class LightGCN(RankingModel):
+class LightGCN(GraphPropagation):
     """Layer-averaged light graph convolution over the training graph."""
 
     def __init__(self, n_users: int, n_items: int, adjacency: torch.Tensor, params: LightGCNParams) -> None:
@@ -76,9 +120,7 @@ class LightGCN(RankingModel):
         self.item_emb = nn.Embedding(n_items, params.dim)
         nn.init.normal_(self.user_emb.weight, std=params.init_std)
         nn.init.normal_(self.item_emb.weight, std=params.init_std)
-        self.register_buffer("adjacency", adjacency, persistent=False)
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._adj_csr: torch.Tensor | None = None
+        self._init_graph(adjacency)
 
     @classmethod
     def from_split(cls, split: Split, params: LightGCNParams) -> "LightGCN":
@@ -88,33 +130,8 @@ class LightGCN(RankingModel):
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final user and item embeddings (LightGCN Eqs. 7-8)."""
-        ego = torch.cat([self.user_emb.weight, self.item_emb.weight])
-        total, layer = ego, ego
-        for _ in range(self.params.layers):
-            layer = _SymmetricSpMM.apply(self._csr(), layer)
-            total = total + layer
-        final = total / (self.params.layers + 1)
+        final = layer_mean(self._csr(), torch.cat([self.user_emb.weight, self.item_emb.weight]), self.params.layers)
         return final[: self.n_users], final[self.n_users :]
-
-    def _csr(self) -> torch.Tensor:
-        """The adjacency in CSR layout on the model's device (converted once per device)."""
-        if self._adj_csr is None or self._adj_csr.device != self.adjacency.device:
-            with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice is not the user's concern
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
-                self._adj_csr = self.adjacency.to_sparse_csr()
-        return self._adj_csr
-
-    def train(self, mode: bool = True) -> "LightGCN":
-        self._cache = None
-        return super().train(mode)
-
-    def _final(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.training:
-            return self.propagate()
-        if self._cache is None:
-            with torch.no_grad():
-                self._cache = self.propagate()
-        return self._cache
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users, items = self.propagate()

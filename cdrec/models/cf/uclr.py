@@ -622,7 +622,7 @@ class PGELightGCNParams(_OnLightGCN, PGEParams):
     pass
 
 
-@register("pge-lightgcn", family="cf", params=PGELightGCNParams)
+@register("pge-lightgcn", family="cf", params=PGELightGCNParams, **CROSS_DOMAIN)
 class PGELightGCN(UCLR):
     """PGE with the LightGCN backbone: a joint LightGCN over all domains (the first stage of ``uclr-lightgcn``)."""
 
@@ -632,7 +632,7 @@ class UCLRLightGCNParams(_OnLightGCN, UCLRParams):
     pass
 
 
-@register("uclr-lightgcn", family="cf", params=UCLRLightGCNParams)
+@register("uclr-lightgcn", family="cf", params=UCLRLightGCNParams, **CROSS_DOMAIN)
 class UCLRLightGCN(UCLR):
     """UCLR with a joint LightGCN as the pretrained global embedding, then the same UCL-AE and LoRA stages."""
 
