@@ -26,7 +26,7 @@ def test_recipe_smoke_on_synthetic(tmp_path, monkeypatch):
             assert res["setting"]["scope"] == ("single" if model in recipe.BASELINES else "joint")
     for section in ("Table 2", "Table 3", "Tables 4-5", "Paired t-test", "temperature"):
         assert section in text
-    table2 = text.split("## Table 2")[1].split("## ")[0]
+    table2 = text.split("## Table 2")[1].split("\n## ")[0]
     assert "| cat-art |" in table2  # the multi-target cross-domain baseline has its Table 2 row
     assert (tmp_path / "temperature_vs_activity.png").stat().st_size > 0
     assert (tmp_path / "cache" / "pge-synthetic-seed0.pt").exists()

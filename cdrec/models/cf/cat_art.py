@@ -205,6 +205,7 @@ class CATART(RankingModel):
         self.heads = nn.ModuleList([ARTHead(n_users, self.n_domains, params) for _ in range(self.n_domains)])
         self.register_buffer("item_offsets", torch.as_tensor(np.asarray(item_offsets), dtype=torch.long))
         self.register_buffer("present", torch.ones(self.n_domains, n_users, dtype=torch.bool))  # trained in domain d
+        self.register_buffer("global_emb", torch.zeros(n_users, params.dim))  # e_u of the trained CAT (frozen in ART)
         self.stage = "art"
         self._split: Split | None = None
 
@@ -233,16 +234,21 @@ class CATART(RankingModel):
             x = torch.where(self.present[:, users].T[..., None], x, self.cat.pad)
         return x
 
+    def encode_users(self, batch: int) -> None:
+        """Store every user's global embedding ``e_u = enc(x_u)`` (CAT is frozen from here on, so ART
+        reads it instead of running the encoder per step; it is saved with the model)."""
+        with torch.no_grad():
+            for start in range(0, self.n_users, batch):
+                users = torch.arange(start, min(start + batch, self.n_users), device=self.global_emb.device)
+                self.global_emb[users] = self.cat.encode(self.domain_inputs(users))
+
     def head_vectors(self, domain: int, users: torch.Tensor) -> torch.Tensor:
         """ART's user representation for target domain ``domain``."""
         head = self.heads[domain]
-        x = self.domain_inputs(users).detach()
-        sources = x[:, [k for k in range(self.n_domains) if k != domain]] if head.attn is not None else None
-        global_emb = None
-        if head.glob is not None:
-            with torch.no_grad():
-                global_emb = self.cat.encode(x)
-        return head(users, sources, global_emb)
+        sources = None
+        if head.attn is not None:
+            sources = self.domain_inputs(users).detach()[:, [k for k in range(self.n_domains) if k != domain]]
+        return head(users, sources, self.global_emb[users])
 
     def user_vectors(self, users: torch.Tensor, domain: int) -> torch.Tensor:
         """The representation that scores domain ``domain`` in the current stage (``E_d`` before ART)."""
@@ -295,6 +301,8 @@ class CATART(RankingModel):
             train_s += last.train_s
 
         self.stage = "art"
+        self.cat.eval()
+        self.encode_users(p.cat_batch)
         tables = self.domain_tables().detach()
         for d, head in enumerate(self.heads):
             head.start_from(tables[d])

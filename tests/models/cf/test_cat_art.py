@@ -80,6 +80,8 @@ def test_gradient_reaches_every_parameter_group():
     model.cat.loss(model.domain_inputs(users)).backward()
     for name, w in model.cat.named_parameters():
         assert w.grad is not None and w.grad.abs().sum() > 0, f"cat.{name}"
+    model.encode_users(64)
+    assert model.global_emb.abs().sum() > 0
     sampler = BPRSampler(split.train, 64, seed=0)
     batch = {k: torch.as_tensor(v) for k, v in next(iter(sampler.epoch(0))).items()}
     from cdrec.models.cf.cat_art import _ARTStage, _DomainMFStage
