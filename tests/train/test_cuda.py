@@ -33,6 +33,7 @@ FAMILY_SETS: dict[str, list[str]] = {
     "ctr": ["data.domains=age-edges:28,38"],
 }
 UCLR_SETS = ["model_params.dim=16", "model_params.ae_epochs=2", "model_params.ae_passes=2", "model_params.ft_epochs=1", "model_params.hidden=[32,16]"]
+CAT_ART_SETS = ["model_params.cat_epochs=2", "model_params.cat_passes=2", "model_params.art_epochs=1", "model_params.hidden=[32]", "model_params.attn_dropout=0.0"]
 ASSISTED_MODES = {"aae": "mtal"}
 
 
@@ -42,6 +43,8 @@ def tiny_sets(name: str, device: str) -> list[str]:
     sets = [f"model={name}", *COMMON, *FAMILY_SETS[family], f"train.device={device}"]
     if name.startswith(("uclr", "pge")):
         sets += UCLR_SETS
+    if name == "cat-art":
+        sets += CAT_ART_SETS
     if family == "assisted":
         sets += [f"setting.mode={ASSISTED_MODES.get(name, 'alone')}", "setting.rounds=2"]
     fields = {f.name for f in dataclasses.fields(registry.get(name).params)}

@@ -2,6 +2,7 @@
 
 * :func:`bpr_loss` — the BPR pairwise loss with L2 on the batch's embeddings (UCLR Eqs. 2 and 6).
 * :func:`user_aware_contrastive_loss` — UCLR Eq. 3 with one temperature per anchor user.
+* :func:`info_nce_loss` — the symmetric in-batch InfoNCE of CAT-ART's contrastive autoencoder.
 * :func:`clip_temperatures` — the clipping of every temperature into ``[tau_min, tau_max]``.
 * :class:`MLP` — a plain ReLU multilayer perceptron (encoder / decoder / NeuMF tower).
 * :class:`LoRAEmbedding` — ``W = W0 + B A`` over a frozen embedding table (UCLR section 3.5).
@@ -52,6 +53,17 @@ def user_aware_contrastive_loss(
     if rho is not None and n > 1:
         loss = loss + tau * (rho - math.log(n - 1))
     return loss
+
+
+def info_nce_loss(anchor: torch.Tensor, positive: torch.Tensor, tau: float) -> torch.Tensor:
+    """Symmetric in-batch InfoNCE with cosine similarity, averaged over the batch (a scalar).
+
+    ``s_ik = cos(anchor_i, positive_k) / tau``; the loss is the mean of the cross-entropies of row
+    ``i`` of ``s`` and of ``s^T`` against target ``i``: each view's own partner is the positive, the
+    batch's other users the negatives (the positive stays in the denominator, unlike UCLR Eq. 3)."""
+    sim = F.normalize(anchor, dim=-1) @ F.normalize(positive, dim=-1).T / tau
+    target = torch.arange(anchor.shape[0], device=anchor.device)
+    return 0.5 * (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
 
 
 def clip_temperatures(tau: torch.Tensor, tau_min: float, tau_max: float) -> None:

@@ -179,6 +179,28 @@ def graph_params(p: UCLRParams) -> LightGCNParams:
     return LightGCNParams(dim=p.dim, layers=layers, reg=p.reg, init_std=p.init_std)
 
 
+# ------------------------------------------------------------------------------ scoring helpers
+UserVectors = Callable[[torch.Tensor, int], torch.Tensor]
+"""``user_vectors(users, domain)``: the user representation that scores domain ``domain``'s items."""
+
+
+def score_by_domain(user_vectors: UserVectors, item_emb: nn.Embedding, item_offsets: torch.Tensor, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``scores[n, c] = user_vectors(users[n], d) . I[items[n, c]]`` with ``d`` the domain owning the
+    row's candidates (one pass per domain, not per user); shared by models with per-domain user vectors."""
+    doms = torch.searchsorted(item_offsets, items[:, 0].contiguous(), right=True) - 1
+    out = torch.empty(items.shape, device=items.device)
+    for d in torch.unique(doms).tolist():
+        rows = doms == d
+        out[rows] = torch.einsum("nd,ncd->nc", user_vectors(users[rows], d), item_emb(items[rows]))
+    return out
+
+
+def score_item_range(user_vectors: UserVectors, item_emb: nn.Embedding, item_offsets: torch.Tensor, users: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Scores of ``users`` over the item range ``[start, stop)`` of one domain."""
+    d = int(torch.searchsorted(item_offsets, torch.tensor([start], device=item_offsets.device), right=True)[0]) - 1
+    return user_vectors(users, d) @ item_emb.weight[start:stop].T
+
+
 # ------------------------------------------------------------------------------ section 3.4
 class ContrastiveAE(nn.Module):
     """Dual-stream collaborative autoencoder with shared weights and learnable temperatures."""
@@ -302,19 +324,12 @@ class UCLR(RankingModel):
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         if self.stage == "pge" and self.graph is not None:
             return self.graph.score(users, items)
-        doms = torch.searchsorted(self.item_offsets, items[:, 0].contiguous(), right=True) - 1
-        out = torch.empty(items.shape, device=items.device)
-        for d in torch.unique(doms).tolist():  # one pass per domain, not per user
-            rows = doms == d
-            u = self.user_vectors(users[rows], d)
-            out[rows] = torch.einsum("nd,ncd->nc", u, self.item_emb(items[rows]))
-        return out
+        return score_by_domain(self.user_vectors, self.item_emb, self.item_offsets, users, items)
 
     def score_all(self, users: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         if self.stage == "pge" and self.graph is not None:
             return self.graph.score_all(users, start, stop)
-        d = int(torch.searchsorted(self.item_offsets, torch.tensor([start], device=self.item_offsets.device), right=True)[0]) - 1
-        return self.user_vectors(users, d) @ self.item_emb.weight[start:stop].T
+        return score_item_range(self.user_vectors, self.item_emb, self.item_offsets, users, start, stop)
 
     # -------------------------------------------------------------------- training stages
     def fit(
@@ -330,9 +345,7 @@ class UCLR(RankingModel):
         """
         split = self._split
         require(split is not None, "UCLR.fit needs a model built with UCLR.from_split")
-        make = type(trainer)
-        cfg, seed, device = trainer.cfg, trainer.seed, trainer.device
-        run_dir = trainer.checkpoint.parent if trainer.checkpoint is not None else None
+        make, cfg, seed, device, run_dir = trainer_settings(trainer)
         history: list[dict] = []
         train_s = 0.0
 
@@ -350,7 +363,7 @@ class UCLR(RankingModel):
             ae_cfg = dataclasses.replace(cfg, epochs=self.params.ae_epochs)
             users = np.unique(split.data.users[split.train_rows]).astype(np.int64)
             last = make(stage, ae_cfg, seed=seed, device=device, desc="uclr:ae").fit(
-                lambda epoch: _user_batches(users, self.params.ae_batch, self.params.ae_passes, seed, epoch), validate,
+                lambda epoch: user_batches(users, self.params.ae_batch, self.params.ae_passes, seed, epoch), validate,
                 n_batches=self.params.ae_passes * -(-len(users) // self.params.ae_batch),
             )
             history += [{**h, "stage": "ae"} for h in last.history]
@@ -431,26 +444,14 @@ class UCLR(RankingModel):
         validate_split: Callable[[Split], dict[str, float]],
     ) -> FitResult:
         head = self.heads[d]
-        stage = _FinetuneStage(self, d)
-        dsampler = BPRSampler(dsplit.train, cfg.batch_size, seed=seed)
-        has_valid = len(dsplit.valid_rows) > 0
-
-        def validate() -> dict[str, float]:
-            return validate_split(dsplit) if has_valid else {}
-
         start = {"head": copy.deepcopy(head.state_dict()), "items": self.item_emb.weight.detach().clone()}
-        self.eval()
-        before = validate().get(cfg.metric, float("nan"))
-        ft_cfg = dataclasses.replace(cfg, epochs=self.params.ft_epochs)
-        fit = make(stage, ft_cfg, seed=seed + 7919 * (d + 1), device=device, desc=f"uclr:finetune:{d}").fit(
-            dsampler.epoch, validate, n_batches=len(dsampler)
-        )
-        if np.isfinite(before) and not (fit.best_metric > before):
-            head.load_state_dict(start["head"])  # finetuning never beat the pretrained state on validation
+
+        def restore() -> None:
+            head.load_state_dict(start["head"])
             self.item_emb.weight.data.copy_(start["items"])
-            fit = dataclasses.replace(fit, best_epoch=0, best_metric=before)
-        fit.history.insert(0, {"epoch": 0, "loss": float("nan"), "valid": {cfg.metric: before}})
-        return fit
+
+        ft_cfg = dataclasses.replace(cfg, epochs=self.params.ft_epochs)
+        return fit_domain_stage(make, self, _FinetuneStage(self, d), ft_cfg, seed, device, d, dsplit, validate_split, restore, desc=f"uclr:finetune:{d}")
 
     # -------------------------------------------------------------------- temperatures
     def temperature_table(self, split: Split) -> dict[str, np.ndarray]:
@@ -543,7 +544,38 @@ class _FinetuneStage(nn.Module):
         return float(loss.detach())
 
 
-def _user_batches(users: np.ndarray, batch: int, passes: int, seed: int, epoch: int) -> Iterator[dict[str, np.ndarray]]:
+def trainer_settings(trainer: Trainer) -> tuple[type[Trainer], TrainConfig, int, torch.device, Path | None]:
+    """The caller's trainer class (every stage trains with one of it), settings, seed, device and run folder."""
+    run_dir = trainer.checkpoint.parent if trainer.checkpoint is not None else None
+    return type(trainer), trainer.cfg, trainer.seed, trainer.device, run_dir
+
+
+def fit_domain_stage(
+    make: type[Trainer], model: nn.Module, stage: nn.Module, cfg: TrainConfig, seed: int, device: torch.device, d: int,
+    dsplit: Split, validate_split: Callable[[Split], dict[str, float]], restore: Callable[[], None], *, desc: str,
+) -> FitResult:
+    """Train domain ``d``'s ``stage`` module (a part of ``model``) for ``cfg.epochs`` on BPR batches of
+    ``dsplit`` with early stopping on the domain's validation ``cfg.metric``. The state before training
+    counts as epoch 0: when training never beats it on validation, ``restore()`` puts it back (UCLR's
+    LoRA finetune, CAT-ART's ART stage). The sampler draws with the run's ``seed``, the trainer with
+    ``seed + 7919 (d + 1)``."""
+    dsampler = BPRSampler(dsplit.train, cfg.batch_size, seed=seed)
+    has_valid = len(dsplit.valid_rows) > 0
+
+    def validate() -> dict[str, float]:
+        return validate_split(dsplit) if has_valid else {}
+
+    model.eval()
+    before = validate().get(cfg.metric, float("nan"))
+    fit = make(stage, cfg, seed=seed + 7919 * (d + 1), device=device, desc=desc).fit(dsampler.epoch, validate, n_batches=len(dsampler))
+    if np.isfinite(before) and not (fit.best_metric > before):
+        restore()  # training never beat the starting state on validation
+        fit = dataclasses.replace(fit, best_epoch=0, best_metric=before)
+    fit.history.insert(0, {"epoch": 0, "loss": float("nan"), "valid": {cfg.metric: before}})
+    return fit
+
+
+def user_batches(users: np.ndarray, batch: int, passes: int, seed: int, epoch: int) -> Iterator[dict[str, np.ndarray]]:
     """Algorithm 1 step 2: shuffled batches of users, ``passes`` passes per epoch."""
     rng = epoch_rng(seed + 1, epoch)
     for _ in range(passes):
