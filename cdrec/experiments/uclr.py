@@ -128,7 +128,7 @@ def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_
     if model in LADDER or model in LIGHTGCN_BACKBONE:
         backbone = "lightgcn-" if model in LIGHTGCN_BACKBONE else ""  # one cached pretraining per backbone
         base["model_params"] = {**schedule["ladder"], "pge_cache": str(cache / f"pge-{backbone}{dataset}-seed{seed}.pt")}
-    if model in CROSS_DOMAIN:  # CAT on the autoencoder's schedule, ART on the finetune's
+    if model == "cat-art":  # CAT on the autoencoder's schedule, ART on the finetune's
         ladder = schedule["ladder"]
         base["model_params"] = {"cat_epochs": ladder["ae_epochs"], "cat_passes": ladder["ae_passes"], "art_epochs": ladder["ft_epochs"]}
     return load_config(None, base=base)
