@@ -116,3 +116,48 @@ def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path, monkeypatch):
     assert "its checkpoint was trained with another config (train.lr); starting it over" in again.stdout
     history = json.loads((out / "runs/synthetic/bprmf/seed0/results.json").read_text())["history"]
     assert all("resumed_from" not in h for h in history)
+
+
+def test_the_run_loop_keeps_finished_runs_and_goes_on_past_a_failed_one(tmp_path, monkeypatch):
+    from cdrec.errors import RunFailed
+    from cdrec.experiments import runner
+    from cdrec.results.schema import RunResult, write_result
+
+    write_result(tmp_path / "runs/a", RunResult(model="m", dataset="d", protocol="p", seed=0, metrics={}))
+    trained: list[str] = []
+
+    def fake_run_config(cfg, run_dir, *, resume, prepared):
+        trained.append(run_dir.name)
+        if run_dir.name == "b":
+            raise RuntimeError("out of memory\nin epoch 2")
+
+    monkeypatch.setattr(runner, "run_config", fake_run_config)
+    plan = [runner.PlannedRun(name, tmp_path / "runs" / name, lambda: None) for name in ("a", "b", "c")]
+    lines: list[str] = []
+    reported: list[list[str]] = []
+
+    def report(failed):
+        reported.append(list(failed))
+        return tmp_path / "report.md"
+
+    with pytest.raises(RunFailed, match=r"^1 demo run\(s\) failed, listed in .*report.md; the first: b: RuntimeError: out of memory in epoch 2$"):
+        runner.run_plan(runner.Invocation("demo", tmp_path), plan, report, say=lines.append)
+    assert trained == ["b", "c"]  # the finished run is kept, the one after the failure still runs
+    assert reported == [["b: RuntimeError: out of memory in epoch 2"]]
+    assert lines[0] == "[demo] 1 of 3 runs already finished in " + str(tmp_path) + " (kept)"
+    assert lines[1].startswith("[demo] run 2/3, b, elapsed 0:00:0") and lines[1].endswith(", time left not known yet")
+    assert lines[3].startswith("[demo] run 3/3, c, elapsed ") and lines[3].endswith(" left")
+    assert json.loads((tmp_path / "reproduce.json").read_text()) == {"paper": "demo", "quick": False, "seeds": None, "device": "auto"}
+
+
+def test_report_only_refuses_options_that_contradict_the_recorded_ones(tmp_path):
+    from cdrec.experiments.runner import Invocation
+    from cdrec.results.schema import RunResult, write_result
+
+    write_result(tmp_path / "runs/x/seed0", RunResult(model="m", dataset="d", protocol="p", seed=0, metrics={}))
+    Invocation("merit", tmp_path, seeds=2).save()
+    for args, message in ((["merit", "--quick"], "--quick: the runs in"), (["merit", "--seeds", "3"], "--seeds 3: the runs in"),
+                          (["m3oe"], "holds a `merit` reproduction"), (["merit", "--device", "cpu"], "--device: --report-only trains nothing")):
+        ran = call_main("reproduce", *args, "--report-only", "--out", str(tmp_path))
+        assert ran.code == 2 and ran.stderr.startswith("error: ") and message in ran.stderr and ran.stderr.count("\n") == 1, ran.stderr
+    assert not (tmp_path / "report.md").exists()
