@@ -127,7 +127,7 @@ def failed_section(failed: Sequence[str]) -> list[str]:
     """Report lines listing the runs that raised (empty when none did)."""
     if not failed:
         return []
-    return [f"## Runs that failed ({len(failed)}; their cells show \"–\", and rerunning the command retries them)", "",
+    return [f"## Runs that failed ({len(failed)}; they are missing below, and rerunning the command retries them)", "",
             *[f"- `{f}`" for f in failed], ""]
 
 
