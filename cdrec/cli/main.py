@@ -159,15 +159,26 @@ def reproduce(
     quick: bool = typer.Option(False, "--quick", help="Reduced run (few epochs, one seed) for smoke tests."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (default: the recipe's)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    report_only: bool = typer.Option(False, "--report-only", help="Rebuild report.md (tables, plots) from the runs already in --out; trains nothing (the options the runs were made with are read from --out/reproduce.json)."),
 ) -> None:
-    """Rerun a paper's main experiments on real data and write a report beside the paper's numbers."""
+    """Rerun a paper's main experiments on real data and write a report beside the paper's numbers.
+
+    Finished runs in --out are kept; an interrupted run continues from its last checkpoint."""
     if paper not in RECIPES:
         fail(f"unknown paper {paper!r}; expected one of {sorted(RECIPES)}")
     if seeds is not None and seeds < 1:
         fail(f"--seeds: expected >= 1, got {seeds}")
     check_device(device)
     module = importlib.import_module(RECIPES[paper])
-    report = module.reproduce(out, data_dir=data_dir, quick=quick, seeds=seeds, device=device)
+    if report_only:
+        from cdrec.experiments.runner import recorded_invocation
+
+        if data_dir is not None or device != "auto":
+            fail(f"{'--data-dir' if data_dir is not None else '--device'}: --report-only trains nothing (it reads the runs in --out); leave it out")
+        ran = recorded_invocation(paper, out, quick=quick, seeds=seeds, device=device)
+        report = module.report(out, quick=ran.quick, seeds=ran.seeds, device=ran.device)
+    else:
+        report = module.reproduce(out, data_dir=data_dir, quick=quick, seeds=seeds, device=device)
     typer.echo(f"wrote {report}")
 
 

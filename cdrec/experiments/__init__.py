@@ -7,4 +7,6 @@ RECIPES: dict[str, str] = {
     "uclr": "cdrec.experiments.uclr",
 }
 """Paper name -> module path of its recipe, exposing
-``reproduce(out, *, data_dir, quick, seeds, device) -> Path`` (the report it wrote)."""
+``reproduce(out, *, data_dir, quick, seeds, device) -> Path`` (runs its plan through
+:func:`cdrec.experiments.runner.run_plan`; returns the report it wrote) and
+``report(out, *, quick, seeds, device) -> Path`` (the report of the runs already in ``out``)."""

@@ -18,15 +18,17 @@ and the report says so, with the number of runs the epoch cap cut short.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from cdrec.config import RunConfig, load_config
 from cdrec.data.loaders import data_dir as resolve_data_dir
 from cdrec.errors import require
+from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table, paired_ttest
 from cdrec.results.plots import save_figure
@@ -131,7 +133,7 @@ ORDER_TEXT = {
     "time": "in time order (the latest 10% of the ratings are the test part, the 10% before them validation; the same split "
             "for every seed). ",
 }
-QUICK = {"epochs": 2, "patience": 1, "seeds": 1, "batch_size": 2048}
+QUICK = {"epochs": 1, "patience": 1, "seeds": 1, "batch_size": 2048}  # a smoke test of the whole path (CI runs it)
 QUICK_ENTRIES = ["MLP", "MMoE-MDMT", "STAR", "M3oE"]
 
 
@@ -152,30 +154,37 @@ def run_dir(out: Path, dataset: str, entry: Entry, seed: int) -> Path:
     return out / "runs" / dataset / label / f"seed{seed}"
 
 
-def run_entries(out: Path, dataset: str, entries: list[Entry], seeds: int, schedule: dict[str, Any], data_dir: Path, device: str,
-                deadline: float | None = None) -> dict[str, list[RunResult]]:
-    """Run (or reuse) every entry x seed, seeds outermost so a cut-short run still has every entry
-    once; nothing new starts after ``deadline`` (``time.time()``). Returns label -> results."""
-    import time
+def dataset_schedule(dataset: str, quick: bool, seeds: int | None) -> tuple[dict[str, Any], list[Entry], int]:
+    """The schedule, the entries (in run order) and the number of seeds of one dataset."""
+    schedule = dict(SCHEDULES[dataset])
+    if quick:
+        schedule.update(QUICK)
+    wanted = QUICK_ENTRIES + ["w/o AutoML"] if quick else schedule["entries"]
+    by_label = {e.label: e for e in TABLE2 + TABLE3}
+    entries = [by_label[k] for k in wanted] if wanted is not None else TABLE2 + TABLE3
+    return schedule, entries, seeds or schedule["seeds"]
 
-    from cdrec.experiments.pipeline import run_config
-    from cdrec.train.progress import StepProgress
 
+def plan_runs(out: Path, datasets: list[str], quick: bool, seeds: int | None, data_dir: Path, device: str) -> list[PlannedRun]:
+    """Every entry x seed of every dataset, seeds outermost within a dataset so a cut-short
+    reproduction still has every entry once."""
+    runs = []
+    for dataset in datasets:
+        schedule, entries, n_seeds = dataset_schedule(dataset, quick, seeds)
+        runs += [PlannedRun(f"{dataset}/{entry.label}/seed{seed}", run_dir(out, dataset, entry, seed),
+                            functools.partial(entry_config, entry, dataset, seed, schedule, data_dir, device))
+                 for seed in range(n_seeds) for entry in entries]
+    return runs
+
+
+def finished_results(out: Path, dataset: str, entries: list[Entry], seeds: int) -> dict[str, list[RunResult]]:
+    """Label -> the finished results of every entry x seed (seed order) in ``out``."""
     results: dict[str, list[RunResult]] = {}
-    jobs = [(e, s) for s in range(seeds) for e in entries]
-    jobs_done = StepProgress(len(jobs), f"m3oe/{dataset}")
-    for entry, seed in jobs:
-        path = run_dir(out, dataset, entry, seed)
-        if (path / "results.json").exists():
-            res = RunResult.read(path / "results.json")
-        elif deadline is not None and time.time() > deadline:
-            jobs_done.step(f"{entry.label} seed{seed} skipped (time)")
-            continue
-        else:
-            res = run_config(entry_config(entry, dataset, seed, schedule, data_dir, device), path)
-        results.setdefault(entry.label, []).append(res)
-        jobs_done.step(f"{entry.label} seed{seed}")
-    jobs_done.close()
+    for seed in range(seeds):
+        for entry in entries:
+            path = run_dir(out, dataset, entry, seed) / "results.json"
+            if path.exists():
+                results.setdefault(entry.label, []).append(RunResult.read(path))
     return results
 
 
@@ -350,33 +359,30 @@ def plot_experts(out: Path, run: Path, n: int = 1500) -> Path | None:
     return path
 
 
-def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "auto",
-              budgets_s: dict[str, float] | None = None) -> Path:
-    """Run Tables 2-3 on every dataset present and write the report. ``budgets_s`` optionally caps
-    the wall time spent starting new runs per dataset (runs not started are listed as missing)."""
-    import time
-
+def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "auto") -> Path:
+    """Run Tables 2-3 on every dataset present and write the report."""
     out = Path(out)
     root = resolve_data_dir(data_dir)
     datasets = [d for d in SCHEDULES if (root / d).exists()]
     require(len(datasets) > 0, f"{root}: neither ml-1m nor ml-100k found (use --data-dir)")
     if quick:
         datasets = ["ml-100k"] if "ml-100k" in datasets else datasets[:1]
-    out.mkdir(parents=True, exist_ok=True)
-    lines = ["# M3oE reproduction (Zhang et al., SIGIR 2024): Tables 2 and 3", ""]
+    return run_plan(Invocation("m3oe", out, data_dir, quick, seeds, device), plan_runs(out, datasets, quick, seeds, root, device),
+                    lambda failed: report(out, quick=quick, seeds=seeds, failed=failed))
+
+
+def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", failed: Sequence[str] = ()) -> Path:
+    """``report.md`` and the figures from the runs in ``out`` (``cdrec reproduce m3oe --report-only``): a
+    section per dataset that has runs there."""
+    out = Path(out)
+    datasets = [d for d in SCHEDULES if (out / "runs" / d).is_dir()]
+    lines = ["# M3oE reproduction (Zhang et al., SIGIR 2024): Tables 2 and 3", "", *failed_section(failed)]
     weights, domains = {}, {}
     expert_png = None
     verdicts = []
     for dataset in datasets:
-        schedule = dict(SCHEDULES[dataset])
-        if quick:
-            schedule.update(QUICK)
-        n_seeds = seeds or schedule["seeds"]
-        wanted = QUICK_ENTRIES + ["w/o AutoML"] if quick else schedule["entries"]
-        by_label = {e.label: e for e in TABLE2 + TABLE3}
-        entries = [by_label[k] for k in wanted] if wanted is not None else TABLE2 + TABLE3
-        deadline = time.time() + budgets_s[dataset] if budgets_s and dataset in budgets_s else None
-        results = run_entries(out, dataset, entries, n_seeds, schedule, root, device, deadline)
+        schedule, entries, n_seeds = dataset_schedule(dataset, quick, seeds)
+        results = finished_results(out, dataset, entries, n_seeds)
         res2 = {k: v for k, v in results.items() if k in {e.label for e in TABLE2}}
         res3 = {k: v for k, v in results.items() if k in {e.label for e in TABLE3}}
         missing = [e.label for e in TABLE2 + TABLE3 if len(results.get(e.label, [])) < n_seeds]

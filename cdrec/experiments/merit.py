@@ -44,16 +44,16 @@ Schedules:
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from cdrec.config import load_config
 from cdrec.errors import require
-from cdrec.experiments.pipeline import run_config
+from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import aggregate_seeds, markdown_table, mean_std, paired_ttest
 from cdrec.results.plots import save_figure
@@ -200,15 +200,20 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
 
     for ds in schedule.datasets:
         load_dataset(next(c for c, r in zip(configs, runs) if r[0] == ds).data)  # data present?
-    t0 = time.perf_counter()
-    for (ds, model, ablation, seed), cfg in zip(runs, configs):
-        target = run_dir(out, ds, model, ablation, seed)
-        if (target / "results.json").exists():
-            continue
-        label = model if ablation is None else f"merit[{ablation}]"
-        print(f"[merit recipe] {ds} {label} seed {seed} ({time.perf_counter() - t0:.0f} s so far)", flush=True)
-        run_config(cfg, target)
-    return write_report(out, schedule.name)
+    planned = [PlannedRun(f"{ds}/{model if ablation is None else f'merit[{ablation}]'}/seed{seed}", run_dir(out, ds, model, ablation, seed), cfg)
+               for (ds, model, ablation, seed), cfg in zip(runs, configs)]
+    return run_plan(Invocation("merit", out, data_dir, quick, seeds, device), planned,
+                    lambda failed: report(out, quick=quick, seeds=seeds, device=device, failed=failed))
+
+
+def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", failed: Sequence[str] = ()) -> Path:
+    """The report of the runs in ``out`` (``cdrec reproduce merit --report-only``), under the name of the
+    schedule they were trained with (read off their configs: the GPU and CPU schedules differ in size)."""
+    runs = load_runs(out)
+    cfg = runs[0][3].config if runs else {}
+    trained = (cfg.get("model_params", {}).get("dim"), cfg.get("train", {}).get("epochs"))
+    schedule = next((s for s in SCHEDULES.values() if (s.dim, s.epochs) == trained), pick_schedule(quick, device))
+    return write_report(out, schedule.name, failed)
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -227,7 +232,7 @@ def _cell(ours: tuple[float, float, int] | None, paper: float | None) -> str:
     return f"{text} ({paper:.4f})" if paper is not None else text
 
 
-def write_report(out: Path, schedule_name: str) -> Path:
+def write_report(out: Path, schedule_name: str, failed: Sequence[str] = ()) -> Path:
     """Build ``report.md``, ``table2.md``, ``table3.md`` and ``fig7_gates.png`` from the runs on disk."""
     out = Path(out)
     runs = load_runs(out)
@@ -244,6 +249,7 @@ def write_report(out: Path, schedule_name: str) -> Path:
             "epochs than in the paper (see the schedule in `cdrec/experiments/merit.py`); numbers below the",
             "paper's are expected and are reported as they are.", "",
         ]
+    lines += failed_section(failed)
     table2, table3, verdict = [], [], []
     for ds, domains in DATASETS.items():
         main = [r for r in runs if r[0] == ds and r[2] is None]

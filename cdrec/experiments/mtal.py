@@ -24,17 +24,18 @@ versus the papers' ``SCHEDULES["paper"]`` (20 local epochs, 10 rounds, 4 seeds).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from cdrec.config import load_config
-from cdrec.errors import CdrecError, RunFailed
-from cdrec.experiments.pipeline import run_config
+from cdrec.config import RunConfig, load_config
+from cdrec.errors import CdrecError
+from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table
 from cdrec.results.plots import save_figure
@@ -135,48 +136,33 @@ def _metric(feedback: str) -> str:
     return "RMSE" if feedback == "explicit" else "MAP@10"
 
 
-class Runner:
-    def __init__(self, out: Path, data_dir: str, device: str, schedule: dict) -> None:
-        self.out, self.data_dir, self.device, self.sched = out, data_dir, device, schedule
-        self.failed: list[str] = []  # "<dataset>/<column>/<row>/seed<k>: <error>" of the runs that raised
-
-    def run(self, dataset: str, column: str, row: str, seed: int, model: str, domains: str | None, setting: dict,
-            keep: list[str] | None = None, batch: int | None = None, kcore: int = 0) -> RunResult | None:
-        run_dir = self.out / "runs" / dataset / column / row / f"seed{seed}"
-        if (run_dir / "results.json").exists():
-            return RunResult.read(run_dir / "results.json")
-        sched = {**self.sched, **self.sched.get("datasets", {}).get(dataset, {})}
-        epochs = sched.get("ae_epochs", sched["cf_epochs"]) if model == "ae" else sched["cf_epochs"]
-        sets = [f"model={MODEL[model]}", f"data.name={dataset}", f"data.data_dir={self.data_dir}", f"seed={seed}",
-                f"train.device={self.device}", "train.progress=false", f"train.epochs={epochs}",
-                "train.batch_size=256"]
-        if domains:
-            sets.append(f"data.domains={domains}")
-        if keep:
-            sets.append("data.keep_domains=" + json.dumps(keep))
-        if kcore:
-            sets.append(f"data.kcore={kcore}")
-        if model in ("aae", "ae"):
-            sets.append(f"model_params.epochs={sched['local_epochs'] if model == 'aae' else epochs}")
-            sets.append(f"model_params.lr={sched['local_lr'] if model == 'aae' else sched['ae_lr']}")
-            if model == "ae":
-                sets.append(f"model_params.lr_schedule={sched.get('ae_schedule', 'none')}")
-            if batch:
-                sets.append(f"model_params.batch_size={batch}")
-        setting = {"rounds": sched["rounds"], "paper_eval_batch": batch or 100, **setting}
-        if model == "aae" and row.startswith("mtal-aae") and row not in ("mtal-aae-wopt", "mtal-aae-heldout"):
-            setting.update(sched.get("assist", {}))  # the main MTAL rows of this schedule
-        sets += [f"setting.{k}={json.dumps(v)}" for k, v in setting.items()]
-        t0 = time.perf_counter()
-        try:
-            res = run_config(load_config(None, sets), run_dir)
-        except Exception as exc:  # one failed row must not stop the others; the report lists it
-            self.failed.append(f"{dataset}/{column}/{row}/seed{seed}: {type(exc).__name__}: {' '.join(str(exc).split())}")
-            print(f"[mtal] FAILED {self.failed[-1]}", flush=True)
-            return None
-        overall = res.metrics.get("overall", {})
-        print(f"[mtal] {dataset}/{column}/{row}/seed{seed}: {overall} ({time.perf_counter() - t0:.0f} s)", flush=True)
-        return res
+def job_config(job: tuple, seed: int, sched: dict, data_dir: str, device: str) -> RunConfig:
+    """The ``cdrec run`` config of one job of :func:`plan` at ``seed`` under the schedule ``sched``."""
+    dataset, column, row, model, domains, setting, keep, batch, kcore = job
+    sched = {**sched, **sched.get("datasets", {}).get(dataset, {})}
+    epochs = sched.get("ae_epochs", sched["cf_epochs"]) if model == "ae" else sched["cf_epochs"]
+    sets = [f"model={MODEL[model]}", f"data.name={dataset}", f"data.data_dir={data_dir}", f"seed={seed}",
+            f"train.device={device}", "train.progress=false", f"train.epochs={epochs}",
+            "train.batch_size=256"]
+    if domains:
+        sets.append(f"data.domains={domains}")
+    if keep:
+        sets.append("data.keep_domains=" + json.dumps(keep))
+    if kcore:
+        sets.append(f"data.kcore={kcore}")
+    if model in ("aae", "ae"):
+        sets.append(f"model_params.epochs={sched['local_epochs'] if model == 'aae' else epochs}")
+        sets.append(f"model_params.lr={sched['local_lr'] if model == 'aae' else sched['ae_lr']}")
+        if model == "ae":
+            sets.append(f"model_params.lr_schedule={sched.get('ae_schedule', 'none')}")
+        if batch:
+            sets.append(f"model_params.batch_size={batch}")
+    rounds = {"rounds": sched["rounds"]} if setting["mode"] == "mtal" else {}  # a baseline refuses round settings
+    setting = {**rounds, "paper_eval_batch": batch or 100, **setting}
+    if model == "aae" and row.startswith("mtal-aae") and row not in ("mtal-aae-wopt", "mtal-aae-heldout"):
+        setting.update(sched.get("assist", {}))  # the main MTAL rows of this schedule
+    sets += [f"setting.{k}={json.dumps(v)}" for k, v in setting.items()]
+    return load_config(None, sets)
 
 
 def _setting(column: str, mode: str, side: bool, **extra) -> dict:
@@ -261,6 +247,14 @@ def plan(quick: bool) -> list[tuple]:
     return main + heldout + ablations + base0 + joint + p002 + t4_ml1m + side_jobs
 
 
+def schedule(quick: bool, seeds: int | None) -> dict:
+    """The schedule a reproduction runs (``CDREC_MTAL_SCHEDULE`` names one), as the report states it."""
+    name = "quick" if quick else os.environ.get("CDREC_MTAL_SCHEDULE", DEFAULT_SCHEDULE)
+    if name not in SCHEDULES:
+        raise CdrecError(f"CDREC_MTAL_SCHEDULE={name!r}: expected one of {sorted(SCHEDULES)}")
+    return {"name": name, **SCHEDULES[name], **({"seeds": seeds} if seeds else {})}
+
+
 def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "cpu") -> Path:
     out = Path(out)
     from cdrec.data.loaders import data_dir as resolve_data_dir
@@ -268,24 +262,18 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
     root = resolve_data_dir(data_dir)
     if not (root / "ml-100k" / "u.data").exists():
         raise CdrecError(f"--data-dir {root}: ml-100k/u.data not found; `cdrec reproduce mtal` needs the real datasets")
-    name = "quick" if quick else os.environ.get("CDREC_MTAL_SCHEDULE", DEFAULT_SCHEDULE)
-    if name not in SCHEDULES:
-        raise CdrecError(f"CDREC_MTAL_SCHEDULE={name!r}: expected one of {sorted(SCHEDULES)}")
-    sched = {"name": name, **SCHEDULES[name], **({"seeds": seeds} if seeds else {})}  # the report states what ran
-    n_seeds = sched["seeds"]
-    runner = Runner(out, str(root), device, sched)
-    out.mkdir(parents=True, exist_ok=True)
-    for seed in range(n_seeds):
-        for job in plan(quick):
-            ds, col, row, model, dom, setting, keep, batch, kcore = job
-            if ds != "ml-100k" and not (root / ("ml-1m" if ds == "ml-1m" else "douban-ga-dtcdr")).exists():
-                continue
-            runner.run(ds, col, row, seed, model, dom, setting, keep, batch, kcore)
-            write_report(out, sched, quick, runner.failed)
-    path = write_report(out, sched, quick, runner.failed)
-    if runner.failed:
-        raise RunFailed(f"{len(runner.failed)} mtal run(s) failed, listed in {path}; the first: {runner.failed[0]}")
-    return path
+    sched = schedule(quick, seeds)
+    runs = [PlannedRun(f"{job[0]}/{job[1]}/{job[2]}/seed{seed}", out / "runs" / job[0] / job[1] / job[2] / f"seed{seed}",
+                       functools.partial(job_config, job, seed, sched, str(root), device))
+            for seed in range(sched["seeds"]) for job in plan(quick)
+            if job[0] == "ml-100k" or (root / ("ml-1m" if job[0] == "ml-1m" else "douban-ga-dtcdr")).exists()]
+    return run_plan(Invocation("mtal", out, data_dir, quick, seeds, device), runs,
+                    lambda failed: report(out, quick=quick, seeds=seeds, failed=failed))
+
+
+def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", failed: Sequence[str] = ()) -> Path:
+    """``report.md`` and ``rounds.png`` from the runs in ``out`` (``cdrec reproduce mtal --report-only``)."""
+    return write_report(Path(out), schedule(quick, seeds), quick, failed)
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -314,7 +302,7 @@ def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_report(out: Path, sched: dict, quick: bool, failed: list[str] | tuple[str, ...] = ()) -> Path:
+def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = ()) -> Path:
     """``report.md`` from the runs under ``out/runs``; ``failed`` lists the runs that raised (rerun to retry them)."""
     res = _load(out)
     lines = ["# AAE + MTAL reproduction (papers 001 and 002)", "",
@@ -328,9 +316,7 @@ def write_report(out: Path, sched: dict, quick: bool, failed: list[str] | tuple[
              "ML-100K Base rows sit at T1's (1.02-1.04) while our ML-1M ones sit at T4's (0.980 / 0.980 / 1.033; section "
              "'ML-1M, Table 4 layout'); paper 002's ML-1M genre MTAL (0.894) is T4's 0.893. So T1 is the likelier ML-100K "
              "reference and T4 the ML-1M one.", ""]
-    if failed:
-        lines += [f"## Runs that failed ({len(failed)}; their cells show \"–\", and rerunning the command retries them)", "",
-                  *[f"- `{f}`" for f in failed], ""]
+    lines += failed_section(failed)
     lines += ["## ML-100K, Table 4 layout (ours)", "", _layout(res, "ml-100k"), "",
               "Paper T4 (captioned ML100K):", "", _paper_layout(PAPER_T4), "",
               "Paper T1 (captioned ML1M):", "", _paper_layout(PAPER_T1), "",

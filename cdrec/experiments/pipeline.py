@@ -45,6 +45,15 @@ def resolved(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, model_params=dataclasses.asdict(params))
 
 
+def config_changes(cfg: RunConfig, run_dir: Path) -> list[str]:
+    """Dotted keys (besides :data:`RESUME_FREE_KEYS`) where ``cfg`` differs from the ``config.yaml`` a
+    started run in ``run_dir`` saved; empty when they agree or nothing was saved."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return []
+    return _differing_keys(_resume_view(resolved(load_config(saved)).to_dict()), _resume_view(resolved(cfg).to_dict()))
+
+
 def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, prepared: Any = None) -> RunResult:
     """Train and evaluate one config, writing ``config.yaml``, ``results.json`` and ``results.md``
     into ``out_dir``. Nothing is written when the config or data are wrong.
@@ -63,13 +72,11 @@ def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, pre
     registry.get(cfg.model).require_domains(prepared.data.n_domains, scope=cfg.scope, dataset=prepared.data.name)
     if resume:
         require(out_dir.is_dir(), f"--resume: {out_dir} does not exist; nothing to resume")
-        saved = out_dir / "config.yaml"
-        if saved.exists():
-            changed = _differing_keys(_resume_view(resolved(load_config(saved)).to_dict()), _resume_view(cfg.to_dict()))
-            require(
-                not changed,
-                f"--resume: the config differs from the one in {saved} ({', '.join(changed)}); resume with the same config or start a new --out",
-            )
+        changed = config_changes(cfg, out_dir)
+        require(
+            not changed,
+            f"--resume: the config differs from the one in {out_dir / 'config.yaml'} ({', '.join(changed)}); resume with the same config or start a new --out",
+        )
     elif out_dir.exists() and dist_.is_main():  # a fresh start: nothing of a replaced run may be resumed or read back
         for stale in ("results.json", "results.md", "model.pt", *(p.name for p in out_dir.glob("checkpoint-*.pt"))):
             (out_dir / stale).unlink(missing_ok=True)

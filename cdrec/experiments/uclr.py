@@ -16,16 +16,17 @@ domain, early stopping on validation MRR@10, test reported.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from cdrec.config import load_config
 from cdrec.data.datasets import load_dataset
 from cdrec.errors import require
-from cdrec.experiments.pipeline import run_config
+from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
 from cdrec.models import registry
 from cdrec.models.cf.uclr import LADDER, LIGHTGCN_BACKBONE
 from cdrec.results.schema import RunResult, atomic_write_text
@@ -134,34 +135,33 @@ def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_
     return load_config(None, base=base)
 
 
-def run_all(out: Path, datasets: list[str], seeds: list[int], schedule: dict[str, Any], data_dir: Path | None, device: str) -> list[RunResult]:
-    """Run (or read back) every model x dataset x seed; returns the results."""
-    from cdrec.train.progress import StepProgress
+class SharedPrepare:
+    """``task.prepare`` for a run of the plan, sharing one loaded data set and split between the runs of
+    one dataset and seed (each run gets its own model parameters and scopes); only the last is kept."""
 
-    results: list[RunResult] = []
-    jobs = [(phase, ds, s) for phase in PHASES for ds in datasets for s in seeds]
-    jobs_done = StepProgress(len(jobs) and sum(len(p) for p in PHASES) * len(datasets) * len(seeds), "uclr reproduce")
-    for phase, ds, seed in jobs:
-        prepared = None
-        for model in phase:
-            run_dir = out / "runs" / ds / model / f"seed{seed}"
-            if (run_dir / "results.json").exists():
-                results.append(RunResult.read(run_dir / "results.json"))
-                jobs_done.step(f"{ds} {model} seed{seed} (read back)")
-                continue
-            cfg = _config(model, ds, seed, schedule, data_dir, device, out / "cache")
-            task = task_for(model)
-            if prepared is None:
-                prepared = task.prepare(cfg)
-            mine = dataclasses.replace(
-                prepared,
-                params=registry.build_params(cfg.model, cfg.model_params),
-                scopes=[(n, prepared.split.restrict(d)) for d, n in enumerate(prepared.data.domains)] if cfg.scope == "single" else [("joint", prepared.split)],
-            )
-            results.append(run_config(cfg, run_dir, prepared=mine))
-            jobs_done.step(f"{ds} {model} seed{seed}")
-    jobs_done.close()
-    return results
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.prepared: Any = None
+
+    def __call__(self, cfg: Any) -> Any:
+        key = (dataclasses.asdict(cfg.data), dataclasses.asdict(cfg.split), cfg.seed)
+        if self.key != key:
+            self.key, self.prepared = None, None  # free the previous data set before loading the next
+            self.prepared, self.key = task_for(cfg.model).prepare(cfg), key
+        prepared = self.prepared
+        return dataclasses.replace(
+            prepared,
+            params=registry.build_params(cfg.model, cfg.model_params),
+            scopes=[(n, prepared.split.restrict(d)) for d, n in enumerate(prepared.data.domains)] if cfg.scope == "single" else [("joint", prepared.split)],
+        )
+
+
+def plan_runs(out: Path, datasets: list[str], seeds: list[int], schedule: dict[str, Any], data_dir: Path | None, device: str) -> list[PlannedRun]:
+    """Every model x dataset x seed, phase by phase (:data:`PHASES`)."""
+    shared = SharedPrepare()
+    return [PlannedRun(f"{ds}/{model}/seed{seed}", out / "runs" / ds / model / f"seed{seed}",
+                       functools.partial(_config, model, ds, seed, schedule, data_dir, device, out / "cache"), shared)
+            for phase in PHASES for ds in datasets for seed in seeds for model in phase]
 
 
 # ------------------------------------------------------------------------------ aggregation
@@ -301,7 +301,8 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
 
 
 # ------------------------------------------------------------------------------ report
-def write_report(out: Path, results: list[RunResult], datasets: list[str], schedule: dict[str, Any], quick: bool) -> Path:
+def write_report(out: Path, results: list[RunResult], datasets: list[str], schedule: dict[str, Any], quick: bool,
+                 failed: Sequence[str] = ()) -> Path:
     by = _by(results, datasets)
     lines = [
         "# UCLR reproduction (Yang et al., WWW 2024): Tables 2-5",
@@ -319,6 +320,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
         f"{schedule['ladder']['ft_epochs']} epochs per domain; {len({r.seed for r in results})} seed(s). "
         "UCLR settings: MLP [128, 32], mask ratio 0.3 (whole users), alpha 1e-3, tau in [1e-5, 1], reg 1e-5.",
         "",
+        *failed_section(failed),
     ]
     stats_rows = []
     for ds in datasets:
@@ -489,6 +491,14 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
     n_seeds = seeds or schedule["seeds"]
     for ds in datasets:  # every dataset must load before anything is written
         load_dataset(_config("uclr", ds, 0, schedule, data_dir, "cpu", out / "cache").data)
-    out.mkdir(parents=True, exist_ok=True)
-    results = run_all(out, datasets, list(range(n_seeds)), schedule, data_dir, device)
-    return write_report(out, results, datasets, schedule, quick)
+    runs = plan_runs(out, datasets, list(range(n_seeds)), schedule, data_dir, device)
+    return run_plan(Invocation("uclr", out, data_dir, quick, seeds, device), runs,
+                    lambda failed: report(out, quick=quick, seeds=seeds, datasets=datasets, failed=failed))
+
+
+def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", datasets: list[str] | None = None,
+           failed: Sequence[str] = ()) -> Path:
+    """``report.md``, ``summary.json`` and the temperature plots from the runs in ``out``
+    (``cdrec reproduce uclr --report-only``)."""
+    datasets = datasets or (QUICK["datasets"] if quick else list(DATASETS))
+    return write_report(Path(out), collect(out, datasets), datasets, QUICK if quick else SCHEDULE, quick, failed)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cdrec.errors import RunFailed
-from cdrec.experiments import RECIPES, mtal
+from cdrec.experiments import RECIPES, runner
 from cdrec.experiments.demo import DEMO_STEPS
-from cdrec.experiments.mtal import COLUMNS, PAPER_T4, SCHEDULES, plan, reproduce, write_report
+from cdrec.experiments.mtal import COLUMNS, PAPER_T4, SCHEDULES, job_config, plan, reproduce, write_report
+from cdrec.federated.task import check_split_and_metric, parse_setting
 from cdrec.results.schema import RunResult, write_result
 
 
@@ -35,6 +36,16 @@ def test_plan_covers_table4_and_paper002_with_mtal_first():
     assert {j[1] for j in held_s} == set(COLUMNS) and all(j[5]["side_info"] and j[5]["assist_fit"] == "valid-split" for j in held_s)
     assert len(plan(True)) == 3
     assert all(len(v) == 6 for v in PAPER_T4.values())
+
+
+@pytest.mark.parametrize("schedule", ["quick", "cpu"])
+def test_every_planned_config_passes_the_mtal_tasks_checks(schedule):
+    """The plan sets nothing a run would refuse (a baseline refuses round settings such as setting.rounds)."""
+    for job in plan(schedule == "quick"):
+        cfg = job_config(job, 0, {"name": schedule, **SCHEDULES[schedule]}, "/nowhere", "cpu")
+        setting = parse_setting(cfg)
+        check_split_and_metric(cfg)
+        assert setting.mode == job[5]["mode"] and ("rounds" in cfg.setting) == (setting.mode == "mtal")
 
 
 def test_report_from_partial_results(tmp_path):
@@ -81,10 +92,10 @@ def test_failed_runs_are_listed_in_the_report_and_fail_the_command(tmp_path, mon
     (tmp_path / "data/ml-100k").mkdir(parents=True)
     (tmp_path / "data/ml-100k/u.data").write_text("")
 
-    def broken(cfg, run_dir):
+    def broken(cfg, run_dir, **_):
         raise RuntimeError("out of memory\nat row 3")
 
-    monkeypatch.setattr(mtal, "run_config", broken)
+    monkeypatch.setattr(runner, "run_config", broken)
     with pytest.raises(RunFailed, match=r"^3 mtal run\(s\) failed, listed in .*report.md; the first: ml-100k/"):
         reproduce(tmp_path / "out", data_dir=tmp_path / "data", quick=True)
     report = (tmp_path / "out/report.md").read_text()

@@ -1,0 +1,169 @@
+"""The one run loop of every ``cdrec reproduce`` recipe.
+
+A recipe is data: it lists its runs (:class:`PlannedRun`: a label, a run folder and the config,
+which goes through :func:`cdrec.experiments.pipeline.run_config`, the ``cdrec run`` path) and how to
+write its report from the run folders on disk. :func:`run_plan` runs the list:
+
+* a run whose folder holds ``results.json`` is finished and kept as it is;
+* a run that was started and not finished (its folder holds ``config.yaml``) continues from its last
+  checkpoint (``checkpoint-*.pt``, written after every epoch by the Trainer) when it has one, as
+  ``cdrec run --resume`` does, and ends with the metrics an uninterrupted run would have had; one
+  without a checkpoint (killed in its first epoch, or an MTAL run: assistance rounds keep no
+  checkpoints) is trained again from its start. A checkpoint written under another config (the recipe
+  changed since) is not resumed: the run starts over and says so;
+* one line per run: ``run k/N, <label>, elapsed, about ... left`` (the estimate is the mean time of the
+  runs this invocation trained so far times the runs still to go);
+* a run that raises is listed and the others go on; the report lists the failed runs and the
+  command ends with :class:`~cdrec.errors.RunFailed` (exit code 1). Rerunning it retries them;
+* Ctrl-C stops at once: it prints the run it interrupted and the command that continues it, and raises
+  :class:`RecipeInterrupted` (the CLI exits with code 130).
+
+The options a reproduction was started with are kept in ``reproduce.json`` beside its ``runs/``, so
+``cdrec reproduce PAPER --report-only --out DIR`` rebuilds the same report from the same runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from cdrec.config import RunConfig
+from cdrec.errors import CdrecError, RunFailed, require
+from cdrec.experiments.pipeline import config_changes, run_config
+from cdrec.results.schema import atomic_write_text
+
+OPTIONS_FILE = "reproduce.json"
+
+
+class RecipeInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a recipe; the message names the interrupted run and the command that continues it."""
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What ``cdrec reproduce`` was asked to do (the options every recipe's ``reproduce`` takes)."""
+
+    paper: str
+    out: Path
+    data_dir: Path | None = None
+    quick: bool = False
+    seeds: int | None = None
+    device: str = "auto"
+
+    def command(self, *, report_only: bool = False) -> str:
+        """The ``cdrec reproduce`` command line that repeats this invocation (it skips finished runs)."""
+        args = ["cdrec", "reproduce", self.paper, "--out", str(self.out)]
+        args += ["--report-only"] if report_only else []
+        args += ["--quick"] if self.quick else []
+        args += ["--seeds", str(self.seeds)] if self.seeds is not None else []
+        args += ["--data-dir", str(self.data_dir)] if self.data_dir is not None and not report_only else []
+        args += ["--device", self.device] if self.device != "auto" and not report_only else []
+        return shlex.join(args)
+
+    def save(self) -> None:
+        """Record the options in ``out/reproduce.json`` (the report of ``--report-only`` reads them back)."""
+        options = {"paper": self.paper, "quick": self.quick, "seeds": self.seeds, "device": self.device}
+        atomic_write_text(Path(self.out) / OPTIONS_FILE, json.dumps(options, indent=2) + "\n")
+
+
+def recorded_invocation(paper: str, out: Path, *, quick: bool, seeds: int | None, device: str) -> Invocation:
+    """The options of the reproduction in ``out`` for ``--report-only``: those recorded in
+    ``reproduce.json`` (a flag that contradicts them is an error), else the flags given."""
+    out = Path(out)
+    require(any((out / "runs").glob("**/results.json")),
+            f"--out {out}: holds no finished run (no runs/**/results.json); start with `cdrec reproduce {paper} --out {out}`")
+    path = out / OPTIONS_FILE
+    if not path.exists():  # a reproduction from before options were recorded: the flags say how it ran
+        return Invocation(paper, out, quick=quick, seeds=seeds, device=device)
+    try:
+        saved = json.loads(path.read_text())
+        recorded = Invocation(saved["paper"], out, quick=bool(saved["quick"]), seeds=saved["seeds"], device=saved["device"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CdrecError(f"{path}: not a cdrec reproduce.json ({type(exc).__name__}: {exc}); delete it and pass the options the runs were made with") from None
+    require(recorded.paper == paper, f"--out {out}: holds a `{recorded.paper}` reproduction ({path}), not `{paper}`")
+    require(not quick or recorded.quick, f"--quick: the runs in {out} were made without --quick ({path})")
+    require(seeds is None or seeds == recorded.seeds, f"--seeds {seeds}: the runs in {out} were made with --seeds {recorded.seeds} ({path})")
+    return recorded
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a recipe's plan."""
+
+    label: str
+    """How progress lines and the failed-runs list name it, e.g. ``ml-100k/explicit/user/uniform/alone-mf/seed0``."""
+    run_dir: Path
+    config: RunConfig | Callable[[], RunConfig]
+    """The config, or a function building it when the run starts (its mistakes are then that run's failure)."""
+    prepare: Callable[[RunConfig], Any] | None = None
+    """Optional ``task.prepare`` replacement (a recipe sharing one loaded data set and split between runs)."""
+
+    @property
+    def finished(self) -> bool:
+        return (self.run_dir / "results.json").exists()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _resume(cfg: RunConfig, run_dir: Path, say: Callable[[str], None]) -> bool:
+    """Whether ``run_dir`` holds a checkpoint of this config to continue from."""
+    if not ((run_dir / "config.yaml").exists() and any(run_dir.glob("checkpoint*.pt"))):
+        return False
+    changed = config_changes(cfg, run_dir)
+    if changed:
+        say(f"  its checkpoint was trained with another config ({', '.join(changed)}); starting it over")
+    return not changed
+
+
+def failed_section(failed: Sequence[str]) -> list[str]:
+    """Report lines listing the runs that raised (empty when none did)."""
+    if not failed:
+        return []
+    return [f"## Runs that failed ({len(failed)}; they are missing below, and rerunning the command retries them)", "",
+            *[f"- `{f}`" for f in failed], ""]
+
+
+def run_plan(invocation: Invocation, runs: Sequence[PlannedRun], report: Callable[[Sequence[str]], Path],
+             *, say: Callable[[str], None] | None = None) -> Path:
+    """Run every unfinished run of ``runs`` in order, then ``report(failed)``; returns the report's path.
+    Raises :class:`RunFailed` after the report when a run raised, :class:`RecipeInterrupted` on Ctrl-C."""
+    say = say or (lambda line: print(line, flush=True))
+    tag = f"[{invocation.paper}]"
+    Path(invocation.out).mkdir(parents=True, exist_ok=True)
+    invocation.save()
+    todo = [k for k, run in enumerate(runs) if not run.finished]
+    if len(todo) < len(runs):
+        say(f"{tag} {len(runs) - len(todo)} of {len(runs)} runs already finished in {invocation.out} (kept)")
+    failed: list[str] = []
+    start = time.perf_counter()
+    for done, k in enumerate(todo):
+        run = runs[k]
+        elapsed = time.perf_counter() - start
+        left = f"about {_clock(elapsed / done * (len(todo) - done))} left" if done else "time left not known yet"
+        say(f"{tag} run {k + 1}/{len(runs)}, {run.label}, elapsed {_clock(elapsed)}, {left}")
+        try:
+            cfg = run.config() if callable(run.config) else run.config
+            resume = _resume(cfg, run.run_dir, say)
+            if resume:
+                say("  continuing it from its last checkpoint")
+            run_config(cfg, run.run_dir, resume=resume, prepared=run.prepare(cfg) if run.prepare else None)
+        except KeyboardInterrupt:
+            message = (f"interrupted during run {k + 1}/{len(runs)}, {run.label} ({run.run_dir}); continue it with: {invocation.command()} "
+                       f"(finished runs are kept; `{invocation.command(report_only=True)}` reports them now)")
+            print(message, file=sys.stderr, flush=True)  # the CLI exits with code 130 (typer turns Ctrl-C into that exit)
+            raise RecipeInterrupted(message) from None
+        except Exception as exc:  # one failed run must not stop the others; the report lists it
+            failed.append(f"{run.label}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            say(f"{tag} run {k + 1}/{len(runs)} FAILED: {failed[-1]}")
+    path = report(failed)
+    if failed:
+        raise RunFailed(f"{len(failed)} {invocation.paper} run(s) failed, listed in {path}; the first: {failed[0]}")
+    return path
