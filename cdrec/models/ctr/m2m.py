@@ -30,6 +30,12 @@ Read top to bottom like the paper's method section (its *scenarios* are our doma
 5. Prediction: one two-layer tower per task, shared by the domains (the meta tower already made the
    representation domain-specific), and a sigmoid. The paper fits counts with a Poisson loss; click
    and like are binary, so the family's per-head BCE (M3oE Eq. 12) replaces it.
+
+The M3oE authors' public code has no M2M, so their Table 2 row cannot be matched line by line; their
+lab's Scenario-Wise-Rec has a single-task M2M whose sizes we follow (4 experts, one meta layer in the
+attention and in the tower). We do not follow two of its details: its Transformer takes the whole
+batch as one sequence (samples attend to each other), and its task view is computed from the domain
+embedding (we learn one code per task, as the paper's task view).
 """
 
 from __future__ import annotations
