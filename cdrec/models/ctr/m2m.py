@@ -102,9 +102,9 @@ class MetaLayer(nn.Module):
 class MetaUnit(nn.Module):
     """``h^(k) = sigma(W^(k)(S) h^(k-1) + b^(k)(S))`` for ``k = 1..K`` (the paper's meta unit)."""
 
-    def __init__(self, knowledge_dim: int, dims: list[int], groups: int = 1) -> None:
+    def __init__(self, knowledge_dim: int, dims: list[int]) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(MetaLayer(knowledge_dim, i, o, groups) for i, o in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(MetaLayer(knowledge_dim, i, o) for i, o in zip(dims[:-1], dims[1:]))
 
     def forward(self, h: torch.Tensor, domain: torch.Tensor, knowledge: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
