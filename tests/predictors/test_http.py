@@ -73,8 +73,14 @@ def test_sequence_run_cannot_score(seq):
     one_line(client.get("/recommend", params={"user": "ghost", "domain": "D0"}), 404, "unknown user 'ghost'")
 
 
-def test_score_endpoint_equals_predictor(ctr):
-    client, p = ctr
+@pytest.mark.parametrize("name", ["m3oe-mdmt", "m2m-mdmt", "adatt-sp-mtl"])
+def test_score_endpoint_equals_predictor(predictors, name):
+    p = predictors[name]
+    with TestClient(create_app(p, api_key="secret")) as client:
+        score_endpoint_equals_predictor(client, p)
+
+
+def score_endpoint_equals_predictor(client, p):
     auth = {"X-API-Key": "secret"}
     health = client.get("/health").json()
     assert health["task"] == "ctr" and health["supports"] == ["score"] and "age" in health["features"]
