@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from cdrec.serve import create_app
 
 
-@pytest.fixture(scope="module")
-def seq(predictors):
-    with TestClient(create_app(predictors["merit"], max_k=50)) as client:
-        yield client, predictors["merit"]
+@pytest.fixture(scope="module", params=["merit", "abxi"])
+def seq(predictors, request):
+    with TestClient(create_app(predictors[request.param], max_k=50)) as client:
+        yield client, predictors[request.param]
 
 
 @pytest.fixture(scope="module")

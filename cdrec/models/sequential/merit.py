@@ -45,7 +45,6 @@ token-wise H_M + H_A2M + H_B2M; MF2 no CAF_M; RL1 no stop-gradient; RL2 no H_M^F
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,10 +60,10 @@ from cdrec.models.sequential.blocks import (
     AttentionBlock,
     FFNBlock,
     MoFFN,
-    MultiHeadAttention,
     SwiGLU,
     attention_mask,
     extended_causal_mask,
+    init_like_authors,
     reversed_positions,
     domain_info_nce,
 )
@@ -166,26 +165,12 @@ class MERIT(SequentialModel):
         """``init`` (see :class:`MERITParams`); padding rows of the embeddings are zero either way
         (the authors' are not, but every padded slot is masked before use)."""
         p = self.params
+        if p.init == "authors":
+            init_like_authors(self, p.dim, (self.item_emb, self.pos_emb))
+            return
         with torch.no_grad():
-            if p.init == "authors":
-                in_proj = {id(lin) for m in self.modules() if isinstance(m, MultiHeadAttention) for lin in (m.q, m.kv)}
-                bound = math.sqrt(6.0 / (4 * p.dim))  # xavier_uniform_ of a fused [3d, d] in_proj_weight
-                for m in self.modules():
-                    if isinstance(m, nn.Linear):
-                        if id(m) in in_proj:
-                            nn.init.uniform_(m.weight, -bound, bound)
-                        else:
-                            nn.init.normal_(m.weight, std=0.02)
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-                    elif isinstance(m, nn.LayerNorm):
-                        nn.init.ones_(m.weight)
-                        nn.init.zeros_(m.bias)
             for emb in (self.item_emb, self.pos_emb):
-                if p.init == "authors":
-                    nn.init.trunc_normal_(emb.weight, std=0.02, a=-0.04, b=0.04)
-                else:
-                    nn.init.normal_(emb.weight, std=p.init_std)
+                nn.init.normal_(emb.weight, std=p.init_std)
                 emb.weight[0].zero_()
 
     # ------------------------------------------------------------------ 4.2-4.4 forward
