@@ -153,7 +153,7 @@ default shares them per sequence to meet the CPU memory target at d=256). On Bea
 
 SCHEDULES = {
     "paper": Schedule("paper", ("abe", "afk"), 256, 500, 61, 1e-4, 5.0, 10, 3, 3, tuple(ABLATIONS), ("abe", "afk"), lr_factors=(("afk", 0.4), ("abe", 0.8)), merit_params=AUTHORS_NEGATIVES),
-    "cpu": Schedule("cpu (reduced)", ("abe", "afk"), 32, 20, 3, 5e-3, 0.05, 0, 3, 1, tuple(ABLATIONS), ("abe",), batch_size=128, dropout=0.2, lr_patience=1, merit_params=AUTHORS_NEGATIVES),
+    "cpu": Schedule("cpu (reduced)", ("abe", "afk"), 32, 20, 3, 5e-3, 0.05, 0, 3, 1, tuple(ABLATIONS), ("abe",), batch_size=128, dropout=0.2, lr_patience=1, lr_factors=(("abe", 0.5), ("afk", 0.5)), merit_params=AUTHORS_NEGATIVES),
     "quick": Schedule("quick (smoke test)", ("abe",), 16, 1, 1, 2e-3, 0.5, 0, 1, 1, ("SF3",), ("abe",), max_batches=4),
 }
 
