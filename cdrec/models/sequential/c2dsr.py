@@ -1,48 +1,53 @@
 """C2DSR (Cao, Cong, Sheng, Liu, Wang: "Contrastive Cross-Domain Sequential Recommendation", CIKM
-2022), a DT-CDSR baseline of MERIT's Table 2 (section 5.2). Reads top to bottom like the paper's
-method section (3): graphical and attentive encoder, single- and cross-domain sequential
-objectives, contrastive cross-domain infomax, and their weighted sum.
+2022; the issue named WSDM 2022: the paper, its arXiv version 2304.03891, the authors' README and
+MERIT's reference [7] all say CIKM 2022), a DT-CDSR baseline of MERIT's Table 2 (section 5.2).
+Reads top to bottom like the paper's method: (1) graphical and (2) attentive encoder, (3) single-
+and cross-domain sequential objectives, (4) contrastive cross-domain infomax, (5) their weighted
+sum. The paper's full text was not at hand here (its abstract and the authors' code were), so the
+docstrings name these parts, not the paper's equation numbers.
 
 Three streams as in MERIT: the mixed sequence (M) and the two domain sequences aligned to it
 (A, B: the mixed one with the other domain's slots padded), each with its own item table.
 
-3.1 Graphical encoder (inter-sequence item relations). Item graphs from the *training* events of
+(1) Graphical encoder (inter-sequence item relations). Item graphs from the *training* events of
 all users (:func:`training_transitions`; no validation or test transition): the cross-domain graph
 links each event to the user's next event (any domain), the single-domain graph to the user's next
 event of the same domain (one block-diagonal graph serves A and B, each on its own item table, as
 in the authors' ``adj_single``). Adjacency row-normalized (``D^-1 A``); a layer is ``H^l = A
 Dropout(H^{l-1}) + b^l`` and the item vectors are the mean of ``H^0 .. H^K`` (:meth:`graph_items`).
 
-3.1 Attentive encoder (intra-sequence relations). Causal self-attention (SASRec,
+(2) Attentive encoder (intra-sequence relations). Causal self-attention (SASRec,
 :class:`~cdrec.models.sequential.sasrec.SequenceEncoder`) on ``(g_i + e_i) sqrt(d)`` plus a
 position embedding (counted within the stream from the window's start), with ``g`` the graph
 vector and ``e`` the stream's own item embedding: ``H_M`` on the mixed sequence, ``H_A``,
 ``H_B`` on the aligned domain sequences.
 
-3.2 Sequential objectives (:meth:`next_item_losses`). Cross-domain: ``H_M`` at each slot predicts
+(3) Sequential objectives (:meth:`next_item_losses`). Cross-domain: ``H_M`` at each slot predicts
 the next event of the mixed sequence, with a softmax over the items of that event's domain.
 Single-domain: ``H_M + H_X`` at each slot of domain X predicts the user's next event of X. Scores
 are a linear layer (``W_i . h + b_i``, not tied to the input embeddings).
 
-3.3 Contrastive cross-domain infomax (:meth:`infomax_loss`). For domain X: the single-domain
+(4) Contrastive cross-domain infomax (:meth:`infomax_loss`). For domain X: the single-domain
 representation ``r_X`` (mean of ``H_X`` over X's slots) and the cross-domain representation at the
 *other* domain's slots (mean of ``H_M`` there) are a positive pair for a bilinear discriminator
 ``D_X``; the negative replaces every X event of the mixed sequence by a random X item ("domain-based
 random replacement") and encodes it again. Binary cross-entropy on both.
 
-3.4 ``L = lambda (L_M^A + L_M^B + L_A + L_B) + (1 - lambda) (L_cl^A + L_cl^B)`` (``rec_weight``).
+(5) ``L = lambda (L_M^A + L_M^B + L_A + L_B) + (1 - lambda) (L_cl^A + L_cl^B)`` (``rec_weight``).
 At evaluation a target of domain X is scored with ``H_M`` at the latest slot plus ``H_X`` at the
 latest slot of X.
 
-Where the authors' code (github.com/cjx96/C2DSR, ``model/*.py``, ``utils/*.py``) fixes a detail the
-paper leaves open, the defaults follow it: 1 GNN layer whose weight matrix is never used (only the
-propagation and a bias: ``gnn_weight=false``), directed transitions (``graph=directed``), 1 head, 2
-blocks, dropout 0.2, lambda 0.7, next-item losses on the last 10 slots only (``loss_window``),
-each loss summed and divided by the number of slots of that window (batch x 10). Different on purpose: the shared cdrec encoder is post-norm
-with key-padding masks (theirs pre-norm, padding visible as keys); no extra "padding" class in the
-softmax (the authors' ``lin_PAD``); corrupted sequences drawn afresh at every step (the authors
-draw them once when loading the data); the authors' duplicate-edge check never fires (its set is
-never filled), so repeated transitions weigh more, as here.
+The details and defaults follow the authors' code (github.com/cjx96/C2DSR, ``model/*.py``,
+``utils/*.py``), each with the other choice as an option: 1 GNN layer whose weight matrix is never
+used (only the propagation and a bias; ``gnn_weight=true`` applies one, a GCN layer), directed
+transitions (``graph=undirected``), positions counted from the window's start
+(``positions=reversed``), 1 head, 2 blocks, dropout 0.2, lambda 0.7, next-item losses on the last 10
+slots only (``loss_window``), each summed and divided by the slots of that window (batch x 10).
+Different on purpose: the shared cdrec encoder is post-norm with key-padding masks (theirs
+pre-norm, padding visible as keys); no extra "padding" class in the softmax (the authors'
+``lin_PAD``); corrupted sequences drawn afresh at every step (the authors draw them once when
+loading the data); their duplicate-edge check never fires (its set is never filled), so repeated
+transitions weigh more, as here.
 """
 
 from __future__ import annotations
@@ -135,7 +140,7 @@ class C2DSR(SequentialModel):
         require(params.dim % params.n_heads == 0, f"model_params.dim ({params.dim}) must be divisible by n_heads ({params.n_heads})")
         super().__init__(n_items, item_offsets, params)
         d, k = params.dim, params.gnn_layers
-        # 3.1: one item table + causal encoder per stream, one GNN (bias per layer, optional weight)
+        # (1)-(2): one item table + causal encoder per stream, one GNN (bias per layer, optional weight)
         self.encoders = nn.ModuleDict({s: SequenceEncoder(n_items + 1, params, causal=True) for s in STREAMS})
         bound = 1.0 / math.sqrt(d)  # the authors' GraphConvolution init
         self.gnn_bias = nn.ParameterDict({s: nn.Parameter(torch.empty(k, d).uniform_(-bound, bound)) for s in STREAMS})
@@ -143,7 +148,7 @@ class C2DSR(SequentialModel):
             {s: nn.Parameter(torch.empty(k, d, d).uniform_(-bound, bound)) for s in STREAMS} if params.gnn_weight else {}
         )
         self.gnn_drop = nn.Dropout(params.dropout)
-        # 3.2: item scores W_i . h + b_i; 3.3: one bilinear discriminator per domain
+        # (3): item scores W_i . h + b_i; (4): one bilinear discriminator per domain
         self.out = nn.Linear(d, n_items + 1)
         self.discriminators = nn.ModuleList(nn.Bilinear(d, d, 1) for _ in range(2))
         for disc in self.discriminators:
@@ -152,7 +157,7 @@ class C2DSR(SequentialModel):
         self.register_buffer("graph_mixed", None, persistent=False)
         self.register_buffer("graph_single", None, persistent=False)
 
-    # ------------------------------------------------------------------ 3.1 graphs and encoders
+    # ------------------------------------------------------------------ (1)-(2) graphs and encoders
     def attach_training(self, split) -> None:
         self.set_graphs(*training_transitions(split))
 
@@ -198,7 +203,7 @@ class C2DSR(SequentialModel):
         g = self.graph_items()
         return {s: self.encode(s, self.stream_items(s, items, domains), g) for s in STREAMS}
 
-    # ------------------------------------------------------------------ 3.2-3.4 training
+    # ------------------------------------------------------------------ (3)-(5) training
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         terms = self.loss_terms(batch)
         lam = self.params.rec_weight
@@ -212,7 +217,7 @@ class C2DSR(SequentialModel):
         return {"rec": self.next_item_losses(h, batch), "infomax": self.infomax_loss(h, items, domains, batch["domain_targets"], g)}
 
     def next_item_losses(self, h: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """3.2: ``H_M`` predicts the next mixed event in its domain (L_M^A, L_M^B); ``H_M + H_X`` at
+        """(3): ``H_M`` predicts the next mixed event in its domain (L_M^A, L_M^B); ``H_M + H_X`` at
         X's slots the next X event (L_A, L_B); softmax over the domain's items, last
         ``loss_window`` slots, each loss averaged over all slots of that window."""
         w = self.params.loss_window or self.params.max_len
@@ -235,7 +240,7 @@ class C2DSR(SequentialModel):
     def infomax_loss(
         self, h: dict[str, torch.Tensor], items: torch.Tensor, domains: torch.Tensor, dom_targets: torch.Tensor, g: dict[str, torch.Tensor]
     ) -> torch.Tensor:
-        """3.3: for X in (A, B), ``D_X(r_X, c_X)`` against ``D_X(r_X, c~_X)``, where ``r_X`` pools
+        """(4): for X in (A, B), ``D_X(r_X, c_X)`` against ``D_X(r_X, c~_X)``, where ``r_X`` pools
         ``H_X`` over X's slots, ``c_X`` pools ``H_M`` over the other domain's slots, and ``c~_X``
         the same on the mixed sequence whose X events are replaced by random X items. Slots are
         those with a next event of their domain (the authors' masks); sequences without slots of
