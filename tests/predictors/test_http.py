@@ -49,6 +49,18 @@ def test_sequence_endpoint_equals_predictor(seq):
     assert r.status_code == 200 and [x["item"] for x in r.json()["items"]] == p.recommend(user, "D0", 3).items
 
 
+def test_sequence_endpoint_serves_c2dsr(predictors):
+    p = predictors["c2dsr"]
+    history = p.data.item_ids[[3, p.offsets[1] + 4, 8]].tolist()
+    with TestClient(create_app(p, max_k=50)) as client:
+        r = client.post("/recommend/sequence", json={"history": history, "k": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()["recommendations"]
+    for dom, rec in p.recommend_sequence(history, 4).items():
+        assert [x["item"] for x in body[dom]["items"]] == rec.items
+        np.testing.assert_allclose([x["score"] for x in body[dom]["items"]], rec.scores, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "body, status, needle",
     [

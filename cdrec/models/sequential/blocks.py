@@ -9,6 +9,7 @@
 * :class:`MoFFN` — the multi-output CGC feed-forward of MERIT (Eqs. 3-6);
 * :func:`init_like_authors` — the MERIT / ABXI authors' weight initialization;
 * :func:`reversed_positions` — in-sequence positions counted from the end (1 = latest event);
+  :func:`forward_positions` — counted from the start of the window;
 * :func:`sampled_info_nce` (Eq. 13 with sampled negatives), :func:`domain_info_nce` (negatives
   drawn from item ranges, per sequence or per position) and :func:`full_softmax_ce`;
 * :func:`sample_domain_negatives` — uniform negatives from one domain's item range, per sequence.
@@ -62,6 +63,14 @@ def reversed_positions(valid: torch.Tensor) -> torch.Tensor:
     (MERIT 4.2: positional indices in reversed chronological order, per domain sequence)."""
     v = valid.long()
     return v * v.flip(1).cumsum(1).flip(1)
+
+
+def forward_positions(valid: torch.Tensor) -> torch.Tensor:
+    """Positions counted forwards within the valid events of each row (1 = earliest in the
+    window), 0 elsewhere (C2DSR's authors' ``position`` / ``x_position``): unlike
+    :func:`reversed_positions`, a slot's position never depends on later events."""
+    v = valid.long()
+    return v * v.cumsum(1)
 
 
 # ------------------------------------------------------------------------------------ layers
