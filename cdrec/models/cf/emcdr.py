@@ -62,7 +62,7 @@ class EMCDRParams(TwoDomainParams):
 class EMCDR(TwoDomainModel):
     """Per-domain BPR factors and a source-to-target mapping of the overlapping users' factors."""
 
-    single_target = True
+    target_only = True
 
     def __init__(self, split: Split, params: EMCDRParams) -> None:
         super().__init__()

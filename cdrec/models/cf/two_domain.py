@@ -11,7 +11,7 @@ they disagree). On data with exactly two domains one name is enough: the other d
 source (or target). Data with more than two domains and no pair named is refused by the registry's
 ``max_domains=2`` with a line naming both ways to pick a pair.
 
-**What is evaluated.** A *dual-target* model (``single_target = False``) improves both domains and is
+**What is evaluated.** A *dual-target* model (``target_only = False``) improves both domains and is
 evaluated on both (``metrics`` has the overall and the two per-domain entries). A *single-target*
 model (EMCDR) transfers from the source to the target only: its validation and test rows are the
 target domain's alone (``metrics.overall`` is the target's), the training rows keep both domains,
@@ -73,7 +73,7 @@ def pair_data_config(data: DataConfig, params: TwoDomainParams) -> DataConfig:
     return dataclasses.replace(data, keep_domains=pair)
 
 
-def resolve_pair(domains: list[str], params: TwoDomainParams, *, model: str, single_target: bool) -> tuple[int, int]:
+def resolve_pair(domains: list[str], params: TwoDomainParams, *, model: str, target_only: bool) -> tuple[int, int]:
     """Indices ``(source, target)`` into the data's two ``domains``. With neither named, a dual-target
     model takes them in the data's order; a single-target model needs its target named."""
     require(len(domains) == 2, f"model {model}: needs exactly 2 domains ({PAIR_NEEDS}), got {len(domains)}")
@@ -86,7 +86,7 @@ def resolve_pair(domains: list[str], params: TwoDomainParams, *, model: str, sin
     if params.source is not None:
         source = domains.index(params.source)
         return source, 1 - source
-    if single_target:
+    if target_only:
         raise CdrecError(f"model {model}: transfers to one target domain; name it with model_params.target (one of {domains})")
     return 0, 1
 
@@ -94,11 +94,12 @@ def resolve_pair(domains: list[str], params: TwoDomainParams, *, model: str, sin
 class TwoDomainModel(RankingModel):
     """Base of the two-domain models: the pair, per-row domain routing, the weighted two-domain BPR.
 
-    Subclasses set :attr:`single_target`, build their tables in ``__init__(split, params)`` after
+    Subclasses set :attr:`target_only`, build their tables in ``__init__(split, params)`` after
     :meth:`_init_pair`, and implement :meth:`domain_scores` (and :meth:`batch_l2`); overlapping users
     (a training row in both domains) are :attr:`overlap`."""
 
-    single_target: ClassVar[bool] = False
+    target_only: ClassVar[bool] = False
+    """True for a single-target model: only its target domain is evaluated."""
     params: TwoDomainParams
 
     @classmethod
@@ -116,17 +117,17 @@ class TwoDomainModel(RankingModel):
 
         data = split.data
         registry.get(cls.registry_name).require_domains(data.n_domains, dataset=data.name)
-        source, target = resolve_pair(data.domains, params, model=cls.registry_name, single_target=cls.single_target)
-        evaluated = [target] if cls.single_target else [source, target]
+        source, target = resolve_pair(data.domains, params, model=cls.registry_name, target_only=cls.target_only)
+        evaluated = [target] if cls.target_only else [source, target]
         record = {"source": data.domains[source], "target": data.domains[target], "evaluated": [data.domains[d] for d in evaluated]}
-        return (split.restrict(target, parts=("valid", "test")) if cls.single_target else split), record
+        return (split.restrict(target, parts=("valid", "test")) if cls.target_only else split), record
 
     def _init_pair(self, split: Split, params: TwoDomainParams) -> None:
         data = split.data
         data.require_items_owned(f"model {self.registry_name}")
         self.params = params
         self.n_users, self.n_items = data.n_users, data.n_items
-        self.source, self.target = resolve_pair(data.domains, params, model=self.registry_name, single_target=self.single_target)
+        self.source, self.target = resolve_pair(data.domains, params, model=self.registry_name, target_only=self.target_only)
         self.item_offsets = [int(o) for o in data.item_offsets]
         counts = split.train_counts()  # [n_users, 2]
         self.register_buffer("item_domain", torch.as_tensor(data.item_domain(), dtype=torch.long), persistent=False)
