@@ -23,7 +23,7 @@ Choices (:mod:`cdrec.models.cf.two_domain` for the pair and the evaluation):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
