@@ -165,6 +165,9 @@ def test_more_than_two_domains_need_a_named_pair(tmp_path):
         with pytest.raises(CdrecError, match=r"needs exactly 2 domains .*model_params.source and model_params.target.*got 3.*data.keep_domains"):
             run_config(load_config(None, [f"model={model}", *BASE_THREE, "train.epochs=1"]), tmp_path / model)
         assert not (tmp_path / model).exists()
+    done = call_main("run", *[arg for s in ["model=cmf", *BASE_THREE] for arg in ("--set", s)], "--out", str(tmp_path / "cli"))
+    assert done.code == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: model cmf: needs exactly 2 domains"), done.stderr
+    assert not (tmp_path / "cli").exists()
     with pytest.raises(CdrecError, match=r"data.keep_domains \['D0', 'D1'\] disagrees with model_params.source / model_params.target \['D0', 'D2'\]"):
         run_config(load_config(None, ["model=cmf", *BASE_THREE, "data.keep_domains=[D0, D1]", "model_params.source=D0", "model_params.target=D2"]), tmp_path / "x")
     with pytest.raises(CdrecError, match=r"model_params.target: unknown domain 'D7'; expected one of \['D0', 'D1'\]"):
