@@ -231,7 +231,7 @@ def _like_labels(cfg: SyntheticConfig, rng: np.random.Generator, users: np.ndarr
     ``sqrt(1 - like_own) * z + sqrt(like_own) * own + noise`` is in its top share, ``own`` a
     standardized like-only user x item affinity and the share that of ``rating > 4`` among clicks."""
     click = rating > 3
-    own = np.einsum("nk,nk->n", rng.normal(size=(users.max() + 1, cfg.dim))[users],
+    own = np.einsum("nk,nk->n", rng.normal(size=(cfg.n_users, cfg.dim))[users],
                     rng.normal(size=(n_items, cfg.dim))[items]) / np.sqrt(cfg.dim)
     score = np.sqrt(1 - cfg.like_own) * z + np.sqrt(cfg.like_own) * own + rng.normal(scale=0.3, size=len(z))
     share = (rating > 4).sum() / max(click.sum(), 1)

@@ -10,7 +10,7 @@ from pathlib import Path
 from cdrec.experiments.demo import FamilyResult, flag, train_family
 from cdrec.results.tables import markdown_table
 
-CTR_DATA = {"shared_weight": 0.7, "like_own": 0.5}
+CTR_DATA = {"n_users": 1000, "shared_weight": 0.7, "like_own": 0.5}
 CTR_RUNS: list[tuple[str, list[str]]] = [(f"{model} {mode}", [f"model={model}", f"model_params.mode={mode}"])
                                          for model, mode in (("mmoe", "mdmt"), ("star", "mdl"), ("m3oe", "mdmt"))]
 """The CTR models of the demo, in table order: (label, config overrides)."""
@@ -32,7 +32,7 @@ def demo(out: Path, device: str) -> FamilyResult:
              *(f"{r.metrics['overall'][f'{m}[{t}]']:.4f}" for m in ("AUC", "LogLoss") for t in TASKS)] for label, r in results.items()]
     return FamilyResult(
         title="Multi-domain multi-task CTR (8:1:1 split)",
-        data=("Data: the generator's defaults (1500 users, 3 item domains D0-D2); "
+        data=(f"Data: {CTR_DATA['n_users']} users, the generator's 3 item domains D0-D2 of 400 items; "
               f"{CTR_DATA['shared_weight']:.0%} of each user's preference is shared by the domains; click = rating > 3, and "
               f"whether a click is liked mixes the click signal with a like-only affinity (weight {CTR_DATA['like_own']})."),
         table=markdown_table(["model", "AUC (mean of tasks)", *(f"{m}[{t}]" for m in ("AUC", "LogLoss") for t in TASKS)], rows),
