@@ -5,7 +5,8 @@ latents, item latents and popularity, power-law activity, Gumbel-top-k choice, r
 affinity, click/like labels, side features), but users are drawn in chunks of ``chunk_users`` and
 only each user's chosen items are kept, so memory grows with the interactions, not with
 ``users x items``. The random stream differs from ``make_synthetic``'s (which stays the default and
-is unchanged), so the two give statistically alike, not identical, tables.
+is unchanged), so the two give statistically alike, not identical, tables. The structure knobs of
+``make_synthetic`` (sparse users, themes, sequences, like-only signal) are refused here.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ def make_synthetic_large(config: SyntheticConfig | None = None, *, chunk_users: 
         setattr(cfg, key, value)
     require(cfg.n_users > 0 and cfg.n_domains > 0 and cfg.items_per_domain > 1, "synthetic sizes must be positive")
     require(chunk_users > 0, f"chunk_users must be positive, got {chunk_users}")
+    require(not cfg.plants_structure, "make_synthetic_large draws the legacy recipe only: the structure knobs (sparse_share, n_themes, "
+            "seq_cross, seq_intra, like_own) are make_synthetic's")
     rng = np.random.default_rng([cfg.seed, 1])
     n_u, n_d, n_i, k = cfg.n_users, cfg.n_domains, cfg.items_per_domain, cfg.dim
     signal = float(getattr(cfg, "signal", 1.0))
