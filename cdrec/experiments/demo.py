@@ -34,7 +34,8 @@ evaluated row of every domain. Settings: `single` / `alone` = one model per doma
 that domain only; `joint` = one model on all domains pooled; `mtal` = organizations that keep their own
 data and only exchange predictions (AAE + MTAL); `-st` = a sequential model per domain on that domain's
 own sequence, `-dt` = one model on the mixed sequence of both domains; CTR `mdl` = one multi-domain model
-per task, `mdmt` = one model for all domains and tasks. The flagship of each family (the method of the
+per task, `mdmt` = one model for all domains and tasks; `pop` (popularity) and `itemknn` (item-based kNN) are the
+floors every ranking table starts with. The flagship of each family (the method of the
 paper the family implements) is marked with *. One seed and a short schedule per family: these are
 illustrations on synthetic data, not benchmarks; a gap of a few thousandths may not survive another seed."""
 

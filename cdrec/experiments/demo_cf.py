@@ -11,15 +11,19 @@ from cdrec.results.tables import markdown_table
 
 CF_DATA = {"n_users": 500, "n_domains": 3, "items_per_domain": 200, "signal": 1.0, "max_activity_share": 0.5, "min_activity": 4, "max_activity": 40,
            "shared_weight": 0.8, "n_themes": 12, "sparse_share": 0.5, "sparse_activity": 3}
+EMBEDDING = "model_params.dim=32"
+"""The embedding size of every trained CF model (``pop`` and ``itemknn`` have none)."""
 UCLR_LADDER = ["model_params.ae_epochs=4", "model_params.ae_passes=5", "model_params.ft_epochs=2"]
 CF_RUNS: list[tuple[str, list[str]]] = [
-    ("bprmf single", ["model=bprmf", "scope=single"]),
-    ("bprmf joint", ["model=bprmf", "scope=joint"]),
-    ("uclr", ["model=uclr", *UCLR_LADDER]),
+    ("pop", ["model=pop", "scope=single"]),
+    ("itemknn", ["model=itemknn", "scope=single"]),
+    ("bprmf single", ["model=bprmf", "scope=single", EMBEDDING]),
+    ("bprmf joint", ["model=bprmf", "scope=joint", EMBEDDING]),
+    ("uclr", ["model=uclr", EMBEDDING, *UCLR_LADDER]),
 ]
 """The CF models of the demo, in table order: (label, config overrides)."""
-CF_SCHEDULE = ["train.epochs=20", "train.patience=3", "train.lr=0.01", "train.batch_size=512", "model_params.dim=32", "eval.ks=[10]"]
-"""The training schedule every CF model shares."""
+CF_SCHEDULE = ["train.epochs=20", "train.patience=3", "train.lr=0.01", "train.batch_size=512", "eval.ks=[10]"]
+"""The training schedule every trained CF model shares (the one-pass ``pop`` and ``itemknn`` ignore it)."""
 FLAGSHIP = "uclr"
 SPARSE_BUCKET = "1-2"
 
