@@ -7,6 +7,7 @@ import pytest
 
 from cdrec.experiments import demo, demo_cf, demo_ctr, demo_mtal, demo_seq
 from cdrec.experiments.demo import FamilyResult, verdict
+from tests.cli_helpers import call_main
 
 FAMILIES = [  # module, the prefix of its RUNS / DATA / SCHEDULE constants, tiny data sizes for the test
     (demo_cf, "CF", {"n_users": 60, "max_activity": 30}),
@@ -31,10 +32,11 @@ def test_demo_writes_legend_tables_verdicts_and_png(tmp_path, monkeypatch):
         for key, value in tiny.items():
             monkeypatch.setitem(getattr(module, f"{prefix}_DATA"), key, value)
         monkeypatch.setattr(module, f"{prefix}_SCHEDULE", [*getattr(module, f"{prefix}_SCHEDULE"), "train.epochs=1"])
-    monkeypatch.setattr(demo_cf, "CF_RUNS", [*demo_cf.CF_RUNS[:2], ("uclr", ["model=uclr", "model_params.ae_epochs=1", "model_params.ft_epochs=1"])])
+    monkeypatch.setattr(demo_cf, "CF_RUNS", [*demo_cf.CF_RUNS[:3], ("uclr", ["model=uclr", "model_params.ae_epochs=1", "model_params.ft_epochs=1"])])
     monkeypatch.setattr(demo_mtal, "MTAL_RUNS", [demo_mtal.MTAL_RUNS[0], ("mtal aae", [*demo_mtal.MTAL_RUNS[-1][1], "setting.rounds=1", "model_params.epochs=1"])])
-    path = demo.run_demo(tmp_path / "out", device="cpu")
-    text = path.read_text()
+    outcome = call_main("demo", "--out", str(tmp_path / "out"), "--device", "cpu")  # through the command line
+    assert outcome.code == 0 and outcome.exception is None, (outcome.stderr, outcome.exception)
+    text = (tmp_path / "out" / "summary.md").read_text()
     for term in ("higher is better", "lower is better", "`single` / `alone`", "`joint`", "`mdl`", "`mdmt`", "`-st`", "`-dt`", "HR@10", "RMSE", "LogLoss"):
         assert term in text.split("## ")[0], term
     sections = text.split("\n## ")[1:]
