@@ -6,6 +6,8 @@ Every array is left-padded to ``max_len`` with item id 0 (items are shifted by +
   (next-item models) the inputs are every event but the last and ``targets`` the event after each
   input; ``domain_targets`` is the next event *of the input's own domain* (MERIT's A/B streams,
   authors' ``gt_ab``). With ``cloze=True`` (BERT4Rec) the window holds the last ``max_len`` events.
+* :func:`next_events` — every event of a set of rows with the user's next event (mixed and same
+  domain): the training transitions (also C2DSR's item graphs).
 * :func:`histories` — for each evaluation row, what its user did strictly before it (the input of
   the validation/test prediction), optionally only in one domain (single-target baselines).
 * :func:`aligned_domain_sequences` — the two domain sequences aligned to the mixed one as in Fig. 4:
@@ -82,11 +84,10 @@ def pool_windows(inter: Interactions, pool: np.ndarray, start: np.ndarray, end: 
     return items, doms
 
 
-def training_sequences(split: Split, max_len: int, *, domain: int | None = None, cloze: bool = False) -> SequenceBatch:
-    """Per-user windows over the training rows (of one ``domain`` when given); users with fewer than
-    two training events (one for ``cloze``) are left out."""
-    inter = split.data
-    rows = split.train_rows if domain is None else split.train_rows[inter.domain[split.train_rows] == domain]
+def next_events(inter: Interactions, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``rows`` in time order as ``users``, ``items`` (+1 shifted), ``domains``, and for each event the
+    user's next event among ``rows`` (``next_items``) and next event of the same domain
+    (``next_domain_items``), +1 shifted, 0 when there is none."""
     order = time_order(inter, rows)
     users = inter.users[order]
     items = inter.items[order].astype(np.int64) + 1
@@ -99,7 +100,16 @@ def training_sequences(split: Split, max_len: int, *, domain: int | None = None,
     same_group = np.r_[(users[by_dom][1:] == users[by_dom][:-1]) & (doms[by_dom][1:] == doms[by_dom][:-1]), False]
     nxt_dom = np.zeros(n, dtype=np.int64)
     nxt_dom[by_dom] = np.where(same_group, np.r_[items[by_dom][1:], 0], 0)
-    keep = np.ones(n, dtype=bool) if cloze else same_next  # inputs: every event that has a successor
+    return users, items, doms, nxt, nxt_dom
+
+
+def training_sequences(split: Split, max_len: int, *, domain: int | None = None, cloze: bool = False) -> SequenceBatch:
+    """Per-user windows over the training rows (of one ``domain`` when given); users with fewer than
+    two training events (one for ``cloze``) are left out."""
+    inter = split.data
+    rows = split.train_rows if domain is None else split.train_rows[inter.domain[split.train_rows] == domain]
+    users, items, doms, nxt, nxt_dom = next_events(inter, rows)
+    keep = np.ones(len(users), dtype=bool) if cloze else nxt > 0  # inputs: every event that has a successor
     counts = np.bincount(users[keep], minlength=inter.n_users)
     kept_users = np.flatnonzero(counts > 0)
     row_of_user = np.full(inter.n_users, -1, dtype=np.int64)

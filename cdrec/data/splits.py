@@ -63,9 +63,10 @@ class Split:
         """Training interactions per item: array ``[n_items]`` (a repeated interaction counts each time)."""
         return np.bincount(self.data.items[self.train_rows], minlength=self.data.n_items)
 
-    def restrict(self, domain: int) -> "Split":
-        """The same split and candidates, only the rows of one domain (single-domain baselines)."""
-        keep = {p: self.data.domain[self.rows(p)] == domain for p in PARTS}
+    def restrict(self, domain: int, parts: Sequence[str] = PARTS) -> "Split":
+        """The same split and candidates, only the rows of one domain in ``parts`` (all: single-domain
+        baselines; ``("valid", "test")``: a single-target model evaluated on its target domain alone)."""
+        keep = {p: (self.data.domain[self.rows(p)] == domain) if p in parts else np.ones(len(self.rows(p)), dtype=bool) for p in PARTS}
         return Split(
             self.data,
             self.train_rows[keep["train"]],

@@ -78,9 +78,9 @@ candidates: the popularity floor and item-based kNN (neighbours across both doma
 ONE_PASS_SETS = ["split.protocol=loo-mixed", "split.n_negatives=999", "eval.ks=[5,10]", "train.metric=MRR"]
 """MERIT's protocol for the one-pass baselines (the sequential models' YAML sets it; ``MRR_sum`` is the
 sequential task's, and nothing is selected on validation in one pass)."""
-BASELINES = [*ONE_PASS, "sasrec-st", "bert4rec-st", "sasrec-dt", "bert4rec-dt"]
+BASELINES = [*ONE_PASS, "sasrec-st", "bert4rec-st", "sasrec-dt", "bert4rec-dt", "abxi", "c2dsr"]
 MODELS = [*BASELINES, "merit"]
-RUN_ORDER = [[*ONE_PASS, "merit", "sasrec-dt", "bert4rec-dt"], ["sasrec-st", "bert4rec-st"]]
+RUN_ORDER = [[*ONE_PASS, "merit", "sasrec-dt", "bert4rec-dt", "abxi", "c2dsr"], ["sasrec-st", "bert4rec-st"]]
 """Order of the runs within one seed: the one-pass baselines (seconds), MERIT and the dual-target baselines
 it must beat on every dataset first, then the single-target ones, so a reproduction cut short still has the
 comparison the issue asks for."""
@@ -93,6 +93,8 @@ PAPER_TABLE2: dict[str, dict[str, list[float]]] = {
     "bert4rec-st": {"Food": [0.1819, 0.2528, 0.1462, 0.1230], "Kitchen": [0.1114, 0.1685, 0.0926, 0.0810], "Beauty": [0.1687, 0.2438, 0.1404, 0.1197], "Electronics": [0.1277, 0.1832, 0.1053, 0.0930]},
     "sasrec-dt": {"Food": [0.2313, 0.2854, 0.1797, 0.1535], "Kitchen": [0.1510, 0.2168, 0.1248, 0.1062], "Beauty": [0.2292, 0.3262, 0.1866, 0.1530], "Electronics": [0.1481, 0.2169, 0.1236, 0.1058]},
     "bert4rec-dt": {"Food": [0.2223, 0.2956, 0.1727, 0.1427], "Kitchen": [0.1363, 0.2055, 0.1116, 0.0948], "Beauty": [0.1970, 0.3077, 0.1679, 0.1363], "Electronics": [0.1519, 0.2246, 0.1275, 0.1101]},
+    "abxi": {"Food": [0.2498, 0.3175, 0.1973, 0.1679], "Kitchen": [0.1737, 0.2410, 0.1415, 0.1206], "Beauty": [0.2807, 0.3835, 0.2245, 0.1846], "Electronics": [0.1659, 0.2389, 0.1385, 0.1200]},
+    "c2dsr": {"Food": [0.1984, 0.2574, 0.1546, 0.1311], "Kitchen": [0.1263, 0.1879, 0.1051, 0.0903], "Beauty": [0.1835, 0.2645, 0.1519, 0.1290], "Electronics": [0.1288, 0.1859, 0.1081, 0.0960]},
     "merit": {"Food": [0.2628, 0.3329, 0.2105, 0.1801], "Kitchen": [0.1873, 0.2603, 0.1522, 0.1287], "Beauty": [0.3073, 0.4054, 0.2425, 0.2004], "Electronics": [0.1837, 0.2619, 0.1515, 0.1297]},
 }
 # Table 3 of the paper: MRR per domain.
@@ -134,7 +136,7 @@ class Schedule:
     lr_factors: tuple[tuple[str, float], ...] = ()
     """Per-dataset ReduceLROnPlateau factor; a dataset not named keeps the models' default (0.5)."""
     merit_params: tuple[tuple[str, str], ...] = ()
-    """``model_params`` set for MERIT (and its ablations) only."""
+    """``model_params`` set for MERIT (and its ablations) and ABXI (the same authors' sampler) only."""
 
     def overrides(self, dataset: str | None = None, model: str | None = None) -> list[str]:
         if model in ONE_PASS:
@@ -153,7 +155,7 @@ class Schedule:
         factor = dict(self.lr_factors).get(dataset) if dataset is not None else None
         if factor is not None:
             out.append(f"model_params.lr_factor={factor!r}")
-        if model == "merit":
+        if model in ("merit", "abxi"):
             out.extend(f"model_params.{key}={value}" for key, value in self.merit_params)
         return out
 
@@ -165,7 +167,7 @@ default shares them per sequence to meet the CPU memory target at d=256). On Bea
 
 SCHEDULES = {
     "paper": Schedule("paper", ("abe", "afk"), 256, 500, 61, 1e-4, 5.0, 10, 3, 3, tuple(ABLATIONS), ("abe", "afk"), lr_factors=(("afk", 0.4), ("abe", 0.8)), merit_params=AUTHORS_NEGATIVES),
-    "cpu": Schedule("cpu (reduced)", ("abe", "afk"), 32, 20, 3, 5e-3, 0.05, 0, 3, 1, tuple(ABLATIONS), ("abe",), batch_size=128, dropout=0.2, lr_patience=1, merit_params=AUTHORS_NEGATIVES),
+    "cpu": Schedule("cpu (reduced)", ("abe", "afk"), 32, 20, 3, 5e-3, 0.05, 0, 3, 1, tuple(ABLATIONS), ("abe",), batch_size=128, dropout=0.2, lr_patience=1, lr_factors=(("abe", 0.5), ("afk", 0.5)), merit_params=AUTHORS_NEGATIVES),
     "quick": Schedule("quick (smoke test)", ("abe",), 16, 1, 1, 2e-3, 0.5, 0, 1, 1, ("SF3",), ("abe",), max_batches=4),
 }
 

@@ -22,17 +22,17 @@ RESUME_FREE_KEYS = {("train", "device"), ("train", "progress"), ("train", "logge
 """Config keys that may change between a killed run and its ``--resume``."""
 
 
-def _resume_view(config: dict) -> dict:
+def resume_view(config: dict) -> dict:
     return {k: ({kk: vv for kk, vv in v.items() if (k, kk) not in RESUME_FREE_KEYS} if isinstance(v, dict) else v) for k, v in config.items()}
 
 
-def _differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two nested config dicts."""
     out = []
     for key in sorted(set(a) | set(b), key=str):
         x, y = a.get(key), b.get(key)
         if isinstance(x, dict) and isinstance(y, dict):
-            out += _differing_keys(x, y, f"{prefix}{key}.")
+            out += differing_keys(x, y, f"{prefix}{key}.")
         elif x != y:
             out.append(f"{prefix}{key}")
     return out
@@ -51,7 +51,7 @@ def config_changes(cfg: RunConfig, run_dir: Path) -> list[str]:
     saved = run_dir / "config.yaml"
     if not saved.exists():
         return []
-    return _differing_keys(_resume_view(resolved(load_config(saved)).to_dict()), _resume_view(resolved(cfg).to_dict()))
+    return differing_keys(resume_view(resolved(load_config(saved)).to_dict()), resume_view(resolved(cfg).to_dict()))
 
 
 def run_config(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, prepared: Any = None) -> RunResult:

@@ -189,7 +189,7 @@ class TuneOutcome:
 def tune(cfg: RunConfig, space_path: str | Path, n_trials: int, out_dir: str | Path, *, echo: Callable[[str], Any] = print) -> TuneOutcome:
     """Search ``space_path`` around ``cfg`` until ``out_dir``'s study holds ``n_trials`` completed trials,
     then score the best trial on the test split (once) and write ``best.yaml`` and ``trials.md``."""
-    from cdrec.experiments.pipeline import _differing_keys, _resume_view, resolved
+    from cdrec.experiments.pipeline import differing_keys, resume_view, resolved
     from cdrec.train.tasks import task_for
 
     optuna = import_optuna()
@@ -202,7 +202,7 @@ def tune(cfg: RunConfig, space_path: str | Path, n_trials: int, out_dir: str | P
     space = read_space(space_path, base)
     metric = cfg.train.metric
     task_for(cfg.model).prepare(trial_config(base, {}))  # data and options checked before anything is written
-    signature = {"config": _resume_view(base), "space": {k: dataclasses.asdict(d) for k, d in space.items()}}
+    signature = {"config": resume_view(base), "space": {k: dataclasses.asdict(d) for k, d in space.items()}}
 
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ def tune(cfg: RunConfig, space_path: str | Path, n_trials: int, out_dir: str | P
         if saved is None:
             study.set_user_attr("signature", signature)
         else:
-            changed = _differing_keys(saved, signature)
+            changed = differing_keys(saved, signature)
             require(not changed, f"--out {out_dir}: holds a study of another config or space (differs in {', '.join(changed)}); "
                     "rerun with the same config and space, or choose another --out")
         _fail_interrupted(study, optuna)

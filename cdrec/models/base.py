@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from cdrec.config import DataConfig
 from cdrec.data.splits import Split
 
 
@@ -29,6 +30,17 @@ class RankingModel(nn.Module):
     @classmethod
     def from_split(cls, split: Split, params: Any) -> "RankingModel":
         raise TypeError(f"{cls.__name__} must implement from_split")
+
+    @classmethod
+    def select_data(cls, data: DataConfig, params: Any) -> DataConfig:
+        """The data options this model is trained on (a two-domain model keeps its named pair)."""
+        return data
+
+    @classmethod
+    def evaluation_split(cls, split: Split, params: Any) -> tuple[Split, dict[str, Any]]:
+        """The split whose validation and test rows are evaluated (a single-target model keeps its
+        target's) and what to record about that choice in ``results.json``'s ``setting``."""
+        return split, {}
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise TypeError(f"{type(self).__name__} must implement loss")

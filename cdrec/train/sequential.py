@@ -192,8 +192,11 @@ class SequentialTask(Task):
         require(len(scopes) > 0, f"{data.name}: no user has two training events, nothing to train on")
         return SequentialPrepared(data, split, params, device, scopes)
 
-    def build_model(self, cfg: RunConfig, data: Interactions, params: Any) -> SequentialModel:
-        return registry.get(cfg.model).cls(data.n_items, data.item_offsets, params)
+    def build_model(self, cfg: RunConfig, split: Split, params: Any) -> SequentialModel:
+        data = split.data
+        model = registry.get(cfg.model).cls(data.n_items, data.item_offsets, params)
+        model.attach_training(split)
+        return model
 
     def execute(self, prepared: SequentialPrepared, cfg: RunConfig, run_dir: Path, *, resume: bool = False) -> RunResult:
         data, split = prepared.data, prepared.split
@@ -203,7 +206,7 @@ class SequentialTask(Task):
             if len(scope.parts["test"].rows) == 0:
                 continue
             seed_everything(cfg.seed)
-            model = self.build_model(cfg, data, prepared.params)
+            model = self.build_model(cfg, split, prepared.params)
             batches, n_batches = train_batches(scope.train, cfg.train.batch_size, cfg.seed)
             trainer = Trainer(
                 model, cfg.train, seed=cfg.seed, device=prepared.device,
@@ -264,7 +267,7 @@ class SequentialTask(Task):
 
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[SequentialPrepared, dict[str, Any]]:
         prepared = self.prepare(cfg)
-        builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared.data, prepared.params)) for sc in prepared.scopes}
+        builders = {sc.name: (lambda sc=sc: self.build_model(cfg, prepared.split, prepared.params)) for sc in prepared.scopes}
         return prepared, load_saved_models(run_dir, prepared.device, builders, prepared.data)
 
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:

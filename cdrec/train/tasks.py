@@ -211,6 +211,8 @@ class RankingPrepared:
     params: Any
     device: torch.device
     scopes: list[tuple[str, Split]] = field(default_factory=list)
+    evaluated: dict[str, Any] = field(default_factory=dict)
+    """What a two-domain model's ``setting`` records (``source``, ``target``, the ``evaluated`` domains)."""
 
 
 @register_task("ranking")
@@ -219,16 +221,19 @@ class RankingTask(Task):
 
     def prepare(self, cfg: RunConfig) -> RankingPrepared:
         require_task_options(cfg, "ranking", metrics=ranking_metrics(cfg))
-        data = load_dataset(cfg.data, seed=cfg.seed)
+        params = registry.build_params(cfg.model, cfg.model_params)
+        model_cls = registry.get(cfg.model).cls
+        data = load_dataset(model_cls.select_data(cfg.data, params), seed=cfg.seed)
         data.require_items_owned("ranking models")
         split = make_split(data, cfg)
-        params = registry.build_params(cfg.model, cfg.model_params)
         device = resolve_device(cfg.train.device)
         if cfg.scope == "single":
             scopes = [(name, split.restrict(d)) for d, name in enumerate(data.domains)]
+            evaluated: dict[str, Any] = {}
         else:
-            scopes = [("joint", split)]
-        return RankingPrepared(data, split, params, device, scopes)
+            joint, evaluated = model_cls.evaluation_split(split, params)
+            scopes = [("joint", joint)]
+        return RankingPrepared(data, split, params, device, scopes, evaluated)
 
     @staticmethod
     def scorers(model: RankingModel, data: Interactions, device: torch.device) -> tuple[Scorer, FullScorer]:
@@ -303,7 +308,7 @@ class RankingTask(Task):
         save_trained(run_dir, states, [scope for scope, _ in prepared.scopes])
         test = merged_or_none(prepared.split, tests, cfg.eval.buckets)
         valid = merged_or_none(prepared.split, valids, cfg.eval.buckets)
-        setting = {"scope": cfg.scope}
+        setting = {"scope": cfg.scope, **prepared.evaluated}
         return RunResult(
             model=cfg.model,
             dataset=prepared.data.name,
@@ -337,6 +342,6 @@ class RankingTask(Task):
         ev = merge_evaluations(prepared.split, parts, cfg.eval.buckets)
         return RunResult(
             model=cfg.model, dataset=prepared.data.name, protocol=protocol_name(cfg), seed=cfg.seed,
-            metrics=ev.metrics, buckets=ev.buckets, setting={"scope": cfg.scope, "part": part},
+            metrics=ev.metrics, buckets=ev.buckets, setting={"scope": cfg.scope, **prepared.evaluated, "part": part},
             config=cfg.to_dict(), data_stats=prepared.data.stats(),
         )

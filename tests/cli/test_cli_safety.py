@@ -104,6 +104,7 @@ MTAL = ["--set", "model=aae", "--set", "setting.mode=mtal", "--set", "setting.ro
         ([*MTAL, "--set", 'data.keep_domains=["D1"]'], "model aae: needs at least 2 domains"),
         (["--set", "model=merit", "--set", "data.name=synthetic"], "model merit: needs exactly 2 domains"),
         (["--set", "model=merit", "--set", "data.name=synthetic", "--set", "data.synthetic.n_domains=1"], "model merit: needs exactly 2 domains"),
+        (["--set", "model=abxi", "--set", "data.name=synthetic"], "model abxi: needs exactly 2 domains"),
     ],
 )
 def test_cross_domain_models_refuse_data_they_cannot_learn_from(tmp_path, args, message):

@@ -43,6 +43,22 @@ def test_summary_and_table2_report_the_winner_and_the_paper():
     assert "paper M3oE" in text and "77.02" in text and "RelaImpr" in text and "t-test" in text
 
 
+def test_m2m_and_adatt_sp_rows_carry_the_papers_cells_and_join_the_t_test():
+    by_label = {e.label: e for e in TABLE2}
+    assert (by_label["M2M"].model, by_label["M2M"].mode, by_label["M2M"].group) == ("m2m", "mdmt", "(d)")
+    assert (by_label["AdaTT-sp"].model, by_label["AdaTT-sp"].mode, by_label["AdaTT-sp"].group) == ("adatt-sp", "mtl", "(b)")
+    assert by_label["AdaTT-sp-MDMT"].mode == "mdmt" and "AdaTT-sp-MDMT" not in PAPER_T2
+    assert PAPER_T2["M2M"] == (74.12, 75.35, 75.08, 77.13, 72.11, 73.78, 74.59, 54.14)  # paper Table 2, MovieLens
+    assert PAPER_T2["AdaTT-sp"] == (72.49, 73.51, 76.04, 77.59, 73.04, 74.26, 74.49, 54.65)
+    results = {"M2M": [fake("m2m", s, 0.78) for s in range(3)], "AdaTT-sp": [fake("adatt-sp", s, 0.74) for s in range(3)],
+               "M3oE": [fake("m3oe", s, 0.77) for s in range(3)]}
+    lines, info = table2_markdown("ml-1m", results, with_paper=True)
+    text = "\n".join(lines)
+    assert "paper M2M | 74.12" in text and "paper AdaTT-sp | 72.49" in text
+    assert info["best"] == "M2M" and info["beats_all"] is False and "M3oE vs M2M" in text
+    assert text.index("| AdaTT-sp |") < text.index("| M2M |")  # block (b) before block (d)
+
+
 def test_fusion_weights_are_averaged_over_seeds():
     w = fusion_weights([fake("m3oe", 0, 0.7), fake("m3oe", 2, 0.7)])
     np.testing.assert_allclose(w["beta_d"], [0.5, 0.5, 0.6])
@@ -51,7 +67,7 @@ def test_fusion_weights_are_averaged_over_seeds():
 def test_recipe_is_registered_and_covers_the_tables():
     assert RECIPES["m3oe"] == "cdrec.experiments.m3oe"
     labels = {e.label for e in TABLE2}
-    assert set(PAPER_T2) <= labels | {"M2M"}
+    assert set(PAPER_T2) <= labels
     assert len(TABLE3) == 6 and {e.ablation for e in TABLE3} == {"no_automl", "concat", "gated", "no_domain", "no_task", "no_domain_task"}
     for sched in SCHEDULES.values():
         entries = sched["entries"]  # every model and mode of Table 2 and every ablation of Table 3, each once

@@ -35,7 +35,7 @@ def test_recipe_is_registered_and_plans_the_main_table_first():
     assert {r[2] for r in runs if r[2]} == {"SF1", "SF2", "SF3", "SF4", "FF1", "MF1", "MF2", "RL1", "RL2"}
     # within a seed, MERIT and the dual-target baselines of every dataset run before any single-target one
     first_st = min(i for i, r in enumerate(first) if r[1].endswith("-st"))
-    assert {(r[0], r[1]) for r in first[:first_st]} == {(ds, m) for ds in ("abe", "afk") for m in (*ONE_PASS, "merit", "sasrec-dt", "bert4rec-dt")}
+    assert {(r[0], r[1]) for r in first[:first_st]} == {(ds, m) for ds in ("abe", "afk") for m in (*ONE_PASS, "merit", "sasrec-dt", "bert4rec-dt", "abxi", "c2dsr")}
 
 
 def test_every_schedule_builds_valid_configs_for_every_model():
@@ -56,11 +56,12 @@ def test_every_schedule_builds_valid_configs_for_every_model():
             for ds in sched.datasets:
                 per_ds = registry.build_params(model, load_config(None, [f"model={model}", *sched.overrides(ds, model)]).model_params)
                 assert per_ds.lr_factor == dict(sched.lr_factors).get(ds, params.lr_factor)
-    # MERIT-only settings reach MERIT and no baseline (whose params would reject them)
+    # MERIT's settings (the authors' sampler) reach MERIT and ABXI and no other baseline (whose params would reject them)
     for sched in SCHEDULES.values():
-        merit = registry.build_params("merit", load_config(None, ["model=merit", *sched.overrides("abe", "merit")]).model_params)
-        for key, value in sched.merit_params:
-            assert str(getattr(merit, key)) == value
+        for model in ("merit", "abxi"):
+            params = registry.build_params(model, load_config(None, [f"model={model}", *sched.overrides("abe", model)]).model_params)
+            for key, value in sched.merit_params:
+                assert str(getattr(params, key)) == value
         assert not any(o.startswith(f"model_params.{k}=") for k, _ in sched.merit_params for o in sched.overrides("abe", "sasrec-dt"))
     # the authors' demo.sh plateau factors
     assert dict(SCHEDULES["paper"].lr_factors) == {"afk": 0.4, "abe": 0.8}
@@ -69,7 +70,7 @@ def test_every_schedule_builds_valid_configs_for_every_model():
 def test_report_tables_ttest_and_gate_figure(tmp_path):
     rng = np.random.default_rng(0)
     for seed in range(3):
-        for m, base in zip(MODELS, [0.01, 0.02, 0.05, 0.04, 0.06, 0.055, 0.09], strict=True):
+        for m, base in zip(MODELS, [0.01, 0.02, 0.05, 0.04, 0.06, 0.055, 0.07, 0.05, 0.09], strict=True):
             d = run_dir(tmp_path, "abe", m, None, seed)
             write_result(d, fake_result(m, "abe", seed, base + rng.normal(0, 0.002)))
         d = run_dir(tmp_path, "abe", "merit", "SF1", seed)
@@ -79,6 +80,8 @@ def test_report_tables_ttest_and_gate_figure(tmp_path):
     report = write_report(tmp_path, "cpu (reduced)").read_text()
     assert "Reduced schedule" in report
     assert "(0.2004)" in report  # the paper's MERIT MRR on Beauty beside ours
+    assert "| abxi | 3 |" in report and "(0.1846)" in report  # ABXI, the paper's runner-up, with its cells
+    assert "(0.1290)" in next(line for line in report.splitlines() if line.startswith("| c2dsr |"))  # C2DSR's, from MERIT's Table 2
     assert "best baseline" in report and "sasrec-dt" in report
     assert "abe Beauty: MERIT beats on MRR: sasrec-dt yes, bert4rec-dt yes" in report
     assert "NOT within 10%" in report  # 0.09 is far from 0.2004

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from cdrec.serve import create_app
 
 
-@pytest.fixture(scope="module")
-def seq(predictors):
-    with TestClient(create_app(predictors["merit"], max_k=50)) as client:
-        yield client, predictors["merit"]
+@pytest.fixture(scope="module", params=["merit", "abxi"])
+def seq(predictors, request):
+    with TestClient(create_app(predictors[request.param], max_k=50)) as client:
+        yield client, predictors[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,18 @@ def test_sequence_endpoint_equals_predictor(seq):
     assert r.status_code == 200 and [x["item"] for x in r.json()["items"]] == p.recommend(user, "D0", 3).items
 
 
+def test_sequence_endpoint_serves_c2dsr(predictors):
+    p = predictors["c2dsr"]
+    history = p.data.item_ids[[3, p.offsets[1] + 4, 8]].tolist()
+    with TestClient(create_app(p, max_k=50)) as client:
+        r = client.post("/recommend/sequence", json={"history": history, "k": 4})
+    assert r.status_code == 200, r.text
+    body = r.json()["recommendations"]
+    for dom, rec in p.recommend_sequence(history, 4).items():
+        assert [x["item"] for x in body[dom]["items"]] == rec.items
+        np.testing.assert_allclose([x["score"] for x in body[dom]["items"]], rec.scores, rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "body, status, needle",
     [
@@ -73,8 +85,14 @@ def test_sequence_run_cannot_score(seq):
     one_line(client.get("/recommend", params={"user": "ghost", "domain": "D0"}), 404, "unknown user 'ghost'")
 
 
-def test_score_endpoint_equals_predictor(ctr):
-    client, p = ctr
+@pytest.mark.parametrize("name", ["m3oe-mdmt", "m2m-mdmt", "adatt-sp-mtl"])
+def test_score_endpoint_equals_predictor(predictors, name):
+    p = predictors[name]
+    with TestClient(create_app(p, api_key="secret")) as client:
+        score_endpoint_equals_predictor(client, p)
+
+
+def score_endpoint_equals_predictor(client, p):
     auth = {"X-API-Key": "secret"}
     health = client.get("/health").json()
     assert health["task"] == "ctr" and health["supports"] == ["score"] and "age" in health["features"]

@@ -53,7 +53,7 @@ def test_modes_make_the_scopes_of_table2(tiny_synthetic):
 
 @pytest.mark.parametrize(
     "model, mode",
-    [("mlp", "single"), ("sharedbottom", "mtl"), ("mmoe", "mdmt"), ("ple", "mdl"), ("star", "mdl"), ("adatt", "mtl"), ("m3oe", "mdmt")],
+    [("mlp", "single"), ("sharedbottom", "mtl"), ("mmoe", "mdmt"), ("ple", "mdl"), ("star", "mdl"), ("adatt", "mtl"), ("adatt-sp", "mtl"), ("m2m", "mdmt"), ("m3oe", "mdmt")],
 )
 def test_models_learn_on_synthetic(tmp_path, model, mode):
     res = run_config(cfg(model, f"model_params.mode={mode}", "train.epochs=4"), tmp_path / model)
@@ -73,6 +73,15 @@ def test_m3oe_run_records_fusion_weights_and_reloads(tmp_path, arch_every):
     assert max(moved) > 1e-4
     if arch_every == 0:  # 2 epochs = 2 Adam steps of lr 3e-2 on the logits: |sigmoid(e) - 0.5| <= 0.25 * 0.06
         assert max(moved) <= 0.02, weights
+    again = evaluate_run(tmp_path / "run", part="test")
+    assert again.metrics["overall"]["AUC"] == pytest.approx(res.metrics["overall"]["AUC"], abs=1e-6)
+
+
+@pytest.mark.parametrize("model, mode", [("m2m", "mdmt"), ("adatt-sp", "mdmt")])
+def test_m2m_and_adatt_sp_evaluate_from_their_saved_run(tmp_path, model, mode):
+    """``cdrec evaluate`` (evaluate_run) reloads the saved model and gives the run's own test metrics."""
+    res = run_config(cfg(model, f"model_params.mode={mode}", "train.epochs=1"), tmp_path / "run")
+    assert res.config["model_params"]["n_shared" if model == "adatt-sp" else "n_experts"] == (0 if model == "adatt-sp" else 4)
     again = evaluate_run(tmp_path / "run", part="test")
     assert again.metrics["overall"]["AUC"] == pytest.approx(res.metrics["overall"]["AUC"], abs=1e-6)
 

@@ -27,7 +27,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 SYNTH = "{n_users: 240, n_domains: 3, items_per_domain: 80, min_activity: 8, max_activity: 30, signal: 1.0, max_activity_share: 0.5}"
 COMMON = ["data.name=synthetic", f"data.synthetic={SYNTH}", "model_params.dropout=0.0", "train.progress=false", "train.epochs=2", "train.batch_size=256"]
 FAMILY_SETS: dict[str, list[str]] = {
-    "cf": ["split.n_negatives=20", "model_params.dim=16"],
+    "cf": ["split.n_negatives=20", "model_params.dim=16", "model_params.source=D0", "model_params.target=D1"],
     "sequential": ["data.synthetic.n_domains=2", "split.n_negatives=20", "model_params.dim=16", "model_params.max_len=20", "model_params.warmup_epochs=1"],
     "assisted": ["model_params.epochs=2", "model_params.batch_size=50"],
     "ctr": ["data.domains=age-edges:28,38"],

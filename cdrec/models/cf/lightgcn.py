@@ -64,12 +64,17 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, ctx.adjacency @ grad
 
 
+def light_convolution(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One hop ``A @ x`` of light graph convolution for a symmetric sparse ``A`` (LightGCN Eq. 7)."""
+    return _SymmetricSpMM.apply(adjacency, x)
+
+
 def layer_mean(adjacency: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:
     """``1/(K+1) sum_k A^k ego`` for a symmetric sparse ``A`` (LightGCN Eqs. 7-8): light graph
     convolution without transforms or non-linearity, layer outputs averaged."""
     total, layer = ego, ego
     for _ in range(layers):
-        layer = _SymmetricSpMM.apply(adjacency, layer)
+        layer = light_convolution(adjacency, layer)
         total = total + layer
     return total / (layers + 1)
 

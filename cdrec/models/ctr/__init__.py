@@ -1,3 +1,3 @@
-"""Multi-domain multi-task CTR family: MLP, Shared-Bottom, MMoE, PLE, STAR, AdaTT and M3oE."""
+"""Multi-domain multi-task CTR family: MLP, Shared-Bottom, MMoE, PLE, STAR, AdaTT (and AdaTT-sp), M2M and M3oE."""
 
-from cdrec.models.ctr import adatt, m3oe, mlp, mmoe, ple, sharedbottom, star  # noqa: F401
+from cdrec.models.ctr import adatt, m2m, m3oe, mlp, mmoe, ple, sharedbottom, star  # noqa: F401

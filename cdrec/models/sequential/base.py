@@ -93,6 +93,11 @@ class SequentialModel(nn.Module):
             total = total + domain_info_nce(h, targets, [weight], seen, item_emb, [self.item_ranges[d]], p.n_negatives, p.temperature, per_position=per_position, all_rows=all_rows)
         return total
 
+    def attach_training(self, split: Any) -> None:
+        """Called once after construction (before training or loading weights) with the
+        :class:`~cdrec.data.splits.Split`, for models that read the training part beyond the
+        batches (C2DSR's item graphs); the default reads nothing."""
+
     # ------------------------------------------------------------------ trainer hooks
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -1,4 +1,4 @@
-"""Building blocks shared by the sequential family (SASRec, BERT4Rec, MERIT).
+"""Building blocks shared by the sequential family (SASRec, BERT4Rec, MERIT, ABXI).
 
 * masks: :func:`causal_mask`, :func:`attention_mask` (causal or bidirectional, key padding, every
   query may always see itself so padded rows never produce NaN), :func:`extended_causal_mask`
@@ -7,13 +7,18 @@
 * :class:`AttentionBlock` (post-norm residual, MERIT Eqs. 1-2 and 10-11), :class:`FFNBlock`
   (Eq. 12), :class:`SwiGLU` (the Llama expert of Eq. 3), :class:`PointwiseFFN` (GELU, SASRec);
 * :class:`MoFFN` — the multi-output CGC feed-forward of MERIT (Eqs. 3-6);
+* :func:`init_like_authors` — the MERIT / ABXI authors' weight initialization;
 * :func:`reversed_positions` — in-sequence positions counted from the end (1 = latest event);
+  :func:`forward_positions` — counted from the start of the window;
 * :func:`sampled_info_nce` (Eq. 13 with sampled negatives), :func:`domain_info_nce` (negatives
   drawn from item ranges, per sequence or per position) and :func:`full_softmax_ce`;
 * :func:`sample_domain_negatives` — uniform negatives from one domain's item range, per sequence.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +63,14 @@ def reversed_positions(valid: torch.Tensor) -> torch.Tensor:
     (MERIT 4.2: positional indices in reversed chronological order, per domain sequence)."""
     v = valid.long()
     return v * v.flip(1).cumsum(1).flip(1)
+
+
+def forward_positions(valid: torch.Tensor) -> torch.Tensor:
+    """Positions counted forwards within the valid events of each row (1 = earliest in the
+    window), 0 elsewhere (C2DSR's authors' ``position`` / ``x_position``): unlike
+    :func:`reversed_positions`, a slot's position never depends on later events."""
+    v = valid.long()
+    return v * v.cumsum(1)
 
 
 # ------------------------------------------------------------------------------------ layers
@@ -225,6 +238,30 @@ class MoFFN(nn.Module):
             mixed = gates[:, k, 0:1] * shared + gates[:, k, 1:2] * expert(x)
             outs.append(unpack(norm(x + self.drop(mixed)), valid))
         return outs
+
+
+def init_like_authors(model: nn.Module, dim: int, embeddings: Iterable[nn.Embedding]) -> None:
+    """The MERIT / ABXI authors' ``init_weights``: every ``nn.Linear`` N(0, 0.02) with zero bias, the
+    attention in-projections Xavier-uniform over the fused ``[3d, d]`` matrix with zero bias
+    (``nn.MultiheadAttention``'s own init, which ``init_weights`` does not reach), LayerNorm 1 / 0, the
+    ``embeddings`` truncated N(0, 0.02) on [-0.04, 0.04] with a zero padding row."""
+    with torch.no_grad():
+        in_proj = {id(lin) for m in model.modules() if isinstance(m, MultiHeadAttention) for lin in (m.q, m.kv)}
+        bound = math.sqrt(6.0 / (4 * dim))  # xavier_uniform_ of a fused [3d, d] in_proj_weight
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                if id(m) in in_proj:
+                    nn.init.uniform_(m.weight, -bound, bound)
+                else:
+                    nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for emb in embeddings:
+            nn.init.trunc_normal_(emb.weight, std=0.02, a=-0.04, b=0.04)
+            emb.weight[0].zero_()
 
 
 # ------------------------------------------------------------------------------------ losses

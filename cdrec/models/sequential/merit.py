@@ -44,7 +44,6 @@ token-wise H_M + H_A2M + H_B2M; MF2 no CAF_M; RL1 no stop-gradient; RL2 no H_M^F
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,10 +59,10 @@ from cdrec.models.sequential.blocks import (
     AttentionBlock,
     FFNBlock,
     MoFFN,
-    MultiHeadAttention,
     SwiGLU,
     attention_mask,
     extended_causal_mask,
+    init_like_authors,
     reversed_positions,
     domain_info_nce,
 )
@@ -209,30 +208,20 @@ class MERIT(SequentialModel):
     def init_weights(self) -> None:
         """``init`` (see :class:`MERITParams`); padding rows of the embeddings are zero either way
         (the authors' are not, but every padded slot is masked before use), except the positional
-        one under ``swapped_positions``, which the authors' swapped indices use at valid slots."""
+        one under ``swapped_positions``: the authors' swapped indices use it at valid slots, so it is
+        drawn like the other rows, as their ``init_weights`` leaves it (``padding_idx`` keeps it untrained)."""
         p = self.params
         with torch.no_grad():
             if p.init == "authors":
-                in_proj = {id(lin) for m in self.modules() if isinstance(m, MultiHeadAttention) for lin in (m.q, m.kv)}
-                bound = math.sqrt(6.0 / (4 * p.dim))  # xavier_uniform_ of a fused [3d, d] in_proj_weight
-                for m in self.modules():
-                    if isinstance(m, nn.Linear):
-                        if id(m) in in_proj:
-                            nn.init.uniform_(m.weight, -bound, bound)
-                        else:
-                            nn.init.normal_(m.weight, std=0.02)
-                        if m.bias is not None:
-                            nn.init.zeros_(m.bias)
-                    elif isinstance(m, nn.LayerNorm):
-                        nn.init.ones_(m.weight)
-                        nn.init.zeros_(m.bias)
-            for emb in (self.item_emb, self.pos_emb):
-                if p.init == "authors":
-                    nn.init.trunc_normal_(emb.weight, std=0.02, a=-0.04, b=0.04)
-                else:
+                init_like_authors(self, p.dim, (self.item_emb, self.pos_emb))
+            else:
+                for emb in (self.item_emb, self.pos_emb):
                     nn.init.normal_(emb.weight, std=p.init_std)
-                if emb is self.item_emb or not self.authors("swapped_positions"):
                     emb.weight[0].zero_()
+            if self.authors("swapped_positions") and p.init == "authors":
+                nn.init.trunc_normal_(self.pos_emb.weight[0], std=0.02, a=-0.04, b=0.04)
+            elif self.authors("swapped_positions"):
+                nn.init.normal_(self.pos_emb.weight[0], std=p.init_std)
 
     def authors(self, switch: str) -> bool:
         """Whether ``authors_code`` switches on the authors' behaviour ``switch`` (:data:`AUTHORS_CODE`)."""

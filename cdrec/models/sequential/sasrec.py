@@ -25,9 +25,9 @@ from cdrec.models.sequential.blocks import TransformerLayer, attention_mask, rev
 
 
 @dataclass
-class SASRecParams(ScheduleParams):
-    """Encoder sizes, loss and schedule (MERIT/ABXI code defaults: d=256, 2 heads, dropout 0.5,
-    temperature 0.75, 128 negatives)."""
+class EncoderParams(ScheduleParams):
+    """Sizes of :class:`SequenceEncoder` and the schedule (MERIT/ABXI code defaults: d=256, 2 heads,
+    dropout 0.5)."""
 
     dim: int = bounded(256, 1)
     n_layers: int = bounded(2, 1)
@@ -36,17 +36,23 @@ class SASRecParams(ScheduleParams):
     """Feed-forward width; 0 means 4 * dim."""
     dropout: float = bounded(0.5, 0, 1, hi_open=True)
     max_len: int = bounded(50, 2)
+    init_std: float = bounded(0.02, 0, lo_open=True)
+
+
+@dataclass
+class SASRecParams(EncoderParams):
+    """Encoder sizes, loss and schedule (MERIT/ABXI code defaults: temperature 0.75, 128 negatives)."""
+
     loss: str = "sampled"
     """``sampled`` (InfoNCE with ``n_negatives`` from the target's domain) or ``full`` (CE over all items)."""
     n_negatives: int = bounded(128, 1)
     temperature: float = bounded(0.75, 0, lo_open=True)
-    init_std: float = bounded(0.02, 0, lo_open=True)
 
 
 class SequenceEncoder(nn.Module):
     """Embedding + Transformer layers shared by SASRec and BERT4Rec (``causal`` picks the mask)."""
 
-    def __init__(self, n_tokens: int, params: SASRecParams, *, causal: bool) -> None:
+    def __init__(self, n_tokens: int, params: EncoderParams, *, causal: bool) -> None:
         super().__init__()
         p = params
         self.causal = causal
@@ -62,9 +68,13 @@ class SequenceEncoder(nn.Module):
                 emb.weight[0].zero_()
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        valid = items > 0
-        pos = reversed_positions(valid).clamp(max=self.pos_emb.num_embeddings - 1)
-        h = self.drop(self.norm(self.item_emb(items) + self.pos_emb(pos))) * valid[..., None]
+        return self.encode(self.item_emb(items), items > 0)
+
+    def encode(self, item_vectors: torch.Tensor, valid: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The layers on given input vectors ``[B, L, d]`` of the ``valid`` slots (C2DSR feeds its
+        graph-enhanced item vectors); ``positions`` default to :func:`reversed_positions`."""
+        pos = (reversed_positions(valid) if positions is None else positions).clamp(max=self.pos_emb.num_embeddings - 1)
+        h = self.drop(self.norm(item_vectors + self.pos_emb(pos))) * valid[..., None]
         mask = attention_mask(valid, causal=self.causal)
         for layer in self.layers:
             h = layer(h, mask, valid)
@@ -112,4 +122,4 @@ class SASRecST(SASRec):
     single_target = True
 
 
-__all__ = ["SASRec", "SASRecDT", "SASRecST", "SASRecParams", "SequenceEncoder", "gather_positions"]
+__all__ = ["EncoderParams", "SASRec", "SASRecDT", "SASRecST", "SASRecParams", "SequenceEncoder", "gather_positions"]

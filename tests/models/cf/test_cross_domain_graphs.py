@@ -90,11 +90,14 @@ def test_gradient_reaches_every_parameter(variant):
     model.loss(batch_of(split)).backward()
     towers = VARIANTS[variant][1].get("towers", [])
     # the item tower's last bias adds u . b to the positive and the negative alike: BPR cancels it
-    cancelled = {f"item_towers.{d}.{2 * len(towers) - 2}.bias" for d in range(split.data.n_domains)}
+    assert_every_gradient_nonzero(model, {f"item_towers.{d}.{2 * len(towers) - 2}.bias" for d in range(split.data.n_domains)})
+
+
+def assert_every_gradient_nonzero(model: torch.nn.Module, cancelled: set[str]) -> None:
+    """After a backward pass every parameter but ``cancelled`` (biases BPR cancels) has a gradient."""
     for name, param in model.named_parameters():
-        if name in cancelled:
-            continue
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
+        if name not in cancelled:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
 def test_ga_attention_combines_only_the_domains_a_user_is_in():
@@ -123,11 +126,15 @@ BASE = ["train.progress=false", "train.device=cpu", "train.batch_size=256", "tra
 
 @pytest.mark.parametrize("model", ["herograph", "ga-mtcdr"])
 def test_seeded_rerun_is_identical(model, tmp_path):
-    sets = [f"model={model}", *BASE, "train.epochs=2", "data.synthetic={n_users: 120, n_domains: 2, items_per_domain: 120, seed: 1}", "split.n_negatives=20"]
-    first = run_config(load_config(None, sets), tmp_path / "a")
-    second = run_config(load_config(None, sets), tmp_path / "b")
+    assert_seeded_rerun_identical([f"model={model}", *BASE, "train.epochs=2", "data.synthetic={n_users: 120, n_domains: 2, items_per_domain: 120, seed: 1}", "split.n_negatives=20"], tmp_path)
+
+
+def assert_seeded_rerun_identical(sets: list[str], folder: Path) -> None:
+    """Two runs of ``sets`` give the same metrics and the same saved weights."""
+    first = run_config(load_config(None, sets), folder / "a")
+    second = run_config(load_config(None, sets), folder / "b")
     assert first.metrics == second.metrics
-    a, b = (torch.load(p / "model.pt", weights_only=False)["joint"] for p in (tmp_path / "a", tmp_path / "b"))
+    a, b = (torch.load(p / "model.pt", weights_only=False)["joint"] for p in (folder / "a", folder / "b"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -146,14 +153,20 @@ def planted_cross_domain(path: Path, n_users: int = 300, n_items: int = 80, seed
     pd.concat(frames).to_csv(path, index=False)
 
 
+def planted_with_control(folder: Path) -> None:
+    """``both.csv`` (:func:`planted_cross_domain`) and its control ``unlinked.csv``: the same rows,
+    the dense domain's users renamed at random."""
+    planted_cross_domain(folder / "both.csv")
+    frame = pd.read_csv(folder / "both.csv")
+    dense = frame["domain"] == "dense"
+    frame.loc[dense, "user"] = np.random.default_rng(1).permutation(frame["user"].max() + 1)[frame.loc[dense, "user"]]
+    frame.to_csv(folder / "unlinked.csv", index=False)
+
+
 def test_cross_domain_signal_found_on_the_sparse_domain(tmp_path):
     """Both models rank the sparse domain far better than single-domain BPR-MF, and only because the
     dense domain's users are the same people: with them renamed at random the gain is gone."""
-    planted_cross_domain(tmp_path / "both.csv")
-    frame = pd.read_csv(tmp_path / "both.csv")
-    dense = frame["domain"] == "dense"  # the control: the same rows, the dense domain's users renamed at random
-    frame.loc[dense, "user"] = np.random.default_rng(1).permutation(frame["user"].max() + 1)[frame.loc[dense, "user"]]
-    frame.to_csv(tmp_path / "unlinked.csv", index=False)
+    planted_with_control(tmp_path)
     sets = [*BASE, "train.epochs=10", "split.n_negatives=50"]
 
     def sparse_mrr(model: str, csv: str, *extra: str) -> float:
@@ -174,12 +187,31 @@ def cli_runs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("cross-domain-graphs")
     out = {}
     for model in ("herograph", "ga-mtcdr"):
-        sets = [f"model={model}", *BASE, "train.epochs=2", "data.synthetic={n_users: 100, n_domains: 2, items_per_domain: 120, seed: 3}", "split.n_negatives=20"]
-        args = [arg for s in sets for arg in ("--set", s)]
-        done = call_main("run", *args, "--out", str(base / model))
-        assert done.code == 0, done.stderr
-        out[model] = base / model
+        out[model] = cli_run(base / model, [f"model={model}", *CLI_SETS])
     return out
+
+
+CLI_SETS = [*BASE, "train.epochs=2", "data.synthetic={n_users: 100, n_domains: 2, items_per_domain: 120, seed: 3}", "split.n_negatives=20"]
+
+
+def cli_run(out: Path, sets: list[str]) -> Path:
+    """``cdrec run --set ... --out OUT``, which must succeed."""
+    done = call_main("run", *[arg for s in sets for arg in ("--set", s)], "--out", str(out))
+    assert done.code == 0, done.stderr
+    return out
+
+
+def assert_evaluation_matches_saved(run: Path) -> dict:
+    """``cdrec evaluate`` (Python and CLI) gives the metrics of the run's ``results.json``; returns them."""
+    saved = json.loads((run / "results.json").read_text())["metrics"]
+    evaluated = evaluate_run(run, device="cpu").metrics
+    assert set(evaluated) == set(saved)
+    for dom in saved:
+        for metric in ("MRR@10", "HR@10", "NDCG@10"):
+            assert evaluated[dom][metric] == pytest.approx(saved[dom][metric], abs=1e-6)
+    shown = call_main("evaluate", str(run), "--device", "cpu")
+    assert shown.code == 0 and f"{saved['overall']['MRR@10']:.4f}" in shown.stdout, shown.stdout + shown.stderr
+    return saved
 
 
 @pytest.mark.parametrize("model", ["herograph", "ga-mtcdr"])
@@ -188,13 +220,7 @@ def test_run_evaluate_recommend_and_serve(cli_runs, model):
     from cdrec.serve import create_app
 
     run = cli_runs[model]
-    saved = json.loads((run / "results.json").read_text())["metrics"]
-    evaluated = evaluate_run(run, device="cpu").metrics
-    for dom in saved:
-        for metric in ("MRR@10", "HR@10", "NDCG@10"):
-            assert evaluated[dom][metric] == pytest.approx(saved[dom][metric], abs=1e-6)
-    shown = call_main("evaluate", str(run), "--device", "cpu")
-    assert shown.code == 0 and f"{saved['overall']['MRR@10']:.4f}" in shown.stdout, shown.stdout + shown.stderr
+    assert_evaluation_matches_saved(run)
 
     cfg = load_run_config(run)
     prepared, models = task_for(model).restore(cfg, run)

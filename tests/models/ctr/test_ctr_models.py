@@ -10,7 +10,7 @@ from cdrec.models import registry
 from cdrec.models.ctr.layers import CTRSchema, Towers
 
 SCHEMA = CTRSchema(vocab_sizes=[11, 21, 3, 4], n_dense=1, n_domains=3, n_tasks=2)
-MODELS = ["mlp", "sharedbottom", "mmoe", "ple", "star", "adatt", "m3oe"]
+MODELS = ["mlp", "sharedbottom", "mmoe", "ple", "star", "adatt", "adatt-sp", "m2m", "m3oe"]
 
 
 def batch(n: int = 48, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -1,0 +1,133 @@
+"""BiTGCF: Bi-directional Transfer Graph Collaborative Filtering (Liu, Li, Li, Pan, CIKM 2020),
+dual-target.
+
+Each domain runs graph collaborative filtering on its own user-item graph (**feature propagation**:
+light graph convolution, ``E_d^(k+1) = D^-1/2 A_d D^-1/2 E_d^(k)``), and after every layer a
+**feature transfer** mixes the two domains' embeddings of each common user (a user with training
+rows in both domains), in both directions:
+``e_u^s <- lambda_s e_u^s + (1 - lambda_s) e_u^t`` and ``e_u^t <- lambda_t e_u^t + (1 - lambda_t) e_u^s``,
+so the common users carry knowledge across while the other users keep their domain's own features.
+The layers' outputs are combined into the final embeddings, scores are inner products and the two
+domains' BPR losses are summed (weighted by ``source_weight``).
+
+Choices (:mod:`cdrec.models.cf.two_domain` for the pair and the evaluation):
+
+* **Transfer weights** (``transfer``): ``degree`` (default) sets ``lambda_s`` of a common user to its
+  share of its training interactions in the source domain, ``n_u^s / (n_u^s + n_u^t)`` (and ``lambda_t``
+  likewise), so a user sparse in one domain takes most of its features there from the other;
+  ``fixed`` uses ``lambda_source`` and ``lambda_target`` for every common user (RecBole-CDR's form).
+  The paper's own fusion also adds the two domains' common features; which of these it is exactly
+  was not checked against the paper's text here (the paper was not available to this session).
+* **Propagation**: LightGCN's light graph convolution (no feature transform, no non-linearity, no
+  dropout) over both domains' graphs as one block-diagonal sparse matrix, one product per layer.
+* **Layer combination** (``layer_combine``): ``concat`` (default, the final embedding concatenates
+  the ``layers + 1`` layer outputs) or ``mean`` (LightGCN's Eq. 8).
+* One item table (each item in one domain), a user table per domain; L2 ``reg`` on the batch's
+  layer-0 embeddings (LightGCN Eq. 15).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cdrec.config import bounded
+from cdrec.data.splits import Split
+from cdrec.errors import require
+from cdrec.models.cf.lightgcn import GraphPropagation, light_convolution, normalized_adjacency
+from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams
+from cdrec.models.registry import register
+
+TRANSFERS = ("degree", "fixed")
+LAYER_COMBINES = ("concat", "mean")
+
+
+@dataclass
+class BiTGCFParams(TwoDomainParams):
+    """The pair, embedding size and L2, graph layers, transfer weights and the layer combination."""
+
+    layers: int = bounded(2, 0)
+    transfer: str = "degree"
+    lambda_source: float = bounded(0.8, 0, 1)
+    lambda_target: float = bounded(0.8, 0, 1)
+    layer_combine: str = "concat"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.transfer in TRANSFERS, f"model_params.transfer: expected degree or fixed, got {self.transfer!r}")
+        require(self.layer_combine in LAYER_COMBINES, f"model_params.layer_combine: expected concat or mean, got {self.layer_combine!r}")
+
+
+def block_diagonal(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Two square sparse COO matrices as one block-diagonal sparse COO matrix."""
+    n = first.shape[0]
+    index = torch.cat([first.indices(), second.indices() + n], 1)
+    return torch.sparse_coo_tensor(index, torch.cat([first.values(), second.values()]), (2 * n, 2 * n), check_invariants=False).coalesce()
+
+
+@register("bitgcf", family="cf", params=BiTGCFParams, min_domains=2, max_domains=2, needs=PAIR_NEEDS)
+class BiTGCF(TwoDomainModel, GraphPropagation):
+    """Per-domain light graph convolution with a bi-directional transfer of common users' features."""
+
+    def __init__(self, split: Split, params: BiTGCFParams) -> None:
+        super().__init__()
+        self._init_pair(split, params)
+        train = split.train
+        domain = split.data.item_domain()[train.items]
+        graphs = [normalized_adjacency(train.users[domain == d], train.items[domain == d], self.n_users, self.n_items) for d in range(2)]
+        self._init_graph(block_diagonal(*graphs))  # nodes: users and items of domain 0's graph, then of domain 1's
+        self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim)  # row d * n_users + u
+        self.item_emb = nn.Embedding(self.n_items, params.dim)
+        for table in (self.domain_user_emb, self.item_emb):
+            nn.init.normal_(table.weight, std=params.init_std)
+        counts = torch.as_tensor(split.train_counts().T, dtype=torch.float32)  # [2, n_users]
+        if params.transfer == "degree":
+            keep = counts / counts.sum(0).clamp(min=1)
+        else:
+            keep = torch.zeros_like(counts)
+            keep[self.source], keep[self.target] = params.lambda_source, params.lambda_target
+        keep = torch.where(self.overlap[None, :], keep, torch.ones_like(keep))  # only common users transfer
+        self.register_buffer("keep", keep, persistent=False)  # lambda_d per user: the share it keeps of its own domain's features
+        self._step_tables: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def transfer(self, users: torch.Tensor) -> torch.Tensor:
+        """``[2, n_users, k]`` per-domain user features after the bi-directional transfer."""
+        keep = self.keep[:, :, None]
+        return keep * users + (1 - keep) * users.flip(0)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user vectors ``[2, n_users, k']`` (one table per domain) and item vectors ``[n_items, k']``."""
+        n = self.n_users + self.n_items
+        users = self.domain_user_emb.weight.view(2, self.n_users, -1)
+        items = self.item_emb.weight
+        layer_users, layer_items = [users], [items]
+        adjacency = self._csr()
+        for _ in range(self.params.layers):
+            nodes = torch.cat([users[0], items, users[1], items])
+            out = light_convolution(adjacency, nodes)
+            users = self.transfer(torch.stack([out[: self.n_users], out[n : n + self.n_users]]))
+            items = torch.where(self.item_domain[:, None] == 0, out[self.n_users : n], out[n + self.n_users :])
+            layer_users.append(users)
+            layer_items.append(items)
+        if self.params.layer_combine == "concat":
+            return torch.cat(layer_users, -1), torch.cat(layer_items, -1)
+        return torch.stack(layer_users).mean(0), torch.stack(layer_items).mean(0)
+
+    def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
+        user_tables, item_table = self._step_tables or self._final()
+        return torch.einsum("nd,ncd->nc", user_tables[domain][users], item_table[items])
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The two-domain BPR loss on one propagation (shared by both domains' rows of the batch)."""
+        self._step_tables = self.propagate()
+        try:
+            return super().loss(batch)
+        finally:
+            self._step_tables = None
+
+    def batch_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        domains = self.item_domain[batch["pos"]]
+        tables = (self.domain_user_emb(domains * self.n_users + batch["user"]), self.item_emb(batch["pos"]), self.item_emb(batch["neg"]))
+        return sum(t.pow(2).sum(-1) for t in tables)

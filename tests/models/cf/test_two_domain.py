@@ -1,0 +1,259 @@
+"""The two-domain CDR baselines (CMF, EMCDR, DTCDR, CoNet, BiTGCF; cdrec.models.cf.two_domain): the pair options
+and the refusals, target-only evaluation of a single-target model, shapes, gradients into every
+parameter group, seeded reruns, a planted cross-domain signal they find (and single-domain BPR-MF
+cannot), and the faces (`cdrec run`, `evaluate`, `recommend`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cdrec.config import load_config
+from cdrec.data.splits import leave_one_out
+from cdrec.data.synthetic import make_synthetic
+from cdrec.errors import CdrecError
+from cdrec.experiments.pipeline import evaluate_run, load_run_config, run_config
+from cdrec.models import registry
+from cdrec.models.cf.dtcdr import DTCDRParams
+from cdrec.train.tasks import task_for
+from tests.cli_helpers import call_main
+from tests.models.cf.test_cross_domain_graphs import (
+    BASE, CLI_SETS, batch_of, assert_every_gradient_nonzero, assert_evaluation_matches_saved, assert_seeded_rerun_identical, cli_run, planted_with_control,
+)
+
+MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf")
+VARIANTS = {
+    "cmf": ("cmf", {}),
+    "emcdr": ("emcdr", {"target": "D1"}),
+    "emcdr-linear-cold": ("emcdr", {"target": "D0", "mapping": "linear", "mapped_users": "cold"}),
+    "dtcdr": ("dtcdr", {}),
+    "dtcdr-concat-dmf": ("dtcdr", {"combine": "concat", "base": "dmf"}),
+    "dtcdr-mean": ("dtcdr", {"combine": "mean"}),
+    "conet": ("conet", {"towers": [12, 6]}),
+    "bitgcf": ("bitgcf", {}),
+    "bitgcf-fixed-mean": ("bitgcf", {"transfer": "fixed", "layer_combine": "mean", "layers": 1}),
+}
+TARGETED = {"emcdr": ["model_params.target=D1"]}
+"""Options a model needs on two-domain synthetic data (a single-target model names its target)."""
+DIM = 8
+
+
+def tiny_split(seed: int = 0):
+    return leave_one_out(make_synthetic(n_users=60, n_domains=2, items_per_domain=30, seed=seed), seed=seed)
+
+
+def build(variant: str, split, seed: int = 0):
+    name, extra = VARIANTS[variant]
+    torch.manual_seed(seed)
+    return registry.get(name).cls.from_split(split, registry.build_params(name, {"dim": DIM, **extra}))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_scores_of_either_domain_agree_between_candidates_and_full_ranking(variant):
+    split = tiny_split()
+    data = split.data
+    model = build(variant, split).eval()
+    who = torch.tensor([0, 5, 9])
+    rows = []
+    for d in range(2):
+        start, stop = data.domain_item_range(d)
+        full = model.score_all(who, start, stop)
+        assert full.shape == (3, stop - start)
+        cand = torch.arange(start, start + 4).expand(3, -1)
+        torch.testing.assert_close(model.score(who, cand), full[:, :4])
+        rows.append(full[0, 0])
+    mixed = torch.tensor([[data.domain_item_range(d)[0] for d in range(2)]])  # one row, one item of each domain
+    torch.testing.assert_close(model.score(torch.tensor([0]), mixed)[0], torch.stack(rows))
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_gradient_reaches_every_parameter(variant):
+    split = tiny_split()
+    model = build(variant, split).train()
+    model.loss(batch_of(split)).backward()
+    n = len(model.params.towers) if isinstance(model.params, DTCDRParams) else 0
+    # a last bias that adds the same to the positive and the negative: BPR cancels it
+    assert_every_gradient_nonzero(model, {name for d in range(2) for name in (f"towers.{d}.{2 * n}.bias", f"item_towers.{d}.{2 * n - 2}.bias")})
+
+
+def test_emcdr_maps_the_chosen_users_and_its_mapping_never_moves_the_factors():
+    split = tiny_split()
+    overlap, cold = build("emcdr", split), build("emcdr-linear-cold", split)
+    assert torch.equal(overlap.mapped, overlap.overlap) and overlap.overlap.any()
+    assert torch.equal(cold.mapped, overlap.present[1 - cold.target] & ~overlap.present[cold.target])
+    users = torch.nonzero(overlap.overlap).squeeze(1)[:4]
+    mapped = overlap.mapping(overlap.domain_user_emb(overlap.source * overlap.n_users + users))
+    torch.testing.assert_close(overlap.user_factors(users, overlap.target), mapped)
+    with overlap.own_factors():
+        torch.testing.assert_close(overlap.user_factors(users, overlap.target), overlap.domain_user_emb(overlap.target * overlap.n_users + users))
+    overlap.extra_loss(batch_of(split)).backward()
+    assert overlap.domain_user_emb.weight.grad is None and all(p.grad is not None for p in overlap.mapping.parameters())
+
+
+def test_dtcdr_combines_only_common_users():
+    split = tiny_split()
+    model = build("dtcdr", split)
+    own = [model.domain_user_emb(d * model.n_users + torch.arange(model.n_users)) for d in range(2)]
+    shared = model.shared_users(torch.arange(model.n_users))
+    common = model.overlap
+    torch.testing.assert_close(shared[common], torch.maximum(own[0], own[1])[common])
+    only_first = model.present[0] & ~model.present[1]
+    if only_first.any():
+        torch.testing.assert_close(shared[only_first], own[0][only_first])
+
+
+def test_conet_other_network_reads_the_users_mean_item_of_its_domain():
+    split = tiny_split()
+    model = build("conet", split)
+    train = split.train
+    user = int(torch.nonzero(model.overlap)[0])
+    for d in range(2):
+        start, stop = split.data.domain_item_range(d)
+        seen = np.unique(train.items[(train.users == user) & (train.items >= start) & (train.items < stop)])
+        torch.testing.assert_close(model.profiles(torch.tensor([user]), d)[0], model.item_emb.weight[torch.as_tensor(seen)].mean(0))
+    nowhere = torch.nonzero(~model.present[1])
+    if len(nowhere):
+        assert torch.all(model.profiles(nowhere[:1, 0], 1) == 0)
+
+
+def test_bitgcf_transfers_only_between_a_common_users_domains():
+    split = tiny_split()
+    for variant in ("bitgcf", "bitgcf-fixed-mean"):
+        model = build(variant, split)
+        keep = model.keep
+        assert torch.all(keep[:, ~model.overlap] == 1)  # a one-domain user keeps its own features
+        features = torch.randn(2, model.n_users, 3)
+        moved = model.transfer(features)
+        torch.testing.assert_close(moved[:, ~model.overlap], features[:, ~model.overlap])
+        common = model.overlap
+        expected = keep[0, common, None] * features[0, common] + (1 - keep[0, common, None]) * features[1, common]
+        torch.testing.assert_close(moved[0, common], expected)
+    counts = torch.as_tensor(split.train_counts(), dtype=torch.float32)
+    degree = build("bitgcf", split).keep[:, common]
+    torch.testing.assert_close(degree[0], counts[common, 0] / counts[common].sum(1))
+    fixed = build("bitgcf-fixed-mean", split).keep[:, common]
+    assert torch.all(fixed == 0.8)
+
+
+def test_bad_options_are_user_errors():
+    with pytest.raises(CdrecError, match="model_params.combine"):
+        registry.build_params("dtcdr", {"combine": "sum"})
+    with pytest.raises(CdrecError, match="model_params.mapped_users"):
+        registry.build_params("emcdr", {"mapped_users": "all"})
+    with pytest.raises(CdrecError, match="model_params.source and model_params.target: expected two different domains"):
+        registry.build_params("cmf", {"source": "D0", "target": "D0"})
+    with pytest.raises(CdrecError, match="model_params.transfer"):
+        registry.build_params("bitgcf", {"transfer": "attention"})
+    with pytest.raises(CdrecError, match="model_params.towers"):
+        registry.build_params("conet", {"towers": []})
+    with pytest.raises(CdrecError, match=r"model_params.source_weight"):
+        registry.build_params("cmf", {"source_weight": 1.5})
+
+
+# ------------------------------------------------------------------------------ the pair, through run_config
+THREE = "data.synthetic={n_users: 90, n_domains: 3, items_per_domain: 60, seed: 2}"
+BASE_THREE = [*BASE, "split.n_negatives=20", THREE]
+BASE_TWO = [*BASE, "split.n_negatives=20", "data.synthetic={n_users: 90, n_domains: 2, items_per_domain: 60, seed: 2}"]
+
+
+def test_more_than_two_domains_need_a_named_pair(tmp_path):
+    for model in MODELS:
+        with pytest.raises(CdrecError, match=r"needs exactly 2 domains .*model_params.source and model_params.target.*got 3.*data.keep_domains"):
+            run_config(load_config(None, [f"model={model}", *BASE_THREE, "train.epochs=1"]), tmp_path / model)
+        assert not (tmp_path / model).exists()
+    done = call_main("run", *[arg for s in ["model=cmf", *BASE_THREE] for arg in ("--set", s)], "--out", str(tmp_path / "cli"))
+    assert done.code == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("error: model cmf: needs exactly 2 domains"), done.stderr
+    assert not (tmp_path / "cli").exists()
+    with pytest.raises(CdrecError, match=r"data.keep_domains \['D0', 'D1'\] disagrees with model_params.source / model_params.target \['D0', 'D2'\]"):
+        run_config(load_config(None, ["model=cmf", *BASE_THREE, "data.keep_domains=[D0, D1]", "model_params.source=D0", "model_params.target=D2"]), tmp_path / "x")
+    with pytest.raises(CdrecError, match=r"model_params.target: unknown domain 'D7'; expected one of \['D0', 'D1'\]"):
+        run_config(load_config(None, ["model=cmf", *BASE_TWO, "model_params.target=D7"]), tmp_path / "y")
+    with pytest.raises(CdrecError, match="model emcdr: transfers to one target domain; name it with model_params.target"):
+        run_config(load_config(None, ["model=emcdr", *BASE_TWO]), tmp_path / "z")
+    with pytest.raises(CdrecError, match="scope: single trains one cmf per domain"):
+        run_config(load_config(None, ["model=cmf", *BASE_TWO, "scope=single"]), tmp_path / "w")
+
+
+def test_a_named_pair_of_three_domains_and_target_only_evaluation(tmp_path):
+    sets = [*BASE_THREE, "train.epochs=1", "model_params.source=D2", "model_params.target=D0"]
+    dual = run_config(load_config(None, ["model=cmf", *sets]), tmp_path / "cmf")
+    assert set(dual.metrics) == {"overall", "D0", "D2"}
+    assert dual.setting == {"scope": "joint", "source": "D2", "target": "D0", "evaluated": ["D2", "D0"]}
+    single = run_config(load_config(None, ["model=emcdr", *sets]), tmp_path / "emcdr")
+    assert set(single.metrics) == {"overall", "D0"}  # the source domain's rows are not evaluated
+    assert single.metrics["overall"]["n"] == single.metrics["D0"]["n"] == dual.metrics["D0"]["n"]
+    assert single.valid_metrics["overall"]["n"] == dual.valid_metrics["D0"]["n"]
+    assert single.setting == {"scope": "joint", "source": "D2", "target": "D0", "evaluated": ["D0"]}
+    saved = json.loads((tmp_path / "emcdr" / "results.json").read_text())
+    assert saved["setting"]["evaluated"] == ["D0"] and set(saved["metrics"]) == {"overall", "D0"}
+    again = evaluate_run(tmp_path / "emcdr", device="cpu")
+    assert set(again.metrics) == {"overall", "D0"} and again.setting["evaluated"] == ["D0"]
+    assert again.metrics["overall"]["MRR@10"] == pytest.approx(single.metrics["overall"]["MRR@10"], abs=1e-6)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_seeded_rerun_is_identical(model, tmp_path):
+    sets = [f"model={model}", *BASE, *TARGETED.get(model, []), "train.epochs=2",
+            "data.synthetic={n_users: 120, n_domains: 2, items_per_domain: 120, seed: 1}", "split.n_negatives=20"]
+    assert_seeded_rerun_identical(sets, tmp_path)
+
+
+PLANTED_SETS = [*BASE, "train.epochs=10", "split.n_negatives=50"]
+
+
+def sparse_mrr(folder: Path, model: str, csv: str, *extra: str) -> float:
+    cfg = load_config(None, [f"model={model}", "data.name=table", f"data.path={folder / csv}", *PLANTED_SETS, *extra])
+    return run_config(cfg, folder / f"{model}-{csv}").metrics["sparse"]["MRR@10"]
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[Path, float]:
+    """The planted data (``both.csv``), its control with the dense domain's users renamed at random
+    (``unlinked.csv``), and single-domain BPR-MF's MRR@10 on the sparse domain."""
+    folder = tmp_path_factory.mktemp("planted")
+    planted_with_control(folder)
+    return folder, sparse_mrr(folder, "bprmf", "both.csv", "scope=single")
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_cross_domain_signal_found_on_the_sparse_domain(planted, model):
+    """The model ranks the sparse (target) domain better than single-domain BPR-MF, and only because
+    the dense domain's users are the same people: with them renamed at random the gain is gone."""
+    folder, bprmf = planted
+    joint = sparse_mrr(folder, model, "both.csv", "model_params.target=sparse")
+    unlinked = sparse_mrr(folder, model, "unlinked.csv", "model_params.target=sparse")
+    assert joint > bprmf + 0.05, (model, joint, bprmf)
+    assert joint > unlinked + 0.05, (model, joint, unlinked)
+
+
+# ------------------------------------------------------------------------------ the faces
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("two-domain")
+    return {model: cli_run(base / model, [f"model={model}", *CLI_SETS, *TARGETED.get(model, [])]) for model in MODELS}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_run_evaluate_and_recommend(cli_runs, model):
+    import cdrec
+
+    run = cli_runs[model]
+    assert json.loads((run / "results.json").read_text())["setting"]["evaluated"] == (["D1"] if model == "emcdr" else ["D0", "D1"])
+    assert set(assert_evaluation_matches_saved(run)) == ({"overall", "D1"} if model == "emcdr" else {"overall", "D0", "D1"})
+
+    prepared, models = task_for(model).restore(load_run_config(run), run)
+    trained, data = models["joint"], prepared.data
+    predictor = cdrec.load(run, device="cpu")
+    for d, dom in enumerate(data.domains):
+        start, stop = data.domain_item_range(d)
+        raw = data.user_ids[42]
+        with torch.no_grad():
+            scores = trained.score_all(torch.tensor([42]), start, stop)[0].numpy()
+        top = [str(data.item_ids[start + j]) for j in np.argsort(-scores, kind="stable")[:5]]
+        assert [str(i) for i in predictor.recommend(raw, dom, 5, exclude_seen=False).items] == top
+        out = call_main("recommend", str(run), "--user", str(raw), "--domain", dom, "-k", "5", "--include-seen", "--json", "--device", "cpu")
+        assert out.code == 0 and [str(r["item"]) for r in json.loads(out.stdout)["items"]] == top
