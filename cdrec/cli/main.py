@@ -159,6 +159,7 @@ def reproduce(
     quick: bool = typer.Option(False, "--quick", help="Reduced run (few epochs, one seed) for smoke tests."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (default: the recipe's)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    section: Optional[List[str]] = typer.Option(None, "--section", help="Run this section of the recipe instead of its default plan (repeatable; merit: main, switches)."),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild report.md (tables, plots) from the runs already in --out; trains nothing (the options the runs were made with are read from --out/reproduce.json)."),
 ) -> None:
     """Rerun a paper's main experiments on real data and write a report beside the paper's numbers.
@@ -170,6 +171,12 @@ def reproduce(
         fail(f"--seeds: expected >= 1, got {seeds}")
     check_device(device)
     module = importlib.import_module(RECIPES[paper])
+    sections = getattr(module, "SECTIONS", {})
+    if section and (report_only or not sections):
+        fail(f"--section: {'--report-only reports every section whose runs are in --out' if report_only else f'the {paper} recipe has no sections'}; leave it out")
+    for name in section or []:
+        if name not in sections:
+            fail(f"--section: expected one of {sorted(sections)} for {paper}, got {name!r}")
     if report_only:
         from cdrec.experiments.runner import recorded_invocation
 
@@ -178,7 +185,7 @@ def reproduce(
         ran = recorded_invocation(paper, out, quick=quick, seeds=seeds, device=device)
         report = module.report(out, quick=ran.quick, seeds=ran.seeds, device=ran.device)
     else:
-        report = module.reproduce(out, data_dir=data_dir, quick=quick, seeds=seeds, device=device)
+        report = module.reproduce(out, data_dir=data_dir, quick=quick, seeds=seeds, device=device, **({"sections": section} if section else {}))
     typer.echo(f"wrote {report}")
 
 

@@ -39,6 +39,18 @@ Schedules:
   CPU than the timings above (measured with per-sequence negatives).
 * ``quick`` (``--quick``, < 3 minutes): Beauty-Electronics only, d=16, one epoch of 4 batches,
   one seed, one ablation — a smoke test of the whole path, not a result.
+
+Sections (``--section``, repeatable; default ``main``):
+
+* ``main``: Tables 2 and 3 and Fig. 7 with the schedule above.
+* ``switches`` (not in the default plan): which behaviours of the authors' code (``model_params.authors_code``,
+  :data:`~cdrec.models.sequential.merit.AUTHORS_CODE`) the paper's numbers may depend on. MERIT on
+  Beauty-Electronics, seed 0, at ``SWITCH_SCHEDULE`` (``cpu`` with 3 warm-up epochs from the authors'
+  factor 1e-5, so the wasted first epoch is there to fix): the paper's text, each switch alone, all of
+  them (the authors' code), and the paper's text with ``warmup_start_factor = 1/3``. Judged on the
+  validation MRR sum. 8 runs; not measured as a whole: at the ~11 min of one ``cpu`` MERIT run on abe
+  with per-position negatives (see ``AUTHORS_NEGATIVES``) about 1.5 h at one thread, which is why it is
+  not in the default plan. With ``--quick`` the same variants run at the ``quick`` schedule (a smoke test).
 """
 
 from __future__ import annotations
@@ -54,6 +66,7 @@ import torch
 from cdrec.config import load_config
 from cdrec.errors import require
 from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
+from cdrec.models.sequential.merit import AUTHORS_CODE
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import aggregate_seeds, markdown_table, mean_std, paired_ttest
 from cdrec.results.plots import save_figure
@@ -159,6 +172,29 @@ SCHEDULES = {
 }
 
 
+SECTIONS = {
+    "main": "Tables 2 and 3 and Fig. 7 (the default plan)",
+    "switches": "MERIT with each behaviour of the authors' code alone, on Beauty-Electronics validation (about 1.5 h on CPU)",
+}
+"""What ``cdrec reproduce merit --section NAME`` runs; the report shows every section whose runs exist."""
+DEFAULT_SECTIONS = ("main",)
+SWITCH_WARMUP = 3
+SWITCH_SCHEDULE = replace(SCHEDULES["cpu"], name="switches (cpu, 3 warm-up epochs)", datasets=("abe",), warmup_epochs=SWITCH_WARMUP,
+                          seeds=1, ablation_seeds=0, ablations=(), ablation_datasets=())
+"""The ``switches`` section's schedule: ``cpu`` on Beauty-Electronics, one seed, with a warm-up as in the
+authors' code (10 epochs there; 3 of the 20 here)."""
+SWITCH_VARIANTS: dict[str, tuple[str, ...]] = {
+    "paper": (),
+    **{name: (f"model_params.authors_code=[{name}]",) for name in AUTHORS_CODE},
+    "all": (f"model_params.authors_code=[{','.join(AUTHORS_CODE)}]",),
+    "warmup_start_factor": (f"model_params.warmup_start_factor={1 / SWITCH_WARMUP!r}",),
+}
+"""The ``switches`` section: variant -> its MERIT overrides. ``paper`` = the paper's text (the default),
+``all`` = every behaviour of the authors' code at once, ``warmup_start_factor`` = the paper's text with a
+warm-up whose first epoch learns (1/3 of lr instead of the authors' 1e-5)."""
+SWITCH_PREFIX = "merit-switch-"
+
+
 def pick_schedule(quick: bool, device: str) -> Schedule:
     if quick:
         return SCHEDULES["quick"]
@@ -182,30 +218,44 @@ def run_dir(out: Path, ds: str, model: str, ablation: str | None, seed: int) -> 
     return out / "runs" / ds / (model if ablation is None else f"merit-{ablation}") / f"seed{seed}"
 
 
-def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "auto") -> Path:
-    """Train the baselines, MERIT and its ablations; write ``report.md``, the tables and Fig. 7."""
+def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "auto",
+              sections: Sequence[str] = DEFAULT_SECTIONS) -> Path:
+    """Train the runs of ``sections`` (default: the baselines, MERIT and its ablations); write ``report.md``,
+    the tables and Fig. 7."""
     out = Path(out)
+    for section in sections:
+        require(section in SECTIONS, f"--section: expected one of {sorted(SECTIONS)}, got {section!r}")
     schedule = pick_schedule(quick, device)
-    runs = plan(schedule, seeds)
     base = [f"train.device={device}", "train.progress=false"]
     if data_dir is not None:
         base.append(f"data.data_dir={data_dir}")
     require(device in ("auto", "cpu", "cuda"), f"--device: expected auto, cpu or cuda, got {device!r}")
+    # (label, run folder, overrides) of every run, in order
+    todo: list[tuple[str, Path, list[str]]] = []
+    if "main" in sections:
+        for ds, model, ablation, seed in plan(schedule, seeds):
+            sets = [f"model={model}", f"data.name={ds}", f"seed={seed}", *schedule.overrides(ds, model)]
+            if ablation is not None:
+                sets.append(f"model_params.ablation={ablation}")
+            todo.append((f"{ds}/{model if ablation is None else f'merit[{ablation}]'}/seed{seed}", run_dir(out, ds, model, ablation, seed), sets))
+    if "switches" in sections:
+        todo += switch_runs(out, SCHEDULES["quick"] if quick else SWITCH_SCHEDULE)
     # check every config (and the data folder) before writing anything
-    configs = []
-    for ds, model, ablation, seed in runs:
-        sets = [f"model={model}", f"data.name={ds}", f"seed={seed}", *base, *schedule.overrides(ds, model)]
-        if ablation is not None:
-            sets.append(f"model_params.ablation={ablation}")
-        configs.append(load_config(None, sets))
+    configs = [load_config(None, [*sets, *base]) for _, _, sets in todo]
     from cdrec.data.datasets import load_dataset
 
-    for ds in schedule.datasets:
-        load_dataset(next(c for c, r in zip(configs, runs) if r[0] == ds).data)  # data present?
-    planned = [PlannedRun(f"{ds}/{model if ablation is None else f'merit[{ablation}]'}/seed{seed}", run_dir(out, ds, model, ablation, seed), cfg)
-               for (ds, model, ablation, seed), cfg in zip(runs, configs)]
-    return run_plan(Invocation("merit", out, data_dir, quick, seeds, device), planned,
+    for ds in dict.fromkeys(c.data.name for c in configs):
+        load_dataset(next(c for c in configs if c.data.name == ds).data)  # data present?
+    planned = [PlannedRun(label, folder, cfg) for (label, folder, _), cfg in zip(todo, configs)]
+    return run_plan(Invocation("merit", out, data_dir, quick, seeds, device, () if tuple(sections) == DEFAULT_SECTIONS else tuple(sections)), planned,
                     lambda failed: report(out, quick=quick, seeds=seeds, device=device, failed=failed))
+
+
+def switch_runs(out: Path, schedule: Schedule, ds: str = "abe", seed: int = 0) -> list[tuple[str, Path, list[str]]]:
+    """The ``switches`` section: one MERIT run per :data:`SWITCH_VARIANTS` entry at ``schedule``."""
+    sets = ["model=merit", f"data.name={ds}", f"seed={seed}", *schedule.overrides(ds, "merit")]
+    return [(f"{ds}/{SWITCH_PREFIX}{name}/seed{seed}", out / "runs" / ds / f"{SWITCH_PREFIX}{name}" / f"seed{seed}", [*sets, *extra])
+            for name, extra in SWITCH_VARIANTS.items()]
 
 
 def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", failed: Sequence[str] = ()) -> Path:
@@ -219,13 +269,16 @@ def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: 
 
 
 # ---------------------------------------------------------------------------------------- report
-def load_runs(out: Path) -> list[tuple[str, str, str | None, RunResult, Path]]:
+def load_runs(out: Path, *, switches: bool = False) -> list[tuple[str, str, str | None, RunResult, Path]]:
+    """``(dataset, model, ablation, result, folder)`` of the finished runs of the main section, or with
+    ``switches`` of the ``switches`` section (the third field is then the variant)."""
     found = []
     for path in sorted((Path(out) / "runs").glob("*/*/seed*/results.json")):
+        variant = path.parents[1].name.removeprefix(SWITCH_PREFIX) if path.parents[1].name.startswith(SWITCH_PREFIX) else None
+        if (variant is not None) != switches:
+            continue
         res = RunResult.read(path)
-        ds = path.parents[2].name
-        ablation = res.setting.get("ablation")
-        found.append((ds, res.model, ablation, res, path.parent))
+        found.append((path.parents[2].name, res.model, variant if switches else res.setting.get("ablation"), res, path.parent))
     return found
 
 
@@ -301,7 +354,7 @@ def write_report(out: Path, schedule_name: str, failed: Sequence[str] = ()) -> P
             table3.append(f"\n### {' - '.join(domains)} (MRR)\n")
             table3.append(markdown_table(["variant", *domains, "sum"], trows))
     lines += ["## Table 2: recommendation performance", *table2, "", "## Done-when checks", "", *verdict, "",
-              "## Table 3: ablations (MRR)", *table3, ""]
+              "## Table 3: ablations (MRR)", *table3, "", *switch_section(out)]
     png = plot_gates(runs, out / "fig7_gates.png")
     if png is not None:
         lines += ["## Fig. 7: expert utilization", "", f"![gates]({png.name})", "",
@@ -320,6 +373,39 @@ def write_report(out: Path, schedule_name: str, failed: Sequence[str] = ()) -> P
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def switch_section(out: Path) -> list[str]:
+    """Report lines of the ``switches`` section (none when it has no finished run): validation MRR of
+    each variant beside the paper's text; the test MRR is shown but selects nothing."""
+    runs = load_runs(out, switches=True)
+    if not runs:
+        return []
+    lines = ["## The authors' code, one behaviour at a time (`--section switches`)", "",
+             "MERIT with the paper's text (`paper`), with each behaviour of the authors' code that departs from it",
+             "(`model_params.authors_code`, see `AUTHORS_CODE` in `cdrec/models/sequential/merit.py`), with all of them",
+             "(`all`), and with a warm-up whose first epoch learns (`warmup_start_factor`). One seed: judge a difference",
+             "against the seed spread of Table 2. Validation decides; the test columns select nothing.", ""]
+    for ds, domains in DATASETS.items():
+        found = {r[2]: r[3] for r in runs if r[0] == ds}
+        if not found:
+            continue
+        ref = found.get("paper")
+        rows = []
+        for name in [*SWITCH_VARIANTS, *sorted(set(found) - set(SWITCH_VARIANTS))]:
+            res = found.get(name)
+            if res is None:
+                continue
+            valid = res.valid_metrics.get("overall", {}).get("MRR_sum", float("nan"))
+            delta = valid - ref.valid_metrics.get("overall", {}).get("MRR_sum", float("nan")) if ref is not None and name != "paper" else float("nan")
+            test = sum(res.metrics.get(d, {}).get("MRR", float("nan")) for d in domains)
+            rows.append([name, " ".join(SWITCH_VARIANTS.get(name, ("?",))).replace("model_params.", "") or "–", f"{valid:.4f}",
+                         "–" if np.isnan(delta) else f"{delta:+.4f}",
+                         *[f"{res.valid_metrics.get(d, {}).get('MRR', float('nan')):.4f}" for d in domains], f"{test:.4f}", *_epochs(res),
+                         f"{res.timing.get('train_s', float('nan')):.0f}"])
+        lines += [f"### {' - '.join(domains)}", "", markdown_table(
+            ["variant", "overrides", "valid MRR sum", "vs paper", *[f"valid {d} MRR" for d in domains], "test MRR sum", "epochs run", "best epoch", "train s"], rows), ""]
+    return lines
 
 
 def _epochs(res: RunResult) -> list[str]:

@@ -54,6 +54,8 @@ class Invocation:
     quick: bool = False
     seeds: int | None = None
     device: str = "auto"
+    sections: tuple[str, ...] = ()
+    """``--section`` values beyond the recipe's default plan (``cdrec reproduce merit --section switches``)."""
 
     def command(self, *, report_only: bool = False) -> str:
         """The ``cdrec reproduce`` command line that repeats this invocation (it skips finished runs)."""
@@ -63,11 +65,14 @@ class Invocation:
         args += ["--seeds", str(self.seeds)] if self.seeds is not None else []
         args += ["--data-dir", str(self.data_dir)] if self.data_dir is not None and not report_only else []
         args += ["--device", self.device] if self.device != "auto" and not report_only else []
+        args += [a for section in self.sections for a in ("--section", section)] if not report_only else []
         return shlex.join(args)
 
     def save(self) -> None:
         """Record the options in ``out/reproduce.json`` (the report of ``--report-only`` reads them back)."""
         options = {"paper": self.paper, "quick": self.quick, "seeds": self.seeds, "device": self.device}
+        if self.sections:
+            options["sections"] = list(self.sections)
         atomic_write_text(Path(self.out) / OPTIONS_FILE, json.dumps(options, indent=2) + "\n")
 
 

@@ -260,6 +260,9 @@ class SequentialTask(Task):
         ablation = getattr(params, "ablation", "none")
         if ablation != "none":
             setting["ablation"] = ablation
+        switches = getattr(params, "authors_code", [])
+        if switches:
+            setting["authors_code"] = "+".join(switches)
         return setting
 
     def restore(self, cfg: RunConfig, run_dir: Path) -> tuple[SequentialPrepared, dict[str, Any]]:

@@ -10,8 +10,11 @@ optimizers, bi-level steps) implement ``configure_optimizers(train_config)`` and
 validation (schedulers). A model whose training carries state outside its parameters and optimizers
 (LR schedulers, step counters, a held-out batch stream) returns it from ``training_state() -> dict``
 and takes it back in ``load_training_state(state)``; the checkpoint stores it, so a resumed run
-continues that state instead of restarting it. Each epoch's loss and validation metrics also go to
-``train.logger`` (:mod:`cdrec.train.logger`: TensorBoard under the run folder).
+continues that state instead of restarting it. A ``loss()``-based model whose ``zero_grad_each_step``
+is False (MERIT under ``authors_code: [epoch_grad_accumulation]``) has its gradients zeroed once at
+the start of each epoch instead of before every step, so each step uses the sum of the epoch's
+gradients so far. Each epoch's loss and validation metrics also go to ``train.logger``
+(:mod:`cdrec.train.logger`: TensorBoard under the run folder).
 
 Under ``torchrun`` (world size > 1) the same loop trains data-parallel: see
 :mod:`cdrec.train.distributed` for how batches, gradients, evaluation and checkpoints are split. With
@@ -149,6 +152,7 @@ class Trainer:
         self.world_size = dist_.world_size()
         self.rank = dist_.rank()
         self._ddp: nn.Module | None = None
+        self.zero_grad_each_step = bool(getattr(model, "zero_grad_each_step", True))
 
     # -------------------------------------------------------------------- checkpointing
     def _state(self, epoch: int, best: dict, history: list) -> dict:
@@ -191,7 +195,8 @@ class Trainer:
             dist_.average_parameters(self.model)
             return loss
         opt = self.optimizers[0]
-        opt.zero_grad(set_to_none=True)
+        if self.zero_grad_each_step:
+            opt.zero_grad(set_to_none=True)
         if self._ddp is not None:
             loss = self._ddp(batch, weight)
         else:
@@ -238,6 +243,9 @@ class Trainer:
                 break
             torch.manual_seed(self.seed * 100_003 + epoch)
             self.model.train()
+            if not self.zero_grad_each_step:
+                for opt in self.optimizers:
+                    opt.zero_grad(set_to_none=True)
             losses = []
             show = self.cfg.progress and self.rank == 0
             epoch_start = time.perf_counter()

@@ -49,6 +49,9 @@ def test_run_then_evaluate(tmp_path):
         (["run", "--config", "c.yaml"], "--config"),  # click's wording of "no such option" differs by version
         (["reproduce", "mtal", "--out", "x", "--seeds", "two"], "Invalid value for '--seeds'"),
         (["reproduce", "m3oe", "--out", "x", "--device", "tpu"], "--device: expected auto, cpu or cuda, got 'tpu'"),
+        (["reproduce", "merit", "--out", "x", "--section", "switch"], "--section: expected one of ['main', 'switches'] for merit, got 'switch'"),
+        (["reproduce", "mtal", "--out", "x", "--section", "switches"], "--section: the mtal recipe has no sections"),
+        (["reproduce", "merit", "--out", "x", "--report-only", "--section", "switches"], "--section: --report-only reports every section"),
         (["demo", "--out", "x", "--device", "tpu"], "--device: expected auto, cpu or cuda, got 'tpu'"),
         (["demo", "--out", "x", "--devices", "cpu"], "--devices"),
         (["demo", "--out", "x", "--devices", "cpu"], "(see `cdrec demo --help`)"),

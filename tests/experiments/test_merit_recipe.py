@@ -91,3 +91,49 @@ def test_report_tables_ttest_and_gate_figure(tmp_path):
     assert "| abe | sasrec-st | 0 | 3/3 | 2/2 |" in report  # epochs run and kept epoch per domain model
     table2 = (tmp_path / "table2.md").read_text()
     assert table2.index("| pop | 3 |") < table2.index("| itemknn | 3 |") < table2.index("| sasrec-st | 3 |")  # first rows, no paper cell
+
+
+def test_switches_section_runs_each_switch_alone_and_stays_out_of_the_default_plan(tmp_path, monkeypatch):
+    import cdrec.experiments.merit as recipe
+    from cdrec.models.sequential.merit import AUTHORS_CODE
+
+    assert recipe.DEFAULT_SECTIONS == ("main",) and set(recipe.SECTIONS) == {"main", "switches"}
+    runs = recipe.switch_runs(tmp_path, recipe.SWITCH_SCHEDULE)
+    cfgs = {label.split("/")[1].removeprefix(recipe.SWITCH_PREFIX): load_config(None, sets) for label, _, sets in runs}
+    params = {name: registry.build_params("merit", cfg.model_params) for name, cfg in cfgs.items()}
+    assert {name: p.authors_code for name, p in params.items() if p.authors_code and name != "all"} == {n: [n] for n in AUTHORS_CODE}
+    assert params["all"].authors_code == list(AUTHORS_CODE) and params["paper"].authors_code == []
+    assert params["warmup_start_factor"].warmup_start_factor == 1 / recipe.SWITCH_WARMUP and params["paper"].warmup_start_factor == 1e-5
+    assert all(p.warmup_epochs == recipe.SWITCH_WARMUP and p.dim == 32 and p.negatives == "position" for p in params.values())
+    assert {c.data.name for c in cfgs.values()} == {"abe"} and all(c.seed == 0 for c in cfgs.values())
+    # the default plan trains none of them; --section switches trains only them
+    trained = []
+    monkeypatch.setattr(recipe, "run_plan", lambda inv, planned, report: trained.append((inv, [p.run_dir for p in planned])) or tmp_path)
+    monkeypatch.setattr("cdrec.data.datasets.load_dataset", lambda *a, **k: None)
+    recipe.reproduce(tmp_path, quick=True)
+    assert not any(recipe.SWITCH_PREFIX in str(d) for d in trained[-1][1]) and trained[-1][0].sections == ()
+    recipe.reproduce(tmp_path, quick=True, sections=["switches"])
+    assert [d.parent.name for d in trained[-1][1]] == [f"{recipe.SWITCH_PREFIX}{n}" for n in recipe.SWITCH_VARIANTS]
+    assert "--section switches" in trained[-1][0].command()
+    from cdrec.errors import CdrecError
+    import pytest
+
+    with pytest.raises(CdrecError, match="--section"):
+        recipe.reproduce(tmp_path, quick=True, sections=["nope"])
+
+
+def test_switches_table_reads_the_switch_runs_and_keeps_them_out_of_table2(tmp_path):
+    import cdrec.experiments.merit as recipe
+
+    write_result(run_dir(tmp_path, "abe", "merit", None, 0), fake_result("merit", "abe", 0, 0.09))
+    for name, mrr in (("paper", 0.10), ("no_key_padding_mask", 0.12), ("all", 0.08)):
+        res = fake_result("merit", "abe", 0, mrr)
+        res.valid_metrics = {"Beauty": {"MRR": mrr}, "Electronics": {"MRR": mrr + 0.01}, "overall": {"MRR_sum": 2 * mrr + 0.01}}
+        write_result(tmp_path / "runs" / "abe" / f"{recipe.SWITCH_PREFIX}{name}" / "seed0", res)
+    report = write_report(tmp_path, "cpu (reduced)").read_text()
+    section = report[report.index("## The authors' code, one behaviour at a time"):]
+    assert "| paper | – | 0.2100 | – | 0.1000 | 0.1100 |" in section
+    assert "| no_key_padding_mask | authors_code=[no_key_padding_mask] | 0.2500 | +0.0400 |" in section
+    assert section.index("| no_key_padding_mask |") < section.index("| all |")
+    assert "| merit | 1 |" in (tmp_path / "table2.md").read_text()  # the switch runs are not MERIT seeds of Table 2
+    assert len(recipe.load_runs(tmp_path)) == 1 and len(recipe.load_runs(tmp_path, switches=True)) == 3

@@ -25,9 +25,16 @@ from cdrec.models.sequential.blocks import domain_info_nce, full_softmax_ce
 @dataclass
 class ScheduleParams(ModelParams):
     """Warm-up and plateau schedule of the authors' code (LinearLR from 1e-5, then halve the
-    learning rate after ``lr_patience`` epochs without a better validation MRR sum)."""
+    learning rate after ``lr_patience`` epochs without a better validation MRR sum).
+
+    ``warmup_start_factor``: the learning rate of the first warm-up epoch as a share of ``lr``; it
+    rises linearly and reaches ``lr`` after ``warmup_epochs`` epochs. 1e-5 is the authors'
+    ``LinearLR`` (``trainer.py`` L33, stepped per epoch by ``main.py`` L97-100), whose first epoch
+    therefore learns nearly nothing; e.g. ``1 / warmup_epochs`` makes it count (10 warm-up epochs
+    at 0.1, 0.19, ..., 0.91 of ``lr``)."""
 
     warmup_epochs: int = bounded(10, 0)
+    warmup_start_factor: float = bounded(1e-5, 0, 1, lo_open=True)
     lr_factor: float = bounded(0.5, 0, 1, lo_open=True)
     lr_patience: int = bounded(30, 0)
 
@@ -95,7 +102,7 @@ class SequentialModel(nn.Module):
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         opt = torch.optim.AdamW(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched: ScheduleParams = self.params
-        start = 1e-5 if sched.warmup_epochs > 0 else 1.0
+        start = sched.warmup_start_factor if sched.warmup_epochs > 0 else 1.0
         warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=start, end_factor=1.0, total_iters=max(sched.warmup_epochs, 1))
         plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=sched.lr_factor, patience=sched.lr_patience)
         self.schedulers = (warm, plateau)

@@ -28,15 +28,14 @@ for far less memory); negatives the user has seen are dropped from the softmax.
 Where the authors' public code (github.com/DiMarzioBian/MERIT, ``models/*.py``, ``trainer.py``)
 fixes a detail the paper leaves open, the default follows it (``MERITParams``): no dropout on the
 attention probabilities (``attn_dropout``), its weight initialization (``init``), and the loss
-normalization of ``cal_rec_loss`` (``loss_norm``). Not copied: its domain masks (swapped, so the
-domain streams get the other domain's items and add nothing at test time); its
-``get_absolute_pos_idx`` of the latest commit, which multiplies the masks in place by the reversed
-positions (every layer's output is then scaled by 1..47); attention to padding slots (it passes
-no key-padding mask, so empty slots enter every softmax as bias-only keys; the issue requires that
-padding contributes nothing); and its ECAF mask: ``nn.MultiheadAttention(..., attn_mask=M,
-is_causal=True, need_weights=False)`` drops ``M`` and lets SDPA apply an upper-left causal mask to
-the ``L x 2L`` scores, so ECAF_A sees only H_M2A and never H_B2A, which is our ablation SF2 (the
-paper's Eqs. 8-9 and Fig. 6 use both parts; the default follows the paper).
+normalization of ``cal_rec_loss`` (``loss_norm``). Where its code departs from the paper's text,
+the default follows the text and ``authors_code`` switches on the authors' behaviour, one named
+switch each (:data:`AUTHORS_CODE`, measured in the recipe's ``switches`` section): attention to
+empty slots (no key-padding mask), only h_M^F scored at test time (its swapped domain masks),
+gradients summed over the epoch (``zero_grad`` once per epoch), ECAF attending to H_M2A only (its
+``attn_mask`` dropped by ``is_causal``) and its swapped positional indices. Not copied: the
+``get_absolute_pos_idx`` of a commit after 932ebee, which multiplies the masks in place by the reversed
+positions (every layer's output is then scaled by 1..47).
 
 Ablations of Table 3 (``ablation``): SF1 drop H_M2A/H_M2B from ECAF; SF2 drop H_B2A/H_A2B from
 ECAF; SF3 ECAF -> token-wise H_A + H_M2A; SF4 no ECAF; FF1 moFFN -> plain FFN; MF1 CAF_M ->
@@ -45,7 +44,7 @@ token-wise H_M + H_A2M + H_B2M; MF2 no CAF_M; RL1 no stop-gradient; RL2 no H_M^F
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -76,6 +75,44 @@ INITS = ("authors", "torch")
 LOSS_NORMS = ("domain", "pooled")
 NEGATIVES = ("sequence", "position")
 
+AUTHORS_CODE: dict[str, str] = {
+    "no_key_padding_mask": (
+        "every attention sees the empty slots of its key stream (left padding, and in T_A / T_B the other "
+        "domain's slots) as keys/values from a zero input, i.e. the projection biases: models/attention.py "
+        "L28-31, L57-60, L89-92 call nn.MultiheadAttention without key_padding_mask on inputs zeroed at "
+        "empty slots (models/MERIT.py L86-88, every block's output `* mask`)"
+    ),
+    "score_h_m_only": (
+        "a test target is scored with h_M^F at the latest slot only: models/MERIT.py L74-75 build mask_a "
+        "from domain B's ids (> n_item_a) and mask_b from domain A's, so at evaluation (L118-122) h_a is read "
+        "at the latest A slot (models/data/dataloader.py L78), where the B stream is zero, and cal_rank "
+        "(MERIT.py L179) adds nothing to h_m[:, -1]; when the history holds no event of the target's domain "
+        "get_last_idx (dataloader.py L20-28) falls back to the earliest slot, where the other domain's "
+        "stream is added"
+    ),
+    "epoch_grad_accumulation": (
+        "gradients are zeroed once per epoch and summed over its batches, each optimizer step using the "
+        "running sum: trainer.py L42 (run_epoch: optimizer.zero_grad() before the loop), L94-96 "
+        "(train_batch: backward, step, no zero_grad), in every commit up to 932ebee (the issue: until 1497aafa)"
+    ),
+    "ecaf_first_part_only": (
+        "ECAF_A / ECAF_B attend to the first part of their keys only (H_M2A / H_M2B, causally), never to "
+        "H_B2A / H_A2B: models/attention.py L77-92 pass attn_mask (the 3-fold causal mask) with "
+        "is_causal=True, need_weights=False and no key_padding_mask, for which "
+        "F.multi_head_attention_forward drops attn_mask and SDPA applies its upper-left causal mask to "
+        "the L x 2L scores (= ablation SF2)"
+    ),
+    "swapped_positions": (
+        "each stream gets another stream's reversed positions: models/MERIT.py L78-80 add "
+        "ep(pos(mask_m)) to the B-items stream, ep(pos(mask_a)) (B's positions, 0 at A's slots) to the "
+        "A-items stream and ep(pos(mask_b)) (A's positions, 0 at B's slots) to the mixed one; position 0 "
+        "is the padding row, which init_weights (models/utils/initialization.py L15-16) leaves random and "
+        "padding_idx keeps untrained"
+    ),
+}
+"""The authors' behaviours that ``model_params.authors_code`` switches on (off: the paper's text), with
+where their code (github.com/DiMarzioBian/MERIT, commit 932ebee) does it."""
+
 
 @dataclass
 class MERITParams(ScheduleParams):
@@ -102,10 +139,12 @@ class MERITParams(ScheduleParams):
       memory ``B x N x d``); ``position`` = drawn per target position like the authors'
       ``TrainDataset`` (memory ``P x N x d`` for the ``P`` target positions; at d=256, batch 256
       this alone is ~3 GB for L_M, which the issue's CPU memory target does not allow).
-    * ``attend_padding`` (diagnostic, off): attentions see empty slots as bias-only keys, as the
-      authors' code does (no key-padding mask). Their number then changes the valid positions'
-      outputs, so left padding no longer leaves the loss unchanged (the issue asks that padding
-      contribute nothing); off by default.
+    * ``authors_code``: names from :data:`AUTHORS_CODE`, each switching on one behaviour of the
+      authors' code that departs from the paper's text (default none: the paper's text).
+      ``no_key_padding_mask`` lets attentions see empty slots as bias-only keys: their number then
+      changes the valid positions' outputs, so left padding no longer leaves the loss unchanged
+      (the issue asks that padding contribute nothing). ``epoch_grad_accumulation`` reaches the
+      Trainer through :attr:`MERIT.zero_grad_each_step`.
     * ``null_key``: every attention (self-attention and CAF / ECAF) gets one extra key/value slot
       that all queries see, the projection of a zero input (see :class:`MultiHeadAttention`): the
       authors' bias-only empty slots without their dependence on the amount of padding.
@@ -124,9 +163,14 @@ class MERITParams(ScheduleParams):
     init: str = "authors"
     init_std: float = bounded(0.02, 0, lo_open=True)
     loss_norm: str = "domain"
-    attend_padding: bool = False
+    authors_code: list[str] = field(default_factory=list)
     null_key: bool = False
     negatives: str = "sequence"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in self.authors_code:
+            require(name in AUTHORS_CODE, f"model_params.authors_code: unknown switch {name!r}; expected names from {sorted(AUTHORS_CODE)}")
 
 
 @register("merit", family="sequential", params=MERITParams, min_domains=2, max_domains=2,
@@ -163,15 +207,30 @@ class MERIT(SequentialModel):
 
     def init_weights(self) -> None:
         """``init`` (see :class:`MERITParams`); padding rows of the embeddings are zero either way
-        (the authors' are not, but every padded slot is masked before use)."""
+        (the authors' are not, but every padded slot is masked before use), except the positional
+        one under ``swapped_positions``: the authors' swapped indices use it at valid slots, so it is
+        drawn like the other rows, as their ``init_weights`` leaves it (``padding_idx`` keeps it untrained)."""
         p = self.params
-        if p.init == "authors":
-            init_like_authors(self, p.dim, (self.item_emb, self.pos_emb))
-            return
         with torch.no_grad():
-            for emb in (self.item_emb, self.pos_emb):
-                nn.init.normal_(emb.weight, std=p.init_std)
-                emb.weight[0].zero_()
+            if p.init == "authors":
+                init_like_authors(self, p.dim, (self.item_emb, self.pos_emb))
+            else:
+                for emb in (self.item_emb, self.pos_emb):
+                    nn.init.normal_(emb.weight, std=p.init_std)
+                    emb.weight[0].zero_()
+            if self.authors("swapped_positions") and p.init == "authors":
+                nn.init.trunc_normal_(self.pos_emb.weight[0], std=0.02, a=-0.04, b=0.04)
+            elif self.authors("swapped_positions"):
+                nn.init.normal_(self.pos_emb.weight[0], std=p.init_std)
+
+    def authors(self, switch: str) -> bool:
+        """Whether ``authors_code`` switches on the authors' behaviour ``switch`` (:data:`AUTHORS_CODE`)."""
+        return switch in self.params.authors_code
+
+    @property
+    def zero_grad_each_step(self) -> bool:
+        """Trainer hook: False under ``epoch_grad_accumulation`` (gradients zeroed once per epoch)."""
+        return not self.authors("epoch_grad_accumulation")
 
     # ------------------------------------------------------------------ 4.2-4.4 forward
     def forward(self, items: torch.Tensor, domains: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -179,10 +238,10 @@ class MERIT(SequentialModel):
         ab = self.params.ablation
         valid = {"M": items > 0, "A": domains == 0, "B": domains == 1}
         e = self.item_emb(items)
+        positions = self.stream_positions(valid)
         h = {}
         for s in "MAB":
-            v = valid[s]
-            h[s] = self.drop(e + self.pos_emb(reversed_positions(v).clamp(max=self.params.max_len))) * v[..., None]
+            h[s] = self.drop(e + self.pos_emb(positions[s].clamp(max=self.params.max_len))) * valid[s][..., None]
         # Eqs. 1-2 (causal self-attention per stream) and Eqs. 3-6 (moFFN)
         out = {}
         for s, names in (("M", ("M", "M2A", "M2B")), ("A", ("A", "A2M", "A2B")), ("B", ("B", "B2M", "B2A"))):
@@ -211,7 +270,7 @@ class MERIT(SequentialModel):
                 parts = [(m2s, valid["M"]), (o2s, valid[other])]
                 if ab == "SF1":
                     parts = parts[1:]
-                elif ab == "SF2":
+                if ab == "SF2" or self.authors("ecaf_first_part_only"):
                     parts = parts[:1]
                 kv = torch.cat([x for x, _ in parts], dim=1)
                 mask = extended_causal_mask([self.key_view(kv_valid)[0] for _, kv_valid in parts], self_visible=None)
@@ -220,11 +279,19 @@ class MERIT(SequentialModel):
             final[s] = self.ffn[s](fused, v)
         return final
 
+    def stream_positions(self, valid: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Positional indices of each stream (4.2): reversed within the stream, 1 = its latest event;
+        under ``swapped_positions`` the authors' (``models/MERIT.py`` L78-80): M takes A's, A takes
+        B's (0 at every A slot), B takes M's."""
+        if self.authors("swapped_positions"):
+            return {"M": reversed_positions(valid["A"]), "A": reversed_positions(valid["B"]), "B": reversed_positions(valid["M"])}
+        return {s: reversed_positions(v) for s, v in valid.items()}
+
     def key_view(self, key_valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Keys an attention may see and the ``key_valid`` its projections run on: the valid slots
-        (default), or with ``attend_padding`` every slot, empty ones entering as bias-only keys and
-        values (zero inputs), as in the authors' code, which passes no key-padding mask."""
-        if self.params.attend_padding:
+        (default), or under ``no_key_padding_mask`` every slot, empty ones entering as bias-only keys
+        and values (zero inputs), as in the authors' code."""
+        if self.authors("no_key_padding_mask"):
             return torch.ones_like(key_valid), None
         return key_valid, key_valid
 
@@ -260,15 +327,18 @@ class MERIT(SequentialModel):
 
     # ------------------------------------------------------------------ evaluation
     def final_for_target(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``h_X^F`` at the latest slot of the target's domain X plus ``h_M^F`` at the latest slot."""
+        """``h_X^F`` at the latest slot of the target's domain X plus ``h_M^F`` at the latest slot;
+        under ``score_h_m_only`` ``h_M^F`` alone, unless the history holds no event of X: then the
+        other domain's stream at the earliest event is added (what the authors' swapped masks read)."""
         items, domains = batch["items"], batch["domains"]
         f = self.forward(items, domains)
         tdom = batch["target_domain"]
         h = torch.zeros_like(f["M"][:, -1]) if self.params.ablation == "RL2" else f["M"][:, -1]
         for d, s in enumerate("AB"):
             idx, has = last_valid_index(domains == d)
-            add = gather_positions(f[s], idx) * (has & (tdom == d))[:, None]
-            h = h + add
+            if self.authors("score_h_m_only"):  # stream s is zero there; the earliest slot when X has no event
+                idx, has, s = (items > 0).long().argmax(1), ~has, "BA"[d]
+            h = h + gather_positions(f[s], idx) * (has & (tdom == d))[:, None]
         return h
 
     def score(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from cdrec.models import registry
 from cdrec.models.sequential.blocks import attention_mask, extended_causal_mask
-from cdrec.models.sequential.merit import ABLATIONS, MERIT, MERITParams
+from cdrec.models.sequential.merit import ABLATIONS, AUTHORS_CODE, MERIT, MERITParams
 
 OFFSETS = np.array([0, 30, 70])
 
@@ -40,7 +41,7 @@ def make_batch(b: int = 6, length: int = 12, seed: int = 0, pad_to: int | None =
 
 def model(**kw) -> MERIT:
     torch.manual_seed(0)
-    params = MERITParams(dim=16, n_heads=2, dropout=0.0, max_len=24, n_negatives=8, **kw)
+    params = MERITParams(**{"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8, **kw})
     return MERIT(70, OFFSETS, params)
 
 
@@ -211,18 +212,154 @@ def test_wrong_init_or_loss_norm_is_a_user_error():
         model(loss_norm="mean")
 
 
-def test_attend_padding_is_off_by_default_and_then_padding_changes_the_loss():
-    """The authors' code lets attention see empty slots (bias-only keys); the default masks them,
-    which is what keeps left padding out of the loss (test above). With ``attend_padding`` the same
-    padded batch gives a different loss, so the switch really changes the attention."""
-    assert MERITParams().attend_padding is False
+def test_authors_code_is_off_by_default_and_refuses_unknown_names():
+    from cdrec.config import load_config
+    from cdrec.errors import CdrecError
+
+    assert MERITParams().authors_code == [] and model().zero_grad_each_step
+    assert registry.build_params("merit", {"authors_code": list(AUTHORS_CODE)}).authors_code == list(AUTHORS_CODE)
+    for bad in (["no_key_padding"], ["score_h_m_only", "SF2"]):
+        with pytest.raises(CdrecError) as err:
+            registry.build_params("merit", {"authors_code": bad})
+        assert str(err.value).startswith("model_params.authors_code: unknown switch") and "\n" not in str(err.value)
+    with pytest.raises(CdrecError, match="model_params.authors_code"):
+        MERITParams(authors_code=["x"])
+    with pytest.raises(CdrecError, match="model_params.authors_code"):  # a string, not a list
+        registry.build_params("merit", load_config(None, ["model=merit", "model_params.authors_code=swapped_positions"]).model_params)
+
+
+def outputs(net: MERIT, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    with torch.no_grad():
+        return net(batch["items"], batch["domains"])
+
+
+def test_no_key_padding_mask_lets_padding_change_the_valid_outputs():
+    """The authors' attentions see empty slots (bias-only keys): the amount of left padding then
+    changes every valid position's output, which the default's key-padding mask prevents."""
     short, long = make_batch(length=10), make_batch(length=10, pad_to=20)
-    net = model(attend_padding=True).eval()
-    torch.manual_seed(5)
-    a = net.loss(short)
-    torch.manual_seed(5)
-    b = net.loss(long)
-    assert torch.isfinite(a) and torch.isfinite(b) and not torch.allclose(a, b, atol=1e-4)
+    for switches, same in (([], True), (["no_key_padding_mask"], False)):
+        net = model(authors_code=switches).eval()
+        a, b = outputs(net, short), outputs(net, long)
+        for s in "MAB":
+            assert torch.allclose(a[s], b[s][:, 10:], atol=1e-5) == same, (switches, s)
+
+
+def test_score_h_m_only_scores_the_mixed_stream_alone():
+    """With the authors' swapped domain masks the domain stream read at test time is zero: the score
+    is h_M^F at the latest slot, plus the other domain's stream at the earliest slot when the history
+    has no event of the target's domain (their get_last_idx fallback)."""
+    batch = make_batch(b=6, length=12, seed=4)
+    items, doms = batch["items"].clone(), batch["domains"].clone()
+    only_b = (items[0] > 0) & (doms[0] == 0)
+    items[0, only_b] = 31 + torch.arange(int(only_b.sum()))  # row 0: B events only, target in A
+    doms[0, only_b] = 1
+    ev = {"items": items, "domains": doms, "candidates": torch.randint(1, 71, (6, 5)), "target_domain": torch.tensor([0, 1, 0, 1, 0, 1])}
+    paper, authors = model().eval(), model(authors_code=["score_h_m_only"]).eval()
+    with torch.no_grad():
+        f = authors(items, doms)
+        h_paper, h_authors = paper.final_for_target(ev), authors.final_for_target(ev)
+    earliest = int((items[0] > 0).long().argmax())
+    assert torch.allclose(h_authors[1:], f["M"][1:, -1])
+    assert torch.allclose(h_authors[0], f["M"][0, -1] + f["B"][0, earliest])
+    assert not torch.allclose(h_paper[1:], h_authors[1:], atol=1e-4)
+
+
+def test_ecaf_first_part_only_is_ecaf_without_the_other_domains_transfer():
+    """The authors' ECAF sees H_M2A only (their attn_mask is dropped under is_causal): the same
+    outputs as ablation SF2 with the same weights, and different ones from the paper's ECAF."""
+    batch = make_batch()
+    base = model()
+    variants = {"paper": base, "authors": model(authors_code=["ecaf_first_part_only"]), "SF2": model(ablation="SF2")}
+    out = {k: outputs(v.eval(), batch) for k, v in variants.items()}
+    for s in "AB":
+        assert torch.equal(out["authors"][s], out["SF2"][s])
+        assert not torch.allclose(out["authors"][s], out["paper"][s], atol=1e-4)
+    assert torch.equal(out["authors"]["M"], out["paper"]["M"])
+
+
+def test_swapped_positions_rotate_the_streams_positions():
+    """Authors' MERIT.py L78-80: M gets A's reversed positions, A gets B's (0 at its own slots, the
+    untrained padding row, kept as initialized), B gets the mixed sequence's."""
+    valid_m = torch.tensor([[False, True, True, True, True]])
+    valid_a = torch.tensor([[False, True, False, True, False]])
+    valid = {"M": valid_m, "A": valid_a, "B": valid_m & ~valid_a}
+    paper, authors = model(), model(authors_code=["swapped_positions"])
+    pos = authors.stream_positions(valid)
+    assert pos["M"].tolist() == [[0, 2, 0, 1, 0]] and pos["A"].tolist() == [[0, 0, 2, 0, 1]] and pos["B"].tolist() == [[0, 4, 3, 2, 1]]
+    assert paper.stream_positions(valid)["A"].tolist() == [[0, 2, 0, 1, 0]]
+    assert float(paper.pos_emb.weight[0].detach().abs().max()) == 0.0 < float(authors.pos_emb.weight[0].detach().abs().max())
+    batch = make_batch()
+    authors.load_state_dict(paper.state_dict())  # same weights (row 0 zero): only the indices differ
+    a, b = outputs(paper.eval(), batch), outputs(authors.eval(), batch)
+    assert all(not torch.allclose(a[s], b[s], atol=1e-4) for s in "MAB")
+
+
+@functools.cache
+def tiny_training(switches: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """Two seeded epochs of three batches through the Trainer; the weights and the validation scores."""
+    from cdrec.config import TrainConfig
+    from cdrec.train.trainer import Trainer
+
+    net = model(authors_code=list(switches), dropout=0.2, warmup_epochs=1)
+    ev = make_batch(b=6, seed=9)
+    ev = {"items": ev["items"], "domains": ev["domains"], "candidates": torch.randint(1, 71, (6, 5), generator=torch.Generator().manual_seed(0)), "target_domain": torch.tensor([0, 1] * 3)}
+    scores = []
+
+    def validate() -> dict[str, float]:
+        scores.append(float(net.score(ev).sum()))
+        return {"MRR_sum": scores[-1]}
+
+    cfg = TrainConfig(epochs=2, lr=0.01, progress=False, metric="MRR_sum")
+    Trainer(net, cfg, seed=0, device=torch.device("cpu")).fit(lambda epoch: [make_batch(seed=10 * epoch + k) for k in range(3)], validate)
+    return {k: v.clone() for k, v in net.state_dict().items()}, scores
+
+
+@pytest.mark.parametrize("switch", sorted(AUTHORS_CODE))
+def test_every_switch_reruns_identically_and_changes_training(switch):
+    first, again, paper = tiny_training.__wrapped__((switch,)), tiny_training((switch,)), tiny_training(())
+    assert first[1] == again[1] and all(torch.equal(first[0][k], again[0][k]) for k in first[0])
+    assert first[1] != paper[1]
+
+
+def test_epoch_grad_accumulation_sums_the_epochs_gradients_in_each_step():
+    """A loss with a constant gradient g under SGD: zeroing per step moves the weight by lr * g per
+    step; the authors' once-per-epoch zeroing by lr * k * g at the epoch's k-th step."""
+    from cdrec.config import TrainConfig
+    from cdrec.train.trainer import Trainer
+
+    class Linear(torch.nn.Module):
+        def __init__(self, per_step: bool) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.zero_grad_each_step = per_step
+
+        def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self.w.sum()
+
+    moved = {}
+    for per_step in (True, False):
+        net = Linear(per_step)
+        cfg = TrainConfig(epochs=2, lr=0.1, optimizer="sgd", progress=False, metric="m", patience=10)
+        Trainer(net, cfg, seed=0, device=torch.device("cpu")).fit(lambda epoch: [{}] * 3, lambda n=net: {"m": -float(n.w.detach())})
+        moved[per_step] = -float(net.w.detach()) / 0.1
+    assert moved[True] == pytest.approx(6) and moved[False] == pytest.approx(2 * (1 + 2 + 3))
+    assert model(authors_code=["epoch_grad_accumulation"]).zero_grad_each_step is False
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of")
+def test_warmup_start_factor_sets_the_first_epochs_learning_rate():
+    """Default 1e-5 (the authors' LinearLR: a wasted first epoch); 1 / warmup_epochs starts at lr / n."""
+    from cdrec.config import TrainConfig
+
+    cfg = TrainConfig(lr=0.01)
+    for factor, first in ((None, 1e-7), (0.25, 0.0025)):
+        net = model(warmup_epochs=4, **({} if factor is None else {"warmup_start_factor": factor}))
+        opt = net.configure_optimizers(cfg)
+        lrs = []
+        for epoch in range(6):
+            lrs.append(opt.param_groups[0]["lr"])
+            net.on_epoch_end(epoch, {"MRR_sum": 1.0})
+        assert lrs[0] == pytest.approx(first) and lrs[4] == pytest.approx(0.01) and lrs[1] > lrs[0]
 
 
 def test_null_key_is_one_extra_slot_every_query_sees():
