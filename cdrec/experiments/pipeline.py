@@ -23,7 +23,12 @@ RESUME_FREE_KEYS = {("train", "device"), ("train", "progress"), ("train", "logge
 
 
 def resume_view(config: dict) -> dict:
-    return {k: ({kk: vv for kk, vv in v.items() if (k, kk) not in RESUME_FREE_KEYS} if isinstance(v, dict) else v) for k, v in config.items()}
+    """The keys that must agree between a run and its ``--resume``: all but :data:`RESUME_FREE_KEYS`, and
+    ``data.sep`` only where a table file is read (run folders written before it was sniffed record ``','``)."""
+    view = {k: ({kk: vv for kk, vv in v.items() if (k, kk) not in RESUME_FREE_KEYS} if isinstance(v, dict) else v) for k, v in config.items()}
+    if isinstance(view.get("data"), dict) and view["data"].get("name") != "table":
+        view["data"].pop("sep", None)
+    return view
 
 
 def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:

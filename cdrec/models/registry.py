@@ -79,7 +79,10 @@ def entries() -> dict[str, ModelEntry]:
 
 
 def build_params(name: str, values: dict[str, Any]) -> Any:
-    """Typed params for model ``name`` from a dict; unknown keys or wrong types raise CdrecError."""
+    """Typed params for model ``name`` from a dict; unknown keys or wrong types raise CdrecError. A params
+    class with a static ``migrate(values)`` first maps keys that saved run folders still hold to their new names."""
     from cdrec.config import build_dataclass
 
-    return build_dataclass(get(name).params, values, where=f"model_params ({name})")
+    params = get(name).params
+    migrate = getattr(params, "migrate", None)
+    return build_dataclass(params, migrate(values) if migrate else values, where=f"model_params ({name})")

@@ -45,6 +45,7 @@ token-wise H_M + H_A2M + H_B2M; MF2 no CAF_M; RL1 no stop-gradient; RL2 no H_M^F
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -171,6 +172,17 @@ class MERITParams(ScheduleParams):
         super().__post_init__()
         for name in self.authors_code:
             require(name in AUTHORS_CODE, f"model_params.authors_code: unknown switch {name!r}; expected names from {sorted(AUTHORS_CODE)}")
+
+    @staticmethod
+    def migrate(values: dict[str, Any]) -> dict[str, Any]:
+        """Run folders written before 2026-12-07 record ``attend_padding``, now the switch
+        ``authors_code: [no_key_padding_mask]``: their ``config.yaml`` still loads, evaluates and resumes."""
+        if "attend_padding" not in values:
+            return values
+        values = dict(values)
+        if values.pop("attend_padding"):
+            values["authors_code"] = sorted({*values.get("authors_code", []), "no_key_padding_mask"})
+        return values
 
 
 @register("merit", family="sequential", params=MERITParams, min_domains=2, max_domains=2,

@@ -378,3 +378,10 @@ def test_null_key_is_one_extra_slot_every_query_sees():
     zero = torch.zeros(1, 1, 8)
     with_null(zero, zero, torch.zeros(1, 1, 1, 1, dtype=torch.bool)).sum().backward()
     assert with_null.kv.bias.grad is not None and with_null.kv.bias.grad.abs().sum() > 0
+
+
+def test_run_folders_with_the_old_attend_padding_key_still_load():
+    """``attend_padding`` (config.yaml of runs before 2026-12-07) maps to the ``no_key_padding_mask`` switch."""
+    assert registry.build_params("merit", {"attend_padding": False}).authors_code == []
+    assert registry.build_params("merit", {"attend_padding": True, "authors_code": ["score_h_m_only"]}).authors_code == [
+        "no_key_padding_mask", "score_h_m_only"]
