@@ -9,7 +9,7 @@ reaches into another's objects. What each carries:
   whose row is in the aligned set; ``cols`` index the *sender's own* column space. Under interval
   privacy the values are replaced by an :class:`IntervalRelease` (thresholds and one bit each).
 * :class:`QueryMessage` — keys (aligned row, sender column) at which the sender wants peers'
-  predictions for evaluation; carries no value at all.
+  predictions for evaluation, mixed with decoy keys under ``MTALConfig.query_decoys``; carries no value at all.
 * :class:`PredictionMessage` — a peer model's outputs ``r_hat_t^{k,l}`` (Eq. 7) at keys the receiver
   asked for (its residual keys, ``part="train"``, or its query keys, ``part="query"``).
 

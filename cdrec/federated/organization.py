@@ -8,7 +8,7 @@ phase method takes the messages delivered to it and returns the messages it send
 ``announce``           ids it may align on -> :class:`AlignmentMessage` to every peer
 ``on_alignment``       aligned sets ``U^k ∩ U^l`` and peers' column counts (output layout)
 ``start``              base model ``F_0^k`` (per-column mean / popularity); :class:`QueryMessage` of
-                       its evaluation keys on aligned rows
+                       its evaluation keys on aligned rows (mixed with decoy keys if configured)
 ``residuals(t)``       pseudo-residuals ``r_t^{k,k} = -dL_k/dF_{t-1}`` (Eq. 5); the aligned part,
                        privacy-enhanced if configured, as :class:`ResidualMessage` to each peer
 ``fit(t, inbox)``      pseudo-targets over all n columns from own + received residuals; local AAE
@@ -83,6 +83,9 @@ class MTALConfig:
     # an item-mean one, report 2026-12-01). Its round-1 residuals are 2 x the ratings: in-process only,
     # the Flower deployment refuses it)
     base: str = "mean"
+    # decoy keys per held-out key in each query message (0: the query carries exactly the held-out keys),
+    # drawn among the row's columns the organization holds no entry at; see draw_decoys
+    query_decoys: int = 0
     seed: int = 0
     device: str = "cpu"
 
@@ -138,6 +141,34 @@ def key_metrics(feedback: str, ent: Entries, score: np.ndarray, clip: tuple[floa
     if paper_batch:
         out.update({f"{name}[paper]": v for name, v in paper_list_metrics(ent.rows, score, ent.y, 10, paper_batch).items()})
     return {**out, "n": int(len(ent))}
+
+
+def draw_decoys(query_rows: np.ndarray, held: Entries, n_cols: int, per_key: int, rng: np.random.Generator,
+                *, block_cells: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Decoy keys for the query keys on ``query_rows``: for a row with ``m`` query keys, ``per_key * m``
+    distinct columns (fewer if the row has fewer free columns) drawn uniformly without replacement among
+    the columns the organization holds no entry at for that row (``held``: its training, validation and
+    test entries). So a decoy is never a held-out key, nor a training key, which a peer sees in the
+    residual messages. Rows are sampled in blocks of ``block_cells`` (row, column) cells: random scores,
+    held cells pushed last, each row's first ``k`` columns taken. Returns (rows, cols) grouped by row."""
+    rows, n_keys = np.unique(query_rows, return_counts=True)
+    held_in = np.isin(held.rows, rows)
+    held_rows, held_cols = held.rows[held_in], held.cols[held_in]
+    step = max(1, block_cells // max(n_cols, 1))
+    out_rows, out_cols = [], []
+    for start in range(0, len(rows), step):
+        block = rows[start : start + step]
+        taken = np.zeros((len(block), n_cols), dtype=bool)
+        in_block = (held_rows >= block[0]) & (held_rows <= block[-1])
+        taken[np.searchsorted(block, held_rows[in_block]), held_cols[in_block]] = True
+        k = np.minimum(per_key * n_keys[start : start + step], n_cols - taken.sum(1))
+        scores = rng.random(taken.shape)
+        scores[taken] = 2.0  # after every free column (scores are < 1)
+        order = np.argsort(scores, axis=1, kind="stable")
+        out_rows.append(np.repeat(block, k))
+        out_cols.append(order[np.arange(n_cols)[None, :] < k[:, None]])
+    return (np.concatenate(out_rows).astype(query_rows.dtype, copy=False),
+            np.concatenate(out_cols).astype(held.cols.dtype, copy=False)) if out_rows else (query_rows[:0], held.cols[:0])
 
 
 class Organization:
@@ -204,7 +235,30 @@ class Organization:
         self.query_mask = {p: np.isin(self.query.rows, self.aligned[p]) for p in self.peers}
         self.peer_queries: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._record(0, None, None)
-        return [QueryMessage(self.name, p, self.query.rows[mk], self.query.cols[mk]) for p, mk in self.query_mask.items()]
+        return self._query_messages()
+
+    def _query_messages(self) -> list[QueryMessage]:
+        """One query per peer: the held-out keys on rows aligned with it, plus (``cfg.query_decoys > 0``) the
+        decoys of those rows, drawn once for all peers (colluding peers cannot intersect them away) from this
+        organization's own stream, and sorted with the real keys by (row, column). ``query_pick[p]`` locates the
+        real keys' answers in ``p``'s reply, in the order of ``self.query``'s masked keys."""
+        q = self.query
+        if self.cfg.query_decoys == 0:
+            self.query_pick = {p: np.arange(int(mk.sum())) for p, mk in self.query_mask.items()}
+            return [QueryMessage(self.name, p, q.rows[mk], q.cols[mk]) for p, mk in self.query_mask.items()]
+        held = Entries.concat([self.h.train, q])
+        rng = np.random.default_rng([self.cfg.seed, zlib.crc32(self.name.encode()), 2])
+        decoy_rows, decoy_cols = draw_decoys(q.rows, held, self.h.n_cols, self.cfg.query_decoys, rng)
+        out, self.query_pick = [], {}
+        for p, mk in self.query_mask.items():
+            dk = np.isin(decoy_rows, self.aligned[p])
+            rows, cols = np.concatenate([q.rows[mk], decoy_rows[dk]]), np.concatenate([q.cols[mk], decoy_cols[dk]])
+            order = np.lexsort((cols, rows))
+            position = np.empty_like(order)
+            position[order] = np.arange(len(order))
+            self.query_pick[p] = position[: int(mk.sum())]
+            out.append(QueryMessage(self.name, p, rows[order], cols[order]))
+        return out
 
     def on_queries(self, inbox: list[QueryMessage]) -> None:
         for m in inbox:
@@ -289,7 +343,8 @@ class Organization:
         for j, p in enumerate(members[1:], start=1):
             if p in by_sender:
                 mk = masks[p]
-                preds[j, mk] = by_sender[p].values
+                values = by_sender[p].values
+                preds[j, mk] = values if part == "train" else values[self.query_pick[p]]  # query: decoys' answers dropped
                 present[j, mk] = 1.0
         return preds, present
 

@@ -14,7 +14,8 @@ The run's ``setting`` section says what to run (names as in ``results.json``):
   per-item mean / popularity; ``zero``: F0 = 0, a diagnostic departure, see MTALConfig.base),
   ``paper_eval_batch`` (implicit feedback: the batch of aligned ids the papers' code averages its
   MAP@10 / NDCG@10 over, 100 for ML-100K and 500 for ML-1M; it only sets the extra
-  ``MAP@10[paper]`` / ``NDCG@10[paper]`` figures, never what is selected on).
+  ``MAP@10[paper]`` / ``NDCG@10[paper]`` figures, never what is selected on), ``query_decoys`` (decoy keys per
+  held-out key in each evaluation query, hiding from peers which keys are held out; metrics unchanged).
 
 The split is the papers' random per-user ratio split (``split.ratios``, validation carved from the
 90% training part); each organization selects its round on its validation entries.
@@ -48,7 +49,7 @@ SHORT = {"aae": "aae", "assisted-ae": "ae", "assisted-base": "base", "assisted-m
 
 
 PARTITIONS = ("uniform", "genre", "domain")
-MTAL_ONLY = ("eta", "weights", "assist_fit", "privacy", "privacy_alpha", "rounds", "base", "align_ratio")
+MTAL_ONLY = ("eta", "weights", "assist_fit", "privacy", "privacy_alpha", "rounds", "base", "align_ratio", "query_decoys")
 """Settings of the assistance rounds (and partial alignment, which the pooled or separate baselines do not model)."""
 
 
@@ -70,6 +71,7 @@ class MTALSetting:
     rounds: int = bounded(10, 1)
     base: str = "mean"
     paper_eval_batch: int = bounded(100, 1)
+    query_decoys: int = bounded(0, 0)
 
 
 @dataclass
@@ -105,6 +107,13 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     else:
         require(cfg.model != "aae", f"setting.mode={s.mode}: model aae runs with setting.mode=mtal; use assisted-ae for the Joint/Alone autoencoder")
     return s
+
+
+def mtal_config_of(s: MTALSetting, params: Any, seed: int, device: str) -> MTALConfig:
+    """The :class:`MTALConfig` of setting ``s`` (mode ``mtal``) with the AAE's ``params``."""
+    return MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
+                      privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=dataclasses.replace(params, side_info=s.side_info),
+                      base=s.base, query_decoys=s.query_decoys, seed=seed, device=device)
 
 
 def check_split_and_metric(cfg: RunConfig) -> None:
@@ -165,17 +174,14 @@ class MTALTask(Task):
         t0 = time.perf_counter()
         history: list[dict] = []
         if s.mode == "mtal":
-            params = dataclasses.replace(prepared.params, side_info=s.side_info)
-            mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
-                              privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, base=s.base, seed=cfg.seed, device=device)
-            run = run_mtal(fed, mcfg, progress=cfg.train.progress)
+            run = run_mtal(fed, mtal_config_of(s, prepared.params, cfg.seed, device), progress=cfg.train.progress)
             best = [o.best_round() for o in run.orgs]
             test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs], s.paper_eval_batch)
             valid = {o.name: o.history[b]["valid"] for o, b in zip(run.orgs, best)}
             history = overall_curve(run.orgs, s.feedback, rating_clip(fed), s.paper_eval_batch)
             for o, b in zip(run.orgs, best):
                 test[o.name]["best_round"] = b
-            messages = {"messages": run.transport.n_sent, "values": run.transport.n_values}
+            messages = {"messages": run.transport.n_sent, "values": run.transport.n_values, "payload_bytes": dict(run.transport.payload_bytes)}
         else:
             bcfg = BaselineConfig(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
                                   seed=cfg.seed, device=device,

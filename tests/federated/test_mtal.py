@@ -195,3 +195,88 @@ def test_implicit_metrics_of_lists_without_a_positive_are_nan_without_a_warning(
         warnings.simplefilter("error")
         out = key_metrics("implicit", ent, np.array([0.3, 0.2, 0.1]))
     assert np.isnan(out["MAP@10"]) and np.isnan(out["NDCG@10"]) and out["n"] == 3
+
+
+@pytest.fixture(scope="module")
+def decoy_runs(data):
+    """The same federation and seed run with and without query decoys (w and eta fitted on validation,
+    so the peers' answers to the queries feed the weights too)."""
+    fed = fed_of(data, align_ratio=0.6, seed=1)
+    runs = {}
+    for r in (0, 3):
+        transport = InProcessTransport(record=True)
+        runs[r] = (run_mtal(fed, cfg_of(query_decoys=r, optimize_w=True, eta="optimize", assist_fit="valid"), transport=transport), transport)
+    return fed, runs
+
+
+def test_query_decoys_leave_every_metric_and_weight_bit_identical(decoy_runs):
+    _, runs = decoy_runs
+    for plain, decoyed in zip(runs[0][0].orgs, runs[3][0].orgs):
+        assert len(plain.history) == len(decoyed.history) == 4
+        for a, b in zip(plain.history, decoyed.history):
+            assert a["valid"] == b["valid"] and a["test"] == b["test"] and a["train_loss"] == b["train_loss"]
+            np.testing.assert_array_equal(a["f_test"], b["f_test"])
+        np.testing.assert_array_equal(np.array(plain.weights), np.array(decoyed.weights))
+        assert plain.etas == decoyed.etas
+    residuals = [[(m.rows, m.values) for m in t.log if isinstance(m, ResidualMessage)] for _, t in runs.values()]
+    for (r0, v0), (r3, v3) in zip(*residuals):
+        np.testing.assert_array_equal(r0, r3)
+        np.testing.assert_array_equal(v0, v3)
+
+
+def test_query_messages_hide_held_out_keys_among_decoys_of_the_same_form(decoy_runs):
+    fed, runs = decoy_runs
+    holdings = {o.name: o for o in fed.orgs}
+    plain = {(m.sender, m.receiver): m for m in runs[0][1].log if isinstance(m, QueryMessage)}
+    decoyed = [m for m in runs[3][1].log if isinstance(m, QueryMessage)]
+    assert len(decoyed) == len(plain) == 6
+    decoys_by_org: dict[str, dict[int, set]] = {}
+    n_capped = n_decoys = 0
+    for m in decoyed:
+        h, real = holdings[m.sender], plain[(m.sender, m.receiver)]
+        assert m.rows.dtype == real.rows.dtype and m.cols.dtype == real.cols.dtype
+        keys = m.rows.astype(np.int64) * h.n_cols + m.cols
+        assert np.all(np.diff(keys) > 0), "keys are distinct and sorted by (row, column), real and decoy mixed"
+        real_keys = real.rows.astype(np.int64) * h.n_cols + real.cols
+        assert np.isin(real_keys, keys).all()
+        decoy = ~np.isin(keys, real_keys)
+        held = Entries.concat([h.train, h.valid, h.test])
+        assert not np.isin(keys[decoy], held.rows.astype(np.int64) * h.n_cols + held.cols).any(), "a decoy is a key the sender holds"
+        rows, n_keys = np.unique(m.rows, return_counts=True)
+        n_real = np.unique(real.rows, return_counts=True)[1]
+        held_per_row = np.bincount(held.rows, minlength=h.n_rows)[rows]
+        expected = n_real + np.minimum(3 * n_real, h.n_cols - held_per_row)
+        np.testing.assert_array_equal(n_keys, expected)
+        n_capped += int((3 * n_real > h.n_cols - held_per_row).sum())
+        n_decoys += int(decoy.sum())
+        seen = decoys_by_org.setdefault(m.sender, {})
+        for row in np.unique(m.rows[decoy]):
+            mine = set(m.cols[decoy & (m.rows == row)].tolist())
+            assert seen.setdefault(int(row), mine) == mine, "two peers got different decoys for the same row"
+    assert n_decoys > 3000 and n_capped == 0
+    answers = [m for m in runs[3][1].log if isinstance(m, PredictionMessage) and m.part == "query"]
+    by_pair = {(m.sender, m.receiver): m for m in decoyed}
+    for a in answers:
+        np.testing.assert_array_equal(a.cols, by_pair[(a.receiver, a.sender)].cols)
+
+
+def test_query_decoys_cost_query_traffic_only(decoy_runs):
+    _, runs = decoy_runs
+    (_, t0), (_, t3) = runs[0], runs[3]
+    n_keys = [sum(len(m.rows) for m in t.log if isinstance(m, QueryMessage)) for t in (t0, t3)]
+    assert 3.5 * n_keys[0] < n_keys[1] <= 4 * n_keys[0]
+    for kind in ("query", "prediction.query"):
+        assert t3.payload_bytes[kind] * n_keys[0] == t0.payload_bytes[kind] * n_keys[1]
+    for kind in ("alignment", "residual", "prediction.train"):
+        assert t3.payload_bytes[kind] == t0.payload_bytes[kind] > 0
+
+
+def test_decoys_of_a_row_with_few_free_columns_are_all_of_them():
+    from cdrec.federated.organization import draw_decoys
+
+    held = Entries(np.array([0, 0, 0, 1, 2, 2]), np.array([0, 1, 2, 0, 3, 4]), np.zeros(6), np.zeros(6), np.zeros(6))
+    rows, cols = draw_decoys(np.array([0, 0, 1, 2]), held, 5, 3, np.random.default_rng(0), block_cells=10)
+    got = {r: sorted(cols[rows == r].tolist()) for r in (0, 1, 2)}
+    assert got[0] == [3, 4]  # 6 asked, 2 free
+    assert len(got[1]) == 3 and set(got[1]) <= {1, 2, 3, 4}
+    assert len(got[2]) == 3 and set(got[2]) <= {0, 1, 2}

@@ -32,7 +32,7 @@ def test_mtal_run_writes_results_with_issue_names(tmp_path):
     assert set(saved.metrics) == {"D0", "D1", "D2", "overall"}
     assert "RMSE" in saved.metrics["overall"]
     assert [h["round"] for h in saved.history] == [0, 1, 2]
-    assert saved.data_stats["messages"] > 0
+    assert saved.data_stats["messages"] > 0 and saved.data_stats["payload_bytes"]["query"] > 0
     # no model.pt (each organization keeps its model): evaluate / recommend say so in one line
     from tests.cli_helpers import call_main
 
@@ -74,6 +74,7 @@ def test_bad_settings_fail_before_writing(tmp_path):
     ("align_ratio", 1.5, r"setting\.align_ratio: expected a number in \[0, 1\], got 1\.5"),
     ("cold_start_ratio", 1.0, r"setting\.cold_start_ratio: expected a number in \(0, 1\), got 1\.0"),
     ("rounds", 0, r"setting\.rounds: expected a number >= 1, got 0"),
+    ("query_decoys", -1, r"setting\.query_decoys: expected a number >= 0, got -1"),
 ])
 def test_out_of_range_settings_name_the_key(tmp_path, key, value, message):
     with pytest.raises(CdrecError, match=f"^{message}"):
@@ -87,7 +88,8 @@ def test_the_deployed_federation_refuses_a_zero_base_whose_residuals_are_the_rat
     from cdrec.federated.flower.orgdata import federation_from_config
 
     _, mcfg = federation_from_config(cfg("aae", mode="mtal", rounds=1))
-    assert mcfg.base == "mean"
+    assert mcfg.base == "mean" and mcfg.query_decoys == 0
+    assert federation_from_config(cfg("aae", mode="mtal", rounds=1, query_decoys=2))[1].query_decoys == 2
     with pytest.raises(CdrecError, match=r"^setting\.base: .*2 x rating"):
         federation_from_config(cfg("aae", mode="mtal", rounds=1, base="zero"))
 
@@ -96,6 +98,7 @@ def test_the_deployed_federation_refuses_a_zero_base_whose_residuals_are_the_rat
     ("assisted-mf", {"mode": "alone", "privacy": "dp"}, "setting.privacy: only setting.mode=mtal uses it; the alone baseline would ignore it"),
     ("assisted-mf", {"mode": "joint", "eta": 0.9}, "setting.eta: only setting.mode=mtal uses it"),
     ("assisted-ncf", {"mode": "mtcdr", "align_ratio": 0.5}, "setting.align_ratio: only setting.mode=mtal uses it"),
+    ("assisted-mlp", {"mode": "joint", "query_decoys": 2}, "setting.query_decoys: only setting.mode=mtal uses it; the joint baseline would ignore it"),
     ("aae", {"mode": "mtal", "privacy_alpha": 1.0}, "setting.privacy_alpha: the Laplace scale of setting.privacy=dp; got privacy 'none'"),
     ("aae", {"mode": "mtal", "cold_start_org": "D1"}, "setting.cold_start_org: names the cold organization of setting.cold_start_ratio"),
     ("aae", {"mode": "mtal", "cold_start_ratio": 0.5, "cold_start_org": "Z"}, "setting.cold_start_org: unknown organization 'Z'"),

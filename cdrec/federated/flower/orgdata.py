@@ -98,7 +98,7 @@ def federation_from_config(cfg: RunConfig, device: str = "cpu") -> tuple[Federat
     """The federation and MTAL settings a ``cdrec run`` of ``cfg`` (model ``aae``, ``setting.mode=mtal``)
     would use: the same split (:meth:`cdrec.federated.task.MTALTask.prepare`) and the same
     :class:`MTALConfig` as :meth:`~cdrec.federated.task.MTALTask.execute` builds."""
-    from cdrec.federated.task import MTALTask
+    from cdrec.federated.task import MTALTask, mtal_config_of
     from cdrec.models import registry
 
     require(cfg.model == "aae", f"model: the federation runs MTAL with model aae, got {cfg.model!r}")
@@ -107,7 +107,4 @@ def federation_from_config(cfg: RunConfig, device: str = "cpu") -> tuple[Federat
     s = prepared.setting
     require(s.mode == "mtal", f"setting.mode: the federation runs mtal, got {s.mode!r}")
     require(s.base == "mean", "setting.base: the deployed federation runs the papers' F0 (mean); with zero, round 1 would send each organization's ratings (2 x rating) to its peers")
-    params = dataclasses.replace(prepared.params, side_info=s.side_info)
-    mcfg = MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
-                      privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=params, seed=cfg.seed, device=device)
-    return prepared.fed, mcfg
+    return prepared.fed, mtal_config_of(s, prepared.params, cfg.seed, device)

@@ -206,7 +206,7 @@ def serve(grid: Grid, s: ServerSettings) -> dict:
         for n, rd in replies.items():
             rep = rd.config_records["report"]
             result["organizations"][n]["report"] = {k: (list(v) if isinstance(v, list) else v) for k, v in rep.items()}
-        result.update(status="ok", messages=transport.n_sent, values=transport.n_values)
+        result.update(status="ok", messages=transport.n_sent, values=transport.n_values, payload_bytes=dict(transport.payload_bytes))
     except OrganizationFailed as e:
         result.update(status="error", error=str(e), failed=sorted(e.failures))
         raise

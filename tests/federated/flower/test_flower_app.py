@@ -3,6 +3,8 @@ organization's ClientApp in this process (its own Context per node, state only v
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from types import SimpleNamespace
 from uuid import uuid4
 
@@ -113,6 +115,29 @@ def test_serverapp_matches_in_process_run(federation, tmp_path):
         rep = org["report"]
         np.testing.assert_allclose(rep["test.RMSE"], [h["test"]["RMSE"] for h in ref[name].history], rtol=0, atol=1e-9)
         assert rep["best_round"] == ref[name].best_round()
+
+
+def _audited_array_bytes(audit_dir) -> int:
+    """Bytes of the MTAL messages' arrays in the ServerApp's captured traffic (from the manifests)."""
+    total = 0
+    for manifest in audit_dir.glob("*.json"):
+        for rec, arrays in json.loads(manifest.read_text())["array"].items():
+            if rec.startswith("arr."):
+                total += sum(int(np.prod(a["shape"])) * np.dtype(a["dtype"]).itemsize for a in arrays.values())
+    return total
+
+
+def test_query_decoys_cost_wire_bytes_but_change_no_metric(federation, tmp_path):
+    fed, cfg, dirs = federation
+    decoyed = write_federation(fed, dataclasses.replace(cfg, query_decoys=2), tmp_path / "orgs")
+    plain = serve(FakeGrid(dirs), settings(tmp_path / "plain"))
+    res = serve(FakeGrid(decoyed), settings(tmp_path / "decoys"))
+    for name, org in res["organizations"].items():
+        assert org["report"]["test.RMSE"] == plain["organizations"][name]["report"]["test.RMSE"]
+    assert res["payload_bytes"]["query"] > 2.5 * plain["payload_bytes"]["query"]
+    assert res["payload_bytes"]["residual"] == plain["payload_bytes"]["residual"]
+    for run, where in ((plain, "plain"), (res, "decoys")):  # every message is captured once arriving, once leaving
+        assert _audited_array_bytes(tmp_path / where / "audit") == 2 * sum(run["payload_bytes"].values())
 
 
 def test_dead_organization_is_named_or_dropped(federation, tmp_path):
