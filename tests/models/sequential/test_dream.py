@@ -11,8 +11,8 @@ from cdrec.errors import CdrecError
 from cdrec.models import registry
 from cdrec.models.sequential.dream import DREAM, DREAMParams, supcon_loss
 
-from .test_abxi import eval_batch
-from .test_merit import OFFSETS, make_batch
+from .test_abxi import check_streams, eval_batch
+from .test_merit import OFFSETS, later_items_replaced, make_batch
 
 EXTRACTIONS = ["inject", "extract"]
 
@@ -28,12 +28,7 @@ def test_no_position_sees_a_future_item(extraction):
     batch = make_batch(b=4, length=10)
     items, doms = batch["items"], batch["domains"]
     t = 5
-    # later items replaced by others of the same domain (in-stream positions count later events)
-    later = doms[:, t + 1 :]
-    gen = torch.Generator().manual_seed(1)
-    items2 = items.clone()
-    items2[:, t + 1 :] = torch.where(later == 0, torch.randint(1, 31, later.shape, generator=gen), torch.randint(31, 71, later.shape, generator=gen))
-    assert not torch.equal(items2, items)
+    items2 = later_items_replaced(items, doms, t)
     with torch.no_grad():
         (c1, s1, _), (c2, s2, _) = net.views(items, doms), net.views(items2, doms)
         for a, b in ((c1, c2), *zip(s1, s2)):
@@ -103,10 +98,7 @@ def test_shapes_per_domain_and_scores(extraction):
     net = model(extraction=extraction).eval()
     batch = make_batch(b=6, length=12)
     with torch.no_grad():
-        streams = net.encode(batch["items"], batch["domains"])
-        for s, valid in (("X", batch["items"] > 0), ("A", batch["domains"] == 0), ("B", batch["domains"] == 1)):
-            assert streams[s].shape == (6, 12, 16)
-            assert float(streams[s][~valid].abs().max()) == 0.0 and bool((streams[s][valid].abs().sum(-1) > 0).all())
+        check_streams(net.encode(batch["items"], batch["domains"]), batch)
         cross, aligned, _ = net.views(batch["items"], batch["domains"])
         assert cross.shape == (6, 12, 16) and [a.shape for a in aligned] == [(6, 12, 16)] * 2
         assert float(cross[batch["items"] == 0].abs().max()) == 0.0
