@@ -35,7 +35,7 @@ def test_recipe_is_registered_and_plans_the_main_table_first():
     assert {r[2] for r in runs if r[2]} == {"SF1", "SF2", "SF3", "SF4", "FF1", "MF1", "MF2", "RL1", "RL2"}
     # within a seed, MERIT and the dual-target baselines of every dataset run before any single-target one
     first_st = min(i for i, r in enumerate(first) if r[1].endswith("-st"))
-    assert {(r[0], r[1]) for r in first[:first_st]} == {(ds, m) for ds in ("abe", "afk") for m in (*ONE_PASS, "merit", "sasrec-dt", "bert4rec-dt", "abxi", "c2dsr")}
+    assert {(r[0], r[1]) for r in first[:first_st]} == {(ds, m) for ds in ("abe", "afk") for m in (*ONE_PASS, "merit", "sasrec-dt", "bert4rec-dt", "abxi", "c2dsr", "dream")}
 
 
 def test_every_schedule_builds_valid_configs_for_every_model():
@@ -70,7 +70,7 @@ def test_every_schedule_builds_valid_configs_for_every_model():
 def test_report_tables_ttest_and_gate_figure(tmp_path):
     rng = np.random.default_rng(0)
     for seed in range(3):
-        for m, base in zip(MODELS, [0.01, 0.02, 0.05, 0.04, 0.06, 0.055, 0.07, 0.05, 0.09], strict=True):
+        for m, base in zip(MODELS, [0.01, 0.02, 0.05, 0.04, 0.06, 0.055, 0.07, 0.05, 0.052, 0.09], strict=True):
             d = run_dir(tmp_path, "abe", m, None, seed)
             write_result(d, fake_result(m, "abe", seed, base + rng.normal(0, 0.002)))
         d = run_dir(tmp_path, "abe", "merit", "SF1", seed)
@@ -82,6 +82,7 @@ def test_report_tables_ttest_and_gate_figure(tmp_path):
     assert "(0.2004)" in report  # the paper's MERIT MRR on Beauty beside ours
     assert "| abxi | 3 |" in report and "(0.1846)" in report  # ABXI, the paper's runner-up, with its cells
     assert "(0.1290)" in next(line for line in report.splitlines() if line.startswith("| c2dsr |"))  # C2DSR's, from MERIT's Table 2
+    assert "(0.1447)" in next(line for line in report.splitlines() if line.startswith("| dream |"))  # DREAM's, likewise
     assert "best baseline" in report and "sasrec-dt" in report
     assert "abe Beauty: MERIT beats on MRR: sasrec-dt yes, bert4rec-dt yes" in report
     assert "NOT within 10%" in report  # 0.09 is far from 0.2004

@@ -10,7 +10,7 @@ from cdrec.errors import CdrecError
 from cdrec.models import registry
 from cdrec.models.sequential.abxi import ABXI, ABXIParams, latest_at_or_before
 
-from .test_merit import OFFSETS, make_batch
+from .test_merit import OFFSETS, later_items_replaced, make_batch
 
 
 def model(seed: int = 0, **kw) -> ABXI:
@@ -30,19 +30,20 @@ def eval_batch(batch: dict[str, torch.Tensor], n_candidates: int = 5) -> dict[st
             "target_domain": torch.arange(b) % 2}
 
 
+def check_streams(streams: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], dim: int = 16) -> None:
+    """``H_X, H_A, H_B`` are ``[B, L, dim]``, zero exactly at each stream's empty slots."""
+    for s, valid in (("X", batch["items"] > 0), ("A", batch["domains"] == 0), ("B", batch["domains"] == 1)):
+        assert streams[s].shape == (*valid.shape, dim)
+        assert float(streams[s][~valid].abs().max()) == 0.0 and bool((streams[s][valid].abs().sum(-1) > 0).all())
+
+
 @pytest.mark.parametrize("negatives", ["sequence", "position"])
 def test_no_position_sees_a_future_item(negatives):
     net = model(negatives=negatives).eval()
     batch = make_batch(b=4, length=10)
     items, doms = batch["items"], batch["domains"]
     t = 5
-    # every later item replaced by another item of the same domain (the reversed in-stream
-    # positions count later events per stream, so the domain pattern stays)
-    later = doms[:, t + 1 :]
-    gen = torch.Generator().manual_seed(1)
-    items2 = items.clone()
-    items2[:, t + 1 :] = torch.where(later == 0, torch.randint(1, 31, later.shape, generator=gen), torch.randint(31, 71, later.shape, generator=gen))
-    assert not torch.equal(items2, items)
+    items2 = later_items_replaced(items, doms, t)
     targets = net.item_domain(batch["targets"])
     with torch.no_grad():
         ref, out = net.encode(items, doms), net.encode(items2, doms)
@@ -104,10 +105,7 @@ def test_shapes_per_domain_and_scores():
     net = model().eval()
     batch = make_batch(b=6, length=12)
     with torch.no_grad():
-        streams = net.encode(batch["items"], batch["domains"])
-        for s, valid in (("X", batch["items"] > 0), ("A", batch["domains"] == 0), ("B", batch["domains"] == 1)):
-            assert streams[s].shape == (6, 12, 16)
-            assert float(streams[s][~valid].abs().max()) == 0.0 and bool((streams[s][valid].abs().sum(-1) > 0).all())
+        check_streams(net.encode(batch["items"], batch["domains"]), batch)
         ev = eval_batch(batch, n_candidates=7)
         scores = net.score(ev)
         assert scores.shape == (6, 7) and torch.isfinite(scores).all()

@@ -39,6 +39,17 @@ def make_batch(b: int = 6, length: int = 12, seed: int = 0, pad_to: int | None =
     return {k: torch.as_tensor(v) for k, v in dict(items=items, domains=doms, targets=targets, domain_targets=dom_t).items()}
 
 
+def later_items_replaced(items: torch.Tensor, doms: torch.Tensor, t: int, seed: int = 1) -> torch.Tensor:
+    """``items`` with every item after slot ``t`` replaced by a random item of the same domain (the
+    domain pattern stays: reversed in-stream positions count later events per stream)."""
+    later = doms[:, t + 1 :]
+    gen = torch.Generator().manual_seed(seed)
+    out = items.clone()
+    out[:, t + 1 :] = torch.where(later == 0, torch.randint(1, 31, later.shape, generator=gen), torch.randint(31, 71, later.shape, generator=gen))
+    assert not torch.equal(out, items)
+    return out
+
+
 def model(**kw) -> MERIT:
     torch.manual_seed(0)
     params = MERITParams(**{"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8, **kw})
