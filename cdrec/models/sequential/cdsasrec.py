@@ -62,41 +62,34 @@ def cumulative_mean(vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return total / count.clamp(min=1)[..., None]
 
 
-@register("cd-sasrec", family="sequential", params=CDSASRecParams, min_domains=2, max_domains=2,
-          needs="a source domain whose representation is transferred to the target domain")
-class CDSASRec(SequentialModel):
-    """Target-domain SASRec whose inputs carry the aggregated source-domain representation."""
+class TargetDomainModel(SequentialModel):
+    """Base of the ST-CDSR models (CD-SASRec, CD-ASR): one model per target domain on the mixed
+    sequence, exactly two domains, a SASRec ``encoder`` whose item table scores the candidates.
+    Subclasses give ``represent``: ``h`` at every mixed position for predicting an item of a domain."""
 
     single_target = True
     mixed_input = True
 
-    def __init__(self, n_items: int, item_offsets: np.ndarray, params: CDSASRecParams) -> None:
+    def __init__(self, n_items: int, item_offsets: np.ndarray, params: SASRecParams) -> None:
         registry.get(self.registry_name).require_domains(len(item_offsets) - 1)
         check_params(params)
-        require(params.source in SOURCES, f"model_params.source: expected one of {SOURCES}, got {params.source!r}")
         super().__init__(n_items, item_offsets, params)
         self.encoder = SequenceEncoder(n_items + 1, params, causal=True)
-        self.source_encoder = SequenceEncoder(n_items + 1, params, causal=True) if params.source == "sequence" else None
-        self.fuse = nn.Linear(params.dim, params.dim)
-
-    def source_summary(self, items: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """``W s_j`` at every slot (``[B, L, d]``, zero before the first source event)."""
-        if self.source_encoder is not None:
-            s = latest_at_or_before(self.source_encoder(items * source), source)
-        else:
-            s = cumulative_mean(self.encoder.item_emb(items), source)
-        seen = source.long().cummax(dim=1).values.bool()
-        return self.fuse(s) * seen[..., None]
 
     def represent(self, items: torch.Tensor, domains: torch.Tensor, target: int) -> torch.Tensor:
-        """``h`` at every mixed position for predicting an item of domain ``target`` (``[B, L, d]``)."""
-        own, source = domains == target, (domains >= 0) & (domains != target)
-        transferred = self.source_summary(items, source)
-        h = self.encoder.encode(self.encoder.item_emb(items * own) + transferred, own)
-        has_own = own.long().cummax(dim=1).values.bool()
-        return torch.where(has_own[..., None], latest_at_or_before(h, own), transferred)
+        raise TypeError(f"{type(self).__name__} must implement represent")
+
+    def target_stream(self, items: torch.Tensor, domains: torch.Tensor, target: int, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target SASRec over the ``target`` domain's stream (input vectors plus ``extra`` at its
+        slots): its output at the latest target event at or before each position (zero before the
+        first) and whether there is one (``[B, L, d]``, ``[B, L]``)."""
+        own = domains == target
+        vectors = self.encoder.item_emb(items * own)
+        h = self.encoder.encode(vectors if extra is None else vectors + extra, own)
+        return latest_at_or_before(h, own), own.long().cummax(dim=1).values.bool()
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """SASRec's loss on the positions with a target (only the model's domain has any in its scope)."""
         items, domains, targets = batch["items"], batch["domains"], batch["targets"]
         tdom = self.item_domain(targets)
         present = [d for d in range(self.n_domains) if bool((tdom == d).any())]
@@ -120,4 +113,36 @@ class CDSASRec(SequentialModel):
         return torch.einsum("nd,ncd->nc", self.final(batch), self.encoder.item_emb(batch["candidates"]))
 
 
-__all__ = ["CDSASRec", "CDSASRecParams", "cumulative_mean"]
+def source_slots(domains: torch.Tensor, target: int) -> torch.Tensor:
+    """The source domain's slots (every event not of ``target``)."""
+    return (domains >= 0) & (domains != target)
+
+
+@register("cd-sasrec", family="sequential", params=CDSASRecParams, min_domains=2, max_domains=2,
+          needs="a source domain whose representation is transferred to the target domain")
+class CDSASRec(TargetDomainModel):
+    """Target-domain SASRec whose inputs carry the aggregated source-domain representation."""
+
+    def __init__(self, n_items: int, item_offsets: np.ndarray, params: CDSASRecParams) -> None:
+        require(params.source in SOURCES, f"model_params.source: expected one of {SOURCES}, got {params.source!r}")
+        super().__init__(n_items, item_offsets, params)
+        self.source_encoder = SequenceEncoder(n_items + 1, params, causal=True) if params.source == "sequence" else None
+        self.fuse = nn.Linear(params.dim, params.dim)
+
+    def source_summary(self, items: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """``W s_j`` at every slot (``[B, L, d]``, zero before the first source event)."""
+        if self.source_encoder is not None:
+            s = latest_at_or_before(self.source_encoder(items * source), source)
+        else:
+            s = cumulative_mean(self.encoder.item_emb(items), source)
+        seen = source.long().cummax(dim=1).values.bool()
+        return self.fuse(s) * seen[..., None]
+
+    def represent(self, items: torch.Tensor, domains: torch.Tensor, target: int) -> torch.Tensor:
+        """``h`` at every mixed position for predicting an item of domain ``target`` (``[B, L, d]``)."""
+        transferred = self.source_summary(items, source_slots(domains, target))
+        h, has_own = self.target_stream(items, domains, target, transferred)
+        return torch.where(has_own[..., None], h, transferred)
+
+
+__all__ = ["CDSASRec", "CDSASRecParams", "TargetDomainModel", "cumulative_mean", "source_slots"]
