@@ -92,6 +92,14 @@ def targets_of_domain(view: SequenceBatch, data: Interactions, domain: int) -> S
     return SequenceBatch(view.users[keep], view.items[keep], view.domains[keep], targets[keep], view.domain_targets[keep])
 
 
+def scope_training(split: Split, max_len: int, domain: int | None, cls: type[SequentialModel]) -> SequenceBatch:
+    """Training windows of one scope: the mixed sequence (``domain`` None), the domain's own sequence
+    (``-st``), or the mixed sequence with that domain's targets only (``mixed_input``: ST-CDSR)."""
+    if domain is not None and cls.mixed_input:
+        return targets_of_domain(training_sequences(split, max_len, cloze=cls.cloze), split.data, domain)
+    return training_sequences(split, max_len, domain=domain, cloze=cls.cloze)
+
+
 def train_batches(view: SequenceBatch, batch_size: int, seed: int) -> tuple[Any, int]:
     """``batches(epoch)`` over the training windows, shuffled by ``epoch_rng`` (vectorized slices)."""
     n = len(view)
@@ -195,10 +203,7 @@ class SequentialTask(Task):
         scopes = []
         for dom in domains:
             name = "joint" if dom is None else data.domains[dom]
-            if dom is not None and cls.mixed_input:
-                train = targets_of_domain(training_sequences(split, max_len, cloze=cls.cloze), data, dom)
-            else:
-                train = training_sequences(split, max_len, domain=dom, cloze=cls.cloze)
+            train = scope_training(split, max_len, dom, cls)
             if len(train) == 0:
                 continue
             scope = Scope(name, dom, train)
