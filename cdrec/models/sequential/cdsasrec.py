@@ -93,7 +93,7 @@ class TargetDomainModel(SequentialModel):
         items, domains, targets = batch["items"], batch["domains"], batch["targets"]
         tdom = self.item_domain(targets)
         present = [d for d in range(self.n_domains) if bool((tdom == d).any())]
-        h = torch.zeros(*items.shape, self.params.dim, device=items.device)
+        h = self.encoder.item_emb.weight.new_zeros(*items.shape, self.params.dim)
         for d in present:
             h = torch.where((tdom == d)[..., None], self.represent(items, domains, d), h)
         seen = torch.cat([items, targets], dim=1)
@@ -102,7 +102,7 @@ class TargetDomainModel(SequentialModel):
     def final(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``h`` after the latest event for each row's ``target_domain`` (``[n, d]``)."""
         items, domains, target = batch["items"], batch["domains"], batch["target_domain"]
-        h = torch.zeros(len(items), self.params.dim, device=items.device)
+        h = self.encoder.item_emb.weight.new_zeros(len(items), self.params.dim)
         for d in range(self.n_domains):
             rows = target == d
             if bool(rows.any()):
