@@ -6,7 +6,8 @@ target ranked against ``split.n_negatives`` (999) negatives of its domain that t
 touched, fixed by the seed and stored with the split. HR@k, NDCG@k and MRR per domain. Model
 selection (early stopping, learning-rate plateau) on ``MRR_sum``, the sum over domains of the
 validation MRR. Single-target models (``*-st``) train one model per domain on that domain's own
-sequence and are selected on their domain's MRR.
+sequence and are selected on their domain's MRR; the ST-CDSR ones (``mixed_input``: CD-SASRec) read
+the mixed sequence instead and learn their domain's targets only (MERIT 5.2).
 """
 
 from __future__ import annotations
@@ -69,14 +70,34 @@ class SequentialPrepared:
     scopes: list[Scope]
 
 
-def eval_view(split: Split, part: str, max_len: int, domain: int | None) -> EvalView:
+def eval_view(split: Split, part: str, max_len: int, domain: int | None, *, mixed_history: bool = False) -> EvalView:
+    """The rows of ``domain`` (all when None) with their histories: of that domain only, or the mixed
+    sequence when ``mixed_history`` (ST-CDSR models)."""
     data = split.data
     rows = split.rows(part)
     cands = split.candidates[part]
     if domain is not None:
         keep = data.domain[rows] == domain
         rows, cands = rows[keep], cands[keep]
-    return EvalView(rows, histories(data, rows, max_len, domain=domain), cands.astype(np.int64) + 1, data.domain[rows].astype(np.int64))
+    history = histories(data, rows, max_len, domain=None if mixed_history else domain)
+    return EvalView(rows, history, cands.astype(np.int64) + 1, data.domain[rows].astype(np.int64))
+
+
+def targets_of_domain(view: SequenceBatch, data: Interactions, domain: int) -> SequenceBatch:
+    """Mixed training windows with the targets outside ``domain`` cleared (ST-CDSR: the model of one
+    target domain learns its domain's next items only); windows left without a target are dropped."""
+    owner = np.r_[-1, data.item_domain()]  # +1 shifted ids, 0 = no target
+    targets = np.where(owner[view.targets] == domain, view.targets, 0)
+    keep = (targets > 0).any(axis=1)
+    return SequenceBatch(view.users[keep], view.items[keep], view.domains[keep], targets[keep], view.domain_targets[keep])
+
+
+def scope_training(split: Split, max_len: int, domain: int | None, cls: type[SequentialModel]) -> SequenceBatch:
+    """Training windows of one scope: the mixed sequence (``domain`` None), the domain's own sequence
+    (``-st``), or the mixed sequence with that domain's targets only (``mixed_input``: ST-CDSR)."""
+    if domain is not None and cls.mixed_input:
+        return targets_of_domain(training_sequences(split, max_len, cloze=cls.cloze), split.data, domain)
+    return training_sequences(split, max_len, domain=domain, cloze=cls.cloze)
 
 
 def train_batches(view: SequenceBatch, batch_size: int, seed: int) -> tuple[Any, int]:
@@ -182,12 +203,12 @@ class SequentialTask(Task):
         scopes = []
         for dom in domains:
             name = "joint" if dom is None else data.domains[dom]
-            train = training_sequences(split, max_len, domain=dom, cloze=cls.cloze)
+            train = scope_training(split, max_len, dom, cls)
             if len(train) == 0:
                 continue
             scope = Scope(name, dom, train)
             for part in ("valid", "test"):
-                scope.parts[part] = eval_view(split, part, max_len, dom)
+                scope.parts[part] = eval_view(split, part, max_len, dom, mixed_history=cls.mixed_input)
             scopes.append(scope)
         require(len(scopes) > 0, f"{data.name}: no user has two training events, nothing to train on")
         return SequentialPrepared(data, split, params, device, scopes)
@@ -275,7 +296,8 @@ class SequentialTask(Task):
 
         require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
         prepared, models = self.restore(cfg, run_dir)
-        return SequencePredictor(model=cfg.model, prepared=prepared, models=models, single_target=registry.get(cfg.model).cls.single_target)
+        cls = registry.get(cfg.model).cls
+        return SequencePredictor(model=cfg.model, prepared=prepared, models=models, single_target=cls.single_target and not cls.mixed_input)
 
     def evaluate_saved(self, cfg: RunConfig, run_dir: Path, part: str) -> RunResult:
         prepared, models = self.restore(cfg, run_dir)

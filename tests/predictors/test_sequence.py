@@ -101,8 +101,9 @@ def test_single_target_uses_only_the_domains_events(predictors):
         p.recommend_sequence(d0, 4, domain="D1")
 
 
-def test_mixed_models_use_the_other_domain_too(predictors):
-    p = predictors["merit"]
+@pytest.mark.parametrize("name", ["merit", "cd-sasrec", "cd-asr"])  # cd-*: one model per domain, reading both
+def test_mixed_models_use_the_other_domain_too(predictors, name):
+    p = predictors[name]
     data = p.data
     d0 = data.item_ids[p.offsets[0] : p.offsets[0] + 2].tolist()
     d1 = data.item_ids[p.offsets[1] : p.offsets[1] + 2].tolist()

@@ -12,11 +12,10 @@ import torch
 from cdrec.config import load_config
 from cdrec.data.candidates import add_sampled_candidates
 from cdrec.data.interactions import Interactions
-from cdrec.data.sequences import training_sequences
 from cdrec.data.splits import leave_one_out
 from cdrec.experiments.pipeline import run_config
 from cdrec.models import registry
-from cdrec.train.sequential import eval_rows, eval_view, evaluate_view, train_batches
+from cdrec.train.sequential import eval_rows, eval_view, evaluate_view, scope_training, train_batches
 
 
 def cyclic_data(n_users: int = 96, length: int = 14, n_items: int = 20) -> Interactions:
@@ -38,7 +37,7 @@ def test_evaluation_batch_defaults_to_the_training_batch_and_follows_an_explicit
     assert eval_rows(load_config(None, ["model=merit", "train.batch_size=256", "eval.batch_size=64"])) == 64
 
 
-@pytest.mark.parametrize("name", ["sasrec-dt", "bert4rec-dt", "merit", "sasrec-st"])
+@pytest.mark.parametrize("name", ["sasrec-dt", "bert4rec-dt", "merit", "sasrec-st", "cd-sasrec", "cd-asr"])
 def test_models_learn_a_sequential_pattern(name):
     torch.manual_seed(0)
     data = cyclic_data()
@@ -51,14 +50,14 @@ def test_models_learn_a_sequential_pattern(name):
     for dom in domains:
         model = entry.cls(data.n_items, data.item_offsets, params)
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        batches, _ = train_batches(training_sequences(split, 16, domain=dom, cloze=entry.cls.cloze), 32, seed=0)
+        batches, _ = train_batches(scope_training(split, 16, dom, entry.cls), 32, seed=0)
         model.train()
         for epoch in range(25):
             for batch in batches(epoch):
                 opt.zero_grad()
                 model.loss({k: torch.as_tensor(v) for k, v in batch.items()}).backward()
                 opt.step()
-        view = eval_view(split, "test", 16, dom)
+        view = eval_view(split, "test", 16, dom, mixed_history=entry.cls.mixed_input)
         if len(view.rows) == 0:  # every user's test target is a B event here
             continue
         ev = evaluate_view(model, split, view, cfg, torch.device("cpu"))

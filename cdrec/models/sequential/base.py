@@ -46,6 +46,9 @@ class SequentialModel(nn.Module):
     registry_name: ClassVar[str] = ""
     single_target: ClassVar[bool] = False
     """True: one model per domain on that domain's sequence ("-st"); False: the mixed sequence."""
+    mixed_input: ClassVar[bool] = False
+    """With ``single_target``: the model of each domain reads the mixed sequence and learns (and is
+    evaluated on) the targets of its domain only (MERIT's ST-CDSR baselines)."""
     cloze: ClassVar[bool] = False
     """True: training windows keep every event (masked-item models)."""
 

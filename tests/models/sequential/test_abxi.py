@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from cdrec.errors import CdrecError
 from cdrec.models import registry
@@ -85,19 +88,21 @@ def test_padding_changes_no_score():
     assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-5)
 
 
-def test_seeded_rerun_is_identical():
-    def train_step() -> tuple[float, torch.Tensor]:
-        net = model(seed=4, dropout=0.3).train()
-        opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
-        torch.manual_seed(9)
-        loss = net.loss(make_batch())
-        loss.backward()
-        opt.step()
-        net.eval()
-        with torch.no_grad():
-            return float(loss), net.score(eval_batch(make_batch()))
+def seeded_train_step(build: Callable[[], nn.Module]) -> tuple[float, torch.Tensor]:
+    """Loss of one seeded training step of a freshly built model and its scores afterwards."""
+    net = build().train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    torch.manual_seed(9)
+    loss = net.loss(make_batch())
+    loss.backward()
+    opt.step()
+    net.eval()
+    with torch.no_grad():
+        return float(loss), net.score(eval_batch(make_batch()))
 
-    (l1, s1), (l2, s2) = train_step(), train_step()
+
+def test_seeded_rerun_is_identical():
+    (l1, s1), (l2, s2) = (seeded_train_step(lambda: model(seed=4, dropout=0.3)) for _ in range(2))
     assert l1 == l2 and torch.equal(s1, s2)
 
 

@@ -123,7 +123,8 @@ def test_stop_gradient_keeps_domain_losses_off_the_mixed_stream():
 
 
 @pytest.mark.parametrize("name,extra", [("merit", {}), ("merit", {"negatives": "position"}), ("merit", {"loss_norm": "pooled"}), ("merit", {"null_key": True}), ("sasrec-dt", {}), ("sasrec-dt", {"loss": "full", "n_layers": 1}),
-                                        ("abxi", {}), ("abxi", {"negatives": "position"})])
+                                        ("abxi", {}), ("abxi", {"negatives": "position"}),
+                                        ("cd-sasrec", {}), ("cd-sasrec", {"source": "items"}), ("cd-asr", {})])
 def test_padding_contributes_nothing_to_the_loss(name, extra):
     entry = registry.get(name)
     params = registry.build_params(name, {"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8, **extra})
