@@ -31,7 +31,12 @@ Choices where the paper or the authors' code (``cjx96/DisenCDR``) left room:
   layer-0 embeddings instead of Adam weight decay.
 * **Std** (``sigma = 0.1 + 0.9 softplus(s)``, bounded below), the same in sampling and in the KL;
   the authors' code takes ``exp`` of it in the KL and ``exp`` twice when sampling, and its prior's
-  std is ``exp(0.1 + 0.9 softplus(1))``, not 1; here the prior is ``N(0, I)``.
+  std is ``exp(0.1 + 0.9 softplus(1))``, not 1; here the prior is ``N(0, I)``. The log-std heads
+  start at ``init_posterior_std`` (small, so early training is not drowned in noise). At
+  ``kl_weight = 1`` the KL terms dominate the BPR loss for many epochs (on the tests' planted data
+  10 epochs are not enough; they use ``kl_weight = 0.001`` and one layer).
+* **Domain views of the shared part** read the *exclusive* user tables (as the authors' code does);
+  the cross encoder reads the shared tables (one per domain).
 * **Cross mixing** (``share_rate``): ``degree`` (default) mixes a user's two domains by its share of
   training interactions in each (a one-domain user keeps its domain's features); the authors' code
   meant this ratio but computes it once, from the last user; ``fixed`` uses ``source_share`` for all.
