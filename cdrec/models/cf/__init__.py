@@ -1,12 +1,13 @@
 """Collaborative-filtering family: Pop, ItemKNN, BPR-MF, NeuMF, LightGCN, UCLR and its ablation ladder, the
 multi-target cross-domain baselines HeroGraph, GA-MTCDR and CAT-ART, and the two-domain baselines CMF, EMCDR,
-DTCDR, CoNet and BiTGCF (:mod:`cdrec.models.cf.two_domain`)."""
+DTCDR, CoNet, BiTGCF and DisenCDR (:mod:`cdrec.models.cf.two_domain`)."""
 
 from cdrec.models.cf.bitgcf import BiTGCF, BiTGCFParams
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
 from cdrec.models.cf.cat_art import CATART, CATARTParams
 from cdrec.models.cf.cmf import CMF, CMFParams
 from cdrec.models.cf.conet import CoNet, CoNetParams
+from cdrec.models.cf.disencdr import DisenCDR, DisenCDRParams
 from cdrec.models.cf.dtcdr import DTCDR, DTCDRParams
 from cdrec.models.cf.emcdr import EMCDR, EMCDRParams
 from cdrec.models.cf.gamtcdr import GAMTCDR, GAMTCDRParams
@@ -18,7 +19,7 @@ from cdrec.models.cf.pop import Pop, PopParams
 from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
 
 __all__ = [
-    "BiTGCF", "BiTGCFParams", "BPRMF", "BPRMFParams", "CATART", "CATARTParams", "CMF", "CMFParams", "CoNet", "CoNetParams", "DTCDR", "DTCDRParams", "EMCDR", "EMCDRParams",
+    "BiTGCF", "BiTGCFParams", "BPRMF", "BPRMFParams", "CATART", "CATARTParams", "CMF", "CMFParams", "CoNet", "CoNetParams", "DisenCDR", "DisenCDRParams", "DTCDR", "DTCDRParams", "EMCDR", "EMCDRParams",
     "GAMTCDR", "GAMTCDRParams", "HeroGraph", "HeroGraphParams",
     "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "Pop", "PopParams",
     "UCLR", "UCLRParams",

@@ -67,6 +67,21 @@ def block_diagonal(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return torch.sparse_coo_tensor(index, torch.cat([first.values(), second.values()]), (2 * n, 2 * n), check_invariants=False).coalesce()
 
 
+def domain_graphs(split: Split) -> torch.Tensor:
+    """The normalised training graphs of the two domains as one block-diagonal sparse matrix; nodes:
+    users and items of domain 0's graph, then of domain 1's."""
+    train, data = split.train, split.data
+    domain = data.item_domain()[train.items]
+    graphs = [normalized_adjacency(train.users[domain == d], train.items[domain == d], data.n_users, data.n_items) for d in range(2)]
+    return block_diagonal(*graphs)
+
+
+def interaction_share(split: Split) -> torch.Tensor:
+    """``[2, n_users]``: each domain's share of a user's training interactions (0 for a user with none)."""
+    counts = torch.as_tensor(split.train_counts().T, dtype=torch.float32)
+    return counts / counts.sum(0).clamp(min=1)
+
+
 @register("bitgcf", family="cf", params=BiTGCFParams, min_domains=2, max_domains=2, needs=PAIR_NEEDS)
 class BiTGCF(TwoDomainModel, GraphPropagation):
     """Per-domain light graph convolution with a bi-directional transfer of common users' features."""
@@ -74,19 +89,15 @@ class BiTGCF(TwoDomainModel, GraphPropagation):
     def __init__(self, split: Split, params: BiTGCFParams) -> None:
         super().__init__()
         self._init_pair(split, params)
-        train = split.train
-        domain = split.data.item_domain()[train.items]
-        graphs = [normalized_adjacency(train.users[domain == d], train.items[domain == d], self.n_users, self.n_items) for d in range(2)]
-        self._init_graph(block_diagonal(*graphs))  # nodes: users and items of domain 0's graph, then of domain 1's
+        self._init_graph(domain_graphs(split))
         self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim)  # row d * n_users + u
         self.item_emb = nn.Embedding(self.n_items, params.dim)
         for table in (self.domain_user_emb, self.item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
-        counts = torch.as_tensor(split.train_counts().T, dtype=torch.float32)  # [2, n_users]
         if params.transfer == "degree":
-            keep = counts / counts.sum(0).clamp(min=1)
+            keep = interaction_share(split)
         else:
-            keep = torch.zeros_like(counts)
+            keep = torch.zeros(2, self.n_users)
             keep[self.source], keep[self.target] = params.lambda_source, params.lambda_target
         keep = torch.where(self.overlap[None, :], keep, torch.ones_like(keep))  # only common users transfer
         self.register_buffer("keep", keep, persistent=False)  # lambda_d per user: the share it keeps of its own domain's features

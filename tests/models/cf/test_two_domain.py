@@ -1,4 +1,4 @@
-"""The two-domain CDR baselines (CMF, EMCDR, DTCDR, CoNet, BiTGCF; cdrec.models.cf.two_domain): the pair options
+"""The two-domain CDR baselines (CMF, EMCDR, DTCDR, CoNet, BiTGCF, DisenCDR; cdrec.models.cf.two_domain): the pair options
 and the refusals, target-only evaluation of a single-target model, shapes, gradients into every
 parameter group, seeded reruns, a planted cross-domain signal they find (and single-domain BPR-MF
 cannot), and the faces (`cdrec run`, `evaluate`, `recommend`)."""
@@ -18,6 +18,7 @@ from cdrec.data.synthetic import make_synthetic
 from cdrec.errors import CdrecError
 from cdrec.experiments.pipeline import evaluate_run, load_run_config, run_config
 from cdrec.models import registry
+from cdrec.models.cf.disencdr import gaussian_kl
 from cdrec.models.cf.dtcdr import DTCDRParams
 from cdrec.train.tasks import task_for
 from tests.cli_helpers import call_main
@@ -25,7 +26,7 @@ from tests.models.cf.test_cross_domain_graphs import (
     BASE, CLI_SETS, batch_of, assert_every_gradient_nonzero, assert_evaluation_matches_saved, assert_seeded_rerun_identical, cli_run, planted_with_control,
 )
 
-MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf")
+MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr")
 VARIANTS = {
     "cmf": ("cmf", {}),
     "emcdr": ("emcdr", {"target": "D1"}),
@@ -36,6 +37,8 @@ VARIANTS = {
     "conet": ("conet", {"towers": [12, 6]}),
     "bitgcf": ("bitgcf", {}),
     "bitgcf-fixed-mean": ("bitgcf", {"transfer": "fixed", "layer_combine": "mean", "layers": 1}),
+    "disencdr": ("disencdr", {}),
+    "disencdr-fixed-one-layer": ("disencdr", {"share_rate": "fixed", "layers": 1, "beta": 0.5}),
 }
 TARGETED = {"emcdr": ["model_params.target=D1"]}
 """Options a model needs on two-domain synthetic data (a single-target model names its target)."""
@@ -139,6 +142,44 @@ def test_bitgcf_transfers_only_between_a_common_users_domains():
     assert torch.all(fixed == 0.8)
 
 
+def test_disencdr_scores_shared_plus_exclusive_means_and_its_kl_terms():
+    split = tiny_split()
+    model = build("disencdr", split).eval()
+    with torch.no_grad():
+        posteriors = model.encode()
+        mean = posteriors["exclusive"][0]
+        users = posteriors["shared"][0][None] + mean[:, : model.n_users]  # z^S + z^{X_d}, the means in evaluation
+        for d in range(2):
+            start, stop = split.data.domain_item_range(d)
+            who = torch.arange(model.n_users)
+            torch.testing.assert_close(model.score_all(who, start, stop), users[d] @ mean[d, model.n_users + start : model.n_users + stop].T)
+        kl = model.kl_terms(posteriors)
+    assert all(torch.isfinite(v) and v > 0 for v in kl.values()), kl
+    mean, std = torch.randn(5, 3), torch.rand(5, 3) + 0.1
+    prior_mean, prior_std = torch.randn(5, 3), torch.rand(5, 3) + 0.1
+    expected = torch.distributions.kl_divergence(torch.distributions.Normal(mean, std), torch.distributions.Normal(prior_mean, prior_std)).sum(-1)
+    torch.testing.assert_close(gaussian_kl(mean, std, prior_mean, prior_std), expected)
+    torch.testing.assert_close(gaussian_kl(mean, std, mean, std), torch.zeros(5))  # KL(q || q) = 0
+    torch.testing.assert_close(gaussian_kl(torch.zeros(5, 3), torch.ones(5, 3)), torch.zeros(5))  # the prior itself
+
+    model.train()
+    first, second = model.propagate(), model.propagate()
+    assert not torch.equal(first[0], second[0])  # training draws from the posteriors
+    assert torch.isfinite(first[2]) and first[2] > 0
+    no_kl = registry.get("disencdr").cls.from_split(split, registry.build_params("disencdr", {"dim": DIM, "kl_weight": 0.0}))
+    assert no_kl.propagate()[2] == 0
+    nodes = torch.randn(2, model.n_users + model.n_items, DIM)
+    mixed = model._mix_users(nodes)
+    torch.testing.assert_close(mixed[0, : model.n_users], mixed[1, : model.n_users])  # one shared posterior for both domains
+    torch.testing.assert_close(mixed[:, model.n_users :], nodes[:, model.n_users :])  # items untouched
+    one_domain = model.present[0] & ~model.present[1]
+    assert one_domain.any()  # a one-domain user's shared features come from its domain's graph alone
+    torch.testing.assert_close(mixed[0, : model.n_users][one_domain], nodes[0, : model.n_users][one_domain])
+    common = model.overlap
+    counts = torch.as_tensor(split.train_counts(), dtype=torch.float32)[common]
+    share = (counts / counts.sum(1, keepdim=True))[:, :, None]
+    torch.testing.assert_close(mixed[0, : model.n_users][common], share[:, 0] * nodes[0, : model.n_users][common] + share[:, 1] * nodes[1, : model.n_users][common])
+
 def test_bad_options_are_user_errors():
     with pytest.raises(CdrecError, match="model_params.combine"):
         registry.build_params("dtcdr", {"combine": "sum"})
@@ -150,6 +191,8 @@ def test_bad_options_are_user_errors():
         registry.build_params("bitgcf", {"transfer": "attention"})
     with pytest.raises(CdrecError, match="model_params.towers"):
         registry.build_params("conet", {"towers": []})
+    with pytest.raises(CdrecError, match="model_params.share_rate"):
+        registry.build_params("disencdr", {"share_rate": "attention"})
     with pytest.raises(CdrecError, match=r"model_params.source_weight"):
         registry.build_params("cmf", {"source_weight": 1.5})
 
@@ -203,6 +246,9 @@ def test_seeded_rerun_is_identical(model, tmp_path):
 
 
 PLANTED_SETS = [*BASE, "train.epochs=10", "split.n_negatives=50"]
+PLANTED_OPTIONS = {"disencdr": ["model_params.layers=1", "model_params.kl_weight=0.001", "train.epochs=20"]}
+"""A model's options on the planted data (DisenCDR's KL at weight 1 and its second layer learn too
+slowly for 10 epochs; it gets 20)."""
 
 
 def sparse_mrr(folder: Path, model: str, csv: str, *extra: str) -> float:
@@ -224,8 +270,9 @@ def test_cross_domain_signal_found_on_the_sparse_domain(planted, model):
     """The model ranks the sparse (target) domain better than single-domain BPR-MF, and only because
     the dense domain's users are the same people: with them renamed at random the gain is gone."""
     folder, bprmf = planted
-    joint = sparse_mrr(folder, model, "both.csv", "model_params.target=sparse")
-    unlinked = sparse_mrr(folder, model, "unlinked.csv", "model_params.target=sparse")
+    extra = ["model_params.target=sparse", *PLANTED_OPTIONS.get(model, [])]
+    joint = sparse_mrr(folder, model, "both.csv", *extra)
+    unlinked = sparse_mrr(folder, model, "unlinked.csv", *extra)
     assert joint > bprmf + 0.05, (model, joint, bprmf)
     assert joint > unlinked + 0.05, (model, joint, unlinked)
 
