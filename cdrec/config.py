@@ -377,3 +377,28 @@ def validate(cfg: RunConfig) -> None:
 
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+RESUME_FREE_KEYS = {("train", "device"), ("train", "progress"), ("train", "logger")}
+"""Config keys that may change between a killed run and its ``--resume``."""
+
+
+def resume_view(config: dict) -> dict:
+    """The keys that must agree between a run and its ``--resume``: all but :data:`RESUME_FREE_KEYS`, and
+    ``data.sep`` only where a table file is read (run folders written before it was sniffed record ``','``)."""
+    view = {k: ({kk: vv for kk, vv in v.items() if (k, kk) not in RESUME_FREE_KEYS} if isinstance(v, dict) else v) for k, v in config.items()}
+    if isinstance(view.get("data"), dict) and view["data"].get("name") != "table":
+        view["data"].pop("sep", None)
+    return view
+
+
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested config dicts."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            out.append(f"{prefix}{key}")
+    return out

@@ -35,7 +35,7 @@ def run_seeds(cfg: RunConfig, seeds_text: str, out: Path, *, resume: bool, overw
     """``cdrec run CONFIG --seeds 0,1,2 --out OUT``: one normal run per seed in ``OUT/seed<s>/``, then
     ``OUT/aggregate.json`` and ``OUT/aggregate.md`` (mean ± std per domain and metric). With ``--resume``
     finished seeds are kept and the others continue from their checkpoints."""
-    from cdrec.experiments.pipeline import run_config
+    from cdrec.experiments.pipeline import config_changes, run_config
     from cdrec.results.compare import read_run, seed_summary, summary_markdown
     from cdrec.results.schema import atomic_write_text, strict_json
     from cdrec.train import distributed as dist_
@@ -47,9 +47,13 @@ def run_seeds(cfg: RunConfig, seeds_text: str, out: Path, *, resume: bool, overw
     require(not finished or overwrite or resume,
             f"--out {out}: {finished[0] if finished else ''} holds a finished run; pass --overwrite to replace the runs, "
             "--resume to keep the finished seeds and continue the others, or choose another --out")
-    for folder in folders.values():  # an interrupted seed is never restarted silently
+    for seed, folder in folders.items():  # an interrupted seed is never restarted silently, a kept one never mixes configs
         if folder not in finished:
             check_out_dir(folder, resume=resume, overwrite=overwrite, epochs=cfg.train.epochs)
+        elif resume and not overwrite:
+            changed = config_changes(dataclasses.replace(cfg, seed=seed), folder)
+            require(not changed, f"--resume: {folder} holds a finished run of another config ({', '.join(changed)}); "
+                    "its seeds would not aggregate: pass --overwrite to replace the runs, or choose another --out")
     ok = False
     try:
         results = []

@@ -10,38 +10,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cdrec.config import RunConfig, dump_config, load_config
+from cdrec.config import RunConfig, differing_keys, dump_config, load_config, resume_view
 from cdrec.errors import CdrecError, require
 from cdrec.models import registry
-from cdrec.results.schema import RunResult, atomic_write_text, write_result
+from cdrec.results.schema import RunResult, atomic_write_text, require_model_file, write_result
 from cdrec.train import distributed as dist_
 from cdrec.train.logger import logging_to
 from cdrec.train.tasks import task_for
-
-RESUME_FREE_KEYS = {("train", "device"), ("train", "progress"), ("train", "logger")}
-"""Config keys that may change between a killed run and its ``--resume``."""
-
-
-def resume_view(config: dict) -> dict:
-    """The keys that must agree between a run and its ``--resume``: all but :data:`RESUME_FREE_KEYS`, and
-    ``data.sep`` only where a table file is read (run folders written before it was sniffed record ``','``)."""
-    view = {k: ({kk: vv for kk, vv in v.items() if (k, kk) not in RESUME_FREE_KEYS} if isinstance(v, dict) else v) for k, v in config.items()}
-    if isinstance(view.get("data"), dict) and view["data"].get("name") != "table":
-        view["data"].pop("sep", None)
-    return view
-
-
-def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested config dicts."""
-    out = []
-    for key in sorted(set(a) | set(b), key=str):
-        x, y = a.get(key), b.get(key)
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += differing_keys(x, y, f"{prefix}{key}.")
-        elif x != y:
-            out.append(f"{prefix}{key}")
-    return out
-
 
 def resolved(cfg: RunConfig) -> RunConfig:
     """``cfg`` with ``model_params`` spelled out: every field of the model's parameters, defaults
@@ -122,7 +97,8 @@ def evaluate_run(run_dir: str | Path, *, part: str = "test", device: str | None 
     cfg = load_run_config(run_dir)
     require(part in ("valid", "test"), f"--part: expected valid or test, got {part!r}")
     task = task_for(cfg.model)
-    require(not task.saves_model or (run_dir / "model.pt").is_file(), f"{run_dir}: no model.pt; the run did not finish")
+    if task.saves_model:
+        require_model_file(run_dir)
     if device is not None:
         cfg.train.device = device
     return task.evaluate_saved(cfg, run_dir, part)

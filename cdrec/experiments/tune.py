@@ -189,7 +189,8 @@ class TuneOutcome:
 def tune(cfg: RunConfig, space_path: str | Path, n_trials: int, out_dir: str | Path, *, echo: Callable[[str], Any] = print) -> TuneOutcome:
     """Search ``space_path`` around ``cfg`` until ``out_dir``'s study holds ``n_trials`` completed trials,
     then score the best trial on the test split (once) and write ``best.yaml`` and ``trials.md``."""
-    from cdrec.experiments.pipeline import differing_keys, resume_view, resolved
+    from cdrec.config import differing_keys, resume_view
+    from cdrec.experiments.pipeline import resolved
     from cdrec.train.tasks import task_for
 
     optuna = import_optuna()

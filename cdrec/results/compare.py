@@ -40,9 +40,25 @@ def read_runs(path: str | Path) -> list[RunResult]:
     results = [read_run(p) for p in subs]
     keys = {(run_key(r), r.protocol) for r in results}
     require(len(keys) == 1, f"{path}: its runs are not one config over seeds (they differ in model, setting, dataset or protocol)")
+    for sub, result in zip(subs[1:], results[1:]):
+        changed = config_differences(results[0], result, sections=None)
+        require(not changed, f"{path}: its runs are not one config over seeds: {sub.name} differs from {subs[0].name} in {', '.join(changed)}")
     seeds = [r.seed for r in results]
     require(len(set(seeds)) == len(seeds), f"{path}: two of its runs have the same seed ({sorted(seeds)})")
     return sorted(results, key=lambda r: r.seed)
+
+
+def config_differences(a: RunResult, b: RunResult, sections: Sequence[str] | None) -> list[str]:
+    """Dotted config keys where two runs differ, besides the seed and the keys a run may change on
+    ``--resume`` (device, progress, logger); only ``sections`` (e.g. data and split) when given. Runs
+    recorded without a config compare equal."""
+    from cdrec.config import differing_keys, resume_view
+
+    def view(result: RunResult) -> dict[str, Any]:
+        config = resume_view({k: v for k, v in (result.config or {}).items() if k != "seed"})
+        return config if sections is None else {k: config.get(k) for k in sections}
+
+    return differing_keys(view(a), view(b)) if a.config and b.config else []
 
 
 def _tested(results: Sequence[RunResult], where: str | Path) -> None:
@@ -90,6 +106,9 @@ def compare(groups: dict[str, Sequence[RunResult]], *, domain: str = "overall", 
         require((other.dataset, other.protocol) == (reference.dataset, reference.protocol),
                 f"{name}: {other.dataset} ({other.protocol}) differs from the reference's {reference.dataset} ({reference.protocol}); "
                 "compare runs of one dataset and protocol")
+        changed = config_differences(reference, other, sections=("data", "split"))
+        require(not changed, f"{name}: its data or split differ from the reference's ({', '.join(changed)}); a paired "
+                "t-test needs the same test rows: compare runs of one data and split configuration")
     for name, results in groups.items():
         require(all(domain in r.metrics for r in results), f"--domain: {name} has no domain {domain!r}; it has {sorted(results[0].metrics)}")
     common = [m for m in metric_names({n: groups[n][0].metrics[domain] for n in names[:1]})

@@ -116,6 +116,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def require_model_file(run_dir: str | Path) -> Path:
+    """``run_dir/model.pt``, or an error saying why it is missing: the run did not finish, or it finished and
+    ``cdrec tune`` removed the model of a trial that was not the best."""
+    from cdrec.errors import CdrecError
+
+    path = Path(run_dir) / "model.pt"
+    if path.is_file():
+        return path
+    if (Path(run_dir) / "results.json").is_file():
+        raise CdrecError(f"{run_dir}: no model.pt; the run finished but its model was removed (`cdrec tune` keeps "
+                         "model.pt for the best trial only: evaluate that one, or rerun this config with `cdrec run`)")
+    raise CdrecError(f"{run_dir}: no model.pt; the run did not finish")
+
+
 def write_result(run_dir: str | Path, result: RunResult) -> Path:
     """Write ``results.json`` and ``results.md`` into ``run_dir``; returns the JSON path."""
     from cdrec.results.tables import result_markdown

@@ -32,7 +32,7 @@ from cdrec.metrics import auc, log_loss
 from cdrec.metrics.ranking import mean_over_ranked
 from cdrec.models import registry
 from cdrec.models.ctr.layers import CTRModel, CTRSchema
-from cdrec.results.schema import RunResult, peak_rss_mb
+from cdrec.results.schema import RunResult, peak_rss_mb, require_model_file
 from cdrec.train import distributed as dist_
 from cdrec.train.tasks import Task, load_saved_models, protocol_name, register_task, require_task_options, save_trained
 from cdrec.train.trainer import Trainer, resolve_device, seed_everything, to_device
@@ -298,7 +298,7 @@ class CTRTask(Task):
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predictors.ctr import CTRPredictor
 
-        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+        require_model_file(run_dir)
         prepared, models = self.restore(cfg, run_dir)
         return CTRPredictor(model=cfg.model, task=self, prepared=prepared, models=models, batch_size=max(cfg.train.batch_size, 8192))
 

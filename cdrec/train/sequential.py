@@ -31,7 +31,7 @@ from cdrec.errors import require
 from cdrec.evaluate import Evaluation, rank_metrics, report
 from cdrec.metrics.ranking import positive_rank
 from cdrec.models import registry
-from cdrec.results.schema import RunResult, atomic_write_text, peak_rss_mb
+from cdrec.results.schema import RunResult, atomic_write_text, peak_rss_mb, require_model_file
 from cdrec.train import distributed as dist_
 from cdrec.train.tasks import (
     Task, load_saved_models, make_split, merge_evaluations, merged_or_none, protocol_name, ranking_metrics, register_task, require_task_options, save_trained,
@@ -294,7 +294,7 @@ class SequentialTask(Task):
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predictors.sequence import SequencePredictor
 
-        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+        require_model_file(run_dir)
         prepared, models = self.restore(cfg, run_dir)
         cls = registry.get(cfg.model).cls
         return SequencePredictor(model=cfg.model, prepared=prepared, models=models, single_target=cls.single_target and not cls.mixed_input)

@@ -33,7 +33,7 @@ from cdrec.errors import CdrecError, require
 from cdrec.evaluate import Evaluation, FullScorer, Scorer, evaluate_full, evaluate_sampled, report
 from cdrec.models import registry
 from cdrec.models.base import RankingModel
-from cdrec.results.schema import RunResult, peak_rss_mb
+from cdrec.results.schema import RunResult, peak_rss_mb, require_model_file
 from cdrec.train import distributed as dist_
 from cdrec.train.trainer import Trainer, atomic_torch_save, resolve_device, seed_everything
 
@@ -223,7 +223,15 @@ class RankingTask(Task):
         require_task_options(cfg, "ranking", metrics=ranking_metrics(cfg))
         params = registry.build_params(cfg.model, cfg.model_params)
         model_cls = registry.get(cfg.model).cls
-        data = load_dataset(model_cls.select_data(cfg.data, params), seed=cfg.seed)
+        require(model_cls.optimised or cfg.train.logger == "none",
+                f"train.logger: {cfg.model} is fitted in one pass with no epochs to log; use train.logger=none")
+        selected = model_cls.select_data(cfg.data, params)
+        try:
+            data = load_dataset(selected, seed=cfg.seed)
+        except CdrecError as exc:  # a domain the model's own options named (a two-domain pair) is theirs to fix
+            if selected.keep_domains == cfg.data.keep_domains:
+                raise
+            raise CdrecError(f"model_params.source / model_params.target (applied as {exc})") from None
         data.require_items_owned("ranking models")
         split = make_split(data, cfg)
         device = resolve_device(cfg.train.device)
@@ -332,7 +340,7 @@ class RankingTask(Task):
     def predictor(self, cfg: RunConfig, run_dir: Path) -> Any:
         from cdrec.predict import RankingPredictor
 
-        require((run_dir / "model.pt").exists(), f"{run_dir}: no model.pt; the run did not finish")
+        require_model_file(run_dir)
         prepared, models = self.restore(cfg, run_dir)
         return RankingPredictor(model=cfg.model, scope=cfg.scope, split=prepared.split, models=models, device=prepared.device)
 

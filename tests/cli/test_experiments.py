@@ -83,6 +83,25 @@ def test_seeds_refuse_an_unfinished_seed(tmp_path):
     assert not (tmp_path / "x" / "seed0").exists()
 
 
+def test_seeds_resume_refuses_finished_seeds_of_another_config(seed_runs):
+    """--resume keeps finished seeds only when they ran this config: mixed configs would not aggregate."""
+    err = refused("run", *TINY, "--set", "train.lr=0.05", "--seeds", "0,1,2", "--resume", "--out", str(seed_runs / "a"))
+    assert "holds a finished run of another config (train.lr)" in err and "--overwrite" in err
+
+
+def test_compare_refuses_runs_on_other_data_or_a_folder_of_mixed_configs(seed_runs, tmp_path):
+    other = tmp_path / "other"
+    ok("run", *TINY, "--set", "data.synthetic={n_users: 150, items_per_domain: 100}", "--seeds", "0,1", "--out", str(other))
+    err = refused("compare", str(seed_runs / "a"), str(other))
+    assert "data or split differ from the reference's (data.synthetic.n_users)" in err
+    mixed = tmp_path / "mixed"
+    for name, lr in (("seed0", "0.001"), ("seed1", "0.01")):
+        (mixed / name).mkdir(parents=True)
+        for f in ("results.json", "config.yaml"):
+            (mixed / name / f).write_bytes((seed_runs / ("a" if lr == "0.001" else "b") / name / f).read_bytes())
+    assert "seed1 differs from seed0 in train.lr" in refused("compare", str(mixed))
+
+
 def test_compare_gives_the_python_apis_means_and_p_values(seed_runs):
     a = [RunResult.read(seed_runs / "a" / f"seed{s}" / "results.json") for s in (0, 1, 2)]
     b = [RunResult.read(seed_runs / "b" / f"seed{s}" / "results.json") for s in (0, 1, 2)]
@@ -162,6 +181,8 @@ def test_tune_selects_on_validation_reads_test_once_and_resumes(tmp_path, test_r
     assert completed_trials(fresh) == trials  # seeded: 3 trials and a rerun to 4 are the 4 trials of one search
     assert "already holds 4 completed trials" in ok("tune", "--space", str(space), "--trials", "2", "--out", str(out), *base)
     assert "holds a study of another config" in refused("tune", "--space", str(space), "--trials", "5", "--out", str(out), *base, "--set", "train.epochs=3")
+    pruned = next(t for t in trials if t is not best)
+    assert "its model was removed (`cdrec tune` keeps model.pt for the best trial only" in refused("evaluate", str(out / "trials" / pruned["run"]))
 
 
 def test_tune_interrupted_by_ctrl_c_resumes_to_the_same_trials(tmp_path, monkeypatch):
@@ -269,3 +290,11 @@ def test_tune_bprmf_ml100k_beats_the_default_config_on_validation(tmp_path):
     print(f"default valid HR@10 {default:.4f}; tuned {best['valid']['HR@10']:.4f} ({best['run']}); 10 trials in {seconds:.0f} s")
     assert best["valid"]["HR@10"] >= default and math.isfinite(best["metrics"]["overall"]["HR@10"])
     assert seconds < 600
+
+
+def test_logger_is_refused_for_one_pass_models(tmp_path):
+    """pop and itemknn have no epochs: train.logger=tensorboard would log nothing, so it is refused, not ignored."""
+    for model in ("pop", "itemknn"):
+        err = refused("run", *TINY[:2], "--set", f"model={model}", "--set", "train.logger=tensorboard", "--out", str(tmp_path / model))
+        assert "train.logger: " in err and "one pass" in err
+        assert not (tmp_path / model).exists()

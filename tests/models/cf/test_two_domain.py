@@ -215,6 +215,8 @@ def test_more_than_two_domains_need_a_named_pair(tmp_path):
         run_config(load_config(None, ["model=cmf", *BASE_THREE, "data.keep_domains=[D0, D1]", "model_params.source=D0", "model_params.target=D2"]), tmp_path / "x")
     with pytest.raises(CdrecError, match=r"model_params.target: unknown domain 'D7'; expected one of \['D0', 'D1'\]"):
         run_config(load_config(None, ["model=cmf", *BASE_TWO, "model_params.target=D7"]), tmp_path / "y")
+    with pytest.raises(CdrecError, match=r"^model_params.source / model_params.target \(applied as data.keep_domains: unknown domain 'D5'"):
+        run_config(load_config(None, ["model=cmf", *BASE_THREE, "model_params.source=D0", "model_params.target=D5"]), tmp_path / "v")
     with pytest.raises(CdrecError, match="model emcdr: transfers to one target domain; name it with model_params.target"):
         run_config(load_config(None, ["model=emcdr", *BASE_TWO]), tmp_path / "z")
     with pytest.raises(CdrecError, match="scope: single trains one cmf per domain"):
