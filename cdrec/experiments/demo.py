@@ -76,6 +76,9 @@ def verdict(family: FamilyResult) -> str:
     ranked = sorted(family.scores, key=lambda m: family.scores[m], reverse=family.higher_is_better)
     best, flag = ranked[0], family.flagship
     order = "higher" if family.higher_is_better else "lower"
+    tied = [m for m in ranked if m != flag and family.scores[m] == family.scores[flag]]
+    if family.scores[flag] == family.scores[best] and tied:
+        return f"On {family.metric} ({order} is better) the flagship {flag} ties with {', '.join(tied)} at {family.scores[flag]:.4f}."
     head = f"On {family.metric} ({order} is better) {best} wins with {family.scores[best]:.4f}"
     if best == flag:
         runner = ranked[1] if len(ranked) > 1 else None

@@ -25,6 +25,8 @@ def test_verdict_names_the_winner_and_says_when_the_flagship_lost():
     assert verdict(fam) == "On NDCG@10 (higher is better) f wins with 0.6000: the flagship wins, ahead of b (0.5000) by 0.1000."
     rmse = FamilyResult(title="t", data="d", table="", metric="RMSE", higher_is_better=False, scores={"a": 0.9, "f": 1.0}, flagship="f")
     assert "a wins with 0.9000; the flagship f lost: it is 2nd of 2" in verdict(rmse)
+    tie = FamilyResult(title="t", data="d", table="", metric="AUC", higher_is_better=True, scores={"a": 0.7, "f": 0.7, "b": 0.6}, flagship="f")
+    assert verdict(tie) == "On AUC (higher is better) the flagship f ties with a at 0.7000."
 
 
 def test_demo_writes_legend_tables_verdicts_and_png(tmp_path, monkeypatch):
