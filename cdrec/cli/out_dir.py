@@ -13,23 +13,31 @@ from pathlib import Path
 from cdrec.errors import CdrecError, require
 
 
-def saved_epochs(out: Path) -> list[tuple[str, int]]:
-    """``(scope, finished epochs)`` of each checkpoint in ``out``, the most recently written last."""
+def saved_epochs(out: Path) -> list[tuple[str, int, int | None, bool]]:
+    """``(scope, finished epochs, the scope's epochs, finished)`` of each checkpoint in ``out``, the
+    most recently written last. A scope is a run's scope or a stage of a multi-stage model (UCLR's
+    ``pge``, CAT-ART's ``mf``, ...); checkpoints written before the Trainer recorded its length and
+    whether it finished give ``None`` and ``False`` there."""
     import torch
 
     found = []
     for path in sorted(out.glob("checkpoint-*.pt"), key=lambda p: p.stat().st_mtime):
         try:
-            epoch = int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            epoch = int(state["epoch"])
         except Exception:  # a foreign or damaged file: resuming reports it; here it is only not counted
             continue
-        found.append((path.stem.removeprefix("checkpoint-"), epoch))
+        found.append((path.stem.removeprefix("checkpoint-"), epoch, state.get("epochs"), bool(state.get("finished", False))))
     return found
 
 
 def _holds(out: Path, epochs: int) -> str:
-    """``epoch 33/50 (checkpoint-joint.pt)``, one entry per checkpoint."""
-    return ", ".join(f"epoch {epoch}/{epochs} (checkpoint-{scope}.pt)" for scope, epoch in saved_epochs(out))
+    """``stage mf (finished, checkpoint-mf.pt), epoch 1/2 (checkpoint-cat.pt)``, one entry per
+    checkpoint (``epochs`` where a checkpoint does not record its own)."""
+    return ", ".join(
+        f"stage {scope} (finished, checkpoint-{scope}.pt)" if finished else f"epoch {epoch}/{total or epochs} (checkpoint-{scope}.pt)"
+        for scope, epoch, total, finished in saved_epochs(out)
+    )
 
 
 def check_out_dir(out: Path, *, resume: bool, overwrite: bool, epochs: int) -> None:

@@ -89,12 +89,13 @@ class Task:
 
 
 def save_trained(run_dir: Path, states: dict[str, dict], checkpoints: Sequence[str]) -> None:
-    """Write ``model.pt`` (one state dict per scope) and drop the scopes' checkpoints, on rank 0
-    only (under ``torchrun`` the other ranks wait). Shared by every task's ``execute``."""
+    """Write ``model.pt`` (one state dict per scope) and drop the scopes' checkpoints and those of
+    multi-stage models' finished stages (every ``checkpoint-*.pt``), on rank 0 only (under
+    ``torchrun`` the other ranks wait). Shared by every task's ``execute``."""
     if dist_.is_main():
         atomic_torch_save(states, run_dir / "model.pt")
-        for scope in checkpoints:
-            (run_dir / f"checkpoint-{scope}.pt").unlink(missing_ok=True)
+        for path in {*(run_dir / f"checkpoint-{scope}.pt" for scope in checkpoints), *run_dir.glob("checkpoint-*.pt")}:
+            path.unlink(missing_ok=True)
     dist_.barrier()
 
 

@@ -156,8 +156,12 @@ class Trainer:
 
     # -------------------------------------------------------------------- checkpointing
     def _state(self, epoch: int, best: dict, history: list) -> dict:
+        """The checkpoint after ``epoch`` epochs; ``epochs`` and ``finished`` (the last epoch, or early
+        stopping reached) let ``cdrec run`` say what an interrupted run holds."""
         return {
             "epoch": epoch,
+            "epochs": self.cfg.epochs,
+            "finished": epoch >= self.cfg.epochs or best["bad"] >= self.cfg.patience,
             "model": self.model.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers],
             "best": best,

@@ -71,7 +71,7 @@ from cdrec.errors import require
 from cdrec.models.base import RankingModel
 from cdrec.models.cf.blocks import MLP, bpr_loss, info_nce_loss
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
-from cdrec.models.cf.uclr import fit_domain_stage, score_by_domain, score_item_range, trainer_settings, user_batches
+from cdrec.models.cf.uclr import fit_domain_stage, score_by_domain, score_item_range, stage_checkpoint, trainer_settings, user_batches
 from cdrec.models.registry import register
 
 if TYPE_CHECKING:
@@ -266,7 +266,9 @@ class CATART(RankingModel):
         validate_split: Callable[[Split], dict[str, float]],
     ) -> FitResult:
         """Per-domain BPR-MF, then CAT, then one ART head per domain (module docstring); returns the
-        last stage's fit result with the whole history (``stage`` marks each epoch)."""
+        last stage's fit result with the whole history (``stage`` marks each epoch). Each stage keeps
+        its checkpoint (``mf``, ``cat``, ``art-<d>``: :func:`~cdrec.models.cf.uclr.stage_checkpoint`),
+        so ``resume`` loads the finished stages and continues the one that was cut off."""
         split = self._split
         require(split is not None, "CATART.fit needs a model built with CATART.from_split")
         p = self.params
@@ -275,12 +277,9 @@ class CATART(RankingModel):
         train_s = 0.0
 
         self.stage = "mf"
-        ckpt = run_dir / "checkpoint-mf.pt" if run_dir is not None else None
-        last = make(_DomainMFStage(self), cfg, seed=seed, device=device, checkpoint=ckpt, desc="cat-art:mf").fit(
+        last = make(_DomainMFStage(self), cfg, seed=seed, device=device, checkpoint=stage_checkpoint(run_dir, "mf"), desc="cat-art:mf").fit(
             sampler.epoch, validate, n_batches=len(sampler), resume=resume
         )
-        if ckpt is not None:
-            ckpt.unlink(missing_ok=True)
         history += [{**h, "stage": "mf"} for h in last.history]
         train_s += last.train_s
 
@@ -290,10 +289,10 @@ class CATART(RankingModel):
             stage = _CATStage(self)
             held_out = torch.as_tensor(users, device=device)
             last = make(stage, dataclasses.replace(cfg, epochs=p.cat_epochs), seed=seed, device=device, metric="cat_loss", minimize=True,
-                        desc="cat-art:cat").fit(
+                        checkpoint=stage_checkpoint(run_dir, "cat"), desc="cat-art:cat").fit(
                 lambda epoch: user_batches(users, p.cat_batch, p.cat_passes, seed, epoch),
                 lambda: {"cat_loss": stage.fixed_view_loss(held_out, seed)},
-                n_batches=p.cat_passes * -(-len(users) // p.cat_batch),
+                n_batches=p.cat_passes * -(-len(users) // p.cat_batch), resume=resume,
             )
             history += [{**h, "stage": "cat"} for h in last.history]
             train_s += last.train_s
@@ -315,7 +314,8 @@ class CATART(RankingModel):
                 head.load_state_dict(start["head"])
                 self.mf.item_emb.weight.data.copy_(start["items"])
 
-            last = fit_domain_stage(make, self, _ARTStage(self, d), art_cfg, seed, device, d, dsplit, validate_split, restore, desc=f"cat-art:art:{d}")
+            last = fit_domain_stage(make, self, _ARTStage(self, d), art_cfg, seed, device, d, dsplit, validate_split, restore, desc=f"cat-art:art:{d}",
+                                    checkpoint=stage_checkpoint(run_dir, f"art-{d}"), resume=resume)
             history += [{**h, "stage": f"art:{d}"} for h in last.history]
             train_s += last.train_s
         return dataclasses.replace(last, history=history, train_s=round(train_s, 3))

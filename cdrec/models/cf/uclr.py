@@ -341,7 +341,9 @@ class UCLR(RankingModel):
         ``trainer`` supplies the settings (``cfg``, ``seed``, ``device``, checkpoint folder); each
         stage trains with a trainer of the same class. ``validate`` scores the whole split and
         ``validate_split`` one domain's (the run's protocol and ``eval.ks`` for both). Returns the
-        last stage's fit result with the whole history (``stage`` marks each epoch).
+        last stage's fit result with the whole history (``stage`` marks each epoch). Each stage keeps
+        its checkpoint (``pge``, ``ae``, ``finetune-<d>``: :func:`stage_checkpoint`), so ``resume``
+        loads the finished stages and continues the one that was cut off.
         """
         split = self._split
         require(split is not None, "UCLR.fit needs a model built with UCLR.from_split")
@@ -362,9 +364,9 @@ class UCLR(RankingModel):
             stage = _AEStage(self.ae, self.user_emb.weight.detach())
             ae_cfg = dataclasses.replace(cfg, epochs=self.params.ae_epochs)
             users = np.unique(split.data.users[split.train_rows]).astype(np.int64)
-            last = make(stage, ae_cfg, seed=seed, device=device, desc="uclr:ae").fit(
+            last = make(stage, ae_cfg, seed=seed, device=device, checkpoint=stage_checkpoint(run_dir, "ae"), desc="uclr:ae").fit(
                 lambda epoch: user_batches(users, self.params.ae_batch, self.params.ae_passes, seed, epoch), validate,
-                n_batches=self.params.ae_passes * -(-len(users) // self.params.ae_batch),
+                n_batches=self.params.ae_passes * -(-len(users) // self.params.ae_batch), resume=resume,
             )
             history += [{**h, "stage": "ae"} for h in last.history]
             train_s += last.train_s
@@ -378,7 +380,7 @@ class UCLR(RankingModel):
                 dsplit = split.restrict(d)
                 if len(dsplit.train_rows) == 0:
                     continue
-                last = self._finetune(make, cfg, seed, device, d, dsplit, validate_split)
+                last = self._finetune(make, cfg, seed, device, d, dsplit, validate_split, stage_checkpoint(run_dir, f"finetune-{d}"), resume)
                 history += [{**h, "stage": f"finetune:{d}"} for h in last.history]
                 train_s += last.train_s
         self.stage = self.final_stage
@@ -407,13 +409,10 @@ class UCLR(RankingModel):
                 self.user_emb.weight.data.copy_(state["user"])
                 self.item_emb.weight.data.copy_(state["item"])
                 return dataclasses.replace(state["fit"], train_s=0.0)
-        ckpt = run_dir / "checkpoint-pge.pt" if run_dir is not None else None
         stage = self.graph if self.graph is not None else _PGEStage(self)
-        fit = make(stage, cfg, seed=seed, device=device, checkpoint=ckpt, desc="uclr:pge").fit(
+        fit = make(stage, cfg, seed=seed, device=device, checkpoint=stage_checkpoint(run_dir, "pge"), desc="uclr:pge").fit(
             sampler.epoch, validate, n_batches=len(sampler), resume=resume
         )
-        if ckpt is not None:
-            ckpt.unlink(missing_ok=True)
         if self.graph is not None:  # E and I of the later stages: LightGCN's propagated embeddings
             self.graph.eval()
             with torch.no_grad():
@@ -441,7 +440,7 @@ class UCLR(RankingModel):
 
     def _finetune(
         self, make: type[Trainer], cfg: TrainConfig, seed: int, device: torch.device, d: int, dsplit: Split,
-        validate_split: Callable[[Split], dict[str, float]],
+        validate_split: Callable[[Split], dict[str, float]], checkpoint: Path | None, resume: bool,
     ) -> FitResult:
         head = self.heads[d]
         start = {"head": copy.deepcopy(head.state_dict()), "items": self.item_emb.weight.detach().clone()}
@@ -451,7 +450,8 @@ class UCLR(RankingModel):
             self.item_emb.weight.data.copy_(start["items"])
 
         ft_cfg = dataclasses.replace(cfg, epochs=self.params.ft_epochs)
-        return fit_domain_stage(make, self, _FinetuneStage(self, d), ft_cfg, seed, device, d, dsplit, validate_split, restore, desc=f"uclr:finetune:{d}")
+        return fit_domain_stage(make, self, _FinetuneStage(self, d), ft_cfg, seed, device, d, dsplit, validate_split, restore, desc=f"uclr:finetune:{d}",
+                                checkpoint=checkpoint, resume=resume)
 
     # -------------------------------------------------------------------- temperatures
     def temperature_table(self, split: Split) -> dict[str, np.ndarray]:
@@ -550,15 +550,25 @@ def trainer_settings(trainer: Trainer) -> tuple[type[Trainer], TrainConfig, int,
     return type(trainer), trainer.cfg, trainer.seed, trainer.device, run_dir
 
 
+def stage_checkpoint(run_dir: Path | None, stage: str) -> Path | None:
+    """``checkpoint-<stage>.pt`` of one training stage of a multi-stage model (UCLR, CAT-ART), or
+    ``None`` without a run folder. The Trainer writes it after every epoch and it stays after the stage
+    ends, until the run's ``model.pt`` is written (:func:`~cdrec.train.tasks.save_trained`): on
+    ``--resume`` a finished stage's trainer loads it and trains no further epoch, an interrupted
+    stage continues from it, and Ctrl-C names it (:mod:`cdrec.cli.out_dir`)."""
+    return run_dir / f"checkpoint-{stage}.pt" if run_dir is not None else None
+
+
 def fit_domain_stage(
     make: type[Trainer], model: nn.Module, stage: nn.Module, cfg: TrainConfig, seed: int, device: torch.device, d: int,
     dsplit: Split, validate_split: Callable[[Split], dict[str, float]], restore: Callable[[], None], *, desc: str,
+    checkpoint: Path | None = None, resume: bool = False,
 ) -> FitResult:
     """Train domain ``d``'s ``stage`` module (a part of ``model``) for ``cfg.epochs`` on BPR batches of
     ``dsplit`` with early stopping on the domain's validation ``cfg.metric``. The state before training
     counts as epoch 0: when training never beats it on validation, ``restore()`` puts it back (UCLR's
     LoRA finetune, CAT-ART's ART stage). The sampler draws with the run's ``seed``, the trainer with
-    ``seed + 7919 (d + 1)``."""
+    ``seed + 7919 (d + 1)``; ``checkpoint`` and ``resume`` are the trainer's (:func:`stage_checkpoint`)."""
     dsampler = BPRSampler(dsplit.train, cfg.batch_size, seed=seed)
     has_valid = len(dsplit.valid_rows) > 0
 
@@ -567,7 +577,9 @@ def fit_domain_stage(
 
     model.eval()
     before = validate().get(cfg.metric, float("nan"))
-    fit = make(stage, cfg, seed=seed + 7919 * (d + 1), device=device, desc=desc).fit(dsampler.epoch, validate, n_batches=len(dsampler))
+    fit = make(stage, cfg, seed=seed + 7919 * (d + 1), device=device, checkpoint=checkpoint, desc=desc).fit(
+        dsampler.epoch, validate, n_batches=len(dsampler), resume=resume
+    )
     if np.isfinite(before) and not (fit.best_metric > before):
         restore()  # training never beat the starting state on validation
         fit = dataclasses.replace(fit, best_epoch=0, best_metric=before)
