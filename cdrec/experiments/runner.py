@@ -19,7 +19,12 @@ write its report from the run folders on disk. :func:`run_plan` runs the list:
   :class:`RecipeInterrupted` (the CLI exits with code 130).
 
 The options a reproduction was started with are kept in ``reproduce.json`` beside its ``runs/``, so
-``cdrec reproduce PAPER --report-only --out DIR`` rebuilds the same report from the same runs.
+``cdrec reproduce PAPER --report-only --out DIR`` rebuilds the same report from the same runs. A folder is
+never reused under other options: :func:`run_plan` refuses, before writing anything, when ``reproduce.json``
+records another paper, ``--quick`` or ``--seeds`` (:func:`check_recorded_options`), when a finished run
+was trained with another config than the one planned for it (:func:`check_finished_runs`), or when a
+finished run the plan does not list sits beside a planned one (:func:`check_unplanned_runs`), since the
+reports, which read the run folders on disk, would otherwise mix those runs with the new ones.
 """
 
 from __future__ import annotations
@@ -76,6 +81,18 @@ class Invocation:
         atomic_write_text(Path(self.out) / OPTIONS_FILE, json.dumps(options, indent=2) + "\n")
 
 
+def _read_recorded(out: Path) -> Invocation | None:
+    """The options recorded in ``out/reproduce.json``; None when there is none."""
+    path = Path(out) / OPTIONS_FILE
+    if not path.exists():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        return Invocation(saved["paper"], Path(out), quick=bool(saved["quick"]), seeds=saved["seeds"], device=saved["device"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CdrecError(f"{path}: not a cdrec reproduce.json ({type(exc).__name__}: {exc}); delete it and pass the options the runs were made with") from None
+
+
 def recorded_invocation(paper: str, out: Path, *, quick: bool, seeds: int | None, device: str) -> Invocation:
     """The options of the reproduction in ``out`` for ``--report-only``: those recorded in
     ``reproduce.json`` (a flag that contradicts them is an error), else the flags given."""
@@ -83,17 +100,32 @@ def recorded_invocation(paper: str, out: Path, *, quick: bool, seeds: int | None
     require(any((out / "runs").glob("**/results.json")),
             f"--out {out}: holds no finished run (no runs/**/results.json); start with `cdrec reproduce {paper} --out {out}`")
     path = out / OPTIONS_FILE
-    if not path.exists():  # a reproduction from before options were recorded: the flags say how it ran
+    recorded = _read_recorded(out)
+    if recorded is None:  # a reproduction from before options were recorded: the flags say how it ran
         return Invocation(paper, out, quick=quick, seeds=seeds, device=device)
-    try:
-        saved = json.loads(path.read_text())
-        recorded = Invocation(saved["paper"], out, quick=bool(saved["quick"]), seeds=saved["seeds"], device=saved["device"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CdrecError(f"{path}: not a cdrec reproduce.json ({type(exc).__name__}: {exc}); delete it and pass the options the runs were made with") from None
     require(recorded.paper == paper, f"--out {out}: holds a `{recorded.paper}` reproduction ({path}), not `{paper}`")
     require(not quick or recorded.quick, f"--quick: the runs in {out} were made without --quick ({path})")
     require(seeds is None or seeds == recorded.seeds, f"--seeds {seeds}: the runs in {out} were made with --seeds {recorded.seeds} ({path})")
     return recorded
+
+
+def check_recorded_options(invocation: Invocation) -> None:
+    """Refuse to continue a reproduction in ``invocation.out`` that was started with another paper,
+    ``--quick`` or ``--seeds`` (``--device`` and ``--section`` may change between invocations)."""
+    recorded = _read_recorded(invocation.out)
+    if recorded is None:
+        return
+    differ = [key for key in ("paper", "quick", "seeds") if getattr(recorded, key) != getattr(invocation, key)]
+    require(not differ, f"--out {invocation.out}: holds a reproduction made with {_options(recorded, differ)} "
+                        f"({Path(invocation.out) / OPTIONS_FILE}); this one asks for {_options(invocation, differ)}; "
+                        "choose another --out (or remove that folder) to start one with these options")
+
+
+def _options(invocation: Invocation, keys: Sequence[str]) -> str:
+    """The options ``keys`` of ``invocation`` as the command line gives them."""
+    words = {"paper": f"paper {invocation.paper}", "quick": "--quick" if invocation.quick else "no --quick",
+             "seeds": "no --seeds" if invocation.seeds is None else f"--seeds {invocation.seeds}"}
+    return ", ".join(words[key] for key in keys)
 
 
 @dataclass(frozen=True)
@@ -111,6 +143,30 @@ class PlannedRun:
     @property
     def finished(self) -> bool:
         return (self.run_dir / "results.json").exists()
+
+    def build_config(self) -> RunConfig:
+        return self.config() if callable(self.config) else self.config
+
+
+def check_finished_runs(invocation: Invocation, runs: Sequence[PlannedRun]) -> None:
+    """Refuse to keep a finished run whose ``config.yaml`` differs from its planned config (outside
+    :data:`~cdrec.experiments.pipeline.RESUME_FREE_KEYS`): it is not a run of this plan, and training it
+    again would discard its results."""
+    for run in runs:
+        if run.finished and (run.run_dir / "config.yaml").exists():
+            changed = config_changes(run.build_config(), run.run_dir)
+            require(not changed, f"--out {invocation.out}: the finished run {run.label} ({run.run_dir}) was trained with another "
+                                 f"config ({', '.join(changed)}); choose another --out (or remove that run's folder) to train it with this one")
+
+
+def check_unplanned_runs(invocation: Invocation, runs: Sequence[PlannedRun]) -> None:
+    """Refuse a finished run beside a planned one (in the same folder, e.g. a ``seed2`` next to the
+    planned ``seed0`` and ``seed1``) that the plan does not list: the reports read every run there."""
+    planned = {run.run_dir for run in runs}
+    for folder in dict.fromkeys(run.run_dir.parent for run in runs):
+        for results in sorted(folder.glob("*/results.json")):
+            require(results.parent in planned, f"--out {invocation.out}: {results.parent} holds a finished run that this plan does not list "
+                                               "(the report would include it); choose another --out (or remove that run's folder)")
 
 
 def _clock(seconds: float) -> str:
@@ -139,9 +195,14 @@ def failed_section(failed: Sequence[str]) -> list[str]:
 def run_plan(invocation: Invocation, runs: Sequence[PlannedRun], report: Callable[[Sequence[str]], Path],
              *, say: Callable[[str], None] | None = None) -> Path:
     """Run every unfinished run of ``runs`` in order, then ``report(failed)``; returns the report's path.
-    Raises :class:`RunFailed` after the report when a run raised, :class:`RecipeInterrupted` on Ctrl-C."""
+    Raises :class:`CdrecError` before writing anything when ``invocation.out`` holds a reproduction made
+    with other options, a finished run of another config or one beside the plan's; :class:`RunFailed`
+    after the report when a run raised; :class:`RecipeInterrupted` on Ctrl-C."""
     say = say or (lambda line: print(line, flush=True))
     tag = f"[{invocation.paper}]"
+    check_recorded_options(invocation)
+    check_finished_runs(invocation, runs)
+    check_unplanned_runs(invocation, runs)
     Path(invocation.out).mkdir(parents=True, exist_ok=True)
     invocation.save()
     todo = [k for k, run in enumerate(runs) if not run.finished]
@@ -155,7 +216,7 @@ def run_plan(invocation: Invocation, runs: Sequence[PlannedRun], report: Callabl
         left = f"about {_clock(elapsed / done * (len(todo) - done))} left" if done else "time left not known yet"
         say(f"{tag} run {k + 1}/{len(runs)}, {run.label}, elapsed {_clock(elapsed)}, {left}")
         try:
-            cfg = run.config() if callable(run.config) else run.config
+            cfg = run.build_config()
             resume = _resume(cfg, run.run_dir, say)
             if resume:
                 say("  continuing it from its last checkpoint")

@@ -161,3 +161,65 @@ def test_report_only_refuses_options_that_contradict_the_recorded_ones(tmp_path)
         ran = call_main("reproduce", *args, "--report-only", "--out", str(tmp_path))
         assert ran.code == 2 and ran.stderr.startswith("error: ") and message in ran.stderr and ran.stderr.count("\n") == 1, ran.stderr
     assert not (tmp_path / "report.md").exists()
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path -> bytes)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_reproduction_refuses_an_out_folder_made_with_other_options_and_leaves_it_untouched(tmp_path, monkeypatch):
+    _tiny_uclr(monkeypatch)
+    monkeypatch.setattr(uclr_recipe, "PHASES", [["bprmf"]])
+    monkeypatch.setattr(uclr_recipe, "DATASETS", {"synthetic": uclr_recipe.DATASETS["synthetic"]})
+    monkeypatch.setattr(uclr_recipe, "SCHEDULE", {**uclr_recipe.QUICK, "train": {**uclr_recipe.QUICK["train"], "epochs": 4}, "seeds": 2})
+    out = tmp_path / "out"
+    assert call_main("reproduce", "uclr", "--quick", "--out", str(out)).code == 0
+    before = _tree(out)
+    for args, recorded, asked in ((["--quick", "--seeds", "1"], "no --seeds", "--seeds 1"), ([], "--quick", "no --quick")):
+        ran = call_main("reproduce", "uclr", *args, "--out", str(out))
+        assert ran.code == 2 and ran.stdout == "" and ran.stderr.count("\n") == 1, ran.stderr + ran.stdout
+        assert ran.stderr.startswith(f"error: --out {out}: holds a reproduction made with {recorded} ({out / 'reproduce.json'}); "
+                                     f"this one asks for {asked}; choose another --out"), ran.stderr
+    assert _tree(out) == before  # the quick run is neither reported as a full one nor retrained; reproduce.json keeps quick
+
+
+def test_a_finished_run_of_another_config_is_refused_naming_the_keys(tmp_path, monkeypatch):
+    _tiny_uclr(monkeypatch)
+    monkeypatch.setattr(uclr_recipe, "PHASES", [["bprmf"]])
+    out = tmp_path / "out"
+    assert call_main("reproduce", "uclr", "--quick", "--out", str(out)).code == 0
+    before = _tree(out)
+    monkeypatch.setitem(uclr_recipe.QUICK, "train", {**uclr_recipe.QUICK["train"], "lr": 0.02, "epochs": 2})  # the recipe changed since
+    ran = call_main("reproduce", "uclr", "--quick", "--out", str(out))
+    assert ran.code == 2 and ran.stdout == "" and ran.stderr.count("\n") == 1, ran.stderr + ran.stdout
+    assert ran.stderr.startswith(f"error: --out {out}: the finished run synthetic/bprmf/seed0 ({out / 'runs/synthetic/bprmf/seed0'}) "
+                                 "was trained with another config (train.epochs, train.lr); choose another --out"), ran.stderr
+    assert _tree(out) == before
+
+
+def test_a_finished_run_beside_the_planned_ones_that_the_plan_does_not_list_is_refused(tmp_path, monkeypatch):
+    _tiny_uclr(monkeypatch)
+    monkeypatch.setattr(uclr_recipe, "PHASES", [["bprmf"]])
+    out = tmp_path / "out"
+    assert call_main("reproduce", "uclr", "--quick", "--seeds", "2", "--out", str(out)).code == 0
+    (out / "reproduce.json").unlink()  # a reproduction from before the options were recorded
+    before = _tree(out)
+    ran = call_main("reproduce", "uclr", "--quick", "--out", str(out))  # one seed: seed1 would be averaged into the report
+    assert ran.code == 2 and ran.stdout == "" and ran.stderr.count("\n") == 1, ran.stderr + ran.stdout
+    assert ran.stderr.startswith(f"error: --out {out}: {out / 'runs/synthetic/bprmf/seed1'} holds a finished run that this plan does not list"), ran.stderr
+    assert _tree(out) == before
+
+
+def test_a_rerun_with_the_same_options_keeps_its_finished_runs(tmp_path, monkeypatch):
+    _tiny_uclr(monkeypatch)
+    monkeypatch.setattr(uclr_recipe, "PHASES", [["bprmf"]])
+    out = tmp_path / "out"
+    assert call_main("reproduce", "uclr", "--quick", "--out", str(out)).code == 0
+    run = out / "runs/synthetic/bprmf/seed0/results.json"
+    first = run.read_bytes()
+    again = call_main("reproduce", "uclr", "--quick", "--device", "cpu", "--out", str(out))  # --device may change (resume-free)
+    assert again.code == 0, again.stderr
+    assert f"[uclr] 1 of 1 runs already finished in {out} (kept)" in again.stdout and "run 1/1" not in again.stdout
+    assert run.read_bytes() == first
+    assert json.loads((out / "reproduce.json").read_text())["quick"] is True
