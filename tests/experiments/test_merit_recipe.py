@@ -16,7 +16,7 @@ from cdrec.results.schema import RunResult, write_result
 def fake_result(model: str, ds: str, seed: int, mrr: float, ablation: str | None = None) -> RunResult:
     domains = {"abe": ("Beauty", "Electronics"), "afk": ("Food", "Kitchen")}[ds]
     metrics = {d: {"HR@5": mrr * 1.5, "HR@10": mrr * 2, "NDCG@10": mrr * 1.2, "MRR": mrr + 0.01 * i, "n": 100} for i, d in enumerate(domains)}
-    scopes = domains if model.endswith("-st") or model in ("cd-sasrec", "cd-asr") else ("joint",)
+    scopes = domains if model.endswith("-st") or model in ("cd-sasrec", "cd-asr", "mgcl") else ("joint",)
     history = [{"scope": sc, "best_epoch": 2, "epochs": [{"epoch": e, "loss": 1.0, "valid": {"MRR_sum": mrr * e}} for e in (1, 2, 3)]} for sc in scopes]
     setting = {"ablation": ablation} if ablation else {}
     if model in ONE_PASS:  # what the ranking task records
@@ -70,7 +70,7 @@ def test_every_schedule_builds_valid_configs_for_every_model():
 def test_report_tables_ttest_and_gate_figure(tmp_path):
     rng = np.random.default_rng(0)
     for seed in range(3):
-        for m, base in zip(MODELS, [0.01, 0.02, 0.05, 0.04, 0.045, 0.047, 0.06, 0.055, 0.07, 0.05, 0.052, 0.09], strict=True):
+        for m, base in zip(MODELS, [0.01, 0.02, 0.05, 0.04, 0.045, 0.047, 0.046, 0.06, 0.055, 0.07, 0.05, 0.052, 0.09], strict=True):
             d = run_dir(tmp_path, "abe", m, None, seed)
             write_result(d, fake_result(m, "abe", seed, base + rng.normal(0, 0.002)))
         d = run_dir(tmp_path, "abe", "merit", "SF1", seed)
@@ -92,6 +92,7 @@ def test_report_tables_ttest_and_gate_figure(tmp_path):
     assert "| abe | sasrec-st | 0 | 3/3 | 2/2 |" in report  # epochs run and kept epoch per domain model
     assert "(0.1162)" in next(line for line in report.splitlines() if line.startswith("| cd-sasrec |"))  # MERIT's Table 2 cells
     assert "(0.1211)" in next(line for line in report.splitlines() if line.startswith("| cd-asr |"))
+    assert "(0.1001)" in next(line for line in report.splitlines() if line.startswith("| mgcl |"))
     table2 = (tmp_path / "table2.md").read_text()
     assert table2.index("| pop | 3 |") < table2.index("| itemknn | 3 |") < table2.index("| sasrec-st | 3 |")  # first rows, no paper cell
 

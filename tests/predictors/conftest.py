@@ -18,7 +18,7 @@ CTR = [
     "data.synthetic={n_users: 200, items_per_domain: 60, seed: 3}", "train.progress=false", "train.device=cpu",
     "train.batch_size=512", "train.epochs=2",
 ]
-SEQ_MODELS = ["sasrec-dt", "merit", "bert4rec-st", "abxi", "c2dsr", "dream", "cd-sasrec", "cd-asr"]
+SEQ_MODELS = ["sasrec-dt", "merit", "bert4rec-st", "abxi", "c2dsr", "dream", "cd-sasrec", "cd-asr", "mgcl"]
 CTR_MODELS = {"mlp-single": ["model=mlp", "model_params.mode=single"], "m3oe-mdmt": ["model=m3oe", "model_params.mode=mdmt"],
               "m2m-mdmt": ["model=m2m", "model_params.mode=mdmt"], "adatt-sp-mtl": ["model=adatt-sp", "model_params.mode=mtl"],
               # domains owned by users (as M3oE's age bins): the domain is derived from a known user

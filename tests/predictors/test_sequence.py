@@ -101,7 +101,7 @@ def test_single_target_uses_only_the_domains_events(predictors):
         p.recommend_sequence(d0, 4, domain="D1")
 
 
-@pytest.mark.parametrize("name", ["merit", "cd-sasrec", "cd-asr"])  # cd-*: one model per domain, reading both
+@pytest.mark.parametrize("name", ["merit", "cd-sasrec", "cd-asr", "mgcl"])  # cd-*, mgcl: one model per domain, reading both
 def test_mixed_models_use_the_other_domain_too(predictors, name):
     p = predictors[name]
     data = p.data

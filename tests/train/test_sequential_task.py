@@ -37,7 +37,7 @@ def test_evaluation_batch_defaults_to_the_training_batch_and_follows_an_explicit
     assert eval_rows(load_config(None, ["model=merit", "train.batch_size=256", "eval.batch_size=64"])) == 64
 
 
-@pytest.mark.parametrize("name", ["sasrec-dt", "bert4rec-dt", "merit", "sasrec-st", "cd-sasrec", "cd-asr"])
+@pytest.mark.parametrize("name", ["sasrec-dt", "bert4rec-dt", "merit", "sasrec-st", "cd-sasrec", "cd-asr", "mgcl"])
 def test_models_learn_a_sequential_pattern(name):
     torch.manual_seed(0)
     data = cyclic_data()
@@ -49,6 +49,7 @@ def test_models_learn_a_sequential_pattern(name):
     mrr = []
     for dom in domains:
         model = entry.cls(data.n_items, data.item_offsets, params)
+        model.attach_training(split)
         opt = torch.optim.Adam(model.parameters(), lr=3e-3)
         batches, _ = train_batches(scope_training(split, 16, dom, entry.cls), 32, seed=0)
         model.train()

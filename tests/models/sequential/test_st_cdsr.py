@@ -1,6 +1,6 @@
-"""The ST-CDSR models (CD-SASRec, CD-ASR): causal source and target streams, the transferred source
-representation, padding, seeded reruns, shapes, the target-domain-only training and evaluation, and
-the two-domain refusal."""
+"""The ST-CDSR models (CD-SASRec, CD-ASR, MGCL): causal source and target streams, the transferred
+source representation, padding, seeded reruns, shapes, the target-domain-only training and
+evaluation, the two-domain refusal, and MGCL's training-only graph and contrastive views."""
 
 from __future__ import annotations
 
@@ -9,18 +9,21 @@ import pytest
 import torch
 
 from cdrec.config import load_config
+from cdrec.data.sequences import next_events
 from cdrec.errors import CdrecError
 from cdrec.experiments.pipeline import run_config
 from cdrec.models import registry
 from cdrec.models.sequential.cdasr import CDASR, multiplicative_attention
 from cdrec.models.sequential.cdsasrec import TargetDomainModel, cumulative_mean
-from cdrec.train.sequential import SequentialTask
+from cdrec.models.sequential.mgcl import MGCL, info_nce
+from cdrec.train.sequential import SequentialTask, cached_split
 
 from .test_abxi import eval_batch, seeded_train_step
 from .test_merit import OFFSETS, make_batch
 
-VARIANTS = [("cd-sasrec", {"source": "sequence"}), ("cd-sasrec", {"source": "items"}), ("cd-asr", {})]
-IDS = ["cd-sasrec", "cd-sasrec-items", "cd-asr"]
+VARIANTS = [("cd-sasrec", {"source": "sequence"}), ("cd-sasrec", {"source": "items"}), ("cd-asr", {}), ("mgcl", {}), ("mgcl", {"graph": "directed"})]
+IDS = ["cd-sasrec", "cd-sasrec-items", "cd-asr", "mgcl", "mgcl-directed"]
+NAMES = ["cd-sasrec", "cd-asr", "mgcl"]
 TINY = ["data.name=synthetic", "split.n_negatives=10", "train.epochs=1", "train.progress=false", "train.device=cpu",
         "model_params.dim=16", "model_params.max_len=8", "model_params.warmup_epochs=0"]
 
@@ -28,7 +31,10 @@ TINY = ["data.name=synthetic", "split.n_negatives=10", "train.epochs=1", "train.
 def model(name: str = "cd-sasrec", seed: int = 0, **kw) -> TargetDomainModel:
     torch.manual_seed(seed)
     params = registry.build_params(name, {"dim": 16, "n_heads": 2, "dropout": 0.0, "max_len": 24, "n_negatives": 8, **kw})
-    return registry.get(name).cls(70, OFFSETS, params)
+    net = registry.get(name).cls(70, OFFSETS, params)
+    if isinstance(net, MGCL):
+        net.set_graph(np.random.default_rng(1).integers(0, 70, (2, 200)))  # a random graph over both domains' items
+    return net
 
 
 def same_domain_replacement(items: torch.Tensor, doms: torch.Tensor, after: int) -> torch.Tensor:
@@ -117,7 +123,7 @@ def test_shapes_and_the_target_domain_selects_the_prediction(name, extra):
     assert torch.isfinite(loss)
 
 
-@pytest.mark.parametrize("name", ["cd-sasrec", "cd-asr"])
+@pytest.mark.parametrize("name", NAMES)
 def test_training_and_evaluation_keep_to_the_target_domain(name, tmp_path):
     cfg = load_config(None, [f"model={name}", *TINY, "data.synthetic={n_users: 120, n_domains: 2, items_per_domain: 60, seed: 3}"])
     prepared = SequentialTask().prepare(cfg)
@@ -136,7 +142,7 @@ def test_training_and_evaluation_keep_to_the_target_domain(name, tmp_path):
     assert res.metrics["D0"]["n"] + res.metrics["D1"]["n"] == res.metrics["overall"]["n"]
 
 
-@pytest.mark.parametrize("name", ["cd-sasrec", "cd-asr"])
+@pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("n_domains", [1, 3])
 def test_refuses_other_than_two_domains(name, n_domains, tmp_path):
     entry = registry.get(name)
@@ -153,9 +159,16 @@ def test_refuses_other_than_two_domains(name, n_domains, tmp_path):
 def test_user_errors():
     with pytest.raises(CdrecError, match="model_params.source"):
         model(source="graph")
-    for name in ("cd-sasrec", "cd-asr"):
+    for name in NAMES:
         with pytest.raises(CdrecError, match="divisible"):
             model(name, dim=15)
+    with pytest.raises(CdrecError, match="model_params.graph"):
+        model("mgcl", graph="bipartite")
+    with pytest.raises(CdrecError, match="cl_temperature"):
+        model("mgcl", cl_temperature=0)
+    unattached = registry.get("mgcl").cls(70, OFFSETS, registry.build_params("mgcl", {"dim": 16, "max_len": 24}))
+    with pytest.raises(CdrecError, match="mgcl: no item graph"):
+        unattached.score(eval_batch(make_batch()))
 
 
 def test_cd_asr_attends_multiplicatively_to_the_source_items_so_far():
@@ -184,3 +197,66 @@ def test_cd_asr_attends_multiplicatively_to_the_source_items_so_far():
         src = doms == 1
         general = multiplicative_attention(current, net.encoder.item_emb(items * src), net.bilinear, src)
         assert torch.allclose(ref, net.combine(torch.cat([current, general], -1))[0, -1], atol=1e-6)
+
+
+@pytest.mark.parametrize("extra", [{}, {"cl_weight": 0.0}], ids=["cl", "no-cl"])
+def test_mgcl_padding_contributes_nothing_to_the_loss(extra):
+    net = model("mgcl", **extra).eval()
+    torch.manual_seed(5)
+    a = net.loss(make_batch(length=10))
+    torch.manual_seed(5)
+    b = net.loss(make_batch(length=10, pad_to=20))
+    assert torch.isfinite(a) and torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("graph", ["undirected", "directed"])
+def test_mgcl_graph_holds_training_transitions_only(graph):
+    cfg = load_config(None, ["model=mgcl", *TINY, "data.synthetic={n_users: 80, n_domains: 2, items_per_domain: 60, seed: 5}"])
+    data, split = cached_split(cfg)
+    _, items, _, nxt, _ = next_events(data, np.arange(len(data)))
+    everything = set(zip((items[nxt > 0] - 1).tolist(), (nxt[nxt > 0] - 1).tolist()))
+    _, items, _, nxt, _ = next_events(data, split.train_rows)
+    train = set(zip((items[nxt > 0] - 1).tolist(), (nxt[nxt > 0] - 1).tolist()))
+    held_out = everything - train
+    assert held_out, "the check needs transitions that only validation/test events make"
+    expected = train if graph == "directed" else train | {(b, a) for a, b in train}
+    net = MGCL(data.n_items, data.item_offsets, registry.build_params("mgcl", {"dim": 8, "graph": graph}))
+    net.attach_training(split)
+    edges = {(a - 1, b - 1) for a, b in net.graph.indices().T.tolist()}
+    assert edges == expected and not edges & (held_out - expected)
+    rows = torch.sparse.sum(net.graph, dim=1).to_dense()
+    assert torch.allclose(rows[rows > 0], torch.ones_like(rows[rows > 0]))
+
+
+def test_mgcl_fuses_both_views_and_the_graph_enters_the_cross_domain_view():
+    net = model("mgcl").eval()
+    batch = make_batch(b=4, length=10)
+    items, doms = batch["items"], batch["domains"]
+    with torch.no_grad():
+        s, c, has_own = net.views(items, doms, 0)
+        assert torch.allclose(net.represent(items, doms, 0), s + c)
+        assert float(s[~has_own].abs().max()) == 0.0 and bool((c[items > 0].abs().sum(-1) > 0).all())
+        # another graph changes the cross-domain view but not the specific-domain one
+        other = model("mgcl")
+        other.load_state_dict(net.state_dict())
+        other.set_graph(np.random.default_rng(7).integers(0, 70, (2, 200)))
+        s2, c2, _ = other.eval().views(items, doms, 0)
+        assert torch.allclose(s, s2) and not torch.allclose(c, c2, atol=1e-5)
+        # no propagation: the graph view reads the item table itself
+        flat = model("mgcl", gnn_layers=0)
+        assert torch.equal(flat.graph_items(), flat.encoder.item_emb.weight)
+
+
+def test_mgcl_contrastive_terms_enter_the_loss():
+    batch = make_batch()
+    torch.manual_seed(5)
+    with_cl = model("mgcl", cl_weight=0.5).train().loss(batch)
+    torch.manual_seed(5)
+    without = model("mgcl", cl_weight=0.0).train().loss(batch)
+    torch.manual_seed(5)
+    base = TargetDomainModel.loss(model("mgcl", cl_weight=0.5).train(), batch)
+    assert torch.allclose(without, base) and float((with_cl - without).detach()) > 0
+    # InfoNCE by hand: matching rows are the positives
+    a, p = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    expected = -torch.log_softmax(torch.tensor([[1.0, 0.0], [0.0, 1.0]]) / 0.5, dim=1).diagonal().mean()
+    assert torch.allclose(info_nce(a, p, 0.5), expected)
