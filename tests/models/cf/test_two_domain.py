@@ -1,4 +1,4 @@
-"""The two-domain CDR baselines (CMF, EMCDR, DTCDR, CoNet, BiTGCF, DisenCDR; cdrec.models.cf.two_domain): the pair options
+"""The two-domain CDR baselines (CMF, EMCDR, DTCDR, CoNet, BiTGCF, DisenCDR, CLFM; cdrec.models.cf.two_domain): the pair options
 and the refusals, target-only evaluation of a single-target model, shapes, gradients into every
 parameter group, seeded reruns, a planted cross-domain signal they find (and single-domain BPR-MF
 cannot), and the faces (`cdrec run`, `evaluate`, `recommend`)."""
@@ -26,7 +26,8 @@ from tests.models.cf.test_cross_domain_graphs import (
     BASE, CLI_SETS, batch_of, assert_every_gradient_nonzero, assert_evaluation_matches_saved, assert_seeded_rerun_identical, cli_run, planted_with_control,
 )
 
-MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr")
+MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr",
+          "clfm")
 VARIANTS = {
     "cmf": ("cmf", {}),
     "emcdr": ("emcdr", {"target": "D1"}),
@@ -39,6 +40,8 @@ VARIANTS = {
     "bitgcf-fixed-mean": ("bitgcf", {"transfer": "fixed", "layer_combine": "mean", "layers": 1}),
     "disencdr": ("disencdr", {}),
     "disencdr-fixed-one-layer": ("disencdr", {"share_rate": "fixed", "layers": 1, "beta": 0.5}),
+    "clfm": ("clfm", {}),
+    "clfm-shared-users": ("clfm", {"user_factors": "shared", "shared_dim": 2}),
 }
 TARGETED = {"emcdr": ["model_params.target=D1"]}
 """Options a model needs on two-domain synthetic data (a single-target model names its target)."""
@@ -180,6 +183,34 @@ def test_disencdr_scores_shared_plus_exclusive_means_and_its_kl_terms():
     share = (counts / counts.sum(1, keepdim=True))[:, :, None]
     torch.testing.assert_close(mixed[0, : model.n_users][common], share[:, 0] * nodes[0, : model.n_users][common] + share[:, 1] * nodes[1, : model.n_users][common])
 
+
+def test_clfm_shares_the_first_pattern_columns_and_nothing_else():
+    split = tiny_split()
+    model = build("clfm", split).eval()
+    assert model.shared_patterns.shape == (DIM, DIM // 2) and model.domain_patterns.shape == (2, DIM, DIM - DIM // 2)
+    who = torch.arange(model.n_users)
+    ranges = [split.data.domain_item_range(d) for d in range(2)]
+    with torch.no_grad():
+        before = [model.score_all(who, *ranges[d]) for d in range(2)]
+        for d in range(2):  # U_d S_d V^T with S_d = [S_0 | S_d']
+            users = model.user_emb.weight[d * model.n_users : (d + 1) * model.n_users]
+            patterns = torch.cat([model.shared_patterns, model.domain_patterns[d]], 1)
+            torch.testing.assert_close(before[d], users @ patterns @ model.item_emb.weight[slice(*ranges[d])].T)
+        model.domain_patterns[1].add_(1.0)  # a domain's own patterns move its scores alone
+        after = [model.score_all(who, *ranges[d]) for d in range(2)]
+        torch.testing.assert_close(after[0], before[0])
+        assert not torch.allclose(after[1], before[1])
+        model.shared_patterns.add_(1.0)  # the shared ones move both
+        moved = [model.score_all(who, *ranges[d]) for d in range(2)]
+        assert not torch.allclose(moved[0], after[0]) and not torch.allclose(moved[1], after[1])
+        model.user_emb.weight[model.n_users :].add_(1.0)  # per-domain user factors: domain 1's rows only
+        torch.testing.assert_close(model.score_all(who, *ranges[0]), moved[0])
+    shared = build("clfm-shared-users", split)
+    assert shared.user_emb.num_embeddings == shared.n_users and shared.shared_patterns.shape[1] == 2
+    with torch.no_grad():
+        torch.testing.assert_close(shared.user_rows(who, 0), shared.user_rows(who, 1))
+
+
 def test_bad_options_are_user_errors():
     with pytest.raises(CdrecError, match="model_params.combine"):
         registry.build_params("dtcdr", {"combine": "sum"})
@@ -195,6 +226,10 @@ def test_bad_options_are_user_errors():
         registry.build_params("disencdr", {"share_rate": "attention"})
     with pytest.raises(CdrecError, match=r"model_params.source_weight"):
         registry.build_params("cmf", {"source_weight": 1.5})
+    with pytest.raises(CdrecError, match=r"model_params.shared_dim: expected at most model_params.dim \(8\), got 9"):
+        registry.build_params("clfm", {"dim": 8, "shared_dim": 9})
+    with pytest.raises(CdrecError, match="model_params.user_factors"):
+        registry.build_params("clfm", {"user_factors": "both"})
 
 
 # ------------------------------------------------------------------------------ the pair, through run_config
@@ -248,9 +283,11 @@ def test_seeded_rerun_is_identical(model, tmp_path):
 
 
 PLANTED_SETS = [*BASE, "train.epochs=10", "split.n_negatives=50"]
-PLANTED_OPTIONS = {"disencdr": ["model_params.layers=1", "model_params.kl_weight=0.001", "train.epochs=20"]}
+PLANTED_OPTIONS = {"disencdr": ["model_params.layers=1", "model_params.kl_weight=0.001", "train.epochs=20"],
+                   "clfm": ["model_params.user_factors=shared"]}
 """A model's options on the planted data (DisenCDR's KL at weight 1 and its second layer learn too
-slowly for 10 epochs; it gets 20)."""
+slowly for 10 epochs; it gets 20. CLFM's per-domain user factors share only cluster-level
+patterns, which carry no user's own taste: the planted signal needs its shared user factors)."""
 
 
 def sparse_mrr(folder: Path, model: str, csv: str, *extra: str) -> float:
