@@ -6,6 +6,7 @@ from cdrec.models.cf.bitgcf import BiTGCF, BiTGCFParams
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
 from cdrec.models.cf.cat_art import CATART, CATARTParams
 from cdrec.models.cf.cmf import CMF, CMFParams
+from cdrec.models.cf.deepapf import DeepAPF, DeepAPFParams
 from cdrec.models.cf.clfm import CLFM, CLFMParams
 from cdrec.models.cf.conet import CoNet, CoNetParams
 from cdrec.models.cf.disencdr import DisenCDR, DisenCDRParams
@@ -24,5 +25,5 @@ __all__ = [
     "GAMTCDR", "GAMTCDRParams", "HeroGraph", "HeroGraphParams",
     "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "Pop", "PopParams",
     "UCLR", "UCLRParams",
-    "CLFM", "CLFMParams",
+    "CLFM", "CLFMParams", "DeepAPF", "DeepAPFParams",
 ]

@@ -1,4 +1,4 @@
-"""The two-domain CDR baselines (CMF, EMCDR, DTCDR, CoNet, BiTGCF, DisenCDR, CLFM; cdrec.models.cf.two_domain): the pair options
+"""The two-domain CDR baselines (CMF, EMCDR, DTCDR, CoNet, BiTGCF, DisenCDR, CLFM, DeepAPF; cdrec.models.cf.two_domain): the pair options
 and the refusals, target-only evaluation of a single-target model, shapes, gradients into every
 parameter group, seeded reruns, a planted cross-domain signal they find (and single-domain BPR-MF
 cannot), and the faces (`cdrec run`, `evaluate`, `recommend`)."""
@@ -27,7 +27,7 @@ from tests.models.cf.test_cross_domain_graphs import (
 )
 
 MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr",
-          "clfm")
+          "clfm", "deepapf")
 VARIANTS = {
     "cmf": ("cmf", {}),
     "emcdr": ("emcdr", {"target": "D1"}),
@@ -42,6 +42,8 @@ VARIANTS = {
     "disencdr-fixed-one-layer": ("disencdr", {"share_rate": "fixed", "layers": 1, "beta": 0.5}),
     "clfm": ("clfm", {}),
     "clfm-shared-users": ("clfm", {"user_factors": "shared", "shared_dim": 2}),
+    "deepapf": ("deepapf", {}),
+    "deepapf-overlap": ("deepapf", {"cross_site_users": "overlap", "attention_hidden": 4}),
 }
 TARGETED = {"emcdr": ["model_params.target=D1"]}
 """Options a model needs on two-domain synthetic data (a single-target model names its target)."""
@@ -211,6 +213,30 @@ def test_clfm_shares_the_first_pattern_columns_and_nothing_else():
         torch.testing.assert_close(shared.user_rows(who, 0), shared.user_rows(who, 1))
 
 
+def test_deepapf_fuses_the_two_interests_by_item_aware_attention():
+    split = tiny_split()
+    model = build("deepapf", split).eval()
+    overlap_only = build("deepapf-overlap", split).eval()
+    who = torch.arange(model.n_users)
+    one_domain = model.present[1] & ~model.present[0]
+    assert one_domain.any() and model.overlap.any()
+    start, stop = split.data.domain_item_range(1)
+    items = torch.arange(start, stop).expand(model.n_users, -1)
+    with torch.no_grad():
+        for m in (model, overlap_only):
+            interests, item = m.interests(who, 1), m.item_emb(items)
+            weights = m.attention_weights(who, interests, item)
+            torch.testing.assert_close(weights.sum(-1), torch.ones(weights.shape[:2]))
+            expected = weights[..., :1] * m.cross_user_emb(who)[:, None] + weights[..., 1:] * m.site_user_emb(m.n_users + who)[:, None]
+            torch.testing.assert_close(m.score_all(who, start, stop), (expected * item) @ m.output)
+            assert not torch.allclose(weights[0, 0], weights[0, 1])  # the weights follow the item
+        assert torch.all(weights[one_domain][..., 0] == 0)  # overlap: a one-domain user keeps its site-specific interest
+        assert torch.all(weights[overlap_only.overlap][..., 0] > 0)
+        assert torch.all(model.attention_weights(who, model.interests(who, 1), model.item_emb(items))[..., 0] > 0)
+        own = overlap_only.site_user_emb(overlap_only.n_users + who)[one_domain]
+        torch.testing.assert_close(overlap_only.score_all(who, start, stop)[one_domain], (own[:, None] * overlap_only.item_emb(items[one_domain])) @ overlap_only.output)
+
+
 def test_bad_options_are_user_errors():
     with pytest.raises(CdrecError, match="model_params.combine"):
         registry.build_params("dtcdr", {"combine": "sum"})
@@ -230,6 +256,8 @@ def test_bad_options_are_user_errors():
         registry.build_params("clfm", {"dim": 8, "shared_dim": 9})
     with pytest.raises(CdrecError, match="model_params.user_factors"):
         registry.build_params("clfm", {"user_factors": "both"})
+    with pytest.raises(CdrecError, match="model_params.cross_site_users: expected all or overlap"):
+        registry.build_params("deepapf", {"cross_site_users": "none"})
 
 
 # ------------------------------------------------------------------------------ the pair, through run_config
