@@ -16,6 +16,7 @@ from cdrec.models.cf.gamtcdr import GAMTCDR, GAMTCDRParams
 from cdrec.models.cf.herograph import HeroGraph, HeroGraphParams
 from cdrec.models.cf.itemknn import ItemKNN, ItemKNNParams
 from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
+from cdrec.models.cf.natr import NATR, NATRParams
 from cdrec.models.cf.neumf import NeuMF, NeuMFParams
 from cdrec.models.cf.pop import Pop, PopParams
 from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
@@ -25,5 +26,5 @@ __all__ = [
     "GAMTCDR", "GAMTCDRParams", "HeroGraph", "HeroGraphParams",
     "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "Pop", "PopParams",
     "UCLR", "UCLRParams",
-    "CLFM", "CLFMParams", "DeepAPF", "DeepAPFParams",
+    "CLFM", "CLFMParams", "DeepAPF", "DeepAPFParams", "NATR", "NATRParams",
 ]

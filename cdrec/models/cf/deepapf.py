@@ -40,6 +40,12 @@ from cdrec.models.registry import register
 CROSS_SITE_USERS = ("all", "overlap")
 
 
+def attention_net(dim: int, hidden: int) -> nn.Sequential:
+    """``x -> h^T ReLU(W x + b)``, ``[..., dim] -> [..., 1]``: an attention logit with no output bias
+    (a bias common to every candidate cancels in the softmax; NATR's attentions too)."""
+    return nn.Sequential(MLP([dim, hidden], last_activation=True), nn.Linear(hidden, 1, bias=False))
+
+
 @dataclass
 class DeepAPFParams(TwoDomainParams):
     """The pair, embedding size and L2, the attention network's width and who uses the cross-site interest."""
@@ -64,9 +70,7 @@ class DeepAPF(TwoDomainModel):
         self.item_emb = nn.Embedding(self.n_items, params.dim)
         for table in (self.cross_user_emb, self.site_user_emb, self.item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
-        hidden = params.attention_hidden or params.dim
-        # the last layer has no bias: a bias common to both interests cancels in the softmax
-        self.attention = nn.Sequential(MLP([params.dim, hidden], last_activation=True), nn.Linear(hidden, 1, bias=False))
+        self.attention = attention_net(params.dim, params.attention_hidden or params.dim)
         self.output = nn.Parameter(torch.ones(params.dim))  # w
         uses_cross = torch.ones_like(self.overlap) if params.cross_site_users == "all" else self.overlap
         self.register_buffer("uses_cross", uses_cross, persistent=False)
