@@ -6,6 +6,8 @@ from cdrec.models.cf.bitgcf import BiTGCF, BiTGCFParams
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
 from cdrec.models.cf.cat_art import CATART, CATARTParams
 from cdrec.models.cf.cmf import CMF, CMFParams
+from cdrec.models.cf.deepapf import DeepAPF, DeepAPFParams
+from cdrec.models.cf.clfm import CLFM, CLFMParams
 from cdrec.models.cf.conet import CoNet, CoNetParams
 from cdrec.models.cf.disencdr import DisenCDR, DisenCDRParams
 from cdrec.models.cf.dtcdr import DTCDR, DTCDRParams
@@ -14,6 +16,7 @@ from cdrec.models.cf.gamtcdr import GAMTCDR, GAMTCDRParams
 from cdrec.models.cf.herograph import HeroGraph, HeroGraphParams
 from cdrec.models.cf.itemknn import ItemKNN, ItemKNNParams
 from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
+from cdrec.models.cf.natr import NATR, NATRParams
 from cdrec.models.cf.neumf import NeuMF, NeuMFParams
 from cdrec.models.cf.pop import Pop, PopParams
 from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
@@ -23,4 +26,5 @@ __all__ = [
     "GAMTCDR", "GAMTCDRParams", "HeroGraph", "HeroGraphParams",
     "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "Pop", "PopParams",
     "UCLR", "UCLRParams",
+    "CLFM", "CLFMParams", "DeepAPF", "DeepAPFParams", "NATR", "NATRParams",
 ]
