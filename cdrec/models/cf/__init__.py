@@ -16,6 +16,7 @@ from cdrec.models.cf.itemknn import ItemKNN, ItemKNNParams
 from cdrec.models.cf.lightgcn import LightGCN, LightGCNParams
 from cdrec.models.cf.neumf import NeuMF, NeuMFParams
 from cdrec.models.cf.pop import Pop, PopParams
+from cdrec.models.cf.sscdr import SSCDR, SSCDRParams
 from cdrec.models.cf.uclr import LADDER, UCLR, UCLRParams
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "GAMTCDR", "GAMTCDRParams", "HeroGraph", "HeroGraphParams",
     "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "Pop", "PopParams",
     "UCLR", "UCLRParams",
+    "SSCDR", "SSCDRParams",
 ]

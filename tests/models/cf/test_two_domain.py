@@ -20,13 +20,14 @@ from cdrec.experiments.pipeline import evaluate_run, load_run_config, run_config
 from cdrec.models import registry
 from cdrec.models.cf.disencdr import gaussian_kl
 from cdrec.models.cf.dtcdr import DTCDRParams
+from cdrec.models.cf.sscdr import triplet_hinge, unit_ball
 from cdrec.train.tasks import task_for
 from tests.cli_helpers import call_main
 from tests.models.cf.test_cross_domain_graphs import (
     BASE, CLI_SETS, batch_of, assert_every_gradient_nonzero, assert_evaluation_matches_saved, assert_seeded_rerun_identical, cli_run, planted_with_control,
 )
 
-MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr")
+MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr", "sscdr")
 VARIANTS = {
     "cmf": ("cmf", {}),
     "emcdr": ("emcdr", {"target": "D1"}),
@@ -39,8 +40,10 @@ VARIANTS = {
     "bitgcf-fixed-mean": ("bitgcf", {"transfer": "fixed", "layer_combine": "mean", "layers": 1}),
     "disencdr": ("disencdr", {}),
     "disencdr-fixed-one-layer": ("disencdr", {"share_rate": "fixed", "layers": 1, "beta": 0.5}),
+    "sscdr": ("sscdr", {"target": "D1"}),
+    "sscdr-bpr-mapped-anchor": ("sscdr", {"target": "D0", "loss": "bpr", "unsup_anchor": "mapped", "mapping": "linear"}),
 }
-TARGETED = {"emcdr": ["model_params.target=D1"]}
+TARGETED = {"emcdr": ["model_params.target=D1"], "sscdr": ["model_params.target=D1"]}
 """Options a model needs on two-domain synthetic data (a single-target model names its target)."""
 DIM = 8
 
@@ -180,6 +183,33 @@ def test_disencdr_scores_shared_plus_exclusive_means_and_its_kl_terms():
     share = (counts / counts.sum(1, keepdim=True))[:, :, None]
     torch.testing.assert_close(mixed[0, : model.n_users][common], share[:, 0] * nodes[0, : model.n_users][common] + share[:, 1] * nodes[1, : model.n_users][common])
 
+def test_sscdr_scores_by_distance_and_its_semi_supervised_mapping_never_moves_the_factors():
+    split = tiny_split()
+    model = build("sscdr", split)
+    with torch.no_grad():
+        model.domain_user_emb.weight.mul_(30)  # some vectors outside the unit ball: clipped before the distance
+    users, items = torch.arange(6), torch.arange(4).expand(6, -1)
+    for d in range(2):
+        user = unit_ball(model.user_factors(users, d))
+        expected = -(user[:, None] - unit_ball(model.item_emb(items))).pow(2).sum(-1)
+        torch.testing.assert_close(model.domain_scores(users, items, d), expected)
+    assert model.domain_user_emb.weight.norm(dim=1).max() > 1 and unit_ball(model.domain_user_emb.weight).norm(dim=1).max() <= 1 + 1e-6
+    pos, neg = torch.tensor([0.0, -0.2, -3.0]), torch.tensor([-2.5, -1.0, 0.0])
+    torch.testing.assert_close(model.pair_loss(pos, neg), torch.tensor([0.0, 0.2, 4.0]))  # [m + d_pos - d_neg]_+, m = 1
+    batch = batch_of(split)
+    supervised_only = registry.get("sscdr").cls.from_split(split, registry.build_params("sscdr", {"dim": DIM, "target": "D1", "unsup_weight": 0.0}))
+    supervised_only.load_state_dict(model.state_dict())
+    extra = model.extra_loss(batch)
+    assert extra > supervised_only.extra_loss(batch)  # the unsupervised hinge adds to EMCDR's term
+    extra.backward()
+    assert model.domain_user_emb.weight.grad is None and model.item_emb.weight.grad is None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mapping.parameters())
+    rows = (model.item_domain[batch["pos"]] == model.source) & model.overlap[batch["user"]]
+    anchor = model.domain_user_emb(model.target * model.n_users + batch["user"][rows])
+    unsup = triplet_hinge(anchor, model.mapping(model.item_emb(batch["pos"][rows])), model.mapping(model.item_emb(batch["neg"][rows])), 1.0).mean()
+    torch.testing.assert_close(model.extra_loss(batch) - supervised_only.extra_loss(batch), 0.25 * unsup)
+
+
 def test_bad_options_are_user_errors():
     with pytest.raises(CdrecError, match="model_params.combine"):
         registry.build_params("dtcdr", {"combine": "sum"})
@@ -193,6 +223,8 @@ def test_bad_options_are_user_errors():
         registry.build_params("conet", {"towers": []})
     with pytest.raises(CdrecError, match="model_params.share_rate"):
         registry.build_params("disencdr", {"share_rate": "attention"})
+    with pytest.raises(CdrecError, match="model_params.unsup_anchor"):
+        registry.build_params("sscdr", {"unsup_anchor": "both"})
     with pytest.raises(CdrecError, match=r"model_params.source_weight"):
         registry.build_params("cmf", {"source_weight": 1.5})
 
@@ -291,8 +323,8 @@ def test_run_evaluate_and_recommend(cli_runs, model):
     import cdrec
 
     run = cli_runs[model]
-    assert json.loads((run / "results.json").read_text())["setting"]["evaluated"] == (["D1"] if model == "emcdr" else ["D0", "D1"])
-    assert set(assert_evaluation_matches_saved(run)) == ({"overall", "D1"} if model == "emcdr" else {"overall", "D0", "D1"})
+    assert json.loads((run / "results.json").read_text())["setting"]["evaluated"] == (["D1"] if model in TARGETED else ["D0", "D1"])
+    assert set(assert_evaluation_matches_saved(run)) == ({"overall", "D1"} if model in TARGETED else {"overall", "D0", "D1"})
 
     prepared, models = task_for(model).restore(load_run_config(run), run)
     trained, data = models["joint"], prepared.data
