@@ -7,6 +7,7 @@ from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
 from cdrec.models.cf.cat_art import CATART, CATARTParams
 from cdrec.models.cf.cmf import CMF, CMFParams
 from cdrec.models.cf.conet import CoNet, CoNetParams
+from cdrec.models.cf.dcdcsr import DCDCSR, DCDCSRParams
 from cdrec.models.cf.disencdr import DisenCDR, DisenCDRParams
 from cdrec.models.cf.dtcdr import DTCDR, DTCDRParams
 from cdrec.models.cf.emcdr import EMCDR, EMCDRParams
@@ -25,4 +26,5 @@ __all__ = [
     "ItemKNN", "ItemKNNParams", "LADDER", "LightGCN", "LightGCNParams", "NeuMF", "NeuMFParams", "Pop", "PopParams",
     "UCLR", "UCLRParams",
     "SSCDR", "SSCDRParams",
+    "DCDCSR", "DCDCSRParams",
 ]

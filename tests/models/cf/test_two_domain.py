@@ -19,6 +19,7 @@ from cdrec.errors import CdrecError
 from cdrec.experiments.pipeline import evaluate_run, load_run_config, run_config
 from cdrec.models import registry
 from cdrec.models.cf.disencdr import gaussian_kl
+from cdrec.models.cf.dcdcsr import max_min_normalize
 from cdrec.models.cf.dtcdr import DTCDRParams
 from cdrec.models.cf.sscdr import triplet_hinge, unit_ball
 from cdrec.train.tasks import task_for
@@ -27,7 +28,7 @@ from tests.models.cf.test_cross_domain_graphs import (
     BASE, CLI_SETS, batch_of, assert_every_gradient_nonzero, assert_evaluation_matches_saved, assert_seeded_rerun_identical, cli_run, planted_with_control,
 )
 
-MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr", "sscdr")
+MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr", "sscdr", "dcdcsr")
 VARIANTS = {
     "cmf": ("cmf", {}),
     "emcdr": ("emcdr", {"target": "D1"}),
@@ -42,8 +43,10 @@ VARIANTS = {
     "disencdr-fixed-one-layer": ("disencdr", {"share_rate": "fixed", "layers": 1, "beta": 0.5}),
     "sscdr": ("sscdr", {"target": "D1"}),
     "sscdr-bpr-mapped-anchor": ("sscdr", {"target": "D0", "loss": "bpr", "unsup_anchor": "mapped", "mapping": "linear"}),
+    "dcdcsr": ("dcdcsr", {"target": "D1"}),
+    "dcdcsr-inverse-source-own": ("dcdcsr", {"target": "D0", "benchmark_weight": "inverse", "neighbours": "source", "affine_items": "own", "mapped_users": "overlap"}),
 }
-TARGETED = {"emcdr": ["model_params.target=D1"], "sscdr": ["model_params.target=D1"]}
+TARGETED = {"emcdr": ["model_params.target=D1"], "sscdr": ["model_params.target=D1"], "dcdcsr": ["model_params.target=D1"]}
 """Options a model needs on two-domain synthetic data (a single-target model names its target)."""
 DIM = 8
 
@@ -210,6 +213,46 @@ def test_sscdr_scores_by_distance_and_its_semi_supervised_mapping_never_moves_th
     torch.testing.assert_close(model.extra_loss(batch) - supervised_only.extra_loss(batch), 0.25 * unsup)
 
 
+def test_dcdcsr_benchmark_factors_follow_the_sparsity_degrees_and_its_mapping_never_moves_the_factors():
+    split = tiny_split()
+    model = build("dcdcsr", split)
+    source, target = (model.domain_user_emb.weight[d * model.n_users : (d + 1) * model.n_users].detach() for d in (model.source, model.target))
+    counts = torch.as_tensor(split.train_counts(), dtype=torch.float32)
+    n_s, n_t = counts[:, model.source], counts[:, model.target]
+    kinds = {"both": model.overlap, "source only": model.present[model.source] & ~model.present[model.target],
+             "target only": ~model.present[model.source] & model.present[model.target]}
+    assert all(who.any() for who in kinds.values()), {k: int(v.sum()) for k, v in kinds.items()}
+    users = torch.cat([torch.nonzero(who).squeeze(1)[:2] for who in kinds.values()])
+    bench = model.benchmark(users)
+    candidates = torch.nonzero(model.overlap).squeeze(1)
+    for row, u in enumerate(users.tolist()):
+        if model.overlap[u]:
+            share = n_s[u] / (n_s[u] + n_t[u])
+            expected = share * source[u] + (1 - share) * target[u]  # the denser domain counts more
+        elif model.present[model.source, u]:
+            expected = source[u]
+        else:  # the k = 10 most similar overlapping users by target factors lend their source factors
+            similarity = target[candidates] @ target[u]
+            top = similarity.argsort(descending=True)[:10]
+            lent = (torch.softmax(similarity[top], 0)[:, None] * source[candidates[top]]).sum(0)
+            beta = n_s[candidates[top]].mean() / (n_s[candidates[top]].mean() + n_t[u])
+            expected = (1 - beta) * target[u] + beta * lent
+        torch.testing.assert_close(bench[row], expected)
+    inverse = build("dcdcsr-inverse-source-own", split)
+    u = int(users[0])
+    share = n_s[u] / (n_s[u] + n_t[u])
+    torch.testing.assert_close(inverse.benchmark(users[:1])[0], (1 - share) * inverse.domain_factors(inverse.source)[u] + share * inverse.domain_factors(inverse.target)[u])
+
+    normalized, mid, half = max_min_normalize(target[users])
+    assert torch.allclose(normalized.amax(1), torch.ones(len(users))) and torch.allclose(normalized.amin(1), -torch.ones(len(users)))
+    torch.testing.assert_close(model.user_factors(users, model.target), model.mapping(normalized) * half + mid)
+    with model.own_factors():
+        torch.testing.assert_close(model.user_factors(users, model.target), target[users])
+    model.extra_loss(batch_of(split)).backward()
+    assert model.domain_user_emb.weight.grad is None and model.item_emb.weight.grad is None
+    assert all(p.grad is not None for p in model.mapping.parameters()) and model.affine_item_emb.weight.grad.abs().sum() > 0
+
+
 def test_bad_options_are_user_errors():
     with pytest.raises(CdrecError, match="model_params.combine"):
         registry.build_params("dtcdr", {"combine": "sum"})
@@ -225,6 +268,10 @@ def test_bad_options_are_user_errors():
         registry.build_params("disencdr", {"share_rate": "attention"})
     with pytest.raises(CdrecError, match="model_params.unsup_anchor"):
         registry.build_params("sscdr", {"unsup_anchor": "both"})
+    with pytest.raises(CdrecError, match="model_params.benchmark_weight: expected share or inverse"):
+        registry.build_params("dcdcsr", {"benchmark_weight": "degree"})
+    with pytest.raises(CdrecError, match="model_params.mapped_users: expected all or overlap or cold"):
+        registry.build_params("dcdcsr", {"mapped_users": "none"})
     with pytest.raises(CdrecError, match=r"model_params.source_weight"):
         registry.build_params("cmf", {"source_weight": 1.5})
 
