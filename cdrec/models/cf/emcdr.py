@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import torch
 from torch import nn
@@ -40,7 +40,6 @@ from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainPara
 from cdrec.models.registry import register
 
 MAPPINGS = ("mlp", "linear")
-MAPPED_USERS = ("overlap", "cold")
 
 
 @dataclass
@@ -51,11 +50,13 @@ class EMCDRParams(TwoDomainParams):
     mapping_hidden: int | None = bounded(None, 1)
     map_weight: float = bounded(1.0, 0, lo_open=True)
     mapped_users: str = "overlap"
+    MAPPED_USERS: ClassVar[tuple[str, ...]] = ("overlap", "cold")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.mapping in MAPPINGS, f"model_params.mapping: expected mlp or linear, got {self.mapping!r}")
-        require(self.mapped_users in MAPPED_USERS, f"model_params.mapped_users: expected overlap or cold, got {self.mapped_users!r}")
+        require(self.mapped_users in self.MAPPED_USERS,
+                f"model_params.mapped_users: expected {' or '.join(self.MAPPED_USERS)}, got {self.mapped_users!r}")
 
 
 @register("emcdr", family="cf", params=EMCDRParams, min_domains=2, max_domains=2, needs=PAIR_NEEDS)
@@ -73,8 +74,8 @@ class EMCDR(TwoDomainModel):
             nn.init.normal_(table.weight, std=params.init_std)
         hidden = params.mapping_hidden or 2 * params.dim
         self.mapping = MLP([params.dim, hidden, params.dim]) if params.mapping == "mlp" else nn.Linear(params.dim, params.dim, bias=False)
-        cold = self.present[self.source] & ~self.present[self.target]
-        self.register_buffer("mapped", self.overlap if params.mapped_users == "overlap" else cold, persistent=False)
+        who = {"overlap": self.overlap, "cold": self.present[self.source] & ~self.present[self.target], "all": torch.ones_like(self.overlap)}
+        self.register_buffer("mapped", who[params.mapped_users], persistent=False)
         self._own_factors = False
 
     @contextmanager

@@ -159,12 +159,16 @@ class TwoDomainModel(RankingModel):
                 out[rows] = self.domain_scores(users[rows], items[rows], d).to(out.dtype)
         return out
 
+    def pair_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """``[B]`` loss of a positive's and a negative's scores: BPR's ``-log sigmoid(s_pos - s_neg)``."""
+        return -F.logsigmoid(pos - neg)
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``sum_d w_d mean_{rows of d} -log sigmoid(s_upos - s_uneg)`` + ``reg`` L2 + :meth:`extra_loss`."""
+        """``sum_d w_d mean_{rows of d}`` :meth:`pair_loss` (BPR by default) + ``reg`` L2 + :meth:`extra_loss`."""
         users, pos, neg = batch["user"], batch["pos"], batch["neg"]
         domains = self.item_domain[pos]
         scores = self.row_scores(users, torch.stack([pos, neg], 1), domains)
-        per_row = -F.logsigmoid(scores[:, 0] - scores[:, 1])
+        per_row = self.pair_loss(scores[:, 0], scores[:, 1])
         sums = torch.zeros(2, device=per_row.device).index_add(0, domains, per_row)
         counts = torch.bincount(domains, minlength=2).clamp(min=1)
         bpr = (self.domain_weight * sums / counts).sum()

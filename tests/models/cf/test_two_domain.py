@@ -19,7 +19,9 @@ from cdrec.errors import CdrecError
 from cdrec.experiments.pipeline import evaluate_run, load_run_config, run_config
 from cdrec.models import registry
 from cdrec.models.cf.disencdr import gaussian_kl
+from cdrec.models.cf.dcdcsr import max_min_normalize
 from cdrec.models.cf.dtcdr import DTCDRParams
+from cdrec.models.cf.sscdr import triplet_hinge, unit_ball
 from cdrec.train.tasks import task_for
 from tests.cli_helpers import call_main
 from tests.models.cf.test_cross_domain_graphs import (
@@ -27,7 +29,7 @@ from tests.models.cf.test_cross_domain_graphs import (
 )
 
 MODELS = ("cmf", "emcdr", "dtcdr", "conet", "bitgcf", "disencdr",
-          "clfm", "deepapf", "natr")
+          "clfm", "deepapf", "natr", "sscdr", "dcdcsr")
 VARIANTS = {
     "cmf": ("cmf", {}),
     "emcdr": ("emcdr", {"target": "D1"}),
@@ -46,8 +48,13 @@ VARIANTS = {
     "deepapf-overlap": ("deepapf", {"cross_site_users": "overlap", "attention_hidden": 4}),
     "natr": ("natr", {"target": "D1"}),
     "natr-fine-tuned-user-transfer": ("natr", {"target": "D0", "freeze_source": False, "user_transfer": True, "max_history": 3}),
+    "sscdr": ("sscdr", {"target": "D1"}),
+    "sscdr-bpr-mapped-anchor": ("sscdr", {"target": "D0", "loss": "bpr", "unsup_anchor": "mapped", "mapping": "linear"}),
+    "dcdcsr": ("dcdcsr", {"target": "D1"}),
+    "dcdcsr-inverse-source-own": ("dcdcsr", {"target": "D0", "benchmark_weight": "inverse", "neighbours": "source", "affine_items": "own", "mapped_users": "overlap"}),
 }
-TARGETED = {"emcdr": ["model_params.target=D1"], "natr": ["model_params.target=D1"]}
+TARGETED = {"emcdr": ["model_params.target=D1"], "natr": ["model_params.target=D1"], "sscdr": ["model_params.target=D1"],
+            "dcdcsr": ["model_params.target=D1"]}
 """Options a model needs on two-domain synthetic data (a single-target model names its target)."""
 DIM = 8
 
@@ -271,6 +278,71 @@ def test_natr_describes_a_target_item_by_its_users_transferred_source_embeddings
     keep = capped.item_domain[target_rows["pos"]] == 0
     capped.loss({k: v[keep] for k, v in target_rows.items()}).backward()
     assert capped.source_user_emb.weight.grad.abs().sum() > 0  # freeze_source=false: the target fine-tunes them
+def test_sscdr_scores_by_distance_and_its_semi_supervised_mapping_never_moves_the_factors():
+    split = tiny_split()
+    model = build("sscdr", split)
+    with torch.no_grad():
+        model.domain_user_emb.weight.mul_(30)  # some vectors outside the unit ball: clipped before the distance
+    users, items = torch.arange(6), torch.arange(4).expand(6, -1)
+    for d in range(2):
+        user = unit_ball(model.user_factors(users, d))
+        expected = -(user[:, None] - unit_ball(model.item_emb(items))).pow(2).sum(-1)
+        torch.testing.assert_close(model.domain_scores(users, items, d), expected)
+    assert model.domain_user_emb.weight.norm(dim=1).max() > 1 and unit_ball(model.domain_user_emb.weight).norm(dim=1).max() <= 1 + 1e-6
+    pos, neg = torch.tensor([0.0, -0.2, -3.0]), torch.tensor([-2.5, -1.0, 0.0])
+    torch.testing.assert_close(model.pair_loss(pos, neg), torch.tensor([0.0, 0.2, 4.0]))  # [m + d_pos - d_neg]_+, m = 1
+    batch = batch_of(split)
+    supervised_only = registry.get("sscdr").cls.from_split(split, registry.build_params("sscdr", {"dim": DIM, "target": "D1", "unsup_weight": 0.0}))
+    supervised_only.load_state_dict(model.state_dict())
+    extra = model.extra_loss(batch)
+    assert extra > supervised_only.extra_loss(batch)  # the unsupervised hinge adds to EMCDR's term
+    extra.backward()
+    assert model.domain_user_emb.weight.grad is None and model.item_emb.weight.grad is None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mapping.parameters())
+    rows = (model.item_domain[batch["pos"]] == model.source) & model.overlap[batch["user"]]
+    anchor = model.domain_user_emb(model.target * model.n_users + batch["user"][rows])
+    unsup = triplet_hinge(anchor, model.mapping(model.item_emb(batch["pos"][rows])), model.mapping(model.item_emb(batch["neg"][rows])), 1.0).mean()
+    torch.testing.assert_close(model.extra_loss(batch) - supervised_only.extra_loss(batch), 0.25 * unsup)
+
+
+def test_dcdcsr_benchmark_factors_follow_the_sparsity_degrees_and_its_mapping_never_moves_the_factors():
+    split = tiny_split()
+    model = build("dcdcsr", split)
+    source, target = (model.domain_user_emb.weight[d * model.n_users : (d + 1) * model.n_users].detach() for d in (model.source, model.target))
+    counts = torch.as_tensor(split.train_counts(), dtype=torch.float32)
+    n_s, n_t = counts[:, model.source], counts[:, model.target]
+    kinds = {"both": model.overlap, "source only": model.present[model.source] & ~model.present[model.target],
+             "target only": ~model.present[model.source] & model.present[model.target]}
+    assert all(who.any() for who in kinds.values()), {k: int(v.sum()) for k, v in kinds.items()}
+    users = torch.cat([torch.nonzero(who).squeeze(1)[:2] for who in kinds.values()])
+    bench = model.benchmark(users)
+    candidates = torch.nonzero(model.overlap).squeeze(1)
+    for row, u in enumerate(users.tolist()):
+        if model.overlap[u]:
+            share = n_s[u] / (n_s[u] + n_t[u])
+            expected = share * source[u] + (1 - share) * target[u]  # the denser domain counts more
+        elif model.present[model.source, u]:
+            expected = source[u]
+        else:  # the k = 10 most similar overlapping users by target factors lend their source factors
+            similarity = target[candidates] @ target[u]
+            top = similarity.argsort(descending=True)[:10]
+            lent = (torch.softmax(similarity[top], 0)[:, None] * source[candidates[top]]).sum(0)
+            beta = n_s[candidates[top]].mean() / (n_s[candidates[top]].mean() + n_t[u])
+            expected = (1 - beta) * target[u] + beta * lent
+        torch.testing.assert_close(bench[row], expected)
+    inverse = build("dcdcsr-inverse-source-own", split)
+    u = int(users[0])
+    share = n_s[u] / (n_s[u] + n_t[u])
+    torch.testing.assert_close(inverse.benchmark(users[:1])[0], (1 - share) * inverse.domain_factors(inverse.source)[u] + share * inverse.domain_factors(inverse.target)[u])
+
+    normalized, mid, half = max_min_normalize(target[users])
+    assert torch.allclose(normalized.amax(1), torch.ones(len(users))) and torch.allclose(normalized.amin(1), -torch.ones(len(users)))
+    torch.testing.assert_close(model.user_factors(users, model.target), model.mapping(normalized) * half + mid)
+    with model.own_factors():
+        torch.testing.assert_close(model.user_factors(users, model.target), target[users])
+    model.extra_loss(batch_of(split)).backward()
+    assert model.domain_user_emb.weight.grad is None and model.item_emb.weight.grad is None
+    assert all(p.grad is not None for p in model.mapping.parameters()) and model.affine_item_emb.weight.grad.abs().sum() > 0
 
 
 def test_bad_options_are_user_errors():
@@ -286,6 +358,12 @@ def test_bad_options_are_user_errors():
         registry.build_params("conet", {"towers": []})
     with pytest.raises(CdrecError, match="model_params.share_rate"):
         registry.build_params("disencdr", {"share_rate": "attention"})
+    with pytest.raises(CdrecError, match="model_params.unsup_anchor"):
+        registry.build_params("sscdr", {"unsup_anchor": "both"})
+    with pytest.raises(CdrecError, match="model_params.benchmark_weight: expected share or inverse"):
+        registry.build_params("dcdcsr", {"benchmark_weight": "degree"})
+    with pytest.raises(CdrecError, match="model_params.mapped_users: expected all or overlap or cold"):
+        registry.build_params("dcdcsr", {"mapped_users": "none"})
     with pytest.raises(CdrecError, match=r"model_params.source_weight"):
         registry.build_params("cmf", {"source_weight": 1.5})
     with pytest.raises(CdrecError, match=r"model_params.shared_dim: expected at most model_params.dim \(8\), got 9"):
