@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,7 +32,7 @@ from cdrec.models import registry
 from cdrec.models.cf.uclr import LADDER, LIGHTGCN_BACKBONE
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table, paired_ttest
-from cdrec.train.tasks import task_for
+from cdrec.train.tasks import ranking_scopes, task_for
 from cdrec.results.plots import save_figure
 
 DATASETS: dict[str, dict[str, Any]] = {
@@ -67,6 +68,18 @@ Pop and ItemKNN, BPR-MF, the ladder, UCLR) before the costlier NeuMF, LightGCN a
 cross-domain baselines. ``LIGHTGCN_BACKBONE`` (``pge-lightgcn``, ``uclr-lightgcn``: PGE by a joint
 LightGCN, with their own cached pretraining) run once added to a phase, and Table 2 lists them beside
 ``lightgcn``."""
+
+CLASSICS = ["cmf", "clfm", "dtcdr", "conet", "deepapf", "bitgcf", "disencdr", "emcdr", "sscdr", "dcdcsr", "natr"]
+"""The two-domain classics of ``--section classics`` (:mod:`cdrec.models.cf.two_domain`): dual-target
+ones on every unordered pair of a dataset's domains, single-target ones (``target_only``) on every
+ordered (source, target) pair, evaluated on the target alone."""
+
+SECTIONS = {
+    "main": "Tables 2-5 and the temperature analysis (the default plan)",
+    "classics": "the two-domain classics on every pair of each dataset's domains, beside UCLR (90 runs per seed; over 10 h on CPU)",
+}
+"""What ``cdrec reproduce uclr --section NAME`` runs; the report shows every section whose runs exist."""
+DEFAULT_SECTIONS = ("main",)
 
 QUICK: dict[str, Any] = {
     "train": {"lr": 0.01, "epochs": 2, "patience": 1, "batch_size": 2048},
@@ -114,8 +127,12 @@ LOW_BUCKET = "1-2"
 
 
 # ------------------------------------------------------------------------------ running
-def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path | None, device: str, cache: Path) -> Any:
+def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path | None, device: str, cache: Path,
+            pair: tuple[str, str] | None = None) -> Any:
+    """The run config of ``model`` on ``dataset``; a two-domain classic trains on ``pair`` = (source, target) alone."""
     data = dict(DATASETS[dataset])
+    if pair is not None:
+        data["keep_domains"] = sorted(pair)  # one data set for both directions
     if data_dir is not None:
         data["data_dir"] = str(data_dir)
     base: dict[str, Any] = {
@@ -132,28 +149,30 @@ def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_
     if model == "cat-art":  # CAT on the autoencoder's schedule, ART on the finetune's
         ladder = schedule["ladder"]
         base["model_params"] = {"cat_epochs": ladder["ae_epochs"], "cat_passes": ladder["ae_passes"], "art_epochs": ladder["ft_epochs"]}
+    if pair is not None:  # the baselines' embedding size (BPR-MF's 128), not the classics' 64
+        base["model_params"] = {"source": pair[0], "target": pair[1], "dim": 128}
     return load_config(None, base=base)
 
 
 class SharedPrepare:
     """``task.prepare`` for a run of the plan, sharing one loaded data set and split between the runs of
-    one dataset and seed (each run gets its own model parameters and scopes); only the last is kept."""
+    one dataset (as the model selects it: a classic's pair) and seed; each run gets its own model
+    parameters and scopes, through the model class's hooks as ``cdrec run`` (a single-target model's
+    target alone). Only the last is kept."""
 
     def __init__(self) -> None:
         self.key: tuple | None = None
         self.prepared: Any = None
 
     def __call__(self, cfg: Any) -> Any:
-        key = (dataclasses.asdict(cfg.data), dataclasses.asdict(cfg.split), cfg.seed)
+        params = registry.build_params(cfg.model, cfg.model_params)
+        selected = registry.get(cfg.model).cls.select_data(cfg.data, params)
+        key = (dataclasses.asdict(selected), dataclasses.asdict(cfg.split), cfg.seed)
         if self.key != key:
             self.key, self.prepared = None, None  # free the previous data set before loading the next
             self.prepared, self.key = task_for(cfg.model).prepare(cfg), key
-        prepared = self.prepared
-        return dataclasses.replace(
-            prepared,
-            params=registry.build_params(cfg.model, cfg.model_params),
-            scopes=[(n, prepared.split.restrict(d)) for d, n in enumerate(prepared.data.domains)] if cfg.scope == "single" else [("joint", prepared.split)],
-        )
+        scopes, evaluated = ranking_scopes(cfg, self.prepared.split, params)
+        return dataclasses.replace(self.prepared, params=params, scopes=scopes, evaluated=evaluated)
 
 
 def plan_runs(out: Path, datasets: list[str], seeds: list[int], schedule: dict[str, Any], data_dir: Path | None, device: str) -> list[PlannedRun]:
@@ -162,6 +181,25 @@ def plan_runs(out: Path, datasets: list[str], seeds: list[int], schedule: dict[s
     return [PlannedRun(f"{ds}/{model}/seed{seed}", out / "runs" / ds / model / f"seed{seed}",
                        functools.partial(_config, model, ds, seed, schedule, data_dir, device, out / "cache"), shared)
             for phase in PHASES for ds in datasets for seed in seeds for model in phase]
+
+
+def classic_pairs(model: str, domains: Sequence[str]) -> list[tuple[str, str]]:
+    """``(source, target)`` pairs of ``model``: every ordered pair for a single-target model, every
+    unordered pair (in the data's domain order) for a dual-target one."""
+    pairs = itertools.permutations if registry.get(model).cls.target_only else itertools.combinations
+    return list(pairs(domains, 2))
+
+
+def plan_classics(out: Path, domains: dict[str, list[str]], seeds: list[int], schedule: dict[str, Any], data_dir: Path | None,
+                  device: str) -> list[PlannedRun]:
+    """The ``classics`` section: every :data:`CLASSICS` model on each of its :func:`classic_pairs` of
+    ``domains[dataset]``, at ``schedule``, in ``runs/<dataset>/classics/<model>/<source>-<target>/seed<k>``
+    (one data set per pair and seed, shared by the models)."""
+    shared = SharedPrepare()
+    every_pair = {ds: list(itertools.permutations(doms, 2)) for ds, doms in domains.items()}
+    return [PlannedRun(f"{ds}/{model}[{pair[0]}->{pair[1]}]/seed{seed}", out / "runs" / ds / "classics" / model / f"{pair[0]}-{pair[1]}" / f"seed{seed}",
+                       functools.partial(_config, model, ds, seed, schedule, data_dir, device, out / "cache", pair), shared)
+            for ds, pairs in every_pair.items() for seed in seeds for pair in pairs for model in CLASSICS if pair in classic_pairs(model, domains[ds])]
 
 
 # ------------------------------------------------------------------------------ aggregation
@@ -365,15 +403,15 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
                       markdown_table(["model", "domain", "ours", "paper", "Δ MRR@10"], paper_rows),
                       f"Ours are **lower** than the paper's for: {', '.join(lower)}." if lower else "Ours are at or above the paper's in every row.", ""]
         for d in doms:
-            base = {m: _metric(by.get((ds, m), []), d, "MRR@10")[0] for m in [*BASELINES, *CROSS_DOMAIN, "pge"] if by.get((ds, m))}
-            if not base or not by.get((ds, "uclr")):
+            best = _best_baseline(by, ds, d)
+            if best is None or not by.get((ds, "uclr")):
                 continue
-            best = max(base, key=lambda m: base[m])
+            b = _metric(by[(ds, best)], d, "MRR@10")[0]
             t, p = paired_ttest(by[(ds, "uclr")], by[(ds, best)], d, "MRR@10")
             u = _metric(by[(ds, "uclr")], d, "MRR@10")[0]
-            ttest_rows.append([ds, d, best, f"{100 * base[best]:.2f}", f"{100 * u:.2f}", f"{100 * (u - base[best]):+.2f}", f"{t:.2f}", f"{p:.4f}"])
-            checks.append(f"- {ds} / {d}: UCLR MRR@10 {100 * u:.2f} vs the best baseline ({best}) {100 * base[best]:.2f} -> "
-                          f"{'beats' if u > base[best] else 'DOES NOT beat'} it")
+            ttest_rows.append([ds, d, best, f"{100 * b:.2f}", f"{100 * u:.2f}", f"{100 * (u - b):+.2f}", f"{t:.2f}", f"{p:.4f}"])
+            checks.append(f"- {ds} / {d}: UCLR MRR@10 {100 * u:.2f} vs the best baseline ({best}) {100 * b:.2f} -> "
+                          f"{'beats' if u > b else 'DOES NOT beat'} it")
         for ref in ("pge", "bprmf"):
             if by.get((ds, ref)) and by.get((ds, "uclr")):
                 a, b = _domain_mean(by[(ds, "uclr")], doms)[0], _domain_mean(by[(ds, ref)], doms)[0]
@@ -385,6 +423,8 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
         "",
         markdown_table(["dataset", "domain", "best baseline", "baseline", "UCLR", "Δ", "t", "p"], ttest_rows),
     ]
+
+    lines += classics_section(out, by, datasets)
 
     # ---------------------------------------------------------------- Table 3
     lines += [
@@ -461,6 +501,58 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     return path
 
 
+def _best_baseline(by: dict, ds: str, domain: str) -> str | None:
+    """The Table 2 baseline (single-domain, multi-target CDR or PGE) with the highest mean test MRR@10
+    in ``domain`` among the finished runs; None when there is none."""
+    base = {m: _metric(by[(ds, m)], domain, "MRR@10")[0] for m in [*BASELINES, *CROSS_DOMAIN, "pge"] if by.get((ds, m))}
+    return max(base, key=lambda m: base[m]) if base else None
+
+
+def collect_classics(out: Path, ds: str) -> dict[tuple[str, str, str], list[RunResult]]:
+    """The finished runs of the ``classics`` section on ``ds`` by ``(model, source, target)`` (as their
+    ``setting`` records them)."""
+    found: dict[tuple[str, str, str], list[RunResult]] = {}
+    for path in sorted((Path(out) / "runs" / ds / "classics").glob("*/*/seed*/results.json")):
+        r = RunResult.read(path)
+        found.setdefault((r.model, r.setting["source"], r.setting["target"]), []).append(r)
+    return found
+
+
+def classics_section(out: Path, by: dict, datasets: list[str]) -> list[str]:
+    """Report lines of ``--section classics`` (none without a finished run): per dataset and target
+    domain, UCLR and the best Table 2 baseline beside every classic evaluated there, with a paired
+    t-test (by seed) of UCLR's test MRR@10 against each."""
+    tables = []
+    for ds in datasets:
+        classics = collect_classics(out, ds)
+        targets = list(dict.fromkeys(d for runs in classics.values() for r in runs for d in r.setting["evaluated"]))
+        uclr = by.get((ds, "uclr"), [])
+        for d in targets:
+            best = _best_baseline(by, ds, d)
+            rows = [[name, "all domains", *[_fmt(_metric(by[(ds, name)], d, m)) for m in METRICS], "", "", ""]
+                    for name in ("uclr", best) if name is not None and by.get((ds, name))]
+            for (model, source, target), runs in classics.items():
+                if d not in runs[0].setting["evaluated"]:
+                    continue
+                trained = f"{source} -> {target}" if registry.get(model).cls.target_only else f"{source} + {target}"
+                delta, t, p = "", "", ""
+                if uclr:
+                    delta = f"{100 * (_metric(uclr, d, 'MRR@10')[0] - _metric(runs, d, 'MRR@10')[0]):+.2f}"
+                    t_stat, p_value = paired_ttest(uclr, runs, d, "MRR@10")
+                    t, p = f"{t_stat:.2f}", f"{p_value:.4f}"
+                rows.append([model, trained, *[_fmt(_metric(runs, d, m)) for m in METRICS], delta, t, p])
+            tables += [f"### {ds}: target {d}", "", markdown_table(["model", "trained on", *METRICS, "Δ MRR@10 (UCLR − model)", "t", "p"], rows)]
+    if not tables:
+        return []
+    return ["## The two-domain classics beside UCLR (`--section classics`; test, %)", "",
+            "Each classic trains on two domains alone (`data.keep_domains`): a dual-target one (a + b) is scored on both, a "
+            "single-target one (source -> target) on its target only. UCLR and the best Table 2 baseline (highest mean test "
+            "MRR@10 among the single-domain, multi-target and PGE runs) are the main section's runs over all of the dataset's "
+            "domains; on ML-1M genre (3 domains) a pair's data set is filtered and split on its own, so its test users and "
+            "negatives in a domain may differ from those of the three-domain runs. Δ and the paired t-test (two-sided, by seed) "
+            "compare UCLR's test MRR@10 with each classic's.", "", *tables]
+
+
 def _matches(r: RunResult, ds: str) -> bool:
     cfg_data = r.config.get("data", {})
     spec = DATASETS[ds]
@@ -481,18 +573,22 @@ def collect(out: Path, datasets: list[str] | None = None) -> list[RunResult]:
 
 
 def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "auto",
-              datasets: list[str] | None = None) -> Path:
-    """Run Tables 2-5 and the temperature analysis; returns ``out/report.md``."""
+              datasets: list[str] | None = None, sections: Sequence[str] = DEFAULT_SECTIONS) -> Path:
+    """Run the runs of ``sections`` (default: Tables 2-5 and the temperature analysis); returns ``out/report.md``."""
     out = Path(out)
+    for section in sections:
+        require(section in SECTIONS, f"--section: expected one of {sorted(SECTIONS)}, got {section!r}")
     schedule = QUICK if quick else SCHEDULE
     datasets = datasets or (QUICK["datasets"] if quick else list(DATASETS))
     for ds in datasets:
         require(ds in DATASETS, f"unknown UCLR dataset {ds!r}; expected one of {sorted(DATASETS)}")
-    n_seeds = seeds or schedule["seeds"]
-    for ds in datasets:  # every dataset must load before anything is written
-        load_dataset(_config("uclr", ds, 0, schedule, data_dir, "cpu", out / "cache").data)
-    runs = plan_runs(out, datasets, list(range(n_seeds)), schedule, data_dir, device)
-    return run_plan(Invocation("uclr", out, data_dir, quick, seeds, device), runs,
+    seed_list = list(range(seeds or schedule["seeds"]))
+    # every dataset must load before anything is written
+    domains = {ds: load_dataset(_config("uclr", ds, 0, schedule, data_dir, "cpu", out / "cache").data).domains for ds in datasets}
+    runs = plan_runs(out, datasets, seed_list, schedule, data_dir, device) if "main" in sections else []
+    if "classics" in sections:
+        runs += plan_classics(out, domains, seed_list, schedule, data_dir, device)
+    return run_plan(Invocation("uclr", out, data_dir, quick, seeds, device, () if tuple(sections) == DEFAULT_SECTIONS else tuple(sections)), runs,
                     lambda failed: report(out, quick=quick, seeds=seeds, datasets=datasets, failed=failed))
 
 

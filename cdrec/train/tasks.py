@@ -216,6 +216,16 @@ class RankingPrepared:
     """What a two-domain model's ``setting`` records (``source``, ``target``, the ``evaluated`` domains)."""
 
 
+def ranking_scopes(cfg: RunConfig, split: Split, params: Any) -> tuple[list[tuple[str, Split]], dict[str, Any]]:
+    """The scopes a ranking run trains and evaluates (one per domain for ``scope=single``, else the
+    model class's :meth:`~cdrec.models.base.RankingModel.evaluation_split` of the joint split: a
+    single-target model's target alone) and what its ``setting`` records about them."""
+    if cfg.scope == "single":
+        return [(name, split.restrict(d)) for d, name in enumerate(split.data.domains)], {}
+    joint, evaluated = registry.get(cfg.model).cls.evaluation_split(split, params)
+    return [("joint", joint)], evaluated
+
+
 @register_task("ranking")
 class RankingTask(Task):
     """Leave-one-out ranking for collaborative-filtering models (joint or per-domain)."""
@@ -236,12 +246,7 @@ class RankingTask(Task):
         data.require_items_owned("ranking models")
         split = make_split(data, cfg)
         device = resolve_device(cfg.train.device)
-        if cfg.scope == "single":
-            scopes = [(name, split.restrict(d)) for d, name in enumerate(data.domains)]
-            evaluated: dict[str, Any] = {}
-        else:
-            joint, evaluated = model_cls.evaluation_split(split, params)
-            scopes = [("joint", joint)]
+        scopes, evaluated = ranking_scopes(cfg, split, params)
         return RankingPrepared(data, split, params, device, scopes, evaluated)
 
     @staticmethod
