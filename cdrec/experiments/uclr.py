@@ -529,7 +529,7 @@ def classics_section(out: Path, by: dict, datasets: list[str]) -> list[str]:
         uclr = by.get((ds, "uclr"), [])
         for d in targets:
             best = _best_baseline(by, ds, d)
-            rows = [[name, "all domains", *[_fmt(_metric(by[(ds, name)], d, m)) for m in METRICS], "", "", ""]
+            rows = [[name, "Table 2 run", *[_fmt(_metric(by[(ds, name)], d, m)) for m in METRICS], "", "", ""]
                     for name in ("uclr", best) if name is not None and by.get((ds, name))]
             for (model, source, target), runs in classics.items():
                 if d not in runs[0].setting["evaluated"]:
