@@ -118,7 +118,7 @@ code splits torch-rechub's ``ml-1m.csv`` unshuffled in the order a pandas < 2.2
 ``pd.merge(pd.merge(ratings, movies), users)`` wrote it (``merge``, :func:`merge_order`; all 500
 published sample rows match), which leaves ~1.6k test users unseen in training: M3oE 71.77 (2 epochs),
 ``ratings.dat`` order 72.79, 20 epochs at the authors' batch 40,960 72.86, and the authors' own pipeline
-(``benchmarks/m3oe_authors_pipeline.py``) 71.44; a random row split gives 80.25 (the authors' pipeline 79.71
+(``reports/m3oe/authors_pipeline.py``) 71.44; a random row split gives 80.25 (the authors' pipeline 79.71
 after 4 epochs, still rising). The split was picked by comparing these protocols with the paper's
 *published* table, the MLP row above all, not by tuning any model; every model shares it.
 ``epochs`` is a cap; early stopping (patience 1 on mean validation AUC) ends the runs, and the report

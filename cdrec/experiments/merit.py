@@ -33,7 +33,7 @@ Schedules:
   not fit the session, so d stays 32. The same schedule trains every model (baselines included).
   Several MERIT runs still improve at epoch 20, but a longer, wider schedule (d=64, <= 60 epochs,
   patience 6, seed 0) moved MERIT's test MRR by only 1-5% and left it 13-22% below the paper
-  (docs/reproductions/merit/report.md), so ``cpu`` keeps the cheaper d=32 / 20-epoch plan.
+  (docs/reproductions/merit-cpu/report.md), so ``cpu`` keeps the cheaper d=32 / 20-epoch plan.
 * Both ``paper`` and ``cpu`` train MERIT with per-position negatives (``AUTHORS_NEGATIVES``, the
   authors' sampler; chosen on validation MRR, 2026-12-01), which makes a MERIT run about 1.6x slower on
   CPU than the timings above (measured with per-sequence negatives).
