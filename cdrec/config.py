@@ -402,3 +402,9 @@ def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif x != y:
             out.append(f"{prefix}{key}")
     return out
+
+
+def require_choice(params: Any, name: str, choices: Sequence[str]) -> None:
+    """Refuse a ``model_params`` option whose value is not one of ``choices``, naming the option."""
+    value = getattr(params, name)
+    require(value in choices, f"model_params.{name}: expected one of {choices}, got {value!r}")

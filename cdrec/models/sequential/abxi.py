@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cdrec.config import bounded
+from cdrec.config import bounded, require_choice
 from cdrec.errors import require
 from cdrec.models import registry
 from cdrec.models.registry import register
@@ -145,7 +145,7 @@ class ABXI(SequentialModel):
         registry.get("abxi").require_domains(len(item_offsets) - 1)
         require(params.loss == "sampled", "model_params.loss: abxi trains with sampled InfoNCE only")
         require(params.dim % params.n_heads == 0, f"model_params.dim ({params.dim}) must be divisible by n_heads ({params.n_heads})")
-        require(params.negatives in NEGATIVES, f"model_params.negatives: expected one of {NEGATIVES}, got {params.negatives!r}")
+        require_choice(params, "negatives", NEGATIVES)
         super().__init__(n_items, item_offsets, params)
         p = params
         d = p.dim

@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cdrec.config import bounded
+from cdrec.config import bounded, require_choice
 from cdrec.data.sequences import next_events
 from cdrec.errors import require
 from cdrec.models import registry
@@ -135,8 +135,8 @@ class C2DSR(SequentialModel):
 
     def __init__(self, n_items: int, item_offsets: np.ndarray, params: C2DSRParams) -> None:
         registry.get("c2dsr").require_domains(len(item_offsets) - 1)
-        require(params.graph in GRAPHS, f"model_params.graph: expected one of {GRAPHS}, got {params.graph!r}")
-        require(params.positions in POSITIONS, f"model_params.positions: expected one of {POSITIONS}, got {params.positions!r}")
+        require_choice(params, "graph", GRAPHS)
+        require_choice(params, "positions", POSITIONS)
         require(params.dim % params.n_heads == 0, f"model_params.dim ({params.dim}) must be divisible by n_heads ({params.n_heads})")
         super().__init__(n_items, item_offsets, params)
         d, k = params.dim, params.gnn_layers

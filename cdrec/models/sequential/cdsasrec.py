@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cdrec.errors import require
+from cdrec.config import require_choice
 from cdrec.models import registry
 from cdrec.models.registry import register
 from cdrec.models.sequential.abxi import latest_at_or_before
@@ -124,7 +124,7 @@ class CDSASRec(TargetDomainModel):
     """Target-domain SASRec whose inputs carry the aggregated source-domain representation."""
 
     def __init__(self, n_items: int, item_offsets: np.ndarray, params: CDSASRecParams) -> None:
-        require(params.source in SOURCES, f"model_params.source: expected one of {SOURCES}, got {params.source!r}")
+        require_choice(params, "source", SOURCES)
         super().__init__(n_items, item_offsets, params)
         self.source_encoder = SequenceEncoder(n_items + 1, params, causal=True) if params.source == "sequence" else None
         self.fuse = nn.Linear(params.dim, params.dim)

@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cdrec.config import bounded
+from cdrec.config import bounded, require_choice
 from cdrec.errors import require
 from cdrec.models import registry
 from cdrec.models.registry import register
@@ -192,12 +192,12 @@ class MERIT(SequentialModel):
 
     def __init__(self, n_items: int, item_offsets: np.ndarray, params: MERITParams) -> None:
         registry.get("merit").require_domains(len(item_offsets) - 1)
-        require(params.ablation in ABLATIONS, f"model_params.ablation: expected one of {ABLATIONS}, got {params.ablation!r}")
+        require_choice(params, "ablation", ABLATIONS)
         require(params.loss == "sampled", "model_params.loss: merit trains with sampled InfoNCE (Eq. 13) only")
         require(params.dim % params.n_heads == 0, f"model_params.dim ({params.dim}) must be divisible by n_heads ({params.n_heads})")
-        require(params.init in INITS, f"model_params.init: expected one of {INITS}, got {params.init!r}")
-        require(params.loss_norm in LOSS_NORMS, f"model_params.loss_norm: expected one of {LOSS_NORMS}, got {params.loss_norm!r}")
-        require(params.negatives in NEGATIVES, f"model_params.negatives: expected one of {NEGATIVES}, got {params.negatives!r}")
+        require_choice(params, "init", INITS)
+        require_choice(params, "loss_norm", LOSS_NORMS)
+        require_choice(params, "negatives", NEGATIVES)
         require(params.attn_dropout == -1 or params.attn_dropout >= 0,
                 f"model_params.attn_dropout: expected -1 (= dropout) or a share in [0, 1), got {params.attn_dropout}")
         super().__init__(n_items, item_offsets, params)

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cdrec.config import bounded
+from cdrec.config import bounded, require_choice
 from cdrec.errors import require
 from cdrec.models.registry import register
 from cdrec.models.sequential.abxi import latest_at_or_before
@@ -80,7 +80,7 @@ class MGCL(TargetDomainModel):
     """Specific-domain sequence view + cross-domain global-graph view, fused and contrasted."""
 
     def __init__(self, n_items: int, item_offsets: np.ndarray, params: MGCLParams) -> None:
-        require(params.graph in GRAPHS, f"model_params.graph: expected one of {GRAPHS}, got {params.graph!r}")
+        require_choice(params, "graph", GRAPHS)
         super().__init__(n_items, item_offsets, params)
         # its inputs are the graph vectors of the shared table, so its own table holds padding only
         self.mixed_encoder = SequenceEncoder(1, params, causal=True)
