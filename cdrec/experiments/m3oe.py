@@ -143,10 +143,12 @@ QUICK = {"epochs": 1, "patience": 1, "seeds": 1, "batch_size": 2048}  # a smoke 
 QUICK_ENTRIES = ["MLP", "MMoE-MDMT", "STAR", "M3oE"]
 
 
-def entry_config(entry: Entry, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path, device: str) -> RunConfig:
+def entry_config(entry: Entry, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path | None, device: str) -> RunConfig:
+    """The run config of ``entry``; ``data.data_dir`` only when ``--data-dir`` was given, so a committed
+    ``config.yaml`` finds the data wherever the default data folder is."""
     sets = [
         f"model={entry.model}", f"seed={seed}", f"data.name={dataset}", f"data.domains={schedule['domains']}",
-        f"data.data_dir={data_dir}", f"model_params.mode={entry.mode}", f"train.epochs={schedule['epochs']}",
+        *([f"data.data_dir={data_dir}"] if data_dir is not None else []), f"model_params.mode={entry.mode}", f"train.epochs={schedule['epochs']}",
         f"train.patience={schedule['patience']}", f"split.order={schedule.get('order', 'random')}", f"train.batch_size={schedule['batch_size']}", f"train.device={device}",
         "train.progress=false",
     ]
@@ -171,7 +173,7 @@ def dataset_schedule(dataset: str, quick: bool, seeds: int | None) -> tuple[dict
     return schedule, entries, seeds or schedule["seeds"]
 
 
-def plan_runs(out: Path, datasets: list[str], quick: bool, seeds: int | None, data_dir: Path, device: str) -> list[PlannedRun]:
+def plan_runs(out: Path, datasets: list[str], quick: bool, seeds: int | None, data_dir: Path | None, device: str) -> list[PlannedRun]:
     """Every entry x seed of every dataset, seeds outermost within a dataset so a cut-short
     reproduction still has every entry once."""
     runs = []
@@ -373,7 +375,7 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
     require(len(datasets) > 0, f"{root}: neither ml-1m nor ml-100k found (use --data-dir)")
     if quick:
         datasets = ["ml-100k"] if "ml-100k" in datasets else datasets[:1]
-    return run_plan(Invocation("m3oe", out, data_dir, quick, seeds, device), plan_runs(out, datasets, quick, seeds, root, device),
+    return run_plan(Invocation("m3oe", out, data_dir, quick, seeds, device), plan_runs(out, datasets, quick, seeds, data_dir, device),
                     lambda failed: report(out, quick=quick, seeds=seeds, failed=failed))
 
 

@@ -136,12 +136,14 @@ def _metric(feedback: str) -> str:
     return "RMSE" if feedback == "explicit" else "MAP@10"
 
 
-def job_config(job: tuple, seed: int, sched: dict, data_dir: str, device: str) -> RunConfig:
-    """The ``cdrec run`` config of one job of :func:`plan` at ``seed`` under the schedule ``sched``."""
+def job_config(job: tuple, seed: int, sched: dict, data_dir: Path | None, device: str) -> RunConfig:
+    """The ``cdrec run`` config of one job of :func:`plan` at ``seed`` under the schedule ``sched``;
+    ``data.data_dir`` only when ``--data-dir`` was given, so a committed ``config.yaml`` finds the data
+    wherever the default data folder is."""
     dataset, column, row, model, domains, setting, keep, batch, kcore = job
     sched = {**sched, **sched.get("datasets", {}).get(dataset, {})}
     epochs = sched.get("ae_epochs", sched["cf_epochs"]) if model == "ae" else sched["cf_epochs"]
-    sets = [f"model={MODEL[model]}", f"data.name={dataset}", f"data.data_dir={data_dir}", f"seed={seed}",
+    sets = [f"model={MODEL[model]}", f"data.name={dataset}", *([f"data.data_dir={data_dir}"] if data_dir is not None else []), f"seed={seed}",
             f"train.device={device}", "train.progress=false", f"train.epochs={epochs}",
             "train.batch_size=256"]
     if domains:
@@ -264,7 +266,7 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
         raise CdrecError(f"--data-dir {root}: ml-100k/u.data not found; `cdrec reproduce mtal` needs the real datasets")
     sched = schedule(quick, seeds)
     runs = [PlannedRun(f"{job[0]}/{job[1]}/{job[2]}/seed{seed}", out / "runs" / job[0] / job[1] / job[2] / f"seed{seed}",
-                       functools.partial(job_config, job, seed, sched, str(root), device))
+                       functools.partial(job_config, job, seed, sched, data_dir, device))
             for seed in range(sched["seeds"]) for job in plan(quick)
             if job[0] == "ml-100k" or (root / ("ml-1m" if job[0] == "ml-1m" else "douban-ga-dtcdr")).exists()]
     return run_plan(Invocation("mtal", out, data_dir, quick, seeds, device), runs,
