@@ -233,3 +233,24 @@ def run_plan(invocation: Invocation, runs: Sequence[PlannedRun], report: Callabl
     if failed:
         raise RunFailed(f"{len(failed)} {invocation.paper} run(s) failed, listed in {path}; the first: {failed[0]}")
     return path
+
+
+def coverage_section(out: Path, planned: Sequence[Path], continue_command: str) -> list[str]:
+    """Report lines saying which of the plan's run folders ``planned`` hold a finished run: a one-line
+    count when all do, else the count and the missing runs grouped by their folder (``runs/a/b``:
+    ``seed1, seed2``), with the command that trains them. A report made of part of its plan says so."""
+    out = Path(out)
+    missing = [p for p in planned if not (p / "results.json").exists()]
+    done = len(planned) - len(missing)
+    if not missing:
+        return [f"_All {len(planned)} runs of the plan are finished and shown below._", ""]
+    groups: dict[str, list[str]] = {}
+    for path in missing:
+        groups.setdefault(str(path.parent.relative_to(out)), []).append(path.name)
+    return [f"## Coverage: {done} of the {len(planned)} runs of the plan are finished",
+            "",
+            "Only the finished runs are in the tables below; a cell of a run not yet trained is left out (or shown as –). "
+            f"`{continue_command}` trains the missing ones (finished runs are kept). Missing:",
+            "",
+            *[f"- `{folder}`: {', '.join(names)}" for folder, names in groups.items()],
+            ""]

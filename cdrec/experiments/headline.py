@@ -1,0 +1,93 @@
+"""The README's headline table: per paper, its main metric, the paper's cell, ours and the gap.
+
+Each recipe module has ``headline(out) -> list[HeadlineRow]``, read from the finished runs in ``out``
+(the same runs its report is made of). :func:`headline_markdown` writes the table from the committed
+reproductions under ``docs/reproductions/<paper>/``; ``cdrec reproduce all --report-only`` rebuilds
+every report and this table, and :func:`update_readme` puts the table between the README's markers,
+so the README never holds a number the runs do not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdrec.errors import require
+from cdrec.results.schema import atomic_write_text
+
+PAPERS = ("m3oe", "merit", "mtal", "uclr")
+"""The recipes, in the order of the table (``cdrec.experiments.<paper>``)."""
+BEGIN = "<!-- headline:begin (written by `cdrec reproduce all --report-only`; do not edit) -->"
+END = "<!-- headline:end -->"
+
+
+@dataclass(frozen=True)
+class HeadlineRow:
+    """One paper's main cell, ours beside it."""
+
+    paper: str
+    """How the table names the method and paper, e.g. ``M3oE (SIGIR 2024)``."""
+    dataset: str
+    metric: str
+    """e.g. ``mean AUC (%)``; a lower-is-better metric (RMSE) says so with ``higher_is_better``."""
+    paper_value: float | None
+    ours: tuple[float, float, int] | None
+    """(mean, std, seeds) over the finished runs; None when none is finished."""
+    higher_is_better: bool = True
+    digits: int = 2
+    note: str = ""
+    """What differs from the paper's protocol or schedule (the report says more)."""
+
+    def cells(self, link: str) -> list[str]:
+        d = self.digits
+        paper = "–" if self.paper_value is None else f"{self.paper_value:.{d}f}"
+        if self.ours is None:
+            ours, gap = "not run yet", "–"
+        else:
+            mean, std, n = self.ours
+            ours = f"{mean:.{d}f} ± {std:.{d}f} ({n} seeds)" if n > 1 else f"{mean:.{d}f} (1 seed)"
+            gap = "–" if self.paper_value is None else _gap(mean, self.paper_value, self.higher_is_better, d)
+        return [self.paper, self.dataset, self.metric, paper, ours, gap, f"[report]({link})", self.note]
+
+
+def _gap(ours: float, paper: float, higher_is_better: bool, digits: int) -> str:
+    """Ours minus the paper's, and the relative gap; ``(worse)`` / ``(better)`` by the metric's direction."""
+    diff = ours - paper
+    rel = f" ({100 * diff / abs(paper):+.1f}%)" if paper else ""
+    worse = diff < 0 if higher_is_better else diff > 0
+    word = "" if math.isclose(diff, 0.0, abs_tol=0.5 * 10 ** -digits) else (", worse" if worse else ", better")
+    return f"{diff:+.{digits}f}{rel}{word}"
+
+
+def headline_rows(root: Path) -> dict[str, list[HeadlineRow]]:
+    """Every paper's headline rows from the reproduction in ``root/<paper>`` (empty where it has no runs)."""
+    rows = {}
+    for paper in PAPERS:
+        folder = Path(root) / paper
+        has_runs = any((folder / "runs").glob("**/results.json"))
+        rows[paper] = importlib.import_module(f"cdrec.experiments.{paper}").headline(folder) if has_runs else []
+    return rows
+
+
+def headline_markdown(root: Path, link_base: str) -> str:
+    """The headline table: one row per paper's main cell, linking ``link_base/<paper>/report.md``."""
+    header = ["paper", "data", "metric", "paper's", "ours (mean ± std)", "ours − paper's", "report", "how ours ran"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for paper, rows in headline_rows(root).items():
+        link = f"{link_base}/{paper}/report.md"
+        for row in rows:
+            lines.append("| " + " | ".join(row.cells(link)) + " |")
+        if not rows:
+            lines.append(f"| {paper} | – | – | – | not run yet | – | – | no committed runs |")
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, table: str) -> None:
+    """Replace the text between :data:`BEGIN` and :data:`END` in ``readme`` with ``table``."""
+    text = Path(readme).read_text()
+    require(BEGIN in text and END in text, f"{readme}: no headline markers ({BEGIN} ... {END}) to write the table between")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    atomic_write_text(Path(readme), f"{head}{BEGIN}\n{table}{END}{tail}")
