@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 FLOWER_VENV ?= .venv-flower
 FBIN := $(FLOWER_VENV)/bin
 
-.PHONY: install install-flower demo test test-flower bench clean
+.PHONY: install install-flower demo test test-flower bench reports clean
 
 $(BIN)/cdrec: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-flower: install-flower
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all
+
+# Rebuild every report under docs/reproductions/ and the README's headline table from the committed runs.
+reports: install
+	$(BIN)/cdrec reproduce all --report-only --out docs/reproductions --readme README.md
 
 clean:
 	rm -rf $(VENV) $(FLOWER_VENV) demo-out

@@ -153,7 +153,7 @@ def evaluate(
 
 @app.command()
 def reproduce(
-    paper: str = typer.Argument(..., help=f"The paper's recipe: {', '.join(sorted(RECIPES))}."),
+    paper: str = typer.Argument(..., help=f"The paper's recipe: {', '.join(sorted(RECIPES))}; `all` with --report-only rebuilds every report under --out/<paper> and the headline table."),
     out: Path = typer.Option(..., "--out", help="Folder for report.md and runs/."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder holding the shared datasets (default ../shared/data)."),
     quick: bool = typer.Option(False, "--quick", help="Reduced run (few epochs, one seed) for smoke tests."),
@@ -161,10 +161,15 @@ def reproduce(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
     section: Optional[List[str]] = typer.Option(None, "--section", help="Run this section of the recipe instead of its default plan (repeatable; merit: main, switches; uclr: main, classics)."),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild report.md (tables, plots) from the runs already in --out; trains nothing (the options the runs were made with are read from --out/reproduce.json)."),
+    readme: Optional[Path] = typer.Option(None, "--readme", help="With `all`: also write the headline table between the markers of this README."),
 ) -> None:
     """Rerun a paper's main experiments on real data and write a report beside the paper's numbers.
 
     Finished runs in --out are kept; an interrupted run continues from its last checkpoint."""
+    if paper == "all":
+        return _report_all(out, report_only=report_only, readme=readme, flags_given=bool(quick or seeds or section or data_dir or device != "auto"))
+    if readme is not None:
+        fail("--readme: only `cdrec reproduce all --report-only` writes the headline table; leave it out")
     if paper not in RECIPES:
         fail(f"unknown paper {paper!r}; expected one of {sorted(RECIPES)}")
     if seeds is not None and seeds < 1:
@@ -187,6 +192,36 @@ def reproduce(
     else:
         report = module.reproduce(out, data_dir=data_dir, quick=quick, seeds=seeds, device=device, **({"sections": section} if section else {}))
     typer.echo(f"wrote {report}")
+
+
+def _report_all(root: Path, *, report_only: bool, readme: Optional[Path], flags_given: bool) -> None:
+    """``cdrec reproduce all --report-only --out ROOT``: every paper's report in ``ROOT/<paper>`` that holds
+    finished runs, then ``ROOT/headline.md`` (and the README's headline block with ``--readme``)."""
+    import os
+
+    from cdrec.experiments.headline import PAPERS, headline_markdown, update_readme
+    from cdrec.experiments.runner import recorded_invocation
+    from cdrec.results.schema import atomic_write_text
+
+    if not report_only:
+        fail("all: only with --report-only (it rebuilds the reports under --out/<paper>; train one paper at a time)")
+    if flags_given:
+        fail("all --report-only: every paper's options are read from its reproduce.json; pass only --out (and --readme)")
+    if not root.is_dir():
+        fail(f"--out {root}: not a folder (expected one holding <paper>/ reproductions, e.g. docs/reproductions)")
+    found = [paper for paper in PAPERS if any((root / paper / "runs").glob("**/results.json"))]
+    if not found:
+        fail(f"--out {root}: no <paper>/runs/**/results.json under it (papers: {', '.join(PAPERS)})")
+    for paper in found:
+        ran = recorded_invocation(paper, root / paper, quick=False, seeds=None, device="auto")
+        typer.echo(f"wrote {importlib.import_module(RECIPES[paper]).report(root / paper, quick=ran.quick, seeds=ran.seeds, device=ran.device)}")
+    link_base = Path(os.path.relpath(root, readme.parent if readme is not None else root)).as_posix()
+    table = headline_markdown(root, link_base)
+    atomic_write_text(root / "headline.md", table)
+    typer.echo(f"wrote {root / 'headline.md'}")
+    if readme is not None:
+        update_readme(readme, table)
+        typer.echo(f"wrote the headline table into {readme}")
 
 
 def main() -> None:

@@ -9,4 +9,5 @@ RECIPES: dict[str, str] = {
 """Paper name -> module path of its recipe, exposing
 ``reproduce(out, *, data_dir, quick, seeds, device) -> Path`` (runs its plan through
 :func:`cdrec.experiments.runner.run_plan`; returns the report it wrote) and
-``report(out, *, quick, seeds, device) -> Path`` (the report of the runs already in ``out``)."""
+``report(out, *, quick, seeds, device) -> Path`` (the report of the runs already in ``out``) and
+``headline(out) -> list[HeadlineRow]`` (its main cells for the README's table, :mod:`headline`)."""

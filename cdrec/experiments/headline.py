@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdrec.errors import require
+from cdrec.experiments import RECIPES
 from cdrec.results.schema import atomic_write_text
 
-PAPERS = ("m3oe", "merit", "mtal", "uclr")
-"""The recipes, in the order of the table (``cdrec.experiments.<paper>``)."""
+PAPERS = tuple(sorted(RECIPES))
+"""The recipes, in the order of the table."""
 BEGIN = "<!-- headline:begin (written by `cdrec reproduce all --report-only`; do not edit) -->"
 END = "<!-- headline:end -->"
 
@@ -67,7 +68,7 @@ def headline_rows(root: Path) -> dict[str, list[HeadlineRow]]:
     for paper in PAPERS:
         folder = Path(root) / paper
         has_runs = any((folder / "runs").glob("**/results.json"))
-        rows[paper] = importlib.import_module(f"cdrec.experiments.{paper}").headline(folder) if has_runs else []
+        rows[paper] = importlib.import_module(RECIPES[paper]).headline(folder) if has_runs else []
     return rows
 
 
