@@ -22,7 +22,7 @@ paper's ML-1M mean AUC (77.02)? It reproduces, independently of ``cdrec``:
   ``~`` filter keeps the fusion weights there too); mean AUC of the 6 heads on validation and test
   printed after every epoch (select on validation).
 
-Usage: ``OMP_NUM_THREADS=1 python reports/m3oe/authors_pipeline.py --order merge --epochs 6``.
+Usage: ``OMP_NUM_THREADS=1 python benchmarks/m3oe_authors_pipeline.py --order merge --epochs 6``.
 """
 
 from __future__ import annotations

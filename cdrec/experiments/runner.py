@@ -237,20 +237,25 @@ def run_plan(invocation: Invocation, runs: Sequence[PlannedRun], report: Callabl
 
 def coverage_section(out: Path, planned: Sequence[Path], continue_command: str) -> list[str]:
     """Report lines saying which of the plan's run folders ``planned`` hold a finished run: a one-line
-    count when all do, else the count and the missing runs grouped by their folder (``runs/a/b``:
-    ``seed1, seed2``), with the command that trains them. A report made of part of its plan says so."""
+    count when all do, else the count and, per group of runs (the first two folder levels under
+    ``runs/``, e.g. ``ml-1m/M3oE``), how many are finished and which are missing, with the command that
+    trains them. A report made of part of its plan says so."""
     out = Path(out)
+    groups: dict[str, list[Path]] = {}
+    for path in planned:
+        parts = path.relative_to(out / "runs").parts
+        groups.setdefault("/".join(parts[:2]), []).append(path)
     missing = [p for p in planned if not (p / "results.json").exists()]
-    done = len(planned) - len(missing)
     if not missing:
         return [f"_All {len(planned)} runs of the plan are finished and shown below._", ""]
-    groups: dict[str, list[str]] = {}
-    for path in missing:
-        groups.setdefault(str(path.parent.relative_to(out)), []).append(path.name)
-    return [f"## Coverage: {done} of the {len(planned)} runs of the plan are finished",
-            "",
-            "Only the finished runs are in the tables below; a cell of a run not yet trained is left out (or shown as –). "
-            f"`{continue_command}` trains the missing ones (finished runs are kept). Missing:",
-            "",
-            *[f"- `{folder}`: {', '.join(names)}" for folder, names in groups.items()],
-            ""]
+    lines = [f"## Coverage: {len(planned) - len(missing)} of the {len(planned)} runs of the plan are finished", "",
+             "Only finished runs are in the tables below; a cell of a run not yet trained is left out (or shown as –). "
+             f"`{continue_command}` trains the missing ones (finished runs are kept). Per group of runs under `runs/`:", ""]
+    for group, paths in groups.items():
+        absent = [p for p in paths if p in missing]
+        if not absent:
+            continue
+        names = [str(p.relative_to(out / "runs" / group)) for p in absent]
+        which = f": missing {', '.join(names)}" if len(names) <= 4 else ""
+        lines.append(f"- `{group}`: {len(paths) - len(absent)} of {len(paths)} finished{which}")
+    return [*lines, ""]

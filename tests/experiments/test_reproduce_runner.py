@@ -223,3 +223,20 @@ def test_a_rerun_with_the_same_options_keeps_its_finished_runs(tmp_path, monkeyp
     assert f"[uclr] 1 of 1 runs already finished in {out} (kept)" in again.stdout and "run 1/1" not in again.stdout
     assert run.read_bytes() == first
     assert json.loads((out / "reproduce.json").read_text())["quick"] is True
+
+
+def test_coverage_section_counts_finished_runs_and_names_the_missing_ones(tmp_path):
+    from cdrec.experiments.runner import coverage_section
+
+    plan = [tmp_path / "runs" / ds / m / f"seed{s}" for ds in ("a", "b") for m in ("x", "y") for s in range(6)]
+    for path in plan[:8]:
+        path.mkdir(parents=True)
+        (path / "results.json").write_text("{}")
+    text = "\n".join(coverage_section(tmp_path, plan, "cdrec reproduce p --out docs/reproductions/p"))
+    assert "8 of the 24 runs of the plan are finished" in text and "`cdrec reproduce p --out docs/reproductions/p`" in text
+    assert "- `a/y`: 2 of 6 finished: missing seed2, seed3, seed4, seed5" in text and "- `b/x`: 0 of 6 finished\n" in text
+    assert "`a/x`" not in text and str(tmp_path) not in text
+    for path in plan[8:]:
+        path.mkdir(parents=True)
+        (path / "results.json").write_text("{}")
+    assert coverage_section(tmp_path, plan, "c") == ["_All 24 runs of the plan are finished and shown below._", ""]
