@@ -14,9 +14,9 @@ command resumes):
    curve; cold-start curve; Laplace DP and interval privacy.
 3. ML-1M user-aligned 18 genres (paper 002 Table 2) and Douban book + music (paper 002, two of its
    three domains), explicit and implicit.
-4. ML-1M in the other four Table 4 columns (MTAL, held-out MTAL and Alone rows): Table 4's Base row (the
-   item mean, no training) is ML-1M's, not ML-100K's, so its captions look swapped with Table 1's, and
-   these runs set our ML-1M figures beside it.
+4. ML-1M in the other four Table 4 columns (MTAL, held-out MTAL and Alone rows): paper 001's Table 4
+   (captioned ML100K) holds ML-1M's results and its Table 1 (captioned ML1M) ML-100K's (:func:`caption_swap`),
+   so these runs are the ones Table 4 is compared with.
 
 The CPU schedule (2 shared cores) says where it departs from the papers in the report: ``SCHEDULES["cpu"]``
 versus the papers' ``SCHEDULES["paper"]`` (20 local epochs, 10 rounds, 4 seeds).
@@ -35,7 +35,8 @@ import numpy as np
 
 from cdrec.config import RunConfig, load_config
 from cdrec.errors import CdrecError
-from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
+from cdrec.experiments.headline import HeadlineRow
+from cdrec.experiments.runner import Invocation, PlannedRun, coverage_section, failed_section, run_plan
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table
 from cdrec.results.plots import save_figure
@@ -53,10 +54,8 @@ COLUMNS = {  # name -> (feedback, alignment, partition, domains builder)
 }
 COLS = list(COLUMNS)
 
-# Paper 001 Table 4 ("ML100K") and Table 1 ("ML1M"), columns in COLS order; None = unreadable in the text.
-# Their Base rows (item-mean RMSE 0.980 in "ML100K" vs 1.020 in "ML1M"; the item mean is 0.978 on ML-1M and ~1.03
-# on ML-100K) and paper 002 (ML-1M genre MTAL 0.894 = Table 4's 0.893) indicate the two captions are swapped:
-# we show both beside our ML-100K numbers and T4 beside our ML-1M ones.
+# Paper 001 Table 4 (captioned "ML100K", holding ML-1M's results) and Table 1 (captioned "ML1M", holding ML-100K's),
+# columns in COLS order; None = unreadable in the text. The report sets each beside the dataset it holds (caption_swap).
 PAPER_T4 = {
     ("joint", "base"): [0.980, 0.980, 1.033, 0.808, 0.808, 0.620], ("joint", "mf"): [0.915, 0.915, 0.914, 0.831, 0.831, 0.653],
     ("joint", "mf_s"): [0.910, 0.910, 0.909, 0.832, 0.832, 0.720], ("joint", "mlp"): [0.899, 0.899, 0.908, 0.835, 0.835, 0.730],
@@ -100,6 +99,43 @@ PAPER_ETA_ML1M = {"0.1": (0.911, 0.841), "0.3": (0.894, 0.847), "1.0": (0.889, 0
 PAPER_PRIVACY = {"ml-1m": {"alone": (0.929, 0.838), "dp": (0.900, 0.850), "ip": (0.899, 0.850)},
                  "douban": {"alone": (0.901, 0.873), "dp": (0.856, 0.875), "ip": (0.857, 0.875)}}
 
+DATASET_LABEL = {"ml-100k": "ML-100K", "ml-1m": "ML-1M", "douban": "Douban"}
+PAPER_TABLE = {"ml-100k": ("Table 1", "ML1M", PAPER_T1), "ml-1m": ("Table 4", "ML100K", PAPER_T4)}
+"""The paper 001 table that holds each dataset's results: (its name, the dataset its caption names, its cells)."""
+ITEM_MEAN_RMSE = {"ml-1m": (0.979, 0.002), "ml-100k": (1.022, 0.008)}
+"""Explicit RMSE of the item mean (paper 001's Base row, which trains nothing) over 20 random 90/10 splits of all
+ratings, (mean, std); ``tests/experiments/test_mtal_recipe.py`` recomputes it from the data."""
+
+
+def caption_swap() -> str:
+    """Why the report sets paper 001's Table 1 beside ML-100K and its Table 4 beside ML-1M."""
+    base = [ITEM_MEAN_RMSE[ds] for ds in ("ml-1m", "ml-100k")]
+    p002 = PAPER_002["ml-1m"]
+    return ("**Paper 001's result tables have swapped captions, and this report reads them so**: Table 4 (captioned "
+            "ML100K) holds the ML-1M results and Table 1 (captioned ML1M) the ML-100K ones, so Table 4 stands beside our "
+            "ML-1M runs and Table 1 beside our ML-100K runs. The explicit Base row is the item mean, which trains nothing: "
+            f"over 20 random 90/10 splits it gives RMSE {base[0][0]:.3f} ± {base[0][1]:.3f} on ML-1M (Table 4: "
+            f"{PAPER_T4[('alone', 'base')][0]:.3f}) and {base[1][0]:.3f} ± {base[1][1]:.3f} on ML-100K (Table 1: "
+            f"{PAPER_T1[('alone', 'base')][0]:.3f}), and paper 002, by the same authors on ML-1M, prints the user-aligned "
+            f"genre MTAL and Base cells as {p002[('mtal', 'aae')][0]:.3f} and {p002[('alone', 'base')][0]:.3f} "
+            f"(Table 4: {PAPER_T4[('mtal', 'aae')][1]:.3f} and {PAPER_T4[('alone', 'base')][1]:.3f}).")
+
+
+QUERY_PRIVACY = (
+    "Besides the values (pseudo-residuals and predictions, which `setting.privacy=dp|ip` perturbs; the privacy "
+    "ablation above), a peer learns the aligned ids, the keys of the sender's training entries on shared rows (from "
+    "the residual messages, as in the papers' algorithm) and the keys of the sender's evaluation queries. The recipe "
+    "leaves `setting.query_decoys` at 0, where a query carries exactly the held-out keys: a peer learns which entries "
+    "of a shared user (a shared item, when item-aligned) are held out, and from their order which are validation and "
+    "which test. With `setting.query_decoys=r` each held-out key travels with r decoys drawn uniformly among the row's "
+    "columns the sender holds no entry at, and the answers to decoys are dropped (metrics, w and eta unchanged): a "
+    "peer still learns how many keys are held out and their union with the decoys, and, since decoys are not shaped "
+    "like ratings, guesses the real ones better than chance from item popularity.")
+"""What the messages of an MTAL run tell a peer beyond their values (the report's privacy note)."""
+REPORT_HOME = Path("docs/reproductions/mtal")
+"""Where the committed reproduction lives: the report's command that trains the missing runs names it (no machine path)."""
+ABLATION_PREFIXES = ("ablation-", "privacy-", "align-", "cold-")
+
 # ``ae_lr`` / ``ae_epochs`` / ``ae_schedule``: Adam learning rate, epochs and learning-rate schedule of the
 # Joint / Alone AE baselines (the authors' code: Adam 1e-3, 200 epochs, CosineAnnealingLR, src/utils.py;
 # a cosine schedule runs all its epochs and the best validation epoch is kept);
@@ -119,6 +155,8 @@ SCHEDULES = {
     "quick": {"rounds": 2, "local_epochs": 2, "local_lr": 5e-3, "cf_epochs": 3, "ae_lr": 5e-3, "seeds": 1, "assist": {}},
 }
 DEFAULT_SCHEDULE = "cpu"
+SCHEDULE_WORDS = {"rounds": "{} MTAL rounds", "cf_epochs": "at most {} epochs for the CF baselines"}
+"""How the report's departures note words a per-dataset override of a schedule (``SCHEDULES[...]["datasets"]``)."""
 BACKBONES = ["base", "mf", "mlp", "ncf", "ae"]
 MODEL = {"base": "assisted-base", "mf": "assisted-mf", "mlp": "assisted-mlp", "ncf": "assisted-ncf", "ae": "assisted-ae", "aae": "aae"}
 
@@ -257,6 +295,13 @@ def schedule(quick: bool, seeds: int | None) -> dict:
     return {"name": name, **SCHEDULES[name], **({"seeds": seeds} if seeds else {})}
 
 
+def planned_runs(out: Path, sched: dict, quick: bool) -> list[tuple[tuple, int, Path]]:
+    """Every run of the plan under the schedule ``sched``: (job of :func:`plan`, seed, run folder), seed by seed.
+    Loads no data, so ``--report-only`` can list the plan's missing runs where the data is absent."""
+    return [(job, seed, Path(out) / "runs" / job[0] / job[1] / job[2] / f"seed{seed}")
+            for seed in range(sched["seeds"]) for job in plan(quick)]
+
+
 def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "cpu") -> Path:
     out = Path(out)
     from cdrec.data.loaders import data_dir as resolve_data_dir
@@ -265,17 +310,40 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
     if not (root / "ml-100k" / "u.data").exists():
         raise CdrecError(f"--data-dir {root}: ml-100k/u.data not found; `cdrec reproduce mtal` needs the real datasets")
     sched = schedule(quick, seeds)
-    runs = [PlannedRun(f"{job[0]}/{job[1]}/{job[2]}/seed{seed}", out / "runs" / job[0] / job[1] / job[2] / f"seed{seed}",
-                       functools.partial(job_config, job, seed, sched, data_dir, device))
-            for seed in range(sched["seeds"]) for job in plan(quick)
+    runs = [PlannedRun(f"{job[0]}/{job[1]}/{job[2]}/seed{seed}", run_dir, functools.partial(job_config, job, seed, sched, data_dir, device))
+            for job, seed, run_dir in planned_runs(out, sched, quick)
             if job[0] == "ml-100k" or (root / ("ml-1m" if job[0] == "ml-1m" else "douban-ga-dtcdr")).exists()]
     return run_plan(Invocation("mtal", out, data_dir, quick, seeds, device), runs,
-                    lambda failed: report(out, quick=quick, seeds=seeds, failed=failed))
+                    lambda failed: report(out, quick=quick, seeds=seeds, device=device, failed=failed))
 
 
 def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", failed: Sequence[str] = ()) -> Path:
-    """``report.md`` and ``rounds.png`` from the runs in ``out`` (``cdrec reproduce mtal --report-only``)."""
-    return write_report(Path(out), schedule(quick, seeds), quick, failed)
+    """``report.md`` and ``rounds.png`` from the runs in ``out`` (``cdrec reproduce mtal --report-only``); the
+    command it names for the missing runs repeats these options with ``--out`` at :data:`REPORT_HOME`."""
+    command = Invocation("mtal", REPORT_HOME, quick=quick, seeds=seeds, device=device).command()
+    return write_report(Path(out), schedule(quick, seeds), quick, failed, continue_command=command)
+
+
+HEADLINE_COLUMN = "explicit/user/uniform"
+"""The column of the headline rows: the papers' MTAL explicit cell the issue quotes (Table 4's 0.878, Table 1's 0.938)."""
+
+
+def headline(out: Path) -> list[HeadlineRow]:
+    """The MTAL row's explicit RMSE in :data:`HEADLINE_COLUMN`, on ML-1M beside Table 4 and on ML-100K beside
+    Table 1 (:func:`caption_swap`), from the finished runs in ``out``; ``ours`` is None where none is finished."""
+    res = _load(Path(out))
+    rows = []
+    for dataset in ("ml-1m", "ml-100k"):
+        name, caption, paper = PAPER_TABLE[dataset]
+        runs = res.get((dataset, HEADLINE_COLUMN, "mtal-aae"), [])
+        values = [r.metrics["overall"]["RMSE"] for r in runs if "RMSE" in r.metrics.get("overall", {})]
+        ours = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, len(values)) if values else None
+        rows.append(HeadlineRow(
+            paper="AAE + MTAL (Diao, Tarokh, Ding; paper 001)", dataset=DATASET_LABEL[dataset],
+            metric=f"RMSE, explicit, user-aligned uniform K=8, MTAL row (paper's {name}, captioned {caption})",
+            paper_value=paper[("mtal", "aae")][COLS.index(HEADLINE_COLUMN)], ours=ours, higher_is_better=False, digits=3,
+            note=_run_schedule(runs) if runs else "no finished run"))
+    return rows
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -304,47 +372,74 @@ def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = ()) -> Path:
-    """``report.md`` from the runs under ``out/runs``; ``failed`` lists the runs that raised (rerun to retry them)."""
+def _is_ablation(row: str) -> bool:
+    return row.startswith(ABLATION_PREFIXES)
+
+
+def _coverage_by_column(planned: Sequence[tuple[tuple, int, Path]]) -> list[str]:
+    """Finished runs per column of the report's tables (and the ablations), so a partial report says plainly
+    which columns have no run at all; empty when every run is finished."""
+    groups: dict[str, list[bool]] = {}
+    main: dict[str, list[bool]] = {}
+    for job, _, run_dir in planned:
+        dataset, column, row = job[:3]
+        key = f"{DATASET_LABEL[dataset]} ablations ({column})" if _is_ablation(row) else f"{DATASET_LABEL[dataset]} {column}"
+        done = (run_dir / "results.json").exists()
+        groups.setdefault(key, []).append(done)
+        if row == "mtal-aae":
+            main.setdefault(key, []).append(done)
+    if all(all(v) for v in groups.values()):
+        return []
+    order = list(DATASET_LABEL.values())
+    rows = [[key, f"{sum(v)} of {len(v)}" if any(v) else f"**no run** (0 of {len(v)})",
+             f"{sum(main[key])} of {len(main[key])}" if key in main else "–"]
+            for key, v in sorted(groups.items(), key=lambda kv: order.index(kv[0].split()[0]))]
+    return ["### Finished runs per column", "",
+            markdown_table(["data and column", "finished runs (all rows, all seeds)", "MTAL row `mtal-aae` (seeds)"], rows), ""]
+
+
+def _not_run(what: str) -> list[str]:
+    return [f"_Not run: no {what} run is finished._", ""]
+
+
+def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = (), *, continue_command: str | None = None) -> Path:
+    """``report.md`` from the runs under ``out/runs``: first which runs of the plan (``sched``, ``quick``) are
+    finished, with ``continue_command`` to train the rest; ``failed`` lists the runs that raised."""
     res = _load(out)
+    planned = planned_runs(out, sched, quick)
+    command = continue_command or Invocation("mtal", REPORT_HOME, quick=quick).command()
     lines = ["# AAE + MTAL reproduction (papers 001 and 002)", "",
-             f"Schedule `{sched.get('name', 'quick' if quick else '?')}` = {sched} versus the papers' {SCHEDULES['paper']}. "
-             + _schedule_note(sched),
+             *coverage_section(out, [run_dir for _, _, run_dir in planned], command), *_coverage_by_column(planned),
+             "## How the runs are made", "",
+             f"Schedule `{sched.get('name', 'quick' if quick else '?')}`. " + _schedule_note(sched) + " "
              "Split: random per-user 81/9/10 (validation carved from the papers' 90% train); each organization picks "
-             "its round on its own validation entries. Explicit: RMSE (lower is better); implicit: MAP@10 and NDCG@10 over "
-             "each user's held-out rated items (rating >= 3.5 positive).", "",
-             "Paper columns: *T4* = paper 001 Table 4 (captioned ML100K, the issue's targets), *T1* = Table 1 (captioned "
-             "ML1M). The captions look swapped: the explicit Base row is the item mean, which involves no training, and our "
-             "ML-100K Base rows sit at T1's (1.02-1.04) while our ML-1M ones sit at T4's (0.980 / 0.980 / 1.033; section "
-             "'ML-1M, Table 4 layout'); paper 002's ML-1M genre MTAL (0.894) is T4's 0.893. So T1 is the likelier ML-100K "
-             "reference and T4 the ML-1M one.", ""]
+             "its round on its own validation entries, nothing is chosen on test. Explicit: RMSE (lower is better); "
+             "implicit: MAP@10 and NDCG@10 over each user's held-out rated items (rating >= 3.5 positive).", "",
+             caption_swap(), ""]
     lines += failed_section(failed)
-    lines += ["## ML-100K, Table 4 layout (ours)", "", _layout(res, "ml-100k"), "",
-              "Paper T4 (captioned ML100K):", "", _paper_layout(PAPER_T4), "",
-              "Paper T1 (captioned ML1M):", "", _paper_layout(PAPER_T1), "",
-              "### MTAL (AAE) against the best Alone model, per column", "", _against_alone(res, "ml-100k"), "",
-              "*Held-out w / eta* (`mtal-aae-heldout`): w on the simplex and eta fitted by L-BFGS on half of each "
-              "organization's validation users, the round chosen on the other half (`setting.assist_fit=valid-split`).", ""]
-    if any(k[0] == "ml-1m" and k[1] in COLS and COLUMNS[k[1]][2] != "genre" for k in res):
-        lines += ["## ML-1M, Table 4 layout (ours; compare with T4 above)", "",
-                  "The genre columns are paper 002's ML-1M runs (their implicit `mtal-aae` row uses eta 1.0, Table 8's best); "
-                  "Joint rows and side information were run on ML-1M for the genre columns only.", "",
-                  _layout(res, "ml-1m"), "", "### ML-1M: MTAL (AAE) against the best Alone model, per column", "",
-                  _against_alone(res, "ml-1m"), ""]
+    lines += _layout_section(res, "ml-100k")
+    if any(k[0] == "ml-100k" for k in res):
+        lines += ["*Held-out w / eta* (`mtal-aae-heldout`): w on the simplex and eta fitted by L-BFGS on half of each "
+                  "organization's validation users, the round chosen on the other half (`setting.assist_fit=valid-split`).", ""]
+    lines += _layout_section(res, "ml-1m", note="The genre columns are paper 002's ML-1M runs (their implicit `mtal-aae` "
+                                                "row uses eta 1.0, Table 8's best); on ML-1M the plan has Joint rows in the genre "
+                                                "columns only and no side-information rows.")
+    lines += ["## Implicit columns scored as the papers' code scores them", ""]
     with_paper = {k[0] for k, v in res.items() if any(PAPER_METRIC in r.metrics.get("overall", {}) for r in v)}
     scored = [ds for ds in ("ml-100k", "ml-1m") if ds in with_paper]
     if scored:
-        lines += ["## Implicit columns scored as the papers' code scores them", "",
-                  "`MAP@10[paper]`: the same predictions, scored as `src/metrics/metrics.py` of the authors' repository does: "
+        lines += ["`MAP@10[paper]`: the same predictions, scored as `src/metrics/metrics.py` of the authors' repository does: "
                   "lists per aligned id (per *item* when item-aligned), AP@10 divided by the hits in the top 10, a list "
                   "without a positive counted as 0, means per batch of `setting.paper_eval_batch` ids (100 ML-100K, 500 "
                   "ML-1M) weighted by entries. Rows are still selected on our MAP@10; compare these figures, not the ones "
                   "above, with the papers' implicit columns.", ""]
         for ds in scored:
-            lines += [f"**{ds}**", "", _papers_scoring(res, ds), ""]
+            lines += [f"**{DATASET_LABEL[ds]}**", "", _papers_scoring(res, ds), ""]
             if any(k[0] == ds and k[2].startswith("mtal-aae") and k[2].endswith("_s") for k in res):
-                lines += [f"**{ds}, side information** (`u.user` profile and `u.item` genres encoded and summed in, AAE_s)", "",
+                lines += [f"**{DATASET_LABEL[ds]}, side information** (`u.user` profile and `u.item` genres encoded and summed in, AAE_s)", "",
                           _papers_scoring(res, ds, side=True), ""]
+    else:
+        lines += _not_run("ML-100K or ML-1M implicit")
     w = res.get(("ml-100k", "explicit/user/genre", "mtal-aae-wopt"))
     if w:
         main = res.get(("ml-100k", "explicit/user/genre", "mtal-aae"), [])
@@ -355,14 +450,29 @@ def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = ()
               v[0].data_stats.get("messages", "–"), v[0].data_stats.get("values", "–")]
              for k, v in sorted(res.items()) if k[2].startswith("mtal")]
     if trows:
-        lines += ["### MTAL runs: schedule and cost (wall seconds on the shared 2-core machine; peak RSS of the whole recipe process so far, so cumulative; messages exchanged)", "",
+        lines += ["### MTAL runs: schedule and cost (first seed; wall seconds as each run recorded them on a shared machine; "
+                  "peak RSS of the whole recipe process so far, so cumulative; messages exchanged)", "",
                   markdown_table(["data / column", "row", "schedule", "wall s", "peak RSS MiB", "messages", "values sent"], trows), ""]
     lines += _curves(out, res)
     lines += _ablations(res)
     lines += _paper002(res)
+    lines += ["## What a peer learns from the messages", "", QUERY_PRIVACY, ""]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _layout_section(res: dict, dataset: str, note: str = "") -> list[str]:
+    """Our ``dataset`` runs in paper 001's layout beside the paper table that holds that dataset's results."""
+    name, caption, paper = PAPER_TABLE[dataset]
+    label = DATASET_LABEL[dataset]
+    lines = [f"## {label}, paper 001's layout, beside its {name} (captioned {caption})", ""]
+    if not any(k[0] == dataset and k[1] in COLUMNS and not _is_ablation(k[2]) for k in res):
+        return lines + _not_run(label)
+    return lines + [*([note, ""] if note else []), "Ours (mean over the finished seeds; – = no finished run):", "", _layout(res, dataset), "",
+                    f"Paper 001 {name} (captioned {caption}; {label}'s results):", "", _paper_layout(paper), "",
+                    f"### {label}: MTAL (AAE) against the best Alone model, per column", "", _against_alone(res, dataset), ""]
+
 
 
 LAYOUT_ROWS = [("joint", b) for b in BACKBONES] + [("joint", b + "_s") for b in BACKBONES[1:]] + \
@@ -394,7 +504,9 @@ def _best_row(res: dict, dataset: str, column: str, prefix: str, metric: str, si
 
 
 def _against_alone(res: dict, dataset: str) -> str:
-    """MTAL (papers' row, held-out row, F0 = 0 diagnostic) against the best Alone row of each column."""
+    """MTAL (papers' row, held-out row, F0 = 0 diagnostic) against the best Alone row of each column, beside the
+    MTAL row of the paper 001 table that holds ``dataset`` (:data:`PAPER_TABLE`)."""
+    name, _, paper = PAPER_TABLE[dataset]
     rows = []
     for i, c in enumerate(COLS):
         m = _metric(COLUMNS[c][0])
@@ -402,16 +514,18 @@ def _against_alone(res: dict, dataset: str) -> str:
         best = _best_row(res, dataset, c, "alone-", m)
         o, h, z = (_cell(res, dataset, c, r, m) for r in ("mtal-aae", "mtal-aae-heldout", "mtal-aae-base0"))
         rows.append([c, m, _f(o), f"{best[0]} {best[1]:.4f}" if best else "–", _beats(o, best, lower), _f(h), _beats(h, best, lower),
-                     _f(z), _f(PAPER_T4[("mtal", "aae")][i]), _f(PAPER_T1[("mtal", "aae")][i])])
+                     _f(z), _f(paper[("mtal", "aae")][i])])
     return markdown_table(["column", "metric", "MTAL AAE", "best Alone", "MTAL better", "MTAL AAE, held-out w / eta",
-                           "held-out better", "MTAL AAE, F0 = 0 (not the papers' F0)", "paper T4", "paper T1"], rows)
+                           "held-out better", "MTAL AAE, F0 = 0 (not the papers' F0)", f"paper {name} MTAL"], rows)
 
 
 def _papers_scoring(res: dict, dataset: str, side: bool = False) -> str:
     """The implicit columns scored as the papers' code scores them (``MAP@10[paper]``, see
-    :func:`cdrec.metrics.ranking.paper_list_metrics`), beside the papers' Base and MTAL rows. With ``side``, the
+    :func:`cdrec.metrics.ranking.paper_list_metrics`), beside the Base and MTAL rows of the paper 001 table that
+    holds ``dataset``. With ``side``, the
     side-information MTAL rows (AAE_s) against the best Alone row with or without side information."""
     sfx, model = ("_s", "aae_s") if side else ("", "aae")
+    name, _, paper = PAPER_TABLE[dataset]
     rows = []
     for i, c in enumerate(COLS):
         if COLUMNS[c][0] != "implicit":
@@ -419,11 +533,11 @@ def _papers_scoring(res: dict, dataset: str, side: bool = False) -> str:
         base, o, h = (_cell(res, dataset, c, r, PAPER_METRIC) for r in ("alone-base", f"mtal-aae{sfx}", f"mtal-aae-heldout{sfx}"))
         best = _best_row(res, dataset, c, "alone-", PAPER_METRIC, side=side)
         rows.append([c, _f(base), f"{best[0]} {best[1]:.4f}" if best else "–", _f(o), _beats(o, best, False), _f(h),
-                     _beats(h, best, False), *(f"{_f(t[('alone', 'base')][i])} / {_f(t[('mtal', model)][i])}" for t in (PAPER_T4, PAPER_T1))])
+                     _beats(h, best, False), f"{_f(paper[('alone', 'base')][i])} / {_f(paper[('mtal', model)][i])}"])
     name = "MTAL AAE_s" if side else "MTAL AAE"
     return markdown_table(["column", "Alone Base", "best Alone" + (" (with or without side information)" if side else ""),
                            name, "MTAL better", f"{name}, held-out w / eta", "held-out better",
-                           "paper T4 Base / MTAL" + sfx, "paper T1 Base / MTAL" + sfx], rows)
+                           f"paper {name} Base / MTAL{sfx}"], rows)
 
 
 def _beats(value: float | None, best: tuple[str, float] | None, lower: bool) -> str:
@@ -452,8 +566,10 @@ def _schedule_note(sched: dict) -> str:
         notes.append("main MTAL rows with " + ", ".join(f"{k}={v}" for k, v in sched["assist"].items())
                      + " (w on the simplex and eta fitted on each organization's validation entries, not its training "
                        "entries; see the note below)")
-    notes.append(f"{sched['seeds']} seed(s) on 2 CPU cores shared with other jobs")
-    return "**Departures**: " + "; ".join(notes) + "."
+    for dataset, override in sched.get("datasets", {}).items():
+        notes.append(f"on {DATASET_LABEL[dataset]}: " + ", ".join(SCHEDULE_WORDS.get(k, k + " {}").format(v) for k, v in override.items()))
+    notes.append(f"{sched['seeds']} seed(s) (the papers: {paper['seeds']})")
+    return "**Departures from the papers' schedule**: " + "; ".join(notes) + "."
 
 
 def _run_schedule(results: list[RunResult]) -> str:
@@ -497,7 +613,10 @@ def _curves(out: Path, res: dict) -> list[str]:
 def _ablations(res: dict) -> list[str]:
     col = "explicit/user/uniform"
     get = lambda row: _mean(res.get(("ml-100k", col, row), []), "RMSE") if ("ml-100k", col, row) in res else None  # noqa: E731
-    lines = ["## Ablations (ML-100K explicit, user-aligned uniform K=8, RMSE; ablation rows run 5 rounds)", "",
+    heading = ["## Ablations (ML-100K explicit, user-aligned uniform K=8, RMSE; ablation rows run 5 rounds)", ""]
+    if not any(k[:2] == ("ml-100k", col) and _is_ablation(k[2]) for k in res):
+        return heading + _not_run("ablation")
+    lines = [*heading,
              f"Ablation rows ran with: {_run_schedule(res.get(('ml-100k', col, 'ablation-eta-0.3'), []))}; "
              f"the main run with: {_run_schedule(res.get(('ml-100k', col, 'mtal-aae'), []))}. "
              "Compare rows of one schedule with each other.", ""]
@@ -536,6 +655,10 @@ def _paper002(res: dict) -> list[str]:
         return (_f(_mean(e, "RMSE")) if e else "–"), (_f(_mean(i, "NDCG@10")) if i else "–")
 
     for ds, col_part in (("ml-1m", "user/genre"), ("douban", "user/domain")):
+        lines += [f"### {DATASET_LABEL[ds]}" + (" (book + music; the paper also had movie)" if ds == "douban" else " (18 genres)"), ""]
+        if not any(k[0] == ds and k[1] in (f"explicit/{col_part}", f"implicit/{col_part}") for k in res):
+            lines += _not_run(f"{DATASET_LABEL[ds]} {col_part}")
+            continue
         rows = []
         for (mode, b), (p_rmse, p_ndcg) in PAPER_002[ds].items():
             rmse, ndcg = ours(ds, col_part, f"{mode}-{b}")
@@ -543,6 +666,5 @@ def _paper002(res: dict) -> list[str]:
             if (mode, b) == ("mtal", "aae"):
                 rmse, ndcg = ours(ds, col_part, "mtal-aae-heldout")
                 rows.append(["mtal", "aae, held-out w / eta", rmse, "–", ndcg, "–"])
-        lines += [f"### {ds}" + (" (book + music; the paper also had movie)" if ds == "douban" else " (18 genres)"), "",
-                  markdown_table(["mode", "model", "RMSE (ours)", "RMSE (paper)", "NDCG@10 (ours)", "NDCG@10 (paper)"], rows), ""]
+        lines += [markdown_table(["mode", "model", "RMSE (ours)", "RMSE (paper)", "NDCG@10 (ours)", "NDCG@10 (paper)"], rows), ""]
     return lines

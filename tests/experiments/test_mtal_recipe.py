@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from cdrec.errors import RunFailed
 from cdrec.experiments import RECIPES, runner
 from cdrec.experiments.demo import DEMO_STEPS
-from cdrec.experiments.mtal import COLUMNS, PAPER_T4, SCHEDULES, job_config, plan, reproduce, write_report
+from cdrec.experiments.mtal import (COLUMNS, ITEM_MEAN_RMSE, PAPER_T4, SCHEDULES, headline, job_config, plan, planned_runs,
+                                    report, reproduce, schedule, write_report)
 from cdrec.federated.task import check_split_and_metric, parse_setting
 from cdrec.results.schema import RunResult, write_result
+from tests.cli_helpers import call_main
+from tests.conftest import shared_path
 
 
 def test_registered():
@@ -59,11 +67,11 @@ def test_report_from_partial_results(tmp_path):
     write_result(tmp_path / "runs/ml-100k/explicit/user/genre/mtal-aae-heldout/seed0", held)
     text = write_report(tmp_path, SCHEDULES["quick"], True).read_text()
     assert "| explicit/user/genre | RMSE | 0.9500 | alone-mlp 0.9700 | yes | 0.9800 | **no** | – |" in text
-    assert "## ML-1M, Table 4 layout" not in text
+    assert "## ML-1M, paper 001's layout, beside its Table 4 (captioned ML100K)\n\n_Not run: no ML-1M run is finished._" in text
     write_result(tmp_path / "runs/ml-1m/explicit/item/uniform/mtal-aae-heldout/seed0", held)
     write_result(tmp_path / "runs/ml-1m/explicit/item/uniform/alone-base/seed0", alone)
-    ml1m = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("## ML-1M, Table 4 layout")[1]
-    assert "| explicit/item/uniform | RMSE | – | alone-base 0.9700 | – | 0.9800 | **no** | – | 0.8340 | 0.8830 |" in ml1m
+    ml1m = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("## ML-1M, paper 001's layout")[1]
+    assert "| explicit/item/uniform | RMSE | – | alone-base 0.9700 | – | 0.9800 | **no** | – | 0.8340 |\n" in ml1m
     assert "| alone | base | – | – | 0.9700 | – | – | – |" in ml1m
     assert (tmp_path / "rounds.png").exists()
 
@@ -75,17 +83,17 @@ def test_report_scores_implicit_columns_as_the_papers_code(tmp_path):
 
     col = "runs/ml-1m/implicit/item/uniform"
     text = write_report(tmp_path, SCHEDULES["quick"], True).read_text()
-    assert "scored as the papers' code" not in text
+    assert "scored as the papers' code scores them\n\n_Not run: no ML-100K or ML-1M implicit run is finished._" in text
     write_result(tmp_path / f"{col}/alone-base/seed0", implicit("base", 0.65, 0.61))
     write_result(tmp_path / f"{col}/alone-ncf/seed0", implicit("ncf", 0.70, 0.66))
     write_result(tmp_path / f"{col}/mtal-aae-heldout/seed0", implicit("aae", 0.72, 0.69))
     section = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("scored as the papers' code")[1]
-    assert "| implicit/item/uniform | 0.6100 | alone-ncf 0.6600 | – | – | 0.6900 | yes | 0.6190 / 0.7450 | 0.6240 / 0.7060 |" in section
+    assert "| implicit/item/uniform | 0.6100 | alone-ncf 0.6600 | – | – | 0.6900 | yes | 0.6190 / 0.7450 |\n" in section
     assert "side information** (" not in section
     write_result(tmp_path / f"{col}/alone-ncf_s/seed0", implicit("ncf", 0.71, 0.70))
     write_result(tmp_path / f"{col}/mtal-aae-heldout_s/seed0", implicit("aae", 0.73, 0.68))
     side = write_report(tmp_path, SCHEDULES["quick"], True).read_text().split("side information** (")[1]
-    assert "| implicit/item/uniform | 0.6100 | alone-ncf_s 0.7000 | – | – | 0.6800 | **no** | 0.6190 / 0.7430 | 0.6240 / 0.7060 |" in side
+    assert "| implicit/item/uniform | 0.6100 | alone-ncf_s 0.7000 | – | – | 0.6800 | **no** | 0.6190 / 0.7430 |\n" in side
 
 
 def test_failed_runs_are_listed_in_the_report_and_fail_the_command(tmp_path, monkeypatch):
@@ -102,3 +110,122 @@ def test_failed_runs_are_listed_in_the_report_and_fail_the_command(tmp_path, mon
     assert "## Runs that failed (3;" in report
     assert "/mtal-aae/seed0: RuntimeError: out of memory at row 3`" in report
     assert not list((tmp_path / "out").glob("runs/**/results.json"))
+
+
+def _explicit_result(rmse: float, seed: int = 0) -> RunResult:
+    """An explicit run's results of RMSE ``rmse`` with a two-round history."""
+    return RunResult(model="aae", dataset="ml", protocol="p", seed=seed, metrics={"overall": {"RMSE": rmse, "n": 10}},
+                     history=[{"round": 0, "test": {"RMSE": 1.0}}, {"round": 1, "test": {"RMSE": rmse}}],
+                     config={"model_params": {"epochs": 20, "lr": 0.001}, "setting": {"rounds": 10, "eta": 0.3, "weights": "uniform"}})
+
+
+def _explicit(out: Path, run: str, rmse: float, seed: int = 0) -> None:
+    """A finished explicit run ``runs/<run>/seed<seed>``."""
+    write_result(out / f"runs/{run}/seed{seed}", _explicit_result(rmse, seed))
+
+
+def test_a_partial_report_names_the_missing_runs_and_the_columns_without_runs(tmp_path):
+    out = tmp_path / "mtal"
+    col = "ml-100k/explicit/user/uniform"
+    for row, rmse in (("mtal-aae", 0.95), ("alone-mlp", 0.97), ("alone-base", 1.02)):
+        _explicit(out, f"{col}/{row}", rmse)
+    text = report(out, device="cpu").read_text()
+    n_planned = len(planned_runs(out, schedule(False, None), False))
+    assert text.startswith(f"# AAE + MTAL reproduction (papers 001 and 002)\n\n## Coverage: 3 of the {n_planned} runs of the plan are finished\n")
+    assert "`cdrec reproduce mtal --out docs/reproductions/mtal --device cpu` trains the missing ones" in text
+    assert "- `runs/ml-100k/explicit/user/genre/mtal-aae`: seed0\n" in text and "- `runs/ml-1m/explicit/item/uniform/alone-ae`: seed0\n" in text
+    assert "`runs/ml-100k/explicit/user/uniform/mtal-aae`" not in text  # finished
+    assert "| ML-100K explicit/user/uniform | 3 of 23 | 1 of 1 |" in text
+    assert "| ML-1M explicit/item/uniform | **no run** (0 of 7) | 0 of 1 |" in text
+    assert "| ML-100K ablations (explicit/user/uniform) | **no run** (0 of 19) | – |" in text
+    for section in ("ablation", "ML-1M", "ML-1M user/genre", "Douban user/domain", "ML-100K or ML-1M implicit"):
+        assert f"_Not run: no {section} run is finished._" in text
+    ml100k = text.split("## ML-100K, paper 001's layout, beside its Table 1 (captioned ML1M)")[1].split("\n## ")[0]
+    assert "Paper 001 Table 1 (captioned ML1M; ML-100K's results)" in ml100k and "Table 4" not in ml100k
+    assert "| explicit/user/uniform | RMSE | 0.9500 | alone-mlp 0.9700 | yes | – | – | – | 0.9380 |" in ml100k
+    assert "Table 4 (captioned ML100K) holds the ML-1M results and Table 1 (captioned ML1M) the ML-100K ones" in text
+    assert "setting.query_decoys" in text
+    for absent in (str(tmp_path), "/work", "/tmp", "nan"):
+        assert absent not in text
+
+
+def test_report_only_rebuilds_the_same_bytes_twice_and_in_another_folder(tmp_path):
+    first = tmp_path / "a"
+    for seed in (0, 1):
+        _explicit(first, "ml-100k/explicit/user/uniform/mtal-aae", 0.95 + seed / 100, seed)
+        _explicit(first, "ml-1m/explicit/item/uniform/alone-base", 1.03, seed)
+    report(first, seeds=2)
+    written = {name: (first / name).read_bytes() for name in ("report.md", "rounds.png")}
+    report(first, seeds=2)
+    assert {name: (first / name).read_bytes() for name in written} == written
+    second = tmp_path / "elsewhere" / "b"
+    shutil.copytree(first / "runs", second / "runs")
+    report(second, seeds=2)
+    assert {name: (second / name).read_bytes() for name in written} == written
+    assert "--seeds 2" in written["report.md"].decode()
+
+
+def test_report_only_reads_no_data_and_repeats_the_recorded_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDREC_DATA_DIR", str(tmp_path / "no-data-here"))
+    out = tmp_path / "mtal"
+    _explicit(out, "ml-100k/explicit/user/uniform/mtal-aae", 0.95)
+    (out / "reproduce.json").write_text(json.dumps({"paper": "mtal", "quick": False, "seeds": None, "device": "cpu"}))
+    ran = call_main("reproduce", "mtal", "--report-only", "--out", str(out))
+    assert ran.code == 0, ran.stderr
+    assert "`cdrec reproduce mtal --out docs/reproductions/mtal --device cpu` trains the missing ones" in (out / "report.md").read_text()
+
+
+def test_reproduce_writes_the_report_that_report_only_rebuilds(tmp_path, monkeypatch):
+    """The report a reproduction ends with names its --device as --report-only does: the same bytes but for
+    the list of failed runs, which only the reproduction knows."""
+    (tmp_path / "data/ml-100k").mkdir(parents=True)
+    (tmp_path / "data/ml-100k/u.data").write_text("")
+
+    def fake_run(cfg, run_dir, **_):
+        if run_dir.parent.name == "alone-mf":
+            raise RuntimeError("boom")
+        write_result(run_dir, _explicit_result(0.9))
+
+    monkeypatch.setattr(runner, "run_config", fake_run)
+    out = tmp_path / "out"
+    with pytest.raises(RunFailed):
+        reproduce(out, data_dir=tmp_path / "data", quick=True, device="cpu")
+    written = (out / "report.md").read_text()
+    failed = "\n".join(runner.failed_section(["ml-100k/explicit/user/uniform/alone-mf/seed0: RuntimeError: boom"])) + "\n"
+    assert failed in written and "`cdrec reproduce mtal --out docs/reproductions/mtal --quick --device cpu` trains" in written
+    (out / "report.md").unlink()
+    ran = call_main("reproduce", "mtal", "--report-only", "--out", str(out))
+    assert ran.code == 0, ran.stderr
+    assert (out / "report.md").read_text() == written.replace(failed, "")
+
+
+def test_headline_rows_from_finished_runs(tmp_path):
+    assert [(r.dataset, r.ours, r.paper_value) for r in headline(tmp_path)] == [("ML-1M", None, 0.878), ("ML-100K", None, 0.938)]
+    _explicit(tmp_path, "ml-1m/explicit/user/uniform/mtal-aae", 0.88, 0)
+    _explicit(tmp_path, "ml-1m/explicit/user/uniform/mtal-aae", 0.90, 1)
+    _explicit(tmp_path, "ml-1m/explicit/user/genre/mtal-aae", 0.70, 0)  # another column
+    _explicit(tmp_path, "ml-100k/explicit/user/uniform/mtal-aae-heldout", 0.70, 0)  # another row
+    ml1m, ml100k = headline(tmp_path)
+    assert ml1m.ours[0] == pytest.approx(0.89) and ml1m.ours[1] == pytest.approx(np.std([0.88, 0.90], ddof=1)) and ml1m.ours[2] == 2
+    assert ml100k.ours is None and ml100k.note == "no finished run"
+    assert "Table 4, captioned ML100K" in ml1m.metric and "Table 1, captioned ML1M" in ml100k.metric
+    assert not ml1m.higher_is_better and ml1m.digits == 3 and "10 rounds x 20 local epochs" in ml1m.note
+    _explicit(tmp_path, "ml-100k/explicit/user/uniform/mtal-aae", 0.95, 0)
+    assert headline(tmp_path)[1].ours == (0.95, 0.0, 1)
+
+
+@pytest.mark.parametrize("dataset", ["ml-1m", "ml-100k"])
+def test_the_item_mean_figures_of_the_caption_note_hold_on_the_data(dataset):
+    """:data:`ITEM_MEAN_RMSE`: the item mean's RMSE over 20 random 90/10 splits of all ratings (unseen items: the global mean)."""
+    from cdrec.data.loaders import load_ml100k, load_ml1m
+
+    root = shared_path(dataset).parent
+    frame = (load_ml1m if dataset == "ml-1m" else load_ml100k)(root).frame
+    items, ratings = frame["item"].to_numpy(), frame["rating"].to_numpy(np.float64)
+    rmse = []
+    for seed in range(20):
+        test = np.random.default_rng(seed).random(len(ratings)) < 0.1
+        sums, counts = (np.bincount(items[~test], weights, minlength=items.max() + 1) for weights in (ratings[~test], None))
+        mean = np.where(counts > 0, sums / np.maximum(counts, 1), ratings[~test].mean())
+        rmse.append(np.sqrt(np.mean((mean[items[test]] - ratings[test]) ** 2)))
+    assert (round(float(np.mean(rmse)), 3), round(float(np.std(rmse, ddof=1)), 3)) == ITEM_MEAN_RMSE[dataset]
