@@ -117,8 +117,8 @@ def test_report_of_a_partial_plan_names_the_missing_runs_and_the_seeds_of_every_
     text = report(out, device="cpu").read_text()
     assert text.index("## Coverage: 7 of the 230 runs of the plan are finished") < text.index("## Departures from the paper") < text.index("## ml-1m")
     assert "`cdrec reproduce m3oe --out docs/reproductions/m3oe --device cpu` trains the missing ones" in text
-    assert "- `runs/ml-1m/M3oE`: seed2, seed3, seed4" in text and "- `runs/ml-1m/PLE-MDMT`: seed1, seed2, seed3, seed4" in text
-    assert "- `runs/ml-100k/M3oE`: seed0, seed1, seed2, seed3, seed4" in text
+    assert "- `ml-1m/M3oE`: 2 of 5 finished: missing seed2, seed3, seed4" in text and "- `ml-1m/PLE-MDMT`: 1 of 5 finished: missing seed1, seed2, seed3, seed4" in text
+    assert "- `ml-100k/M3oE`: 0 of 5 finished\n" in text
     assert "## ml-100k" in text and "No run of this dataset is finished yet." in text
     assert "Fewer than the planned 5 seeds (finished seeds in brackets): MLP (3), PLE-MDMT (1), M3oE (2), w/o AutoML (1)." in text and "Not run yet: ShBot-MTL," in text
     rows = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| (") or line.startswith("| ours")}
