@@ -516,19 +516,21 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     lines += [f"Paper Table 3 (Amazon Electronics, 1-2 interactions), UCLR MRR / HR / NDCG @10: {' / '.join(f'{v:.2f}' for v in PAPER_TABLE3_ELEC_UCLR)}.", ""]
 
     # ---------------------------------------------------------------- Tables 4-5
-    lines += ["## Tables 4-5: ablation ladder (test, %)", "", "Δ = change of the mean MRR@10 over domains against the rung above; a negative Δ means the step did not help.", "",
+    lines += ["## Tables 4-5: ablation ladder (test, %)", "", "Δ = change of the mean MRR@10 over domains against the rung above; a negative Δ means the step did not help "
+              "(– where the rung above has no finished run).", "",
               *_not_run(datasets, by, LADDER, "ladder")]
     for ds in datasets:
         doms = _domains(by, ds)
         if not doms or not any(by.get((ds, m)) for m in LADDER):
             continue
-        rows, prev = [], None
+        rows, prev = [], None  # prev: the mean of the rung above when it has finished runs
         for model in LADDER:
             runs = by.get((ds, model), [])
             if not runs:
+                prev = None
                 continue
             mean = _domain_mean(runs, doms)[0]
-            delta = "" if prev is None else f"{100 * (mean - prev):+.2f}"
+            delta = "" if model == LADDER[0] else "–" if prev is None else f"{100 * (mean - prev):+.2f}"
             if prev is not None:
                 checks.append(f"- {ds}: step to {model}: Δ mean MRR@10 {100 * (mean - prev):+.2f} ({'helps' if mean > prev else 'does NOT help'})")
             prev = mean

@@ -41,10 +41,11 @@ def _fake_run(out: Path, model: str, seed: int, mrr: dict[str, float], *, lr: fl
 
 
 def _partial(out: Path) -> Path:
-    """Seed 0 of UCLR, BPR-MF and Pop on Douban, the rest of the default plan not run; recorded as `--device cpu`."""
+    """Seed 0 of UCLR, PGE, BPR-MF and Pop on Douban, the rest of the default plan not run; recorded as `--device cpu`."""
     _fake_run(out, "uclr", 0, {"book": 0.20, "music": 0.16})
     _fake_run(out, "bprmf", 0, {"book": 0.17, "music": 0.14})
     _fake_run(out, "pop", 0, {"book": 0.05, "music": 0.04})
+    _fake_run(out, "pge", 0, {"book": 0.16, "music": 0.12})
     Invocation("uclr", out, device="cpu").save()
     return out
 
@@ -53,7 +54,7 @@ def test_partial_report_names_the_missing_runs_and_datasets_without_nan_or_paths
     out = _partial(tmp_path / "repro")
     text = recipe.report(out, device="cpu").read_text()
     planned = len(recipe.plan_runs(out, list(recipe.DATASETS), [0, 1, 2], recipe.SCHEDULE, None, "cpu"))
-    assert f"## Coverage: 3 of the {planned} runs of the plan are finished" in text
+    assert f"## Coverage: 4 of the {planned} runs of the plan are finished" in text
     assert "- `runs/douban/neumf`: seed0, seed1, seed2" in text and "- `runs/douban/uclr`: seed1, seed2" in text
     assert "- `runs/afk/uclr`: seed0, seed1, seed2" in text
     assert "`cdrec reproduce uclr --out docs/reproductions/uclr --device cpu` trains the missing ones" in text
@@ -61,6 +62,10 @@ def test_partial_report_names_the_missing_runs_and_datasets_without_nan_or_paths
     assert "No finished Table 2 run yet on: afk, abe, ml-1m-genre (no table)." in text
     assert "No finished ladder run yet on: afk, abe, ml-1m-genre (no table)." in text
     assert "| neumf | book | not run | 26.67 / 46.66 / 31.41 | – |" in text  # a paper cell without ours
+    ladder = text.split("## Tables 4-5")[1].split("\n## ")[0]
+    assert "| pge | 16.00 |" in ladder and "| pge+ae |" not in ladder
+    assert "| uclr | 20.00 | 40.00 | 30.00 | 16.00 | 32.00 | 24.00 | 18.00 | – |" in ladder  # no Δ: pge+ucl-ae did not run
+    assert "step to uclr" not in text
     assert "| douban | book | bprmf | 17.00 | 20.00 | +3.00 | – | – |" in text  # one seed: no t-test
     assert "Finished `uclr` runs without their `temperatures.npz` (not in this analysis): `runs/douban/uclr/seed0`." in text
     assert "nan" not in text.lower() and str(tmp_path) not in text and "/tmp" not in text
