@@ -553,7 +553,9 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
             runs = by.get((ds, model), [])
             if runs:
                 trows.append([ds, model, f"{np.mean([r.timing.get('train_s', 0.0) for r in runs]):.1f}", f"{np.mean([r.timing.get('eval_s', 0.0) for r in runs]):.1f}"])
-    lines += ["## Checks (computed from the numbers above)", "", *(checks or ["None: no finished `uclr` run beside a reference."]), "",
+    lines += ["## Checks (computed from the numbers above)", "",
+              "Each compares means over the finished seeds; the paired t-tests above say which differences are significant.", "",
+              *(checks or ["None: no finished `uclr` run beside a reference."]), "",
               "## Training time (s, mean over seeds; the ladder rungs after `pge` reuse its cached pretraining)", "",
               markdown_table(["dataset", "model", "train s", "eval s"], trows),
               f"Total over the {len(results)} finished runs: {sum(r.timing.get('train_s', 0.0) + r.timing.get('eval_s', 0.0) for r in results) / 60:.1f} min "
