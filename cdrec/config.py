@@ -379,8 +379,9 @@ def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
-RESUME_FREE_KEYS = {("train", "device"), ("train", "progress"), ("train", "logger")}
-"""Config keys that may change between a killed run and its ``--resume``."""
+RESUME_FREE_KEYS = {("train", "device"), ("train", "progress"), ("train", "logger"), ("model_params", "pge_cache")}
+"""Config keys that may change between a killed run and its ``--resume`` (UCLR's ``pge_cache`` moves
+no metric: a cache is used only when its key, the data and PGE settings, matches)."""
 
 
 def resume_view(config: dict) -> dict:

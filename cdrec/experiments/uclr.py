@@ -5,8 +5,12 @@ the ablation ladder, a CPU schedule and the seeds. Every run goes through
 :func:`cdrec.experiments.pipeline.run_config` (the ``cdrec run`` path) and writes
 ``runs/<dataset>/<model>/seed<k>/results.json``; the data and split of one dataset and seed are
 prepared once and shared by its models, and the ladder shares one PGE pretraining per dataset and
-seed (``cache/pge-<dataset>-seed<k>.pt``). Finished runs are read back instead of rerun, so an
-interrupted reproduction continues where it stopped.
+seed (``cache/pge-<dataset>-seed<k>.pt``, which each run's ``config.yaml`` names relative to its run
+folder, :data:`PGE_CACHE`, so a committed config names no machine's folder). Finished runs are read
+back instead of rerun, so an interrupted reproduction continues where it stopped. The report opens
+with the runs of the plan still missing (:func:`report`) and names every dataset and table without a
+finished run; what it says beside the numbers is this module's text (:data:`PAPER_DATA_NOTE`, the
+schedule of the runs, the settings their ``config.yaml`` records), never typed into ``report.md``.
 
 Protocol (paper section 4.2): leave-one-out per user per domain (last = test, penultimate =
 validation), 1 positive + 99 negatives from the domain fixed by the seed, MRR/HR/NDCG@10 per
@@ -27,7 +31,8 @@ import numpy as np
 from cdrec.config import load_config
 from cdrec.data.datasets import load_dataset
 from cdrec.errors import require
-from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
+from cdrec.experiments.headline import HeadlineRow
+from cdrec.experiments.runner import OPTIONS_FILE, Invocation, PlannedRun, coverage_section, failed_section, run_plan
 from cdrec.models import registry
 from cdrec.models.cf.uclr import LADDER, LIGHTGCN_BACKBONE
 from cdrec.results.schema import RunResult, atomic_write_text
@@ -127,9 +132,16 @@ LOW_BUCKET = "1-2"
 
 
 # ------------------------------------------------------------------------------ running
-def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path | None, device: str, cache: Path,
+PGE_CACHE = "../../../../cache/pge-{backbone}{dataset}-seed{seed}.pt"
+"""``model_params.pge_cache`` of the ladder's runs, relative to the run folder ``runs/<dataset>/<model>/seed<k>``
+(UCLR resolves a relative cache against it): ``OUT/cache/``, one file per backbone, dataset and seed."""
+
+
+def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path | None, device: str,
             pair: tuple[str, str] | None = None) -> Any:
-    """The run config of ``model`` on ``dataset``; a two-domain classic trains on ``pair`` = (source, target) alone."""
+    """The run config of ``model`` on ``dataset``; a two-domain classic trains on ``pair`` = (source, target) alone.
+    ``data.data_dir`` only when ``--data-dir`` was given, and the PGE cache relative to the run folder
+    (:data:`PGE_CACHE`), so a committed ``config.yaml`` finds the data and writes its cache on any machine."""
     data = dict(DATASETS[dataset])
     if pair is not None:
         data["keep_domains"] = sorted(pair)  # one data set for both directions
@@ -145,7 +157,7 @@ def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_
     }
     if model in LADDER or model in LIGHTGCN_BACKBONE:
         backbone = "lightgcn-" if model in LIGHTGCN_BACKBONE else ""  # one cached pretraining per backbone
-        base["model_params"] = {**schedule["ladder"], "pge_cache": str(cache / f"pge-{backbone}{dataset}-seed{seed}.pt")}
+        base["model_params"] = {**schedule["ladder"], "pge_cache": PGE_CACHE.format(backbone=backbone, dataset=dataset, seed=seed)}
     if model == "cat-art":  # CAT on the autoencoder's schedule, ART on the finetune's
         ladder = schedule["ladder"]
         base["model_params"] = {"cat_epochs": ladder["ae_epochs"], "cat_passes": ladder["ae_passes"], "art_epochs": ladder["ft_epochs"]}
@@ -179,7 +191,7 @@ def plan_runs(out: Path, datasets: list[str], seeds: list[int], schedule: dict[s
     """Every model x dataset x seed, phase by phase (:data:`PHASES`)."""
     shared = SharedPrepare()
     return [PlannedRun(f"{ds}/{model}/seed{seed}", out / "runs" / ds / model / f"seed{seed}",
-                       functools.partial(_config, model, ds, seed, schedule, data_dir, device, out / "cache"), shared)
+                       functools.partial(_config, model, ds, seed, schedule, data_dir, device), shared)
             for phase in PHASES for ds in datasets for seed in seeds for model in phase]
 
 
@@ -198,7 +210,7 @@ def plan_classics(out: Path, domains: dict[str, list[str]], seeds: list[int], sc
     shared = SharedPrepare()
     every_pair = {ds: list(itertools.permutations(doms, 2)) for ds, doms in domains.items()}
     return [PlannedRun(f"{ds}/{model}[{pair[0]}->{pair[1]}]/seed{seed}", out / "runs" / ds / "classics" / model / f"{pair[0]}-{pair[1]}" / f"seed{seed}",
-                       functools.partial(_config, model, ds, seed, schedule, data_dir, device, out / "cache", pair), shared)
+                       functools.partial(_config, model, ds, seed, schedule, data_dir, device, pair), shared)
             for ds, pairs in every_pair.items() for seed in seeds for pair in pairs for model in CLASSICS if pair in classic_pairs(model, domains[ds])]
 
 
@@ -265,12 +277,14 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
     from scipy.stats import pearsonr, spearmanr
 
     stats: dict[str, dict[str, float]] = {}
-    found = []
-    for ds in datasets:
-        for path in sorted((out / "runs" / ds / "uclr").glob("seed*/temperatures.npz")):
-            found.append((ds, path))
+    finished = [(ds, path.parent) for ds in datasets for path in sorted((out / "runs" / ds / "uclr").glob("seed*/results.json"))]
+    found = [(ds, run / "temperatures.npz") for ds, run in finished if (run / "temperatures.npz").exists()]
+    unrun = [ds for ds in datasets if all(d != ds for d, _ in finished)]
+    lacking = [f"`{run.relative_to(out).as_posix()}`" for _, run in finished if not (run / "temperatures.npz").exists()]
+    absent = ([f"No finished `uclr` run yet on: {', '.join(unrun)}.", ""] if unrun else []) + (
+        [f"Finished `uclr` runs without their `temperatures.npz` (not in this analysis): {', '.join(lacking)}.", ""] if lacking else [])
     if not found:
-        return ["No temperature files were found (no finished `uclr` run)."], stats
+        return [*absent, "No temperatures to analyse.", ""], stats
     shown = [ds for ds in datasets if any(d == ds for d, _ in found)]
     fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.6), squeeze=False)
     rows = []
@@ -312,7 +326,7 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
         }
         s = stats[ds]
         rows.append([ds, len(per_seed[ds]), s["users"], f"{s['tau_min']:.4f}", f"{s['tau_max']:.4f}", f"{s['tau_mean']:.4f} ± {s['tau_std']:.4f}",
-                     f"{s['spearman']:.3f} (min over seeds {s['spearman_min_seed']:.3f})", f"{s['pearson_log']:.3f}"])
+                     f"{_num(s['spearman'], '.3f')} (min over seeds {_num(s['spearman_min_seed'], '.3f')})", _num(s["pearson_log"], ".3f")])
     fig.tight_layout()
     save_figure(fig, out / "temperature_vs_activity.png", dpi=120)
     plt.close(fig)
@@ -334,35 +348,75 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
         "![correlation](temperature_correlation.png)",
         "",
         markdown_table(["dataset", "seeds", "users", "τ min", "τ max", "τ mean ± sd", "Spearman ρ(τ, activity)", "Pearson(τ, log activity)"], rows),
+        *absent,
     ]
     return lines, stats
 
 
 # ------------------------------------------------------------------------------ report
+PAPER_DATA_NOTE = (
+    "Paper numbers (%, mean over 5 seeds, on their data) are shown beside ours for orientation only: their Douban has "
+    "Books/Movies/Music (ours has no Movies) and their Amazon is Books/Movies/Electronics (ours are Food-Kitchen and "
+    "Beauty-Electronics), so only the Douban book and music and the Amazon Electronics cells have a counterpart."
+)
+"""Why most of our cells have no paper cell beside them (the report's opening)."""
+
+
+def _schedule_note(schedule: dict[str, Any], seeds: int) -> str:
+    """The training schedule of the report's runs (:data:`SCHEDULE` or :data:`QUICK`)."""
+    train, ladder = schedule["train"], schedule["ladder"]
+    return (f"**CPU schedule** (not the paper's GPU schedule): batch {train['batch_size']}, Adam lr {train['lr']:g} (paper: 1e-3), "
+            f"at most {train['epochs']} epochs with patience {train['patience']} on validation MRR@10 for every BPR-MF, NeuMF, LightGCN, "
+            f"HeroGraph, GA-MTCDR and PGE training; autoencoder at most {ladder['ae_epochs']} epochs x {ladder['ae_passes']} passes over "
+            f"the users, LoRA finetune at most {ladder['ft_epochs']} epochs per domain (CAT-ART's CAT and ART follow these two); "
+            f"{seeds} seed(s) finished.")
+
+
+def _uclr_settings(runs: list[RunResult]) -> list[str]:
+    """UCLR's hyper-parameters as its first finished run's ``config.yaml`` records them (none without a run)."""
+    p = runs[0].config.get("model_params") if runs else None
+    if not p:
+        return []
+    return [f"UCLR settings (its runs' config): embedding size {p['dim']}, MLP {p['hidden']}, mask ratio {p['mask_ratio']:g} "
+            f"(`mask_mode={p['mask_mode']}`), alpha {p['alpha']:g}, τ in [{p['tau_min']:g}, {p['tau_max']:g}], reg {p['reg']:g}, "
+            f"LoRA rank {p['lora_rank']}.", ""]
+
+
+def _num(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec``; "–" for NaN (a t-test with fewer than two paired seeds)."""
+    return "–" if np.isnan(value) else format(value, spec)
+
+
+def _not_run(datasets: list[str], by: dict, models: Sequence[str], what: str) -> list[str]:
+    """A line naming the datasets with no finished run of ``models`` (so their table is absent); none when all have one."""
+    absent = [ds for ds in datasets if not any(by.get((ds, m)) for m in models)]
+    return [f"No finished {what} run yet on: {', '.join(absent)} (no table).", ""] if absent else []
+
+
 def write_report(out: Path, results: list[RunResult], datasets: list[str], schedule: dict[str, Any], quick: bool,
-                 failed: Sequence[str] = ()) -> Path:
+                 failed: Sequence[str] = (), coverage: Sequence[str] = ()) -> Path:
+    """``report.md`` and ``summary.json`` of ``results``, ``coverage`` (:func:`coverage_section`) after the title."""
     by = _by(results, datasets)
+    unrun = [ds for ds in datasets if not any(by.get((ds, m)) for m in [*MODELS, *LIGHTGCN_BACKBONE])]
     lines = [
         "# UCLR reproduction (Yang et al., WWW 2024): Tables 2-5",
         "",
-        f"{'QUICK smoke run — numbers are not meaningful. ' if quick else ''}Leave-one-out per user per domain, 1 positive + 99 "
-        "sampled in-domain negatives fixed by the seed, metrics @10 in %, mean ± std over seeds; early stopping on validation "
-        "MRR@10, test reported. Paper numbers (5 seeds, their data) are shown beside ours for orientation only: their Douban "
-        "has 3 domains (Books/Movies/Music) and their Amazon is Books/Movies/Electronics, so only the Douban Book/Music and "
-        "Amazon Electronics rows have a counterpart.",
+        *coverage,
+        *([f"**No finished run at all on: {', '.join(unrun)}**; these datasets are absent from every table below.", ""] if unrun else []),
+        *(["**QUICK smoke run: the numbers are not meaningful.**", ""] if quick else []),
+        "Leave-one-out per user per domain, 1 positive + 99 sampled in-domain negatives fixed by the seed, metrics @10 in %, "
+        "mean ± std over seeds; early stopping on validation MRR@10, test reported.",
         "",
-        f"**CPU schedule** (not the paper's GPU schedule): embedding size 128, batch 2048, Adam lr {schedule['train']['lr']:g} "
-        f"(paper: 1e-3), at most {schedule['train']['epochs']} epochs with patience {schedule['train']['patience']} on validation "
-        f"MRR@10 for every BPR/NeuMF/LightGCN/HeroGraph/GA-MTCDR/PGE training; autoencoder at most {schedule['ladder']['ae_epochs']} epochs x "
-        f"{schedule['ladder']['ae_passes']} passes over the users (batch 2048 users), LoRA (rank 8) finetune at most "
-        f"{schedule['ladder']['ft_epochs']} epochs per domain; {len({r.seed for r in results})} seed(s). "
-        "UCLR settings: MLP [128, 32], mask ratio 0.3 (whole users), alpha 1e-3, tau in [1e-5, 1], reg 1e-5.",
+        PAPER_DATA_NOTE,
         "",
+        _schedule_note(schedule, len({r.seed for r in results})),
+        "",
+        *_uclr_settings([r for r in results if r.model == "uclr"]),
         *failed_section(failed),
     ]
     stats_rows = []
     for ds in datasets:
-        runs = by.get((ds, "uclr")) or by.get((ds, "bprmf")) or []
+        runs = next((runs for (d, _), runs in by.items() if d == ds), [])  # every model of a dataset has the same data
         if runs:
             st = runs[0].data_stats
             for dom, s in st["domains"].items():
@@ -371,7 +425,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
 
     checks: list[str] = []
     # ---------------------------------------------------------------- Table 2
-    lines += ["## Table 2: baselines vs UCLR (test, %)", ""]
+    lines += ["## Table 2: baselines vs UCLR (test, %)", "", *_not_run(datasets, by, [*MODELS, *LIGHTGCN_BACKBONE], "Table 2")]
     ttest_rows = []
     for ds in datasets:
         doms = _domains(by, ds)
@@ -391,15 +445,18 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
         for d in doms:
             for m in [*BASELINES, *CROSS_DOMAIN, "uclr"]:
                 paper = PAPER_TABLE2.get((ds, d), {}).get(m)
+                if paper is None:
+                    continue
                 ours = [_metric(by.get((ds, m), []), d, metric) for metric in METRICS]
-                if paper is None or ours[0][2] == 0:
+                if ours[0][2] == 0:
+                    paper_rows.append([m, d, "not run", _paper(PAPER_TABLE2, ds, d, m), "–"])
                     continue
                 gap = 100 * ours[0][0] - paper[0]
                 paper_rows.append([m, d, " / ".join(f"{100 * o[0]:.2f}" for o in ours), _paper(PAPER_TABLE2, ds, d, m), f"{gap:+.2f}"])
                 if gap < 0:
                     lower.append(f"{m} on {d} ({gap:+.2f})")
         if paper_rows:
-            lines += ["Ours beside the paper (Table 2, MRR / HR / NDCG @10, %; Δ = our MRR@10 minus the paper's):", "",
+            lines += ["Ours beside the paper (Table 2, MRR / HR / NDCG @10, %, our mean over seeds; Δ = our MRR@10 minus the paper's):", "",
                       markdown_table(["model", "domain", "ours", "paper", "Δ MRR@10"], paper_rows),
                       f"Ours are **lower** than the paper's for: {', '.join(lower)}." if lower else "Ours are at or above the paper's in every row.", ""]
         for d in doms:
@@ -409,7 +466,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
             b = _metric(by[(ds, best)], d, "MRR@10")[0]
             t, p = paired_ttest(by[(ds, "uclr")], by[(ds, best)], d, "MRR@10")
             u = _metric(by[(ds, "uclr")], d, "MRR@10")[0]
-            ttest_rows.append([ds, d, best, f"{100 * b:.2f}", f"{100 * u:.2f}", f"{100 * (u - b):+.2f}", f"{t:.2f}", f"{p:.4f}"])
+            ttest_rows.append([ds, d, best, f"{100 * b:.2f}", f"{100 * u:.2f}", f"{100 * (u - b):+.2f}", _num(t, ".2f"), _num(p, ".4f")])
             checks.append(f"- {ds} / {d}: UCLR MRR@10 {100 * u:.2f} vs the best baseline ({best}) {100 * b:.2f} -> "
                           f"{'beats' if u > b else 'DOES NOT beat'} it")
         for ref in ("pge", "bprmf"):
@@ -419,7 +476,8 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     lines += [
         "### Paired t-test: UCLR vs the best baseline per domain (MRR@10, paired by seed)",
         "",
-        "Best baseline = highest mean test MRR@10 among the finished Pop, ItemKNN, BPR-MF, NeuMF, LightGCN (single domain) and PGE runs.",
+        "Best baseline = highest mean test MRR@10 among the finished single-domain (Pop, ItemKNN, BPR-MF, NeuMF, LightGCN), "
+        "multi-target (HeroGraph, GA-MTCDR, CAT-ART) and PGE runs; t and p are – with fewer than two seeds of both.",
         "",
         markdown_table(["dataset", "domain", "best baseline", "baseline", "UCLR", "Δ", "t", "p"], ttest_rows),
     ]
@@ -435,19 +493,21 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
         "training interactions there: afk and abe have no such users and the `3-5` bucket (the least active users they "
         "have) is shown instead.",
         "",
+        *_not_run(datasets, by, [*BASELINES, *LADDER], "Table 3"),
     ]
     for ds in datasets:
         doms = _domains(by, ds)
-        if not doms:
+        shown = [m for m in [*BASELINES, *LADDER] if by.get((ds, m))]
+        if not doms or not shown:
             continue
-        bucket = LOW_BUCKET if any(_metric(by.get((ds, "uclr"), []), d, "MRR@10", LOW_BUCKET)[2] for d in doms) else "3-5"
+        first = by[(ds, shown[0])]  # every model of a dataset has the same test users
+        bucket = LOW_BUCKET if any(_metric(first, d, "MRR@10", LOW_BUCKET)[2] for d in doms) else "3-5"
         header = ["model", *[f"{d} {m}" for d in doms for m in METRICS], "mean MRR@10"]
         rows = []
-        n_rows = {d: _metric(by.get((ds, "uclr"), []), d, "n", bucket)[0] for d in doms}
-        for model in [*BASELINES, *LADDER]:
-            runs = by.get((ds, model), [])
-            if runs:
-                rows.append([model, *[_fmt(_metric(runs, d, m, bucket)) for d in doms for m in METRICS], _fmt(_domain_mean(runs, doms, bucket=bucket))])
+        n_rows = {d: _metric(first, d, "n", bucket)[0] for d in doms}
+        for model in shown:
+            runs = by[(ds, model)]
+            rows.append([model, *[_fmt(_metric(runs, d, m, bucket)) for d in doms for m in METRICS], _fmt(_domain_mean(runs, doms, bucket=bucket))])
         lines += [f"### {ds} (bucket `{bucket}`; test users per domain: " + ", ".join(f"{d} {0 if not np.isfinite(n) else int(n)}" for d, n in n_rows.items()) + ")", "", markdown_table(header, rows)]
         for ref in ("pge", "bprmf"):
             if by.get((ds, ref)) and by.get((ds, "uclr")):
@@ -456,18 +516,21 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     lines += [f"Paper Table 3 (Amazon Electronics, 1-2 interactions), UCLR MRR / HR / NDCG @10: {' / '.join(f'{v:.2f}' for v in PAPER_TABLE3_ELEC_UCLR)}.", ""]
 
     # ---------------------------------------------------------------- Tables 4-5
-    lines += ["## Tables 4-5: ablation ladder (test, %)", "", "Δ = change of the mean MRR@10 over domains against the rung above; a negative Δ means the step did not help.", ""]
+    lines += ["## Tables 4-5: ablation ladder (test, %)", "", "Δ = change of the mean MRR@10 over domains against the rung above; a negative Δ means the step did not help "
+              "(– where the rung above has no finished run).", "",
+              *_not_run(datasets, by, LADDER, "ladder")]
     for ds in datasets:
         doms = _domains(by, ds)
-        if not doms:
+        if not doms or not any(by.get((ds, m)) for m in LADDER):
             continue
-        rows, prev = [], None
+        rows, prev = [], None  # prev: the mean of the rung above when it has finished runs
         for model in LADDER:
             runs = by.get((ds, model), [])
             if not runs:
+                prev = None
                 continue
             mean = _domain_mean(runs, doms)[0]
-            delta = "" if prev is None else f"{100 * (mean - prev):+.2f}"
+            delta = "" if model == LADDER[0] else "–" if prev is None else f"{100 * (mean - prev):+.2f}"
             if prev is not None:
                 checks.append(f"- {ds}: step to {model}: Δ mean MRR@10 {100 * (mean - prev):+.2f} ({'helps' if mean > prev else 'does NOT help'})")
             prev = mean
@@ -481,7 +544,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     lines += temp_lines
     for ds, s in tstats.items():
         checks.append(f"- {ds}: temperatures differ across users ({s['distinct']} distinct values, sd {s['tau_std']:.4f}) and "
-                      f"Spearman ρ with activity = {s['spearman']:.3f} ({'positive: more active users get larger τ, as section 3.4 argues' if s['spearman'] > 0 else 'not positive'})")
+                      f"Spearman ρ with activity = {_num(s['spearman'], '.3f')} ({'positive: more active users get larger τ, as section 3.4 argues' if s['spearman'] > 0 else 'not positive'})")
 
     # ---------------------------------------------------------------- timing and checks
     trows = []
@@ -490,11 +553,13 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
             runs = by.get((ds, model), [])
             if runs:
                 trows.append([ds, model, f"{np.mean([r.timing.get('train_s', 0.0) for r in runs]):.1f}", f"{np.mean([r.timing.get('eval_s', 0.0) for r in runs]):.1f}"])
-    lines += ["## Done-when checks (computed from the numbers above)", "", *checks, "",
+    lines += ["## Checks (computed from the numbers above)", "",
+              "Each compares means over the finished seeds; the paired t-tests above say which differences are significant.", "",
+              *(checks or ["None: no finished `uclr` run beside a reference."]), "",
               "## Training time (s, mean over seeds; the ladder rungs after `pge` reuse its cached pretraining)", "",
               markdown_table(["dataset", "model", "train s", "eval s"], trows),
-              f"Total over all {len(results)} runs: {sum(r.timing.get('train_s', 0.0) + r.timing.get('eval_s', 0.0) for r in results) / 60:.1f} min "
-              "of training + evaluation (wall-clock on a shared 2-core machine, one thread)."]
+              f"Total over the {len(results)} finished runs: {sum(r.timing.get('train_s', 0.0) + r.timing.get('eval_s', 0.0) for r in results) / 60:.1f} min "
+              "of training + evaluation (the wall-clock times their results.json record)."]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_text(out / "summary.json", json.dumps({"checks": checks, "temperatures": tstats}, indent=2) + "\n")
@@ -539,7 +604,7 @@ def classics_section(out: Path, by: dict, datasets: list[str]) -> list[str]:
                 if uclr:
                     delta = f"{100 * (_metric(uclr, d, 'MRR@10')[0] - _metric(runs, d, 'MRR@10')[0]):+.2f}"
                     t_stat, p_value = paired_ttest(uclr, runs, d, "MRR@10")
-                    t, p = f"{t_stat:.2f}", f"{p_value:.4f}"
+                    t, p = _num(t_stat, ".2f"), _num(p_value, ".4f")
                 rows.append([model, trained, *[_fmt(_metric(runs, d, m)) for m in METRICS], delta, t, p])
             tables += [f"### {ds}: target {d}", "", markdown_table(["model", "trained on", *METRICS, "Δ MRR@10 (UCLR − model)", "t", "p"], rows)]
     if not tables:
@@ -584,17 +649,66 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
         require(ds in DATASETS, f"unknown UCLR dataset {ds!r}; expected one of {sorted(DATASETS)}")
     seed_list = list(range(seeds or schedule["seeds"]))
     # every dataset must load before anything is written
-    domains = {ds: load_dataset(_config("uclr", ds, 0, schedule, data_dir, "cpu", out / "cache").data).domains for ds in datasets}
+    domains = {ds: load_dataset(_config("uclr", ds, 0, schedule, data_dir, "cpu").data).domains for ds in datasets}
     runs = plan_runs(out, datasets, seed_list, schedule, data_dir, device) if "main" in sections else []
     if "classics" in sections:
         runs += plan_classics(out, domains, seed_list, schedule, data_dir, device)
     return run_plan(Invocation("uclr", out, data_dir, quick, seeds, device, () if tuple(sections) == DEFAULT_SECTIONS else tuple(sections)), runs,
-                    lambda failed: report(out, quick=quick, seeds=seeds, datasets=datasets, failed=failed))
+                    lambda failed: report(out, quick=quick, seeds=seeds, device=device, datasets=datasets, failed=failed, sections=sections))
+
+
+REPORT_OUT = Path("docs/reproductions/uclr")
+"""The ``--out`` the report's continue command names: where the committed runs live, not the folder it was
+written in, so the report is the same bytes wherever it is rebuilt."""
+
+
+def recorded_sections(out: Path) -> tuple[str, ...]:
+    """The ``--section`` values of the last ``cdrec reproduce uclr`` in ``out`` (``reproduce.json``); the default plan's when none."""
+    path = Path(out) / OPTIONS_FILE
+    saved = json.loads(path.read_text()).get("sections") if path.exists() else None
+    return tuple(saved) if saved else DEFAULT_SECTIONS
+
+
+def planned_dirs(out: Path, datasets: list[str], seeds: list[int], sections: Sequence[str], results: list[RunResult]) -> list[Path]:
+    """The run folders of the plan of ``sections``, without loading any data set: the classics' pairs come from
+    the domains of each dataset's finished runs (a dataset with none has no classics listed)."""
+    planned = [run.run_dir for run in plan_runs(out, datasets, seeds, SCHEDULE, None, "cpu")] if "main" in sections else []
+    if "classics" in sections:
+        by = _by(results, datasets)
+        domains = {ds: _domains(by, ds) for ds in datasets if _domains(by, ds)}
+        planned += [run.run_dir for run in plan_classics(out, domains, seeds, SCHEDULE, None, "cpu")]
+    return planned
 
 
 def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", datasets: list[str] | None = None,
-           failed: Sequence[str] = ()) -> Path:
+           failed: Sequence[str] = (), sections: Sequence[str] | None = None) -> Path:
     """``report.md``, ``summary.json`` and the temperature plots from the runs in ``out``
-    (``cdrec reproduce uclr --report-only``)."""
+    (``cdrec reproduce uclr --report-only``), opening with which runs of the plan (the recorded options and
+    ``sections``, by default those of ``reproduce.json``) are finished."""
+    out = Path(out)
     datasets = datasets or (QUICK["datasets"] if quick else list(DATASETS))
-    return write_report(Path(out), collect(out, datasets), datasets, QUICK if quick else SCHEDULE, quick, failed)
+    sections = tuple(sections) if sections is not None else recorded_sections(out)
+    schedule = QUICK if quick else SCHEDULE
+    results = collect(out, datasets)
+    planned = planned_dirs(out, datasets, list(range(seeds or schedule["seeds"])), sections, results)
+    resume = Invocation("uclr", REPORT_OUT, None, quick, seeds, device, () if sections == DEFAULT_SECTIONS else sections)
+    return write_report(out, results, datasets, schedule, quick, failed, coverage_section(out, planned, resume.command()))
+
+
+HEADLINE_DATA = {"douban": ("Douban", "the paper's Douban also has Movies"),
+                 "abe": ("Amazon Beauty-Electronics", "the paper's Amazon is Books-Movies-Electronics")}
+"""How the headline names the datasets of :data:`PAPER_TABLE2`'s cells, and how they differ from the paper's."""
+
+
+def headline(out: Path) -> list[HeadlineRow]:
+    """UCLR's test MRR@10 (%) in every (dataset, domain) with a :data:`PAPER_TABLE2` cell, from the finished
+    ``uclr`` runs in ``out`` (``ours`` None where there is none); the note gives their schedule and how the data differ."""
+    rows = []
+    for (ds, domain), cells in PAPER_TABLE2.items():
+        runs = _by(collect(out, [ds]), [ds]).get((ds, "uclr"), [])
+        mean, std, n = _metric(runs, domain, "MRR@10")
+        train = runs[0].config["train"] if runs else SCHEDULE["train"]
+        name, differs = HEADLINE_DATA[ds]
+        rows.append(HeadlineRow("UCLR (WWW 2024)", f"{name}: {domain}", "test MRR@10 (%)", cells["uclr"][0], (100 * mean, 100 * std, n) if n else None,
+                                digits=2, note=f"CPU schedule: Adam lr {train['lr']:g} (paper 1e-3), ≤{train['epochs']} epochs; {differs}"))
+    return rows

@@ -33,6 +33,8 @@ def test_recipe_smoke_on_synthetic(tmp_path, monkeypatch):
     assert all(f"| {model} |" in table2 for model in recipe.CROSS_DOMAIN)  # the multi-target CDR rows
     assert (tmp_path / "temperature_vs_activity.png").stat().st_size > 0
     assert (tmp_path / "cache" / "pge-synthetic-seed0.pt").exists()
+    config = (tmp_path / "runs" / "synthetic" / "pge+ae" / "seed1" / "config.yaml").read_text()
+    assert "pge_cache: ../../../../cache/pge-synthetic-seed1.pt" in config and str(tmp_path) not in config  # portable
 
 
 def _small(make):

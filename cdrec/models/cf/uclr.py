@@ -56,7 +56,8 @@ Choices the paper leaves open (each has an option):
 
 Training runs in stages from :meth:`UCLR.fit` (the ranking task calls it): PGE with the caller's
 trainer settings and early stopping on validation MRR@10 (cached in ``pge_cache`` when given, so
-every rung of the ladder in one dataset and seed reuses one pretraining), the autoencoder for
+every rung of the ladder in one dataset and seed reuses one pretraining; a relative ``pge_cache`` is
+resolved against the run folder, :func:`pge_cache_path`), the autoencoder for
 ``ae_epochs`` (x ``ae_passes`` passes over the users, early stopping on validation MRR@10), then
 per-domain LoRA finetuning for ``ft_epochs`` with early stopping on the domain's validation
 MRR@10 (the un-finetuned state counts as epoch 0, so a domain keeps ``W0`` when finetuning never
@@ -128,7 +129,8 @@ class UCLRParams(ModelParams):
     finetune_items: bool = True
     # the user embedding that scores items: decoded | original | finetuned
     score_with: str = "decoded"
-    # reuse of one PGE pretraining across the ladder (path of a cache file, or None)
+    # reuse of one PGE pretraining across the ladder: a cache file, relative to the run folder unless
+    # absolute (`cdrec reproduce uclr` writes ../../../../cache/pge-<dataset>-seed<k>.pt), or None
     pge_cache: str | None = None
 
     fixed_backbone: ClassVar[str | None] = None
@@ -399,7 +401,7 @@ class UCLR(RankingModel):
         run_dir: Path | None,
         resume: bool,
     ) -> FitResult:
-        cache = Path(self.params.pge_cache) if self.params.pge_cache else None
+        cache = pge_cache_path(self.params.pge_cache, run_dir)
         key = self._cache_key(cfg, seed)
         if cache is not None and cache.exists():
             state = torch.load(cache, map_location=device, weights_only=False)
@@ -548,6 +550,16 @@ def trainer_settings(trainer: Trainer) -> tuple[type[Trainer], TrainConfig, int,
     """The caller's trainer class (every stage trains with one of it), settings, seed, device and run folder."""
     run_dir = trainer.checkpoint.parent if trainer.checkpoint is not None else None
     return type(trainer), trainer.cfg, trainer.seed, trainer.device, run_dir
+
+
+def pge_cache_path(pge_cache: str | None, run_dir: Path | None) -> Path | None:
+    """The PGE cache file of ``model_params.pge_cache``: an absolute path as it is, a relative one
+    against the run folder ``run_dir`` (so a committed ``config.yaml`` names no machine's folder), or
+    against the working folder when the model trains without one; ``None`` when not cached."""
+    if not pge_cache:
+        return None
+    path = Path(pge_cache).expanduser()
+    return (run_dir / path).resolve() if run_dir is not None and not path.is_absolute() else path
 
 
 def stage_checkpoint(run_dir: Path | None, stage: str) -> Path | None:
