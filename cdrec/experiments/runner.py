@@ -235,16 +235,16 @@ def run_plan(invocation: Invocation, runs: Sequence[PlannedRun], report: Callabl
     return path
 
 
-def coverage_section(out: Path, planned: Sequence[Path], continue_command: str) -> list[str]:
+def coverage_section(out: Path, planned: Sequence[Path], continue_command: str, depth: int = 2) -> list[str]:
     """Report lines saying which of the plan's run folders ``planned`` hold a finished run: a one-line
-    count when all do, else the count and, per group of runs (the first two folder levels under
-    ``runs/``, e.g. ``ml-1m/M3oE``), how many are finished and which are missing, with the command that
-    trains them. A report made of part of its plan says so."""
+    count when all do, else the count and, per group of runs (the folder above each run, cut to its
+    first ``depth`` levels under ``runs/``, e.g. ``ml-1m/M3oE``), how many are finished and which are
+    missing, with the command that trains them. A report made of part of its plan says so."""
     out = Path(out)
     groups: dict[str, list[Path]] = {}
     for path in planned:
         parts = path.relative_to(out / "runs").parts
-        groups.setdefault("/".join(parts[:2]), []).append(path)
+        groups.setdefault("/".join(parts[:-1][:depth]), []).append(path)
     missing = [p for p in planned if not (p / "results.json").exists()]
     if not missing:
         return [f"_All {len(planned)} runs of the plan are finished and shown below._", ""]

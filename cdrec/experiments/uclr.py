@@ -692,7 +692,7 @@ def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: 
     results = collect(out, datasets)
     planned = planned_dirs(out, datasets, list(range(seeds or schedule["seeds"])), sections, results)
     resume = Invocation("uclr", REPORT_OUT, None, quick, seeds, device, () if sections == DEFAULT_SECTIONS else sections)
-    return write_report(out, results, datasets, schedule, quick, failed, coverage_section(out, planned, resume.command()))
+    return write_report(out, results, datasets, schedule, quick, failed, coverage_section(out, planned, resume.command(), depth=4))
 
 
 HEADLINE_DATA = {"douban": ("Douban", "the paper's Douban also has Movies"),

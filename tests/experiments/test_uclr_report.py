@@ -55,8 +55,8 @@ def test_partial_report_names_the_missing_runs_and_datasets_without_nan_or_paths
     text = recipe.report(out, device="cpu").read_text()
     planned = len(recipe.plan_runs(out, list(recipe.DATASETS), [0, 1, 2], recipe.SCHEDULE, None, "cpu"))
     assert f"## Coverage: 4 of the {planned} runs of the plan are finished" in text
-    assert "- `runs/douban/neumf`: seed0, seed1, seed2" in text and "- `runs/douban/uclr`: seed1, seed2" in text
-    assert "- `runs/afk/uclr`: seed0, seed1, seed2" in text
+    assert "- `douban/neumf`: 0 of 3 finished: missing seed0, seed1, seed2" in text and "- `douban/uclr`: 1 of 3 finished: missing seed1, seed2" in text
+    assert "- `afk/uclr`: 0 of 3 finished: missing seed0, seed1, seed2" in text
     assert "`cdrec reproduce uclr --out docs/reproductions/uclr --device cpu` trains the missing ones" in text
     assert "**No finished run at all on: afk, abe, ml-1m-genre**" in text
     assert "No finished Table 2 run yet on: afk, abe, ml-1m-genre (no table)." in text
@@ -97,9 +97,9 @@ def test_classics_coverage_takes_the_pairs_from_the_finished_runs_domains(tmp_pa
     out = _partial(tmp_path)
     Invocation("uclr", out, device="cpu", sections=("classics",)).save()
     text = recipe.report(out, device="cpu").read_text()
-    assert "- `runs/douban/classics/emcdr/book-music`: seed0, seed1, seed2" in text
-    assert "- `runs/douban/classics/emcdr/music-book`: seed0, seed1, seed2" in text
-    assert "runs/douban/uclr`" not in text.split("## Coverage")[1].split("\n## ")[0]  # the main plan is not this one
+    assert "- `douban/classics/emcdr/book-music`: 0 of 3 finished: missing seed0, seed1, seed2" in text
+    assert "- `douban/classics/emcdr/music-book`: 0 of 3 finished: missing seed0, seed1, seed2" in text
+    assert "`douban/uclr`" not in text.split("## Coverage")[1].split("\n## ")[0]  # the main plan is not this one
     assert "--section classics" in text
 
 
