@@ -20,9 +20,10 @@ Schedules:
 * ``cpu`` (reduced, no GPU): d=32, dropout 0.2, AdamW lr 5e-3, weight decay 0.05, batch 128, no
   warm-up, ReduceLROnPlateau halving the lr after 2 epochs without a better validation MRR sum,
   early stopping after 3 such epochs, at most 20 epochs; 3 seeds, ablations on Beauty-Electronics
-  with one seed. The whole plan's time has not been measured since the six baselines from ABXI to
-  DREAM joined it (before, with MERIT, SASRec and BERT4Rec only, it took about 1.5 h at one thread);
-  the report adds up the recorded time of its finished runs and estimates the missing ones from them.
+  with one seed. The whole plan's time has not been measured since the baselines from ``pop`` to
+  ``dream`` (eight of :data:`BASELINES`) and MERIT's per-position negatives joined it (before, with
+  SASRec, BERT4Rec and MERIT only, it took about 1.5 h at one thread); the report adds up the recorded
+  time of its finished runs and estimates the missing ones from them.
   How it was chosen (validation MRR sum only, MERIT on Beauty-Electronics, seed 0, d=32, batch 128;
   an epoch is one window per user, 35 batches on abe, 56 on afk):
   the previous 3-epoch schedule stopped while validation MRR was still rising steeply
@@ -347,7 +348,7 @@ AUTHORS_CODE_NOTES = [
     "",
     "- Where the paper leaves a detail open, the model follows their code: no dropout on the attention probabilities,",
     "  their weight initialisation and their loss normalisation (`attn_dropout`, `init`, `loss_norm` of `MERITParams`).",
-    "- Both schedules train MERIT (and ABXI, the same authors' sampler) with their per-position negatives",
+    "- The `paper` and `cpu` schedules train MERIT (and ABXI, the same authors' sampler) with their per-position negatives",
     "  (`negatives=position`; the model's default shares them per sequence, which needs far less memory).",
     "- Where their code departs from the paper's text, the model follows the text, and `model_params.authors_code`",
     "  switches on each such behaviour: {switches}. `--section switches` (not in the default plan) measures them",
@@ -369,6 +370,10 @@ def _plateau(s: Schedule, default: float) -> str:
     return ", ".join(f"{factor:g} on {'-'.join(DATASETS[ds])}" for ds, factor in factors.items())
 
 
+def _epochs_text(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
 def schedule_table(ours: Schedule, seeds: int | None = None) -> list[str]:
     """The settings of ``ours`` beside those of the authors' code (the ``paper`` schedule), one row each."""
     defaults = MERITParams()
@@ -378,9 +383,9 @@ def schedule_table(ours: Schedule, seeds: int | None = None) -> list[str]:
         negatives = dict(s.merit_params).get("negatives", defaults.negatives)
         return [
             str(s.dim), f"{s.dropout if s.dropout is not None else defaults.dropout:g}", f"AdamW, lr {s.lr:g}, weight decay {s.weight_decay:g}",
-            str(s.batch_size) + (f", {s.max_batches} batches per epoch" if s.max_batches is not None else ""), f"{s.warmup_epochs} epochs",
+            str(s.batch_size) + (f", {s.max_batches} batches per epoch" if s.max_batches is not None else ""), _epochs_text(s.warmup_epochs),
             f"patience {s.lr_patience if s.lr_patience is not None else defaults.lr_patience}, factor {_plateau(s, defaults.lr_factor)}",
-            f"after {s.patience} epochs without a better validation MRR sum", f"at most {s.epochs}", f"per {negatives}", str(n_seeds),
+            f"after {_epochs_text(s.patience)} without a better validation MRR sum", f"at most {s.epochs}", f"per {negatives}", str(n_seeds),
             f"{', '.join('-'.join(DATASETS[ds]) for ds in s.ablation_datasets)}; {s.ablation_seeds} seed{'s' if s.ablation_seeds > 1 else ''}",
         ]
 
@@ -399,7 +404,7 @@ def departures_section(schedule: Schedule, seeds: int | None) -> list[str]:
     lines = ["## How these runs differ from the paper", ""]
     if schedule.name != paper.name:
         lines += [f"**These runs do not use the paper's schedule.** They ran the `{schedule.name}` schedule: d={schedule.dim} and at most "
-                  f"{schedule.epochs} epochs, where the authors' code trains d={paper.dim} for up to {paper.epochs} epochs, so numbers "
+                  f"{_epochs_text(schedule.epochs)}, where the authors' code trains d={paper.dim} for up to {paper.epochs} epochs, so numbers "
                   f"below the paper's are expected; they are reported as they are. {schedule.note}".rstrip(), ""]
     else:
         lines += ["These runs use the `paper` schedule, the defaults of the authors' code.", ""]
