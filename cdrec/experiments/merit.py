@@ -20,10 +20,10 @@ Schedules:
 * ``cpu`` (reduced, no GPU): d=32, dropout 0.2, AdamW lr 5e-3, weight decay 0.05, batch 128, no
   warm-up, ReduceLROnPlateau halving the lr after 2 epochs without a better validation MRR sum,
   early stopping after 3 such epochs, at most 20 epochs; 3 seeds, ablations on Beauty-Electronics
-  with one seed. The whole plan's time has not been measured since the baselines from ``pop`` to
-  ``dream`` (eight of :data:`BASELINES`) and MERIT's per-position negatives joined it (before, with
-  SASRec, BERT4Rec and MERIT only, it took about 1.5 h at one thread); the report adds up the recorded
-  time of its finished runs and estimates the missing ones from them.
+  with one seed. The whole plan's time has not been measured since ``pop``, ``itemknn``, ``cd-sasrec``,
+  ``cd-asr``, ``mgcl``, ``abxi``, ``c2dsr``, ``dream`` and MERIT's per-position negatives joined it
+  (before, with SASRec, BERT4Rec and MERIT only, it took about 1.5 h at one thread); the report adds up
+  the recorded time of its finished runs and estimates the missing ones from them.
   How it was chosen (validation MRR sum only, MERIT on Beauty-Electronics, seed 0, d=32, batch 128;
   an epoch is one window per user, 35 batches on abe, 56 on afk):
   the previous 3-epoch schedule stopped while validation MRR was still rising steeply
