@@ -479,7 +479,7 @@ def _ttest(domains: tuple[str, ...], agg: dict[str, dict[str, dict[str, tuple[fl
             rows.append([d, metric, best, f"{best_val:.4f}", f"{agg['merit'][d][metric][0]:.4f}", _num(t, ".2f"), _num(p, ".4f")])
     if not rows:
         return []
-    return ["\nPaired t-test (by seed) of MERIT against the best baseline (t and p are – with fewer than 2 seeds of both):\n",
+    return ["\nPaired t-test (by seed) of MERIT against the finished baseline with the highest mean (t and p are – with fewer than 2 seeds of both):\n",
             markdown_table(["domain", "metric", "best baseline", "baseline", "MERIT", "t", "p"], rows)]
 
 
