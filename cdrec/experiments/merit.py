@@ -4,7 +4,10 @@ Beauty-Electronics.
 The recipe is data: the datasets, the models, the ablations, the seeds and one schedule per
 machine. Every run goes through :func:`cdrec.experiments.pipeline.run_config` (the ``cdrec run``
 path) and writes ``runs/<data>/<model>/seed<k>/results.json``; a run whose results exist is not
-repeated, so an interrupted reproduction resumes. The report puts the paper's numbers beside ours.
+repeated, so an interrupted reproduction resumes. The report puts the paper's numbers beside ours. It opens
+with how many runs of the plan are finished and which are missing, then how the runs depart from the paper
+(the schedule beside the authors' code's, and what the model takes from that code); every row of Tables 2
+and 3 is there, ``not run`` where no run finished; ``headline`` gives the README's cells (MERIT's test MRR).
 
 Schedules:
 
@@ -17,9 +20,10 @@ Schedules:
 * ``cpu`` (reduced, no GPU): d=32, dropout 0.2, AdamW lr 5e-3, weight decay 0.05, batch 128, no
   warm-up, ReduceLROnPlateau halving the lr after 2 epochs without a better validation MRR sum,
   early stopping after 3 such epochs, at most 20 epochs; 3 seeds, ablations on Beauty-Electronics
-  with one seed. The whole plan takes about 1.5 h at one thread on the shared 2-core machine
-  (measured: seeds 0 and 1 of Table 2 took 2,520 s wall, each abe ablation 130-200 s, so 3 seeds +
-  9 ablations is ~5,100 s).
+  with one seed. The whole plan's time has not been measured since ``pop``, ``itemknn``, ``cd-sasrec``,
+  ``cd-asr``, ``mgcl``, ``abxi``, ``c2dsr``, ``dream`` and MERIT's per-position negatives joined it
+  (before, with SASRec, BERT4Rec and MERIT only, it took about 1.5 h at one thread); the report adds up
+  the recorded time of its finished runs and estimates the missing ones from them.
   How it was chosen (validation MRR sum only, MERIT on Beauty-Electronics, seed 0, d=32, batch 128;
   an epoch is one window per user, 35 batches on abe, 56 on afk):
   the previous 3-epoch schedule stopped while validation MRR was still rising steeply
@@ -32,8 +36,8 @@ Schedules:
   SASRec-dt afk 11 / 15 / 32 s, BERT4Rec-dt afk 12 / 22 / 31 s; d=64 doubles MERIT's cost and did
   not fit the session, so d stays 32. The same schedule trains every model (baselines included).
   Several MERIT runs still improve at epoch 20, but a longer, wider schedule (d=64, <= 60 epochs,
-  patience 6, seed 0) moved MERIT's test MRR by only 1-5% and left it 13-22% below the paper
-  (docs/reproductions/merit-cpu/report.md), so ``cpu`` keeps the cheaper d=32 / 20-epoch plan.
+  patience 6, seed 0) moved MERIT's test MRR by only 1-5% and left it 13-22% below the paper, so
+  ``cpu`` keeps the cheaper d=32 / 20-epoch plan.
 * Both ``paper`` and ``cpu`` train MERIT with per-position negatives (``AUTHORS_NEGATIVES``, the
   authors' sampler; chosen on validation MRR, 2026-12-01), which makes a MERIT run about 1.6x slower on
   CPU than the timings above (measured with per-sequence negatives).
@@ -58,15 +62,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from cdrec.config import load_config
 from cdrec.errors import require
-from cdrec.experiments.runner import Invocation, PlannedRun, failed_section, run_plan
-from cdrec.models.sequential.merit import AUTHORS_CODE
+from cdrec.experiments.headline import HeadlineRow
+from cdrec.experiments.runner import OPTIONS_FILE, Invocation, PlannedRun, coverage_section, failed_section, run_plan
+from cdrec.models.sequential.merit import AUTHORS_CODE, MERITParams
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import aggregate_seeds, markdown_table, mean_std, paired_ttest
 from cdrec.results.plots import save_figure
@@ -141,6 +146,8 @@ class Schedule:
     """Per-dataset ReduceLROnPlateau factor; a dataset not named keeps the models' default (0.5)."""
     merit_params: tuple[tuple[str, str], ...] = ()
     """``model_params`` set for MERIT (and its ablations) and ABXI (the same authors' sampler) only."""
+    note: str = ""
+    """What the report says about this schedule beside the table of its settings."""
 
     def overrides(self, dataset: str | None = None, model: str | None = None) -> list[str]:
         if model in ONE_PASS:
@@ -171,8 +178,11 @@ default shares them per sequence to meet the CPU memory target at d=256). On Bea
 
 SCHEDULES = {
     "paper": Schedule("paper", ("abe", "afk"), 256, 500, 61, 1e-4, 5.0, 10, 3, 3, tuple(ABLATIONS), ("abe", "afk"), lr_factors=(("afk", 0.4), ("abe", 0.8)), merit_params=AUTHORS_NEGATIVES),
-    "cpu": Schedule("cpu (reduced)", ("abe", "afk"), 32, 20, 3, 5e-3, 0.05, 0, 3, 1, tuple(ABLATIONS), ("abe",), batch_size=128, dropout=0.2, lr_patience=1, lr_factors=(("abe", 0.5), ("afk", 0.5)), merit_params=AUTHORS_NEGATIVES),
-    "quick": Schedule("quick (smoke test)", ("abe",), 16, 1, 1, 2e-3, 0.5, 0, 1, 1, ("SF3",), ("abe",), max_batches=4),
+    "cpu": Schedule("cpu (reduced)", ("abe", "afk"), 32, 20, 3, 5e-3, 0.05, 0, 3, 1, tuple(ABLATIONS), ("abe",), batch_size=128, dropout=0.2, lr_patience=1, lr_factors=(("abe", 0.5), ("afk", 0.5)), merit_params=AUTHORS_NEGATIVES,
+                    note="It is the recipe's schedule for a machine without a GPU, chosen on MERIT's validation MRR sum (Beauty-Electronics, "
+                         "seed 0), never on test figures; the measurements behind it are in the docstring of `cdrec/experiments/merit.py`."),
+    "quick": Schedule("quick (smoke test)", ("abe",), 16, 1, 1, 2e-3, 0.5, 0, 1, 1, ("SF3",), ("abe",), max_batches=4,
+                      note="It is a smoke test of the whole path (one epoch of a few batches): its numbers are not a result."),
 }
 
 
@@ -263,13 +273,44 @@ def switch_runs(out: Path, schedule: Schedule, ds: str = "abe", seed: int = 0) -
 
 
 def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", failed: Sequence[str] = ()) -> Path:
-    """The report of the runs in ``out`` (``cdrec reproduce merit --report-only``), under the name of the
-    schedule they were trained with (read off their configs: the GPU and CPU schedules differ in size)."""
-    runs = load_runs(out)
-    cfg = runs[0][3].config if runs else {}
-    trained = (cfg.get("model_params", {}).get("dim"), cfg.get("train", {}).get("epochs"))
-    schedule = next((s for s in SCHEDULES.values() if (s.dim, s.epochs) == trained), pick_schedule(quick, device))
-    return write_report(out, schedule.name, failed)
+    """The report of the runs in ``out`` (``cdrec reproduce merit --report-only``): the schedule is read off
+    the runs' configs (the GPU and CPU schedules differ in size), the plan it is measured against is rebuilt
+    from the options without loading any data, so a report of part of the plan names the missing runs."""
+    out = Path(out)
+    schedule = trained_schedule(load_runs(out), quick, device)
+    sections = ("main", "switches") if "switches" in _recorded(out).get("sections", []) or load_runs(out, switches=True) else ()
+    planned = planned_dirs(out, schedule, seeds, sections, quick)
+    command = Invocation("merit", Path("docs/reproductions/merit"), quick=quick, seeds=seeds, device=device, sections=sections).command()
+    return write_report(out, schedule, failed, planned=planned, continue_command=command, seeds=seeds)
+
+
+def _recorded(out: Path) -> dict[str, Any]:
+    """The options recorded in ``out/reproduce.json`` (empty when there are none)."""
+    path = Path(out) / OPTIONS_FILE
+    try:
+        return dict(json.loads(path.read_text())) if path.exists() else {}
+    except (ValueError, TypeError):
+        return {}
+
+
+def trained_schedule(runs: Sequence[tuple[str, str, str | None, RunResult, Path]], quick: bool, device: str) -> Schedule:
+    """The schedule the runs were trained with (matched on d and the epoch cap of the first trained run), else
+    the one ``quick`` and ``device`` pick (when only the one-pass baselines, which have no schedule, finished)."""
+    for _, model, _, res, _ in runs:
+        if model not in ONE_PASS:
+            trained = (res.config.get("model_params", {}).get("dim"), res.config.get("train", {}).get("epochs"))
+            found = next((s for s in SCHEDULES.values() if (s.dim, s.epochs) == trained), None)
+            if found is not None:
+                return found
+    return pick_schedule(quick, device)
+
+
+def planned_dirs(out: Path, schedule: Schedule, seeds: int | None, sections: Sequence[str] = (), quick: bool = False) -> list[Path]:
+    """The run folders of the plan (the main section, plus the ``switches`` one when named), in run order."""
+    dirs = [run_dir(Path(out), ds, model, ablation, seed) for ds, model, ablation, seed in plan(schedule, seeds)]
+    if "switches" in sections:
+        dirs += [folder for _, folder, _ in switch_runs(Path(out), SCHEDULES["quick"] if quick else SWITCH_SCHEDULE)]
+    return dirs
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -291,73 +332,117 @@ def _cell(ours: tuple[float, float, int] | None, paper: float | None) -> str:
     return f"{text} ({paper:.4f})" if paper is not None else text
 
 
-def write_report(out: Path, schedule_name: str, failed: Sequence[str] = ()) -> Path:
-    """Build ``report.md``, ``table2.md``, ``table3.md`` and ``fig7_gates.png`` from the runs on disk."""
+def _num(value: float | None, fmt: str) -> str:
+    """``value`` formatted, or – when it is missing or NaN."""
+    return "–" if value is None or np.isnan(value) else format(value, fmt)
+
+
+PROTOCOL = [
+    "Protocol: leave-one-out on the mixed sequence, each target ranked against 999 negatives of its domain (never",
+    "touched by the user), fixed by the seed; model selection on the sum of the two domains' validation MRR; test",
+    "metrics reported. Cells: ours, mean ± std over the finished seeds (one value where one seed finished), and the",
+    "paper's (mean of 5 seeds) in brackets.",
+]
+AUTHORS_CODE_NOTES = [
+    "What the model takes from the authors' public code (github.com/DiMarzioBian/MERIT) and what it does not:",
+    "",
+    "- Where the paper leaves a detail open, the model follows their code: no dropout on the attention probabilities,",
+    "  their weight initialisation and their loss normalisation (`attn_dropout`, `init`, `loss_norm` of `MERITParams`).",
+    "- The `paper` and `cpu` schedules train MERIT (and ABXI, the same authors' sampler) with their per-position negatives",
+    "  (`negatives=position`; the model's default shares them per sequence, which needs far less memory).",
+    "- Where their code departs from the paper's text, the model follows the text, and `model_params.authors_code`",
+    "  switches on each such behaviour: {switches}. `--section switches` (not in the default plan) measures them",
+    "  one at a time on Beauty-Electronics validation.",
+    "- Not copied: a later commit's `get_absolute_pos_idx`, which multiplies the masks in place by the reversed",
+    "  positions, so that every layer's output is scaled by 1..47.",
+    "- Smaller differences: the input holds the last 50 events (theirs 47); the experts' inner width is round(8d/3)",
+    "  (theirs 680 at any d; `model_params.ffn_dim`); the 999 test negatives are fixed by the seed (theirs are drawn",
+    "  anew, unseeded, at each evaluation), and a negative scored level with the target counts against it.",
+    "",
+]
+"""Report text on the authors' code (``{switches}``: the names of :data:`AUTHORS_CODE`)."""
+
+
+def _plateau(s: Schedule, default: float) -> str:
+    factors = {ds: dict(s.lr_factors).get(ds, default) for ds in s.datasets}
+    if len(set(factors.values())) == 1:
+        return f"{next(iter(factors.values())):g}"
+    return ", ".join(f"{factor:g} on {'-'.join(DATASETS[ds])}" for ds, factor in factors.items())
+
+
+def _epochs_text(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+def schedule_table(ours: Schedule, seeds: int | None = None) -> list[str]:
+    """The settings of ``ours`` beside those of the authors' code (the ``paper`` schedule), one row each."""
+    defaults = MERITParams()
+    paper = SCHEDULES["paper"]
+
+    def cells(s: Schedule, n_seeds: int) -> list[str]:
+        negatives = dict(s.merit_params).get("negatives", defaults.negatives)
+        return [
+            str(s.dim), f"{s.dropout if s.dropout is not None else defaults.dropout:g}", f"AdamW, lr {s.lr:g}, weight decay {s.weight_decay:g}",
+            str(s.batch_size) + (f", {s.max_batches} batches per epoch" if s.max_batches is not None else ""), _epochs_text(s.warmup_epochs),
+            f"patience {s.lr_patience if s.lr_patience is not None else defaults.lr_patience}, factor {_plateau(s, defaults.lr_factor)}",
+            f"after {_epochs_text(s.patience)} without a better validation MRR sum", f"at most {s.epochs}", f"per {negatives}", str(n_seeds),
+            f"{', '.join('-'.join(DATASETS[ds]) for ds in s.ablation_datasets)}; {s.ablation_seeds} seed{'s' if s.ablation_seeds > 1 else ''}",
+        ]
+
+    names = ["embedding size d", "dropout", "optimiser", "batch size", "warm-up", "ReduceLROnPlateau", "early stopping", "epochs",
+             "MERIT's negatives", "seeds (Table 2)", "ablations (Table 3)"]
+    ours_cells = cells(ours, seeds or ours.seeds)
+    paper_cells = cells(paper, paper.seeds)
+    paper_cells[names.index("seeds (Table 2)")] += " (the paper: 5)"
+    return markdown_table(["setting", "authors' code (`paper` schedule)", f"these runs (`{ours.name}`)"],
+                          [[n, p, o] for n, p, o in zip(names, paper_cells, ours_cells)]).splitlines()
+
+
+def departures_section(schedule: Schedule, seeds: int | None) -> list[str]:
+    """How the runs depart from the paper: the schedule (beside the authors' code's) and the model's choices."""
+    paper = SCHEDULES["paper"]
+    lines = ["## How these runs differ from the paper", ""]
+    if schedule.name != paper.name:
+        lines += [f"**These runs do not use the paper's schedule.** They ran the `{schedule.name}` schedule: d={schedule.dim} and at most "
+                  f"{_epochs_text(schedule.epochs)}, where the authors' code trains d={paper.dim} for up to {paper.epochs} epochs, so numbers "
+                  f"below the paper's are expected; they are reported as they are. {schedule.note}".rstrip(), ""]
+    else:
+        lines += ["These runs use the `paper` schedule, the defaults of the authors' code.", ""]
+    lines += [*schedule_table(schedule, seeds), "", *PROTOCOL, ""]
+    lines += [line.format(switches=", ".join(f"`{name}`" for name in AUTHORS_CODE)) for line in AUTHORS_CODE_NOTES]
+    return lines
+
+
+def write_report(out: Path, schedule: Schedule, failed: Sequence[str] = (), *, planned: Sequence[Path] | None = None,
+                 continue_command: str = "", seeds: int | None = None) -> Path:
+    """Build ``report.md``, ``table2.md``, ``table3.md``, ``fig7_gates.png`` and ``curves.png`` from the runs on
+    disk. ``planned``: the run folders of the plan (default: ``schedule``'s main plan); the report opens
+    with how many of them are finished and which are missing (``continue_command`` trains those)."""
     out = Path(out)
     runs = load_runs(out)
-    lines = [
-        "# MERIT reproduction (Tables 2 and 3, Fig. 7)", "",
-        f"Schedule: **{schedule_name}**. Protocol: leave-one-out on the mixed sequence, each target ranked against",
-        "999 negatives of its domain (never touched by the user), fixed by the seed; model selection on the sum",
-        "of the two domains' validation MRR; test metrics reported. Cells: ours mean ± std over seeds (paper).",
-        "",
-    ]
-    if "paper" not in schedule_name:
-        lines += [
-            "**Reduced schedule.** This machine has no GPU, so models are far smaller and trained for far fewer",
-            "epochs than in the paper (see the schedule in `cdrec/experiments/merit.py`); numbers below the",
-            "paper's are expected and are reported as they are.", "",
-        ]
-    lines += failed_section(failed)
+    if planned is None:
+        planned = planned_dirs(out, schedule, seeds)
+    lines = ["# MERIT reproduction (Tables 2 and 3, Fig. 7)", "", *coverage_section(out, planned, continue_command), *failed_section(failed),
+             *departures_section(schedule, seeds)]
     table2, table3, verdict = [], [], []
-    for ds, domains in DATASETS.items():
+    for ds in [ds for ds in DATASETS if ds in schedule.datasets]:
+        domains = DATASETS[ds]
         main = [r for r in runs if r[0] == ds and r[2] is None]
-        if not main:
-            continue
-        agg = aggregate_seeds([replace(r[3], setting={}) for r in main])  # by model name (the one-pass baselines record scope=joint)
+        agg = {key[0]: value for key, value in aggregate_seeds([replace(r[3], setting={}) for r in main]).items()}  # by model name (the one-pass baselines record scope=joint)
         by_model = {m: [r[3] for r in main if r[1] == m] for m in MODELS}
         table2.append(f"\n### {' - '.join(domains)}\n")
         header = ["model", "seeds"] + [f"{d} {m}" for d in domains for m in METRICS]
         rows = []
         for m in MODELS:
-            key = (m, main[0][3].dataset)
-            if key not in agg:
-                continue
             paper = PAPER_TABLE2.get(m)
-            rows.append([m, str(len(by_model[m]))] + [_cell(agg[key].get(d, {}).get(metric), paper[d][METRICS.index(metric)] if paper else None) for d in domains for metric in METRICS])
+            rows.append([m, str(len(by_model[m])) if m in agg else "not run"]
+                        + [_cell(agg[m].get(d, {}).get(metric) if m in agg else None, paper[d][METRICS.index(metric)] if paper else None)
+                           for d in domains for metric in METRICS])
         table2.append(markdown_table(header, rows))
-        # paired t-test of MERIT against the best baseline (highest mean) per domain and metric
-        tt = []
-        for d in domains:
-            for metric in METRICS:
-                cands = [(agg[(b, main[0][3].dataset)][d][metric][0], b) for b in BASELINES if (b, main[0][3].dataset) in agg and d in agg[(b, main[0][3].dataset)]]
-                if not cands or not by_model["merit"]:
-                    continue
-                best_val, best = max(cands)
-                t, p = paired_ttest(by_model["merit"], by_model[best], d, metric)
-                merit_val = agg[("merit", main[0][3].dataset)][d][metric][0]
-                tt.append([d, metric, best, f"{best_val:.4f}", f"{merit_val:.4f}", "–" if np.isnan(t) else f"{t:.2f}", "–" if np.isnan(p) else f"{p:.4f}"])
-        if tt:
-            table2.append("\nPaired t-test (by seed) of MERIT against the best baseline:\n")
-            table2.append(markdown_table(["domain", "metric", "best baseline", "baseline", "MERIT", "t", "p"], tt))
-        if by_model["merit"]:
-            verdict += _verdict(ds, domains, agg, main[0][3].dataset)
-        # Table 3 (MRR)
-        abl = [r for r in runs if r[0] == ds and r[1] == "merit"]
-        if abl:
-            agg_abl = aggregate_seeds([r[3] for r in abl])
-            trows = []
-            for variant in ["MERIT", *ABLATIONS]:
-                key = ("merit" if variant == "MERIT" else f"merit[ablation={variant}]", main[0][3].dataset)
-                if key not in agg_abl:
-                    continue
-                vals = [agg_abl[key].get(d, {}).get("MRR") for d in domains]
-                ours_sum = sum(v[0] for v in vals if v) if all(vals) else float("nan")
-                paper_sum = sum(PAPER_TABLE3[variant][d] for d in domains)
-                trows.append([variant, *[_cell(v, PAPER_TABLE3[variant][d]) for v, d in zip(vals, domains)], f"{ours_sum:.4f} ({paper_sum:.4f})"])
-            table3.append(f"\n### {' - '.join(domains)} (MRR)\n")
-            table3.append(markdown_table(["variant", *domains, "sum"], trows))
-    lines += ["## Table 2: recommendation performance", *table2, "", "## Done-when checks", "", *verdict, "",
+        table2 += _ttest(domains, agg, by_model)
+        verdict += _verdict(ds, domains, agg)
+        table3 += _table3(ds, domains, [r for r in runs if r[0] == ds and r[1] == "merit"], schedule)
+    lines += ["## Table 2: recommendation performance", *table2, "", "## MERIT against the paper", "", *verdict, "",
               "## Table 3: ablations (MRR)", *table3, "", *switch_section(out)]
     png = plot_gates(runs, out / "fig7_gates.png")
     if png is not None:
@@ -370,13 +455,102 @@ def write_report(out: Path, schedule_name: str, failed: Sequence[str] = ()) -> P
                   "Validation MRR summed over the two domains after each epoch (seed 0; the `-st`, `cd-sasrec`, `cd-asr` and `mgcl` baselines",
                   "are one model per domain, each curve that domain's own validation MRR). The filled marker is",
                   "the epoch whose weights were kept (early stopping on this sum).", ""]
-    timing = [[r[0], r[1] if r[2] is None else f"merit[{r[2]}]", str(r[3].seed), *_epochs(r[3]), f"{r[3].timing.get('train_s', float('nan')):.0f}", f"{r[3].timing.get('peak_rss_mb', float('nan')):.0f}"] for r in runs]
-    lines += ["## Runs", "", markdown_table(["data", "model", "seed", "epochs run", "best epoch", "train s", "peak RSS MB"], timing)]
+    lines += runs_section(out, planned)
     atomic_write_text(out / "table2.md", "\n".join(table2) + "\n")
     atomic_write_text(out / "table3.md", "\n".join(table3) + "\n")
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _ttest(domains: tuple[str, ...], agg: dict[str, dict[str, dict[str, tuple[float, float, int]]]],
+           by_model: dict[str, list[RunResult]]) -> list[str]:
+    """Paired t-test (by seed) of MERIT against the baseline with the highest mean, per domain and metric."""
+    if not by_model["merit"]:
+        return []
+    rows = []
+    for d in domains:
+        for metric in METRICS:
+            cands = [(agg[b][d][metric][0], b) for b in BASELINES if b in agg and d in agg[b]]
+            if not cands:
+                continue
+            best_val, best = max(cands)
+            t, p = paired_ttest(by_model["merit"], by_model[best], d, metric)
+            rows.append([d, metric, best, f"{best_val:.4f}", f"{agg['merit'][d][metric][0]:.4f}", _num(t, ".2f"), _num(p, ".4f")])
+    if not rows:
+        return []
+    return ["\nPaired t-test (by seed) of MERIT against the finished baseline with the highest mean (t and p are – with fewer than 2 seeds of both):\n",
+            markdown_table(["domain", "metric", "best baseline", "baseline", "MERIT", "t", "p"], rows)]
+
+
+def _table3(ds: str, domains: tuple[str, ...], merit_runs: list[tuple[str, str, str | None, RunResult, Path]], schedule: Schedule) -> list[str]:
+    """Table 3 (MRR) of one dataset: MERIT and every ablation of the plan, `not run` where none finished."""
+    head = f"\n### {' - '.join(domains)} (MRR)\n"
+    if ds not in schedule.ablation_datasets:
+        pairs = " and ".join("-".join(DATASETS[a]) for a in schedule.ablation_datasets)
+        return [head, f"Not in the plan: the `{schedule.name}` schedule runs the ablations on {pairs} only."]
+    agg = {key[0]: value for key, value in aggregate_seeds([r[3] for r in merit_runs]).items()}
+    rows = []
+    for variant in ["MERIT", *schedule.ablations]:
+        found = agg.get("merit" if variant == "MERIT" else f"merit[ablation={variant}]")
+        vals = [found.get(d, {}).get("MRR") if found else None for d in domains]
+        ours_sum = sum(v[0] for v in vals) if all(vals) else None
+        paper_sum = sum(PAPER_TABLE3[variant][d] for d in domains)
+        rows.append([variant, str(max(v[2] for v in vals)) if all(vals) else "not run",
+                     *[_cell(v, PAPER_TABLE3[variant][d]) for v, d in zip(vals, domains)], f"{_num(ours_sum, '.4f')} ({paper_sum:.4f})"])
+    return [head, markdown_table(["variant", "seeds", *domains, "sum"], rows)]
+
+
+def _epochs(res: RunResult) -> list[str]:
+    """Epochs run, the kept (best) epoch and the epoch cap of each trained model (``/`` between the
+    domains of the per-domain models); a one-pass fit has none."""
+    hist = [h for h in res.history if isinstance(h, dict) and "epochs" in h and h.get("fit") != "one-pass"]
+    if not hist:
+        return ["one pass" if res.history else "–", "–", "–"]
+    cap = res.config.get("train", {}).get("epochs")
+    return ["/".join(str(len(h["epochs"])) for h in hist), "/".join(str(h["best_epoch"]) for h in hist), "–" if cap is None else str(cap)]
+
+
+def _at_cap(res: RunResult) -> bool:
+    """Whether a model of the run kept the weights of its last allowed epoch (it may still have been improving)."""
+    cap = res.config.get("train", {}).get("epochs")
+    return any(h.get("best_epoch") == cap for h in res.history if isinstance(h, dict) and h.get("epochs")) and cap is not None
+
+
+def runs_section(out: Path, planned: Sequence[Path]) -> list[str]:
+    """Every finished run with its epochs (kept one beside the cap) and recorded time; the time of the
+    finished runs summed, and the missing runs' estimated from the finished runs of the same kind."""
+    finished = [(path.parent, RunResult.read(path)) for path in sorted((Path(out) / "runs").glob("*/*/seed*/results.json"))]
+    if not finished:
+        return []
+    seconds = {folder: res.timing.get("train_s", 0.0) + res.timing.get("eval_s", 0.0) for folder, res in finished}
+    rows = [[folder.parents[1].name, folder.parent.name, str(res.seed), *_epochs(res), _num(res.timing.get("train_s"), ".0f"),
+             _num(res.timing.get("eval_s"), ".0f"), _num(res.timing.get("peak_rss_mb"), ".0f")] for folder, res in finished]
+    trained = [res for _, res in finished if _epochs(res)[1] != "–"]
+    at_cap = sum(_at_cap(res) for res in trained)
+    lines = ["## Runs", "", markdown_table(["data", "run", "seed", "epochs run", "best epoch", "epoch cap", "train s", "eval s", "peak RSS MB"], rows), ""]
+    if trained:
+        lines += [f"{at_cap} of the {len(trained)} trained runs kept the weights of their last allowed epoch (best epoch = cap): they may still "
+                  "have been improving when the schedule stopped them." if at_cap else
+                  f"None of the {len(trained)} trained runs kept the weights of its last allowed epoch (each stopped early or peaked before the cap).", ""]
+    kind: dict[tuple[str, str], list[float]] = {}
+    for folder, value in seconds.items():
+        kind.setdefault((folder.parents[1].name, folder.parent.name), []).append(value)
+    missing = [p for p in planned if not (p / "results.json").exists()]
+    estimates = [float(np.mean(kind[(p.parents[1].name, p.parent.name)])) for p in missing if (p.parents[1].name, p.parent.name) in kind]
+    total = sum(seconds.values())
+    lines.append(f"Recorded time of the {len(finished)} finished runs: {total:.0f} s ({total / 3600:.1f} h) of training and evaluation, "
+                 "on the machine and load each ran with (data loading not counted).")
+    if missing:
+        unknown = len(missing) - len(estimates)
+        if not estimates:
+            guess = f"none of its {len(missing)} missing runs has a finished run of the same model on the same data to estimate from"
+        else:
+            guess = (f"at the mean time of the finished runs of the same model on the same data, {len(estimates)} of its {len(missing)} missing "
+                     f"runs would take about {sum(estimates):.0f} s ({sum(estimates) / 3600:.1f} h)"
+                     + (f"; the other {unknown} have no such run to estimate from" if unknown else ""))
+        lines.append(f"The whole plan's time is not measured: {guess}.")
+    return [*lines, ""]
 
 
 def switch_section(out: Path) -> list[str]:
@@ -395,34 +569,43 @@ def switch_section(out: Path) -> list[str]:
         if not found:
             continue
         ref = found.get("paper")
+        ref_valid = ref.valid_metrics.get("overall", {}).get("MRR_sum") if ref is not None else None
         rows = []
         for name in [*SWITCH_VARIANTS, *sorted(set(found) - set(SWITCH_VARIANTS))]:
             res = found.get(name)
             if res is None:
                 continue
-            valid = res.valid_metrics.get("overall", {}).get("MRR_sum", float("nan"))
-            delta = valid - ref.valid_metrics.get("overall", {}).get("MRR_sum", float("nan")) if ref is not None and name != "paper" else float("nan")
-            test = sum(res.metrics.get(d, {}).get("MRR", float("nan")) for d in domains)
-            rows.append([name, " ".join(SWITCH_VARIANTS.get(name, ("?",))).replace("model_params.", "") or "–", f"{valid:.4f}",
-                         "–" if np.isnan(delta) else f"{delta:+.4f}",
-                         *[f"{res.valid_metrics.get(d, {}).get('MRR', float('nan')):.4f}" for d in domains], f"{test:.4f}", *_epochs(res),
-                         f"{res.timing.get('train_s', float('nan')):.0f}"])
+            valid = res.valid_metrics.get("overall", {}).get("MRR_sum")
+            delta = valid - ref_valid if valid is not None and ref_valid is not None and name != "paper" else None
+            test = [res.metrics.get(d, {}).get("MRR") for d in domains]
+            rows.append([name, " ".join(SWITCH_VARIANTS.get(name, ("?",))).replace("model_params.", "") or "–", _num(valid, ".4f"), _num(delta, "+.4f"),
+                         *[_num(res.valid_metrics.get(d, {}).get("MRR"), ".4f") for d in domains], _num(sum(test) if None not in test else None, ".4f"),
+                         *_epochs(res), _num(res.timing.get("train_s"), ".0f")])
         lines += [f"### {' - '.join(domains)}", "", markdown_table(
-            ["variant", "overrides", "valid MRR sum", "vs paper", *[f"valid {d} MRR" for d in domains], "test MRR sum", "epochs run", "best epoch", "train s"], rows), ""]
+            ["variant", "overrides", "valid MRR sum", "vs paper", *[f"valid {d} MRR" for d in domains], "test MRR sum", "epochs run", "best epoch",
+             "epoch cap", "train s"], rows), ""]
     return lines
 
 
-def _epochs(res: RunResult) -> list[str]:
-    """Epochs run and the kept (best) epoch of each trained model (``/`` between the domains of ``-st``)."""
-    hist = [h for h in res.history if isinstance(h, dict) and "epochs" in h]
-    if not hist:
-        return ["–", "–"]
-    return ["/".join(str(len(h["epochs"])) for h in hist), "/".join(str(h["best_epoch"]) for h in hist)]
+HEADLINE_CELLS = (("afk", "Food"), ("afk", "Kitchen"), ("abe", "Beauty"), ("abe", "Electronics"))
+"""The README's headline cells: MERIT's test MRR per domain (the paper's Table 2)."""
+
+
+def headline(out: Path) -> list[HeadlineRow]:
+    """MERIT's test MRR per domain over its finished Table 2 runs in ``out`` beside the paper's (``ours`` None
+    where MERIT has no finished run on that pair); the note names the schedule the runs were trained with."""
+    runs = load_runs(out)
+    recorded = _recorded(out)
+    schedule = trained_schedule(runs, bool(recorded.get("quick", False)), str(recorded.get("device", "auto")))
+    merit = {ds: aggregate_seeds([r[3] for r in runs if r[0] == ds and r[1] == "merit" and r[2] is None]) for ds in DATASETS}
+    note = f"{schedule.name} schedule: d={schedule.dim}, ≤{schedule.epochs} epochs" + ("" if schedule.name == "paper" else " (the paper's: d=256, ≤500)")
+    return [HeadlineRow("MERIT (ACM MM 2025)", f"{ds}: {domain}", "test MRR", PAPER_TABLE2["merit"][domain][METRICS.index("MRR")],
+                        next(iter(merit[ds].values()), {}).get(domain, {}).get("MRR"), digits=4, note=note) for ds, domain in HEADLINE_CELLS]
 
 
 def plot_curves(runs: list[tuple[str, str, str | None, RunResult, Path]], path: Path) -> Path | None:
     """Validation MRR sum per epoch of every seed-0 Table 2 run, one panel per dataset."""
-    main = [r for r in runs if r[2] is None and r[3].seed == 0 and r[3].history]
+    main = [r for r in runs if r[2] is None and r[3].seed == 0 and any(isinstance(h, dict) and h.get("epochs") for h in r[3].history)]
     if not main:
         return None
     import matplotlib
@@ -453,23 +636,23 @@ def plot_curves(runs: list[tuple[str, str, str | None, RunResult, Path]], path: 
     return path
 
 
-def _verdict(
-    ds: str, domains: tuple[str, ...], agg: dict[tuple[str, str], dict[str, dict[str, tuple[float, float, int]]]], dataset: str
-) -> list[str]:
+def _verdict(ds: str, domains: tuple[str, ...], agg: dict[str, dict[str, dict[str, tuple[float, float, int]]]]) -> list[str]:
+    """Per domain: does MERIT beat the dual-target SASRec and BERT4Rec on MRR, and is it within 10% of the paper's
+    HR@10 and MRR (the issue's target)."""
+    if "merit" not in agg:
+        return [f"- {ds}: MERIT has no finished run on {'-'.join(domains)}; nothing to compare."]
     lines = []
-    merit = agg[("merit", dataset)]
+    merit = agg["merit"]
     for d in domains:
-        beats = []
-        for b in ("sasrec-dt", "bert4rec-dt"):
-            if (b, dataset) in agg and d in agg[(b, dataset)]:
-                beats.append(f"{b} {'yes' if merit[d]['MRR'][0] > agg[(b, dataset)][d]['MRR'][0] else 'NO'}")
+        beats = [f"{b} {('yes' if merit[d]['MRR'][0] > agg[b][d]['MRR'][0] else 'NO') if b in agg and d in agg[b] else 'not run'}" for b in ("sasrec-dt", "bert4rec-dt")]
         rel = []
         for metric in ("HR@10", "MRR"):
             paper = PAPER_TABLE2["merit"][d][METRICS.index(metric)]
             ours = merit[d][metric][0]
             ok = abs(ours - paper) / paper <= 0.10
             rel.append(f"{metric} {ours:.4f} vs {paper:.4f} ({100 * (ours / paper - 1):+.1f}%, {'within' if ok else 'NOT within'} 10%)")
-        lines.append(f"- {ds} {d}: MERIT beats on MRR: {', '.join(beats)}; {'; '.join(rel)}")
+        n = merit[d]["MRR"][2]
+        lines.append(f"- {ds} {d} (MERIT: {n} seed{'s' if n > 1 else ''}): MERIT beats on MRR: {', '.join(beats)}; {'; '.join(rel)}")
     return lines
 
 
