@@ -163,8 +163,8 @@ def test_partial_report_names_missing_runs_marks_rows_not_run_and_has_no_nan_or_
     text = report(tmp_path, device="cpu").read_text()
     n_planned = len(plan(SCHEDULES["cpu"], None))
     assert text.index("## Coverage: 4 of the %d runs of the plan are finished" % n_planned) < text.index("## How these runs differ")
-    assert "- `runs/afk/merit`: seed0, seed1, seed2" in text and "- `runs/abe/merit`: seed1, seed2" in text
-    assert "- `runs/abe/merit-SF3`: seed0" in text
+    assert "- `afk/merit`: 0 of 3 finished: missing seed0, seed1, seed2" in text and "- `abe/merit`: 1 of 3 finished: missing seed1, seed2" in text
+    assert "- `abe/merit-SF3`: 0 of 1 finished: missing seed0" in text
     assert "`cdrec reproduce merit --out docs/reproductions/merit --device cpu` trains the missing ones" in text
     assert "These runs do not use the paper's schedule" in text and "d=32 and at most 20 epochs" in text
     assert "| abxi | not run | – (0.2807) |" in text and "| merit | 1 | 0.2250 (0.3073) |" in text
@@ -191,7 +191,7 @@ def test_partial_report_counts_the_switches_section_when_it_was_asked_for(tmp_pa
     (tmp_path / "reproduce.json").write_text(json.dumps({"paper": "merit", "quick": False, "seeds": None, "device": "cpu", "sections": ["switches"]}))
     text = report(tmp_path, device="cpu").read_text()
     assert f"## Coverage: 4 of the {len(plan(SCHEDULES['cpu'], None)) + len(SWITCH_VARIANTS)} runs" in text
-    assert "- `runs/abe/merit-switch-paper`: seed0" in text
+    assert "- `abe/merit-switch-paper`: 0 of 1 finished: missing seed0" in text
     assert "--device cpu --section main --section switches" in text
 
 
