@@ -115,7 +115,7 @@ def test_headline_rows_are_uclr_mrr_per_paper_cell_with_mean_std_and_seeds(tmp_p
     assert n == 3 and mean == pytest.approx(100 * np.mean(book)) and std == pytest.approx(100 * np.std(book, ddof=1))
     assert rows["music"].ours[0] == pytest.approx(50 * np.mean(book))
     assert rows["Electronics"].ours is None  # abe has no finished uclr run
-    assert rows["book"].digits == 2 and "lr 0.01" in rows["book"].note and "≤8 epochs" in rows["book"].note
+    assert rows["book"].digits == 2 and "lr 0.01" in rows["book"].note and f"≤{recipe.SCHEDULE['train']['epochs']} epochs" in rows["book"].note
     assert rows["book"].dataset == "Douban: book" and "also has Movies" in rows["music"].note
     assert rows["Electronics"].dataset == "Amazon Beauty-Electronics: Electronics" and "Books-Movies-Electronics" in rows["Electronics"].note
 
