@@ -431,12 +431,15 @@ class UCLR(RankingModel):
         return fit
 
     def _cache_key(self, cfg: TrainConfig, seed: int) -> str:
+        """What the PGE pretraining depends on: the data, its training rows and validation candidates (early
+        stopping reads them), the seed, the embedding settings and every trainer setting that changes the fit."""
         split = self._split
         p = self.params
-        rows = split.train_rows
         return json.dumps([
-            split.data.name, self.n_users, self.n_items, int(len(rows)), int(rows.sum()), int((rows * rows % 1_000_003).sum()),
+            split.data.name, self.n_users, self.n_items, *_fingerprint(split.train_rows), *_fingerprint(split.valid_rows),
+            *_fingerprint(split.candidates.get("valid")),
             seed, p.dim, p.reg, p.init_std, cfg.epochs, cfg.lr, cfg.batch_size, cfg.patience, cfg.metric, cfg.max_batches,
+            cfg.weight_decay, cfg.optimizer,
             *([p.backbone, graph_params(p).layers] if self.graph is not None else []),
         ])
 
@@ -550,6 +553,14 @@ def trainer_settings(trainer: Trainer) -> tuple[type[Trainer], TrainConfig, int,
     """The caller's trainer class (every stage trains with one of it), settings, seed, device and run folder."""
     run_dir = trainer.checkpoint.parent if trainer.checkpoint is not None else None
     return type(trainer), trainer.cfg, trainer.seed, trainer.device, run_dir
+
+
+def _fingerprint(values: np.ndarray | None) -> list[int]:
+    """A cheap fingerprint of an integer array (size, sum, sum of squares mod a prime) for cache keys."""
+    if values is None:
+        return [0, 0, 0]
+    values = np.asarray(values, dtype=np.int64).ravel()
+    return [int(values.size), int(values.sum()), int((values * values % 1_000_003).sum())]
 
 
 def pge_cache_path(pge_cache: str | None, run_dir: Path | None) -> Path | None:

@@ -211,3 +211,16 @@ def test_uclr_lightgcn_runs_every_stage_from_the_cached_graph_pretraining(tmp_pa
     torch.testing.assert_close(state["heads.0.lora.weight0"], cached["user"])
     assert not torch.allclose(cached["user"], cached["graph"]["user_emb.weight"])
     assert np.isfinite(uclr.metrics["overall"]["MRR@10"])
+
+
+def test_the_pge_cache_is_not_reused_under_another_weight_decay_or_optimizer(tmp_path):
+    cache = tmp_path / "pge.pt"
+    sets = [*TINY, "model=pge", "train.epochs=2", f"model_params.pge_cache={cache}"]
+    first = run_config(load_config(None, sets), tmp_path / "a")
+    key = torch.load(cache, weights_only=False)["key"]
+    again = run_config(load_config(None, sets), tmp_path / "b")
+    assert again.timing["train_s"] == 0.0 and again.metrics == first.metrics  # same settings: read from the cache
+    for change in ("train.weight_decay=0.1", "train.optimizer=adamw"):
+        other = run_config(load_config(None, [*sets, change]), tmp_path / change)
+        assert other.timing["train_s"] > 0.0, f"{change}: the cached pretraining of other settings was reused"
+        assert torch.load(cache, weights_only=False)["key"] != key
