@@ -7,7 +7,8 @@ The run's ``setting`` section says what to run (names as in ``results.json``):
 * ``feedback``: ``explicit`` (RMSE) or ``implicit`` (rating >= 3.5 positive, NDCG@10 / MAP@10);
 * ``alignment``: ``user`` or ``item``; ``partition``: label of the domain builder;
 * ``side_info``, ``eta`` (number or ``optimize``), ``weights`` (``uniform`` / ``optimize``),
-  ``privacy`` (``none`` / ``dp`` / ``ip``), ``privacy_alpha``, ``align_ratio``, ``cold_start_ratio``,
+  ``privacy`` (``none`` / ``dp`` / ``ip``), ``privacy_alpha`` (DP: Laplace scale (b - a) / alpha),
+  ``privacy_thresholds`` (IP: random thresholds per value, one bit each), ``align_ratio``, ``cold_start_ratio``,
   ``cold_start_org``, ``rounds``, ``assist_fit`` (``train``: w and an optimized eta fitted on training
   entries as in Eqs. 8-9; ``valid``: on the validation entries; ``valid-split``: on half of the validation
   users, the round selected on the other half), ``base`` (``mean``: the papers' F0 =
@@ -49,7 +50,7 @@ SHORT = {"aae": "aae", "assisted-ae": "ae", "assisted-base": "base", "assisted-m
 
 
 PARTITIONS = ("uniform", "genre", "domain")
-MTAL_ONLY = ("eta", "weights", "assist_fit", "privacy", "privacy_alpha", "rounds", "base", "align_ratio", "query_decoys")
+MTAL_ONLY = ("eta", "weights", "assist_fit", "privacy", "privacy_alpha", "privacy_thresholds", "rounds", "base", "align_ratio", "query_decoys")
 """Settings of the assistance rounds (and partial alignment, which the pooled or separate baselines do not model)."""
 
 
@@ -65,6 +66,7 @@ class MTALSetting:
     assist_fit: str = "train"
     privacy: str = "none"
     privacy_alpha: float = bounded(10.0, 0, lo_open=True)
+    privacy_thresholds: int = bounded(10, 1)
     align_ratio: float = bounded(1.0, 0, 1)
     cold_start_ratio: float | None = bounded(None, 0, 1, lo_open=True, hi_open=True)
     cold_start_org: str | None = None
@@ -101,6 +103,8 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
         if unused:
             raise CdrecError(f"setting.{unused[0]}: only setting.mode=mtal uses it; the {s.mode} baseline would ignore it")
     require(s.privacy == "dp" or s.privacy_alpha == defaults.privacy_alpha, f"setting.privacy_alpha: the Laplace scale of setting.privacy=dp; got privacy {s.privacy!r}")
+    require(s.privacy == "ip" or s.privacy_thresholds == defaults.privacy_thresholds,
+            f"setting.privacy_thresholds: the thresholds per value of setting.privacy=ip; got privacy {s.privacy!r}")
     require(s.cold_start_org is None or s.cold_start_ratio is not None, "setting.cold_start_org: names the cold organization of setting.cold_start_ratio, which is not set")
     if s.mode == "mtal":
         require(cfg.model == "aae", f"setting.mode=mtal needs model aae, got {cfg.model!r}")
@@ -112,7 +116,7 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
 def mtal_config_of(s: MTALSetting, params: Any, seed: int, device: str) -> MTALConfig:
     """The :class:`MTALConfig` of setting ``s`` (mode ``mtal``) with the AAE's ``params``."""
     return MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
-                      privacy_alpha=s.privacy_alpha, feedback=s.feedback, model=dataclasses.replace(params, side_info=s.side_info),
+                      privacy_alpha=s.privacy_alpha, ip_thresholds=s.privacy_thresholds, feedback=s.feedback, model=dataclasses.replace(params, side_info=s.side_info),
                       base=s.base, query_decoys=s.query_decoys, seed=seed, device=device)
 
 

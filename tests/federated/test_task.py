@@ -71,6 +71,7 @@ def test_bad_settings_fail_before_writing(tmp_path):
     ("eta", 0, r"setting\.eta: expected a number > 0 or 'optimize', got 0"),
     ("eta", "fast", r"setting\.eta: "),
     ("privacy_alpha", 0, r"setting\.privacy_alpha: expected a number > 0, got 0"),
+    ("privacy_thresholds", 0, r"setting\.privacy_thresholds: expected a number >= 1, got 0"),
     ("align_ratio", 1.5, r"setting\.align_ratio: expected a number in \[0, 1\], got 1\.5"),
     ("cold_start_ratio", 1.0, r"setting\.cold_start_ratio: expected a number in \(0, 1\), got 1\.0"),
     ("rounds", 0, r"setting\.rounds: expected a number >= 1, got 0"),
@@ -80,6 +81,15 @@ def test_out_of_range_settings_name_the_key(tmp_path, key, value, message):
     with pytest.raises(CdrecError, match=f"^{message}"):
         run_config(cfg("aae", mode="mtal", **{key: value}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_privacy_strengths_reach_the_organizations():
+    """setting.privacy_alpha (DP) and setting.privacy_thresholds (IP) set the MTAL config the organizations run with."""
+    from cdrec.federated.flower.orgdata import federation_from_config
+
+    assert federation_from_config(cfg("aae", mode="mtal", rounds=1, privacy="ip", privacy_thresholds=3))[1].ip_thresholds == 3
+    assert federation_from_config(cfg("aae", mode="mtal", rounds=1, privacy="dp", privacy_alpha=2.5))[1].privacy_alpha == 2.5
+    assert federation_from_config(cfg("aae", mode="mtal", rounds=1, privacy="ip"))[1].ip_thresholds == 10
 
 
 def test_the_deployed_federation_refuses_a_zero_base_whose_residuals_are_the_ratings():
@@ -100,6 +110,8 @@ def test_the_deployed_federation_refuses_a_zero_base_whose_residuals_are_the_rat
     ("assisted-ncf", {"mode": "mtcdr", "align_ratio": 0.5}, "setting.align_ratio: only setting.mode=mtal uses it"),
     ("assisted-mlp", {"mode": "joint", "query_decoys": 2}, "setting.query_decoys: only setting.mode=mtal uses it; the joint baseline would ignore it"),
     ("aae", {"mode": "mtal", "privacy_alpha": 1.0}, "setting.privacy_alpha: the Laplace scale of setting.privacy=dp; got privacy 'none'"),
+    ("aae", {"mode": "mtal", "privacy": "dp", "privacy_thresholds": 3}, "setting.privacy_thresholds: the thresholds per value of setting.privacy=ip; got privacy 'dp'"),
+    ("assisted-mf", {"mode": "alone", "privacy_thresholds": 3}, "setting.privacy_thresholds: only setting.mode=mtal uses it"),
     ("aae", {"mode": "mtal", "cold_start_org": "D1"}, "setting.cold_start_org: names the cold organization of setting.cold_start_ratio"),
     ("aae", {"mode": "mtal", "cold_start_ratio": 0.5, "cold_start_org": "Z"}, "setting.cold_start_org: unknown organization 'Z'"),
     ("aae", {"mode": "mtal", "partition": "banana"}, "setting.partition: expected one of"),
