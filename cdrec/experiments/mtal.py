@@ -17,6 +17,16 @@ command resumes):
 4. ML-1M in the other four Table 4 columns (MTAL, held-out MTAL and Alone rows): paper 001's Table 4
    (captioned ML100K) holds ML-1M's results and its Table 1 (captioned ML1M) ML-100K's (:func:`caption_swap`),
    so these runs are the ones Table 4 is compared with.
+5. Paper 002 Table 5, last: its MTAL rows on ML-1M and Douban with Laplace DP and interval privacy on the
+   residuals at the authors' strengths (:data:`PRIVACY_PAPER_SETTING`); the report also sets each organization's
+   cells of the paper 002 runs beside its Tables 4 and 9.
+
+``--section privacy`` (:data:`SECTIONS`, not in the default plan) sweeps each mechanism's strength on ML-100K
+explicit/user/uniform, then ML-1M explicit/user/genre (:data:`PRIVACY_SWEEP`), for ``privacy.png``: test RMSE
+against the strength beside the best Alone row. It is a section rather than more of the default plan because it
+answers a question the papers do not ask and costs about 1.5 CPU-hours per seed at today's speed (8 ML-100K runs of
+5 rounds, about 3 minutes each; 6 ML-1M runs, about 12 minutes each), against the 2.5 the whole default plan aims at;
+its reference rows (MTAL without privacy, Alone, the authors' strength) are runs of the default plan, shared.
 
 The CPU schedule (2 shared cores) says where it departs from the papers in the report: ``SCHEDULES["cpu"]``
 versus the papers' ``SCHEDULES["paper"]`` (20 local epochs, 10 rounds, 4 seeds).
@@ -34,9 +44,9 @@ from typing import Sequence
 import numpy as np
 
 from cdrec.config import RunConfig, load_config
-from cdrec.errors import CdrecError
+from cdrec.errors import CdrecError, require
 from cdrec.experiments.headline import HeadlineRow
-from cdrec.experiments.runner import Invocation, PlannedRun, coverage_section, failed_section, run_plan
+from cdrec.experiments.runner import OPTIONS_FILE, Invocation, PlannedRun, coverage_section, failed_section, run_plan
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table
 from cdrec.results.plots import save_figure
@@ -98,6 +108,58 @@ PAPER_002 = {
 PAPER_ETA_ML1M = {"0.1": (0.911, 0.841), "0.3": (0.894, 0.847), "1.0": (0.889, 0.850), "optimize": (0.896, 0.829), "optimize w": (0.894, 0.850)}
 PAPER_PRIVACY = {"ml-1m": {"alone": (0.929, 0.838), "dp": (0.900, 0.850), "ip": (0.899, 0.850)},
                  "douban": {"alone": (0.901, 0.873), "dp": (0.856, 0.875), "ip": (0.857, 0.875)}}
+"""Paper 002 Table 5 (RMSE, NDCG@10); its Alone cells are Table 2's best Alone row (MLP on both)."""
+PRIVACY_PAPER_SETTING = {"dp": 10.0, "ip": 10}
+"""The strengths of Table 5, which the paper does not print: the authors' ``src/make.py`` (mode ``pl``) runs
+``dp-10`` and ``ip-10`` at eta 0.3 with uniform w, i.e. ``dp(y, alpha=10)`` and ``ip(y, num_thresh=10)`` of their
+privacy module; cdrec's defaults ``setting.privacy_alpha=10`` and ``setting.privacy_thresholds=10``."""
+PRIVACY_OPTION = {"dp": "privacy_alpha", "ip": "privacy_thresholds"}
+PRIVACY_LABEL = {"dp": "Laplace DP", "ip": "interval privacy"}
+PRIVACY_PARAMETER = {"dp": "alpha", "ip": "thresholds"}
+PRIVACY_SWEEP = {"ml-100k": {"dp": (100.0, 30.0, 10.0, 3.0, 1.0), "ip": (100, 30, 10, 3, 1)},
+                 "ml-1m": {"dp": (30.0, 10.0, 3.0, 1.0), "ip": (30, 10, 3, 1)}}
+"""``--section privacy``: the strengths per mechanism, weakest first (a smaller alpha, fewer thresholds: more noise)."""
+PRIVACY_SWEEP_QUICK = {"ml-100k": {"dp": (10.0, 1.0), "ip": (10, 1)}}
+SWEEP_COLUMN = {"ml-100k": "explicit/user/uniform", "ml-1m": "explicit/user/genre"}
+"""The column each dataset's strength sweep runs in: the ablation column on ML-100K, paper 002's Table 5 column on ML-1M."""
+SECTIONS = {
+    "main": "Tables 1 and 4 of paper 001, Tables 2 and 5 of paper 002, the ablations (the default plan)",
+    "privacy": "beyond the papers: MTAL test RMSE against the strength of Laplace DP and interval privacy on ML-100K "
+               "explicit/user/uniform (5 rounds) and ML-1M explicit/user/genre, with privacy.png",
+}
+"""What ``cdrec reproduce mtal --section NAME`` runs; the report shows every section whose runs exist."""
+DEFAULT_SECTIONS = ("main",)
+
+# Paper 002 per-organization tables: Table 4 (ML-1M, 18 genres) and Table 9 (Douban; the recipe has two of its three
+# domains): items per organization and, per metric, each model's cell in the order of ``orgs``.
+PAPER_002_ORGS = {
+    "ml-1m": {
+        "orgs": ML100K_GENRES,
+        "n_k": [235, 130, 48, 95, 791, 89, 103, 1098, 24, 28, 235, 52, 51, 226, 119, 258, 74, 50],
+        "RMSE": {
+            "base": [0.973, 0.980, 1.002, 1.012, 1.001, 0.923, 0.984, 0.952, 1.026, 0.857, 1.095, 0.994, 0.958, 0.973, 1.005, 0.952, 0.944, 0.985],
+            "mf": [0.943, 1.085, 1.444, 1.173, 0.950, 1.215, 1.803, 0.901, 1.490, 1.885, 1.102, 1.450, 1.863, 1.008, 1.020, 0.936, 1.328, 1.507],
+            "mlp": [0.897, 0.938, 0.992, 0.930, 0.933, 0.947, 1.030, 0.893, 1.030, 0.912, 0.996, 0.975, 0.982, 0.939, 0.954, 0.896, 0.975, 0.972],
+            "ncf": [0.899, 0.934, 0.993, 0.929, 0.938, 0.942, 1.053, 0.896, 1.024, 0.936, 0.991, 0.983, 0.985, 0.937, 0.951, 0.897, 0.974, 0.978],
+            "ae": [1.034, 1.153, 1.790, 1.305, 1.022, 1.265, 1.898, 0.985, 2.119, 2.360, 1.219, 1.667, 1.714, 1.058, 1.095, 1.013, 1.466, 1.797],
+            "aae": [0.871, 0.892, 0.920, 0.913, 0.911, 0.856, 0.933, 0.877, 0.933, 0.800, 0.989, 0.914, 0.876, 0.888, 0.915, 0.860, 0.860, 0.893]},
+        "NDCG@10": {
+            "base": [0.705, 0.680, 0.651, 0.616, 0.761, 0.727, 0.754, 0.805, 0.546, 0.788, 0.590, 0.666, 0.662, 0.718, 0.678, 0.749, 0.736, 0.652],
+            "mf": [0.710, 0.682, 0.651, 0.615, 0.769, 0.728, 0.755, 0.812, 0.542, 0.787, 0.591, 0.665, 0.663, 0.722, 0.680, 0.753, 0.739, 0.654],
+            "mlp": [0.712, 0.684, 0.655, 0.617, 0.771, 0.730, 0.757, 0.814, 0.547, 0.790, 0.592, 0.668, 0.667, 0.724, 0.682, 0.756, 0.741, 0.657],
+            "ncf": [0.712, 0.684, 0.654, 0.618, 0.771, 0.730, 0.759, 0.814, 0.546, 0.790, 0.593, 0.668, 0.667, 0.724, 0.681, 0.756, 0.740, 0.657],
+            "ae": [0.711, 0.679, 0.651, 0.610, 0.772, 0.728, 0.756, 0.815, 0.540, 0.790, 0.591, 0.664, 0.665, 0.722, 0.680, 0.757, 0.738, 0.656],
+            "aae": [0.714, 0.686, 0.656, 0.619, 0.777, 0.731, 0.759, 0.819, 0.548, 0.790, 0.593, 0.670, 0.668, 0.726, 0.684, 0.758, 0.742, 0.658]}},
+    "douban": {
+        "orgs": ["book", "movie", "music"],
+        "n_k": [1134, 9500, 727],
+        "RMSE": {"base": [0.811, 0.908, 0.855], "mf": [0.847, 1.059, 0.963], "mlp": [0.817, 0.905, 0.860],
+                 "ncf": [0.847, 0.907, 0.879], "ae": [0.857, 0.907, 0.910], "aae": [0.800, 0.859, 0.843]},
+        "NDCG@10": {"base": [0.846, 0.770, 0.843], "mf": [0.858, 0.850, 0.853], "mlp": [0.861, 0.868, 0.858],
+                    "ncf": [0.861, 0.868, 0.858], "ae": [0.860, 0.865, 0.858], "aae": [0.862, 0.873, 0.859]}},
+}
+P002_COLUMN_PART = {"ml-1m": "user/genre", "douban": "user/domain"}
+"""The user-aligned columns of paper 002's runs (``<feedback>/<part>``)."""
 
 DATASET_LABEL = {"ml-100k": "ML-100K", "ml-1m": "ML-1M", "douban": "Douban"}
 PAPER_TABLE = {"ml-100k": ("Table 1", "ML1M", PAPER_T1), "ml-1m": ("Table 4", "ML100K", PAPER_T4)}
@@ -122,8 +184,8 @@ def caption_swap() -> str:
 
 
 QUERY_PRIVACY = (
-    "Besides the values (pseudo-residuals and predictions, which `setting.privacy=dp|ip` perturbs; the privacy "
-    "ablation above), a peer learns the aligned ids, the keys of the sender's training entries on shared rows (from "
+    "Besides the values (the pseudo-residuals, which `setting.privacy=dp|ip` perturbs before they leave the "
+    "organization, and the predictions, which it does not; the privacy sections above), a peer learns the aligned ids, the keys of the sender's training entries on shared rows (from "
     "the residual messages, as in the papers' algorithm) and the keys of the sender's evaluation queries. The recipe "
     "leaves `setting.query_decoys` at 0, where a query carries exactly the held-out keys: a peer learns which entries "
     "of a shared user (a shared item, when item-aligned) are held out, and from their order which are validation and "
@@ -248,7 +310,8 @@ def plan(quick: bool) -> list[tuple]:
         ablations.append(("ml-100k", col, f"ablation-eta-{eta}", "aae", dom, _setting(col, "mtal", False, eta=eta, **short), None, 100, 0))
     ablations.append(("ml-100k", col, "ablation-w-optimize", "aae", dom, _setting(col, "mtal", False, weights="optimize", **short), None, 100, 0))
     for priv in ("dp", "ip"):
-        ablations.append(("ml-100k", col, f"privacy-{priv}", "aae", dom, _setting(col, "mtal", False, privacy=priv, **short), None, 100, 0))
+        ablations.append(("ml-100k", col, privacy_row(priv, PRIVACY_PAPER_SETTING[priv]), "aae", dom,
+                          _setting(col, "mtal", False, **privacy_setting(priv, PRIVACY_PAPER_SETTING[priv]), **short), None, 100, 0))
     for ratio in (0.5, 0.25, 0.75):
         ablations.append(("ml-100k", col, f"align-{ratio}", "aae", dom, _setting(col, "mtal", False, align_ratio=ratio, **short), None, 100, 0))
         for b, mode in (("aae", "mtal"), ("ae", "alone"), ("base", "alone")):
@@ -284,7 +347,53 @@ def plan(quick: bool) -> list[tuple]:
         t4_ml1m.append(("ml-1m", col, "mtal-aae-heldout", "aae", dom, _setting(col, "mtal", False, **HELDOUT), None, 500, 0))
         t4_ml1m.append(("ml-1m", col, "mtal-aae", "aae", dom, _setting(col, "mtal", False), None, 500, 0))
         t4_ml1m += [("ml-1m", col, f"alone-{b}", b, dom, _setting(col, "alone", False), None, 500, 0) for b in BACKBONES]
-    return main + heldout + ablations + base0 + joint + p002 + t4_ml1m + side_jobs
+    # paper 002 Table 5: the MTAL rows of its two columns with DP / IP on the residuals, RMSE cells first
+    table5 = [(*job[:2], privacy_row(m, PRIVACY_PAPER_SETTING[m]), *job[3:5], {**job[5], **privacy_setting(m, PRIVACY_PAPER_SETTING[m])}, *job[6:])
+              for fb in ("explicit", "implicit") for job in p002 if job[1].startswith(fb) and job[2] == "mtal-aae" for m in ("dp", "ip")]
+    return main + heldout + ablations + base0 + joint + p002 + t4_ml1m + side_jobs + table5
+
+
+def privacy_row(mechanism: str, strength: float) -> str:
+    """The row of an MTAL run with ``mechanism`` (``dp`` / ``ip``) at ``strength``: ``privacy-dp`` at the paper's
+    strength (:data:`PRIVACY_PAPER_SETTING`), ``privacy-dp-3`` at another."""
+    return f"privacy-{mechanism}" if strength == PRIVACY_PAPER_SETTING[mechanism] else f"privacy-{mechanism}-{strength:g}"
+
+
+def privacy_setting(mechanism: str, strength: float) -> dict:
+    """The ``setting`` keys of ``mechanism`` at ``strength``; the strength key only where it is not the paper's
+    (the task's default), so a run at the paper's strength keeps the config it always had."""
+    return {"privacy": mechanism, **({} if strength == PRIVACY_PAPER_SETTING[mechanism] else {PRIVACY_OPTION[mechanism]: strength})}
+
+
+def sweep_reference(dataset: str, quick: bool) -> str:
+    """The MTAL row without privacy that a strength sweep on ``dataset`` starts from (same rounds and eta)."""
+    return "mtal-aae" if quick or dataset != "ml-100k" else "ablation-eta-0.3"
+
+
+def privacy_plan(quick: bool) -> list[tuple]:
+    """``--section privacy``: per dataset of :data:`PRIVACY_SWEEP`, the MTAL row without privacy, the column's
+    Alone rows (both also in the default plan) and one MTAL run per mechanism and strength."""
+    main = {job[:3]: job for job in plan(quick)}
+    jobs = []
+    for dataset, strengths in (PRIVACY_SWEEP_QUICK if quick else PRIVACY_SWEEP).items():
+        column = SWEEP_COLUMN[dataset]
+        reference = main[(dataset, column, sweep_reference(dataset, quick))]
+        jobs.append(reference)
+        jobs += [job for key, job in main.items() if key[:2] == (dataset, column) and key[2].startswith("alone-") and not key[2].endswith("_s")]
+        for mechanism, values in strengths.items():
+            for value in values:
+                row = privacy_row(mechanism, value)
+                jobs.append(main.get((dataset, column, row)) or
+                            (dataset, column, row, *reference[3:5], {**reference[5], **privacy_setting(mechanism, value)}, *reference[6:]))
+    return jobs
+
+
+def plan_sections(quick: bool, sections: Sequence[str] = DEFAULT_SECTIONS) -> list[tuple]:
+    """The jobs of ``sections`` (:data:`SECTIONS`) in order, each (dataset, column, row) once."""
+    unique: dict[tuple, tuple] = {}
+    for job in (plan(quick) if "main" in sections else []) + (privacy_plan(quick) if "privacy" in sections else []):
+        unique.setdefault(job[:3], job)
+    return list(unique.values())
 
 
 def schedule(quick: bool, seeds: int | None) -> dict:
@@ -295,33 +404,50 @@ def schedule(quick: bool, seeds: int | None) -> dict:
     return {"name": name, **SCHEDULES[name], **({"seeds": seeds} if seeds else {})}
 
 
-def planned_runs(out: Path, sched: dict, quick: bool) -> list[tuple[tuple, int, Path]]:
-    """Every run of the plan under the schedule ``sched``: (job of :func:`plan`, seed, run folder), seed by seed.
-    Loads no data, so ``--report-only`` can list the plan's missing runs where the data is absent."""
+def planned_runs(out: Path, sched: dict, quick: bool, sections: Sequence[str] = DEFAULT_SECTIONS) -> list[tuple[tuple, int, Path]]:
+    """Every run of the plan of ``sections`` under the schedule ``sched``: (job of :func:`plan`, seed, run folder),
+    seed by seed. Loads no data, so ``--report-only`` can list the plan's missing runs where the data is absent."""
     return [(job, seed, Path(out) / "runs" / job[0] / job[1] / job[2] / f"seed{seed}")
-            for seed in range(sched["seeds"]) for job in plan(quick)]
+            for seed in range(sched["seeds"]) for job in plan_sections(quick, sections)]
 
 
-def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "cpu") -> Path:
+def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, seeds: int | None = None, device: str = "cpu",
+              sections: Sequence[str] = DEFAULT_SECTIONS) -> Path:
     out = Path(out)
     from cdrec.data.loaders import data_dir as resolve_data_dir
 
+    for section in sections:
+        require(section in SECTIONS, f"--section: expected one of {sorted(SECTIONS)}, got {section!r}")
     root = resolve_data_dir(data_dir)
     if not (root / "ml-100k" / "u.data").exists():
         raise CdrecError(f"--data-dir {root}: ml-100k/u.data not found; `cdrec reproduce mtal` needs the real datasets")
     sched = schedule(quick, seeds)
     runs = [PlannedRun(f"{job[0]}/{job[1]}/{job[2]}/seed{seed}", run_dir, functools.partial(job_config, job, seed, sched, data_dir, device))
-            for job, seed, run_dir in planned_runs(out, sched, quick)
+            for job, seed, run_dir in planned_runs(out, sched, quick, sections)
             if job[0] == "ml-100k" or (root / ("ml-1m" if job[0] == "ml-1m" else "douban-ga-dtcdr")).exists()]
-    return run_plan(Invocation("mtal", out, data_dir, quick, seeds, device), runs,
+    extra = () if tuple(sections) == DEFAULT_SECTIONS else tuple(sections)
+    return run_plan(Invocation("mtal", out, data_dir, quick, seeds, device, extra), runs,
                     lambda failed: report(out, quick=quick, seeds=seeds, device=device, failed=failed))
 
 
+def report_sections(out: Path, quick: bool, seeds: int | None) -> tuple[str, ...]:
+    """The sections a report of ``out`` covers: the default plan, and ``privacy`` where a reproduction in ``out``
+    was asked for it (``reproduce.json``) or one of its own runs is finished."""
+    path = Path(out) / OPTIONS_FILE
+    recorded = (json.loads(path.read_text()).get("sections") or []) if path.exists() else []
+    main = {run_dir for _, _, run_dir in planned_runs(out, schedule(quick, seeds), quick)}
+    own = [run_dir for _, _, run_dir in planned_runs(out, schedule(quick, seeds), quick, ("privacy",)) if run_dir not in main]
+    return ("main", "privacy") if "privacy" in recorded or any((d / "results.json").exists() for d in own) else DEFAULT_SECTIONS
+
+
 def report(out: Path, *, quick: bool = False, seeds: int | None = None, device: str = "auto", failed: Sequence[str] = ()) -> Path:
-    """``report.md`` and ``rounds.png`` from the runs in ``out`` (``cdrec reproduce mtal --report-only``); the
-    command it names for the missing runs repeats these options with ``--out`` at :data:`REPORT_HOME`."""
-    command = Invocation("mtal", REPORT_HOME, quick=quick, seeds=seeds, device=device).command()
-    return write_report(Path(out), schedule(quick, seeds), quick, failed, continue_command=command)
+    """``report.md``, ``rounds.png`` and ``privacy.png`` from the runs in ``out`` (``cdrec reproduce mtal
+    --report-only``); the command it names for the missing runs repeats these options (and the sections of
+    :func:`report_sections`) with ``--out`` at :data:`REPORT_HOME`."""
+    sections = report_sections(out, quick, seeds)
+    extra = () if sections == DEFAULT_SECTIONS else sections
+    command = Invocation("mtal", REPORT_HOME, quick=quick, seeds=seeds, device=device, sections=extra).command()
+    return write_report(Path(out), schedule(quick, seeds), quick, failed, continue_command=command, sections=sections)
 
 
 HEADLINE_COLUMN = "explicit/user/uniform"
@@ -383,7 +509,8 @@ def _coverage_by_column(planned: Sequence[tuple[tuple, int, Path]]) -> list[str]
     main: dict[str, list[bool]] = {}
     for job, _, run_dir in planned:
         dataset, column, row = job[:3]
-        key = f"{DATASET_LABEL[dataset]} ablations ({column})" if _is_ablation(row) else f"{DATASET_LABEL[dataset]} {column}"
+        kind = " privacy" if row.startswith("privacy-") else " ablations" if _is_ablation(row) else ""
+        key = f"{DATASET_LABEL[dataset]}{kind}{' (' + column + ')' if kind else ' ' + column}"
         done = (run_dir / "results.json").exists()
         groups.setdefault(key, []).append(done)
         if row == "mtal-aae":
@@ -402,11 +529,12 @@ def _not_run(what: str) -> list[str]:
     return [f"_Not run: no {what} run is finished._", ""]
 
 
-def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = (), *, continue_command: str | None = None) -> Path:
-    """``report.md`` from the runs under ``out/runs``: first which runs of the plan (``sched``, ``quick``) are
-    finished, with ``continue_command`` to train the rest; ``failed`` lists the runs that raised."""
+def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = (), *, continue_command: str | None = None,
+                 sections: Sequence[str] = DEFAULT_SECTIONS) -> Path:
+    """``report.md`` from the runs under ``out/runs``: first which runs of the plan (``sched``, ``quick``,
+    ``sections``) are finished, with ``continue_command`` to train the rest; ``failed`` lists the runs that raised."""
     res = _load(out)
-    planned = planned_runs(out, sched, quick)
+    planned = planned_runs(out, sched, quick, sections)
     command = continue_command or Invocation("mtal", REPORT_HOME, quick=quick).command()
     lines = ["# AAE + MTAL reproduction (papers 001 and 002)", "",
              *coverage_section(out, [run_dir for _, _, run_dir in planned], command), *_coverage_by_column(planned),
@@ -456,6 +584,9 @@ def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = ()
     lines += _curves(out, res)
     lines += _ablations(res)
     lines += _paper002(res)
+    lines += _privacy_table5(res)
+    lines += _per_organization(res)
+    lines += _privacy_sweep(out, res, quick, sections)
     lines += ["## What a peer learns from the messages", "", QUERY_PRIVACY, ""]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
@@ -639,11 +770,12 @@ def _ablations(res: dict) -> list[str]:
         rows.append([r, *cells])
     lines += ["### Cold start (organization part0 trains on a share of its users, evaluated on the others; RMSE on its new users)", "",
               markdown_table(["cold_start_ratio", "MTAL AAE", "Alone AE", "Alone Base"], rows), ""]
-    rows = [["none", _f(get("ablation-eta-0.3"))], ["Laplace DP (alpha=10)", _f(get("privacy-dp"))], ["interval privacy (10 thresholds)", _f(get("privacy-ip"))]]
+    rows = [["none", _f(get("ablation-eta-0.3"))]] + [[_mechanism(m, PRIVACY_PAPER_SETTING[m]), _f(get(privacy_row(m, PRIVACY_PAPER_SETTING[m])))]
+                                                      for m in ("dp", "ip")]
     best = _best_row(res, "ml-100k", col, "alone-", "RMSE", side=False)
     rows.append(["best Alone", _f(best[1] if best else None)])
-    lines += ["### Privacy of transmitted residuals", "", markdown_table(["mechanism", "RMSE"], rows),
-              "", "Paper 002 Table 5 (RMSE / NDCG): " + json.dumps(PAPER_PRIVACY), ""]
+    lines += ["### Privacy of transmitted residuals (the authors' strengths; Table 5's ML-1M and Douban rows below, `--section privacy` sweeps the strength)", "",
+              markdown_table(["mechanism", "RMSE"], rows), ""]
     return lines
 
 
@@ -668,3 +800,195 @@ def _paper002(res: dict) -> list[str]:
                 rows.append(["mtal", "aae, held-out w / eta", rmse, "–", ndcg, "–"])
         lines += [markdown_table(["mode", "model", "RMSE (ours)", "RMSE (paper)", "NDCG@10 (ours)", "NDCG@10 (paper)"], rows), ""]
     return lines
+
+
+# ----------------------------------------------------------------------------------------- privacy and organizations
+PRIVACY_NOTE = (
+    "**The mechanisms and their strengths.** Paper 002 adds DP (Dwork) or interval privacy (IP, Ding & Ding) noise "
+    "\"to the transmitted residuals\" and prints no strength; the authors' code (`src/make.py`, mode `pl`) runs `dp-10` "
+    "and `ip-10` at eta 0.3 with uniform w, which the rows `privacy-dp` / `privacy-ip` run as `setting.privacy_alpha=10` / "
+    "`setting.privacy_thresholds=10` (the task's defaults). Both mechanisms clip a message's residuals to their 2.5%-97.5% "
+    "quantiles [a, b], as the authors' code does. DP adds Laplace noise of scale (b - a) / alpha: alpha is the epsilon of "
+    "the Laplace mechanism for one released value of sensitivity b - a, not an end-to-end epsilon (neither paper nor code "
+    "accounts for more): a residual is released again every round (T rounds compose to T x alpha), each of a user's "
+    "entries spends it, a and b come from the data unprotected (the IP message carries them), and cdrec draws fresh "
+    "noise for each peer, so K - 1 colluding peers that average their copies cut the noise by sqrt(K - 1). IP releases, "
+    "for each of `privacy_thresholds` thresholds t drawn uniformly in [a, b], one bit (value < t); the receiver's estimate "
+    "(2t - b or 2t - a, averaged over the thresholds) is unbiased. Its privacy is the interval the bits confine a value "
+    "to, about 2 (b - a) / (T + 1) wide for a value mid-range, so more thresholds mean less privacy (the authors' docstring "
+    "calls the parameter the average interval width; it is the number of thresholds). Noise std of a released value as a "
+    "share of b - a: DP sqrt(2) / alpha; IP 1 / sqrt(12 T) for a value mid-range to 1 / sqrt(3 T) at an end. The "
+    "predictions sent back are not perturbed (nor in the papers). The Table 5 rows run at their column's MTAL row's eta "
+    "(0.3 explicit, 1.0 implicit; the authors' code uses 0.3 for both), so each differs from the row without privacy in "
+    "the mechanism only.")
+ORG_ROWS = [f"alone-{b}" for b in BACKBONES] + ["mtal-aae", "privacy-dp", "privacy-ip"]
+"""The rows of the per-organization tables: paper 002's Alone backbones and MTAL, with DP and IP (Table 5's runs)."""
+
+
+def _mechanism(mechanism: str, strength: float) -> str:
+    """``Laplace DP (alpha = 10)`` / ``interval privacy (10 thresholds)``."""
+    return f"Laplace DP (alpha = {strength:g})" if mechanism == "dp" else f"interval privacy ({strength:g} thresholds)"
+
+
+def _noise_share(mechanism: str, strength: float) -> str:
+    """Noise std of one released residual as a share of its clip range b - a (:data:`PRIVACY_NOTE`)."""
+    if mechanism == "dp":
+        return f"{np.sqrt(2) / strength:.3f}"
+    return f"{1 / np.sqrt(12 * strength):.3f}-{1 / np.sqrt(3 * strength):.3f}"
+
+
+def _improvement(value: float | None, best: float | None, lower: bool) -> str:
+    """Paper 002's "Improvement": the gain of ``value`` over the best Alone cell, in % of that cell."""
+    if value is None or best is None:
+        return "–"
+    return f"{100 * ((best - value) if lower else (value - best)) / best:.1f}%"
+
+
+def _privacy_table5(res: dict) -> list[str]:
+    """Paper 002 Table 5 beside our MTAL_DP / MTAL_IP rows, the MTAL row without privacy and the best Alone row."""
+    lines = ["## Privacy enhancement: paper 002 Table 5 (MTAL_DP and MTAL_IP at the paper's strengths)", "", PRIVACY_NOTE, ""]
+    metrics = ("RMSE", "NDCG@10")
+    rows = []
+    for ds in ("ml-1m", "douban"):
+        part = P002_COLUMN_PART[ds]
+        columns = {"RMSE": f"explicit/{part}", "NDCG@10": f"implicit/{part}"}
+        if not any(k[0] == ds and k[1] in columns.values() for k in res):
+            continue
+        best = {m: _best_row(res, ds, c, "alone-", m, side=False) for m, c in columns.items()}
+        paper = PAPER_PRIVACY[ds]
+        alone = [f"{best[m][1]:.4f} ({best[m][0][6:]})" if best[m] else "–" for m in metrics]
+        rows.append([DATASET_LABEL[ds], "Alone (best row)", alone[0], _f(paper["alone"][0]), alone[1], _f(paper["alone"][1]), ""])
+        for name, row, cells in (("MTAL, no privacy (paper: Table 2)", "mtal-aae", PAPER_002[ds][("mtal", "aae")]),
+                                 *((f"MTAL_{m.upper()}, {_mechanism(m, PRIVACY_PAPER_SETTING[m])}", privacy_row(m, PRIVACY_PAPER_SETTING[m]), paper[m])
+                                   for m in ("dp", "ip"))):
+            ours = [_cell(res, ds, columns[m], row, m) for m in metrics]
+            rows.append([DATASET_LABEL[ds], name, _f(ours[0]), _f(cells[0]), _f(ours[1]), _f(cells[1]),
+                         ", ".join(_beats(v, best[m], m == "RMSE") for v, m in zip(ours, metrics))])
+    if not rows:
+        return lines + _not_run("ML-1M or Douban user-aligned")
+    header = ["data", "row", "RMSE (ours)", "RMSE (paper)", "NDCG@10 (ours)", "NDCG@10 (paper)", "better than the best Alone (RMSE, NDCG@10)"]
+    return lines + [markdown_table(header, rows), "",
+                    "RMSE: explicit feedback, NDCG@10: implicit, in paper 002's user-aligned columns (ML-1M 18 genres; Douban: "
+                    "the paper's three organizations book, movie and music, the recipe's two, book and music). NDCG@10 is ours, as "
+                    "in the Table 2 section above: each user's held-out rated items ranked, not the papers' scoring.", ""]
+
+
+def _org_items(runs: dict) -> dict[str, int]:
+    """Items (columns) per organization as the first run that records them holds them."""
+    for results in runs.values():
+        stats = results[0].data_stats.get("organizations") if results else None
+        if stats:
+            return {org: s.get("n_cols") for org, s in stats.items()}
+    return {}
+
+
+def _per_organization(res: dict) -> list[str]:
+    """Each organization's metric for the Alone backbones, MTAL and MTAL_DP / MTAL_IP, beside paper 002's
+    per-organization tables (Table 4 for ML-1M, Table 9 for Douban)."""
+    lines = ["## Per organization: paper 002 Tables 4 (ML-1M) and 9 (Douban), from the same runs", ""]
+    shown = False
+    for ds in ("ml-1m", "douban"):
+        paper = PAPER_002_ORGS[ds]
+        for feedback, metric in (("explicit", "RMSE"), ("implicit", "NDCG@10")):
+            column = f"{feedback}/{P002_COLUMN_PART[ds]}"
+            runs = {row: res[(ds, column, row)] for row in ORG_ROWS if (ds, column, row) in res}
+            if not runs:
+                continue
+            shown, lower = True, metric == "RMSE"
+            ours_orgs = sorted({org for results in runs.values() for r in results for org in r.metrics} - {"overall"})
+            orgs = [o for o in paper["orgs"] if o in ours_orgs] + [o for o in ours_orgs if o not in paper["orgs"]]
+            items = _org_items(runs)
+            table = []
+            for org in orgs:
+                cells = {row: _mean(runs[row], metric, org) if row in runs else None for row in ORG_ROWS}
+                alone = [cells[f"alone-{b}"] for b in BACKBONES if cells[f"alone-{b}"] is not None]
+                best = (min if lower else max)(alone) if alone else None
+                table.append([org, items.get(org, "–"), *(_f(cells[row]) for row in ORG_ROWS),
+                              _improvement(cells["mtal-aae"], best, lower)])
+            header = ["organization", "items", *(f"Alone {b}" for b in BACKBONES), "MTAL AAE",
+                      *(f"MTAL_{m.upper()} ({PRIVACY_PARAMETER[m]} {PRIVACY_PAPER_SETTING[m]:g})" for m in ("dp", "ip")),
+                      "MTAL improvement over the best Alone"]
+            cells = paper[metric]
+            ptable = [[org, paper["n_k"][i], *(_f(cells[m][i]) for m in [*BACKBONES, "aae"]),
+                       _improvement(cells["aae"][i], (min if lower else max)(cells[b][i] for b in BACKBONES), lower)]
+                      for i, org in enumerate(paper["orgs"])]
+            lines += [f"### {DATASET_LABEL[ds]} {column} ({metric}; mean over the finished seeds, – = no finished run)", "",
+                      markdown_table(header, table), "",
+                      f"Paper 002 Table {4 if ds == 'ml-1m' else 9} ({metric}):", "",
+                      markdown_table(["organization", "items n_k", *(f"Alone {b}" for b in BACKBONES), "DMTCDR AAE",
+                                      "improvement over the best Alone (from these rounded cells)"], ptable), ""]
+    return lines if shown else lines + _not_run("ML-1M or Douban user-aligned")
+
+
+def _sweep_points(res: dict, dataset: str, quick: bool) -> dict[str, list[tuple[float, float | None]]]:
+    """Per mechanism, (strength, test RMSE or None) of ``dataset``'s sweep, weakest first."""
+    column = SWEEP_COLUMN[dataset]
+    sweep = (PRIVACY_SWEEP_QUICK if quick else PRIVACY_SWEEP)[dataset]
+    return {m: [(v, _cell(res, dataset, column, privacy_row(m, v), "RMSE")) for v in values] for m, values in sweep.items()}
+
+
+def _privacy_sweep(out: Path, res: dict, quick: bool, sections: Sequence[str]) -> list[str]:
+    """``--section privacy``: test RMSE against each mechanism's strength per dataset, the best Alone row and the
+    MTAL row without privacy beside it (table and ``privacy.png``)."""
+    if "privacy" not in sections:
+        return []
+    lines = ["## Privacy strength sweep (`--section privacy`; beyond the papers)", "",
+             "One MTAL run per mechanism and strength, at the settings of the row without privacy (same eta, w and rounds). "
+             "Noise: std of a released residual as a share of its clip range (see the note on the mechanisms above). Test "
+             "RMSE, lower is better; MTAL is worth its privacy while it stays below the best Alone row.", ""]
+    panels = []
+    for ds in (PRIVACY_SWEEP_QUICK if quick else PRIVACY_SWEEP):
+        column = SWEEP_COLUMN[ds]
+        points = _sweep_points(res, ds, quick)
+        if not any(v is not None for pts in points.values() for _, v in pts):
+            continue
+        reference = _cell(res, ds, column, sweep_reference(ds, quick), "RMSE")
+        best = _best_row(res, ds, column, "alone-", "RMSE", side=False)
+        rows = [["none", "–", "0", _f(reference), _beats(reference, best, True)]]
+        summary = []
+        for m, pts in points.items():
+            rows += [[PRIVACY_LABEL[m], f"{PRIVACY_PARAMETER[m]} = {v:g}", _noise_share(m, v), _f(r), _beats(r, best, True)] for v, r in pts]
+            finished = [(v, r) for v, r in pts if r is not None]
+            curve = [r for r in [reference, *(r for _, r in finished)] if r is not None]
+            losing = [v for v, r in finished if best is not None and r >= best[1]]
+            stops = ("–" if best is None else f"from {PRIVACY_PARAMETER[m]} = {losing[0]:g} on" if losing
+                     else "at no strength run")
+            summary.append(f"{PRIVACY_LABEL[m]}: MTAL stops beating the best Alone {stops}; test RMSE grows with the strength: "
+                           + ("yes" if all(a <= b for a, b in zip(curve, curve[1:])) else "**no**"))
+        lines += [f"### {DATASET_LABEL[ds]} {column} (best Alone: {f'{best[0]} {best[1]:.4f}' if best else '–'})", "",
+                  markdown_table(["mechanism", "strength", "noise / (b - a)", "test RMSE", "better than the best Alone"], rows), "",
+                  *(f"- {line}" for line in summary), ""]
+        panels.append((ds, column, points, reference, best))
+    if not panels:
+        return lines + _not_run("strength sweep")
+    _plot_privacy(out / "privacy.png", panels)
+    return lines + ["![privacy](privacy.png)", ""]
+
+
+def _plot_privacy(path: Path, panels: list[tuple]) -> None:
+    """One row per dataset, one panel per mechanism: test RMSE against the strength (stronger to the right), the
+    best Alone row and MTAL without privacy as horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(panels), 2, figsize=(7, 2.8 * len(panels)), squeeze=False)
+    for ax_row, (ds, column, points, reference, best) in zip(axes, panels):
+        for ax, (m, pts) in zip(ax_row, points.items()):
+            finished = [(v, r) for v, r in pts if r is not None]
+            ax.plot([v for v, _ in finished], [r for _, r in finished], marker="o", label=f"MTAL, {PRIVACY_LABEL[m]}")
+            if reference is not None:
+                ax.axhline(reference, color="tab:blue", ls=":", label="MTAL, no privacy")
+            if best is not None:
+                ax.axhline(best[1], color="gray", ls="--", label=f"best Alone ({best[0][6:]})")
+            ax.axvline(PRIVACY_PAPER_SETTING[m], color="tab:red", lw=0.6, alpha=0.5, label="paper's strength")
+            ax.set_xscale("log")
+            ax.invert_xaxis()
+            ax.set_xlabel(f"{PRIVACY_PARAMETER[m]} (smaller: stronger privacy)")
+            ax.set_ylabel("test RMSE")
+            ax.set_title(f"{DATASET_LABEL[ds]} {column}: {PRIVACY_LABEL[m]}", fontsize=8)
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)

@@ -12,8 +12,8 @@ import pytest
 from cdrec.errors import RunFailed
 from cdrec.experiments import RECIPES, runner
 from cdrec.experiments.demo import DEMO_STEPS
-from cdrec.experiments.mtal import (COLUMNS, ITEM_MEAN_RMSE, PAPER_T4, SCHEDULES, headline, job_config, plan, planned_runs,
-                                    report, reproduce, schedule, write_report)
+from cdrec.experiments.mtal import (COLUMNS, ITEM_MEAN_RMSE, PAPER_T4, PRIVACY_SWEEP, SCHEDULES, headline, job_config, plan, plan_sections,
+                                    planned_runs, report, reproduce, schedule, write_report)
 from cdrec.federated.task import check_split_and_metric, parse_setting
 from cdrec.results.schema import RunResult, write_result
 from tests.cli_helpers import call_main
@@ -136,8 +136,13 @@ def test_a_partial_report_names_the_missing_runs_and_the_columns_without_runs(tm
     assert "- `ml-100k/explicit`: 3 of " in text and "- `ml-1m/explicit`: 0 of " in text
     assert "| ML-100K explicit/user/uniform | 3 of 23 | 1 of 1 |" in text
     assert "| ML-1M explicit/item/uniform | **no run** (0 of 7) | 0 of 1 |" in text
-    assert "| ML-100K ablations (explicit/user/uniform) | **no run** (0 of 19) | – |" in text
-    for section in ("ablation", "ML-1M", "ML-1M user/genre", "Douban user/domain", "ML-100K or ML-1M implicit"):
+    assert "| ML-100K ablations (explicit/user/uniform) | **no run** (0 of 17) | – |" in text
+    assert "| ML-100K privacy (explicit/user/uniform) | **no run** (0 of 2) | – |" in text
+    assert "| ML-1M privacy (explicit/user/genre) | **no run** (0 of 2) | – |" in text
+    assert "| Douban privacy (implicit/user/domain) | **no run** (0 of 2) | – |" in text
+    assert "strength sweep" not in text and not (out / "privacy.png").exists()  # --section privacy was not asked for
+    for section in ("ablation", "ML-1M", "ML-1M user/genre", "Douban user/domain", "ML-100K or ML-1M implicit",
+                    "ML-1M or Douban user-aligned"):
         assert f"_Not run: no {section} run is finished._" in text
     ml100k = text.split("## ML-100K, paper 001's layout, beside its Table 1 (captioned ML1M)")[1].split("\n## ")[0]
     assert "Paper 001 Table 1 (captioned ML1M; ML-100K's results)" in ml100k and "Table 4" not in ml100k
@@ -228,3 +233,133 @@ def test_the_item_mean_figures_of_the_caption_note_hold_on_the_data(dataset):
         mean = np.where(counts > 0, sums / np.maximum(counts, 1), ratings[~test].mean())
         rmse.append(np.sqrt(np.mean((mean[items[test]] - ratings[test]) ** 2)))
     assert (round(float(np.mean(rmse)), 3), round(float(np.std(rmse, ddof=1)), 3)) == ITEM_MEAN_RMSE[dataset]
+
+
+def _job_setting(job: tuple, schedule_name: str = "cpu"):
+    """The parsed ``setting`` a planned job runs with."""
+    return parse_setting(job_config(job, 0, {"name": schedule_name, **SCHEDULES[schedule_name]}, None, "cpu"))
+
+
+def test_table5_runs_close_the_default_plan_at_the_papers_strengths():
+    jobs = plan(False)
+    keys = [j[:3] for j in jobs]
+    table5 = [j for j in jobs if j[0] in ("ml-1m", "douban") and j[2].startswith("privacy-")]
+    assert {(j[0], j[1].split("/")[0], j[2]) for j in table5} == {(ds, fb, f"privacy-{m}") for ds in ("ml-1m", "douban")
+                                                                  for fb in ("explicit", "implicit") for m in ("dp", "ip")}
+    assert jobs[-len(table5):] == table5 and all(j[1].startswith("explicit") for j in table5[:4])  # last, RMSE cells first
+    for job in table5:
+        setting, reference = _job_setting(job), _job_setting(jobs[keys.index((*job[:2], "mtal-aae"))])
+        assert (setting.privacy, setting.privacy_alpha, setting.privacy_thresholds) == (job[2][8:], 10.0, 10)
+        assert (setting.eta, setting.weights, setting.rounds) == (reference.eta, reference.weights, reference.rounds)
+    ml100k = [j for j in jobs if j[0] == "ml-100k" and j[2].startswith("privacy-")]
+    assert [j[2] for j in ml100k] == ["privacy-dp", "privacy-ip"] and "privacy_alpha" not in ml100k[0][5]  # configs as before
+    assert not any(j[2].startswith("privacy-") and j[2].count("-") > 1 for j in jobs)  # no sweep in the default plan
+
+
+def test_the_privacy_section_sweeps_each_mechanisms_strength():
+    jobs = plan_sections(False, ("privacy",))
+    keys = [j[:3] for j in jobs]
+    assert len(set(keys)) == len(keys)
+    for ds, sweep in PRIVACY_SWEEP.items():
+        col = "explicit/user/uniform" if ds == "ml-100k" else "explicit/user/genre"
+        reference = "ablation-eta-0.3" if ds == "ml-100k" else "mtal-aae"
+        assert (ds, col, reference) in keys and (ds, col, "alone-ncf") in keys
+        ref = _job_setting(jobs[keys.index((ds, col, reference))])
+        for mechanism, option in (("dp", "privacy_alpha"), ("ip", "privacy_thresholds")):
+            for strength in sweep[mechanism]:
+                row = f"privacy-{mechanism}" if strength == 10 else f"privacy-{mechanism}-{strength:g}"
+                setting = _job_setting(jobs[keys.index((ds, col, row))])
+                assert (setting.privacy, getattr(setting, option)) == (mechanism, strength)
+                assert (setting.eta, setting.weights, setting.rounds) == (ref.eta, ref.weights, ref.rounds)
+    assert max(i for i, k in enumerate(keys) if k[0] == "ml-100k") < min(i for i, k in enumerate(keys) if k[0] == "ml-1m")  # cheap first
+    both = plan_sections(False, ("main", "privacy"))
+    assert both[:len(plan(False))] == plan(False) and len({j[:3] for j in both}) == len(both)
+    assert {j[:3] for j in both} == {j[:3] for j in plan(False)} | set(keys)
+    assert [j[2] for j in plan_sections(True, ("privacy",))][-4:] == ["privacy-dp", "privacy-dp-1", "privacy-ip", "privacy-ip-1"]
+
+
+def _org_result(metric: str, overall: float, by_org: dict[str, float]) -> RunResult:
+    """A finished run of ``metric`` per organization (and overall), with the organizations' item counts."""
+    return RunResult(model="m", dataset="d", protocol="p", seed=0,
+                     metrics={"overall": {metric: overall, "n": 10}, **{o: {metric: v, "n": 5} for o, v in by_org.items()}},
+                     data_stats={"organizations": {o: {"n_cols": 100 + i} for i, o in enumerate(by_org)}})
+
+
+def test_table5_and_per_organization_tables_from_fake_runs(tmp_path):
+    out = tmp_path / "mtal"
+    genre = out / "runs/ml-1m/explicit/user/genre"
+    for row, overall, action, drama in (("alone-mlp", 0.93, 0.95, 0.91), ("alone-ncf", 0.92, 0.96, 0.90), ("mtal-aae", 0.90, 0.94, 0.89),
+                                        ("privacy-dp", 0.91, 0.97, 0.89), ("privacy-ip", 0.93, 0.95, 0.92)):
+        write_result(genre / row / "seed0", _org_result("RMSE", overall, {"Drama": drama, "Action": action}))
+    write_result(out / "runs/douban/implicit/user/domain/mtal-aae/seed0", _org_result("NDCG@10", 0.87, {"book": 0.86, "music": 0.88}))
+    write_result(out / "runs/douban/implicit/user/domain/alone-mlp/seed0", _org_result("NDCG@10", 0.88, {"book": 0.85, "music": 0.89}))
+    text = report(out).read_text()
+    table5 = text.split("## Privacy enhancement: paper 002 Table 5")[1].split("\n## ")[0]
+    assert "does not print" not in table5 and "`dp-10` and `ip-10`" in table5
+    assert "| ML-1M | Alone (best row) | 0.9200 (ncf) | 0.9290 | – | 0.8380 |  |" in table5
+    assert "| ML-1M | MTAL_DP, Laplace DP (alpha = 10) | 0.9100 | 0.9000 | – | 0.8500 | yes, – |" in table5
+    assert "| ML-1M | MTAL_IP, interval privacy (10 thresholds) | 0.9300 | 0.8990 | – | 0.8500 | **no**, – |" in table5
+    assert "| Douban | MTAL, no privacy (paper: Table 2) | – | 0.8570 | 0.8700 | 0.8770 | –, **no** |" in table5
+    orgs = text.split("## Per organization")[1].split("\n## ")[0]
+    ml1m = orgs.split("### ML-1M explicit/user/genre (RMSE")[1].split("### ")[0]
+    assert ml1m.index("| Action |") < ml1m.index("| Drama |")  # the paper's order, not the runs'
+    assert "| Action | 101 | – | – | 0.9500 | 0.9600 | – | 0.9400 | 0.9700 | 0.9500 | 1.1% |" in ml1m
+    assert "| Drama | 100 | – | – | 0.9100 | 0.9000 | – | 0.8900 | 0.8900 | 0.9200 | 1.1% |" in ml1m
+    assert "| Action | 235 | 0.9730 | 0.9430 | 0.8970 | 0.8990 | 1.0340 | 0.8710 | 2.9% |" in ml1m  # paper 002 Table 4
+    douban = orgs.split("### Douban implicit/user/domain (NDCG@10")[1]
+    assert "| book | 100 | – | – | 0.8500 | – | – | 0.8600 | – | – | 1.2% |" in douban
+    assert "| music | 101 | – | – | 0.8900 | – | – | 0.8800 | – | – | -1.1% |" in douban
+    assert "| movie | 9500 | 0.7700 | 0.8500 | 0.8680 | 0.8680 | 0.8650 | 0.8730 | 0.6% |" in douban  # the paper's third domain
+    assert "| movie |" not in douban.split("Paper 002 Table 9")[0]
+
+
+def test_privacy_sweep_table_and_curve_from_fake_runs(tmp_path):
+    out = tmp_path / "mtal"
+    col = "ml-100k/explicit/user/uniform"
+    for row, rmse in (("ablation-eta-0.3", 0.960), ("alone-ncf", 0.962), ("alone-mf", 0.99), ("privacy-dp-100", 0.9605),
+                      ("privacy-dp-30", 0.961), ("privacy-dp", 0.965), ("privacy-dp-3", 0.98), ("privacy-dp-1", 1.02),
+                      ("privacy-ip-100", 0.9602), ("privacy-ip", 0.966), ("privacy-ip-1", 0.964)):
+        _explicit(out, f"{col}/{row}", rmse)
+    text = report(out, device="cpu").read_text()
+    assert "`cdrec reproduce mtal --out docs/reproductions/mtal --device cpu --section main --section privacy` trains" in text
+    assert "| ML-1M privacy (explicit/user/genre) | **no run** (0 of 8) | – |" in text
+    sweep = text.split("## Privacy strength sweep (`--section privacy`; beyond the papers)")[1].split("\n## ")[0]
+    assert "### ML-100K explicit/user/uniform (best Alone: alone-ncf 0.9620)" in sweep
+    for line in ("| none | – | 0 | 0.9600 | yes |", "| Laplace DP | alpha = 100 | 0.014 | 0.9605 | yes |",
+                 "| Laplace DP | alpha = 10 | 0.141 | 0.9650 | **no** |", "| interval privacy | thresholds = 10 | 0.091-0.183 | 0.9660 | **no** |",
+                 "| interval privacy | thresholds = 30 | 0.053-0.105 | – | – |",
+                 "- Laplace DP: MTAL stops beating the best Alone from alpha = 10 on; test RMSE grows with the strength: yes",
+                 "- interval privacy: MTAL stops beating the best Alone from thresholds = 10 on; test RMSE grows with the strength: **no**"):
+        assert line in sweep, line
+    assert "ML-1M" not in sweep and "![privacy](privacy.png)" in sweep
+    written = {name: (out / name).read_bytes() for name in ("report.md", "privacy.png")}
+    report(out, device="cpu")
+    assert {name: (out / name).read_bytes() for name in written} == written
+
+
+def test_a_privacy_section_without_finished_sweep_runs_says_so(tmp_path):
+    out = tmp_path / "mtal"
+    _explicit(out, "ml-100k/explicit/user/uniform/mtal-aae", 0.95)
+    (out / "reproduce.json").write_text(json.dumps({"paper": "mtal", "quick": False, "seeds": None, "device": "cpu", "sections": ["privacy"]}))
+    text = report(out, device="cpu").read_text()
+    assert "## Privacy strength sweep (`--section privacy`; beyond the papers)" in text
+    assert "_Not run: no strength sweep run is finished._" in text and not (out / "privacy.png").exists()
+    assert "--section main --section privacy` trains the missing ones" in text
+
+
+def test_reproduce_the_privacy_section_alone_trains_only_its_runs(tmp_path, monkeypatch):
+    (tmp_path / "data/ml-100k").mkdir(parents=True)
+    (tmp_path / "data/ml-100k/u.data").write_text("")
+    trained = []
+
+    def fake_run(cfg, run_dir, **_):
+        trained.append(run_dir.relative_to(tmp_path / "out/runs").parts[-2])
+        assert cfg.setting.get("privacy_alpha", 10.0) == (1.0 if run_dir.parent.name == "privacy-dp-1" else 10.0)
+        write_result(run_dir, _explicit_result(0.9 + len(trained) / 1000))
+
+    monkeypatch.setattr(runner, "run_config", fake_run)
+    text = reproduce(tmp_path / "out", data_dir=tmp_path / "data", quick=True, device="cpu", sections=("privacy",)).read_text()
+    assert trained == ["mtal-aae", "alone-base", "alone-mf", "privacy-dp", "privacy-dp-1", "privacy-ip", "privacy-ip-1"]
+    assert json.loads((tmp_path / "out/reproduce.json").read_text())["sections"] == ["privacy"]
+    assert "## Privacy strength sweep" in text and (tmp_path / "out/privacy.png").exists()
+    assert "- Laplace DP: MTAL stops beating the best Alone from alpha = 10 on; test RMSE grows with the strength: yes" in text
