@@ -159,7 +159,7 @@ def reproduce(
     quick: bool = typer.Option(False, "--quick", help="Reduced run (few epochs, one seed) for smoke tests."),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="Number of seeds (default: the recipe's)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-    section: Optional[List[str]] = typer.Option(None, "--section", help="Run this section of the recipe instead of its default plan (repeatable; merit: main, switches; mtal: main, privacy; uclr: main, classics)."),
+    section: Optional[List[str]] = typer.Option(None, "--section", help="Run this section of the recipe instead of its default plan (repeatable; merit: main, switches; mtal: main, privacy; uclr: main, classics, choices)."),
     report_only: bool = typer.Option(False, "--report-only", help="Rebuild report.md (tables, plots) from the runs already in --out; trains nothing (the options the runs were made with are read from --out/reproduce.json)."),
     readme: Optional[Path] = typer.Option(None, "--readme", help="With `all`: also write the headline table between the markers of this README."),
 ) -> None:

@@ -34,7 +34,7 @@ from cdrec.errors import require
 from cdrec.experiments.headline import HeadlineRow
 from cdrec.experiments.runner import OPTIONS_FILE, Invocation, PlannedRun, coverage_section, failed_section, run_plan
 from cdrec.models import registry
-from cdrec.models.cf.uclr import LADDER, LIGHTGCN_BACKBONE
+from cdrec.models.cf.uclr import DEFAULT_ENCODER_DROPOUT, LADDER, LIGHTGCN_BACKBONE, MASK_MODES, SCORE_WITH, UCLRParams
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table, paired_ttest
 from cdrec.train.tasks import ranking_scopes, task_for
@@ -87,9 +87,27 @@ ordered (source, target) pair, evaluated on the target alone."""
 SECTIONS = {
     "main": "Tables 2-5 and the temperature analysis (the default plan)",
     "classics": "the two-domain classics on every pair of each dataset's domains, beside UCLR (90 runs per seed; over 10 h on CPU)",
+    "choices": "issue #32's two open UCLR choices (contrastive view, scoring embedding) on validation only (5 uclr runs per dataset, seed 0; about 1.6 h on CPU)",
 }
 """What ``cdrec reproduce uclr --section NAME`` runs; the report shows every section whose runs exist."""
 DEFAULT_SECTIONS = ("main",)
+
+CHOICES: dict[str, tuple[str, ...]] = {"mask_mode": MASK_MODES, "score_with": SCORE_WITH}
+"""The open choices of ``--section choices`` (issue #32): the contrastive view ``E'`` (section 3.4,
+appendix B.2) and the user embedding that scores items. Every value of one is tried with the other at
+the model's current default (:class:`~cdrec.models.cf.uclr.UCLRParams`), so the run of both defaults
+serves both choices; each is decided by the mean validation MRR@10 over the datasets."""
+
+CHOICE_ENCODER_DROPOUT = DEFAULT_ENCODER_DROPOUT
+"""``encoder_dropout`` of the ``element+dropout`` view: the model's default, 0.1, the rate SimCSE (Gao et
+al., EMNLP 2021) uses when dropout alone makes the contrastive pair; here it comes on top of the 30%
+element mask, so a mild rate that perturbs the two streams without drowning the 32-wide code. Set
+explicitly, so each run's ``config.yaml`` records it."""
+
+CHOICE_SEEDS = 1
+"""Seeds of ``--section choices``: seed 0 alone (the first of the main plan's, so its PGE pretraining is
+the cached one). A choice is made once, before the final runs; three seeds would triple the section's
+CPU cost (its estimate is in the README), and the report says that its differences are of one seed."""
 
 QUICK: dict[str, Any] = {
     "train": {"lr": 0.01, "epochs": 2, "patience": 1, "batch_size": 2048},
@@ -139,12 +157,15 @@ LOW_BUCKET = "1-2"
 # ------------------------------------------------------------------------------ running
 PGE_CACHE = "../../../../cache/pge-{backbone}{dataset}-seed{seed}.pt"
 """``model_params.pge_cache`` of the ladder's runs, relative to the run folder ``runs/<dataset>/<model>/seed<k>``
-(UCLR resolves a relative cache against it): ``OUT/cache/``, one file per backbone, dataset and seed."""
+(UCLR resolves a relative cache against it): ``OUT/cache/``, one file per backbone, dataset and seed. A run
+of ``--section choices`` sits one folder deeper (``runs/<dataset>/choices/<variant>/seed<k>``) and names
+the same file with one more ``../``."""
 
 
 def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_dir: Path | None, device: str,
-            pair: tuple[str, str] | None = None) -> Any:
-    """The run config of ``model`` on ``dataset``; a two-domain classic trains on ``pair`` = (source, target) alone.
+            pair: tuple[str, str] | None = None, choice: dict[str, Any] | None = None) -> Any:
+    """The run config of ``model`` on ``dataset``; a two-domain classic trains on ``pair`` = (source, target) alone;
+    a run of ``--section choices`` sets the UCLR options ``choice`` and scores validation only (``eval.test=false``).
     ``data.data_dir`` only when ``--data-dir`` was given, and the PGE cache relative to the run folder
     (:data:`PGE_CACHE`), so a committed ``config.yaml`` finds the data and writes its cache on any machine."""
     data = dict(DATASETS[dataset])
@@ -162,7 +183,10 @@ def _config(model: str, dataset: str, seed: int, schedule: dict[str, Any], data_
     }
     if model in LADDER or model in LIGHTGCN_BACKBONE:
         backbone = "lightgcn-" if model in LIGHTGCN_BACKBONE else ""  # one cached pretraining per backbone
-        base["model_params"] = {**schedule["ladder"], "pge_cache": PGE_CACHE.format(backbone=backbone, dataset=dataset, seed=seed)}
+        cache = ("../" if choice is not None else "") + PGE_CACHE.format(backbone=backbone, dataset=dataset, seed=seed)
+        base["model_params"] = {**schedule["ladder"], **(choice or {}), "pge_cache": cache}
+    if choice is not None:  # a choice is made on validation: the test split is never scored
+        base["eval"]["test"] = False
     if model == "cat-art":  # CAT on the autoencoder's schedule, ART on the finetune's
         ladder = schedule["ladder"]
         base["model_params"] = {"cat_epochs": ladder["ae_epochs"], "cat_passes": ladder["ae_passes"], "art_epochs": ladder["ft_epochs"]}
@@ -219,6 +243,46 @@ def plan_classics(out: Path, domains: dict[str, list[str]], seeds: list[int], sc
             for ds, pairs in every_pair.items() for seed in seeds for pair in pairs for model in CLASSICS if pair in classic_pairs(model, domains[ds])]
 
 
+def _variant_name(setting: dict[str, Any]) -> str:
+    """The run folder of a ``--section choices`` setting: its :data:`CHOICES` values joined by ``-``."""
+    return "-".join(str(setting[name]) for name in CHOICES)
+
+
+def choice_defaults() -> dict[str, Any]:
+    """The model's current default (:class:`UCLRParams`) of each of :data:`CHOICES`."""
+    default = UCLRParams()
+    return {name: getattr(default, name) for name in CHOICES}
+
+
+def _variant_of(choice: str, value: Any) -> str:
+    """The run folder of ``choice=value`` with the other choices at their defaults."""
+    return _variant_name({**choice_defaults(), choice: value})
+
+
+def choice_variants() -> dict[str, dict[str, Any]]:
+    """The UCLR settings of ``--section choices`` by run folder name (``<mask_mode>-<score_with>``): every
+    value of each of :data:`CHOICES` with the others at the :class:`UCLRParams` default, the default's once."""
+    variants: dict[str, dict[str, Any]] = {}
+    for name, values in CHOICES.items():
+        for value in values:
+            setting = {**choice_defaults(), name: value}
+            if setting["mask_mode"] == "element+dropout":
+                setting["encoder_dropout"] = CHOICE_ENCODER_DROPOUT
+            variants[_variant_name(setting)] = setting
+    return variants
+
+
+def plan_choices(out: Path, datasets: list[str], seeds: list[int], schedule: dict[str, Any], data_dir: Path | None,
+                 device: str) -> list[PlannedRun]:
+    """The ``choices`` section: ``uclr`` with each of :func:`choice_variants` on every dataset, for the first
+    :data:`CHOICE_SEEDS` of ``seeds``, at ``schedule`` and ``eval.test=false``, in
+    ``runs/<dataset>/choices/<variant>/seed<k>``; their PGE pretraining is the main plan's cached one."""
+    shared = SharedPrepare()
+    return [PlannedRun(f"{ds}/choices/{name}/seed{seed}", out / "runs" / ds / "choices" / name / f"seed{seed}",
+                       functools.partial(_config, "uclr", ds, seed, schedule, data_dir, device, choice=setting), shared)
+            for ds in datasets for seed in seeds[:CHOICE_SEEDS] for name, setting in choice_variants().items()]
+
+
 # ------------------------------------------------------------------------------ aggregation
 def _by(results: list[RunResult], datasets: list[str]) -> dict[tuple[str, str], list[RunResult]]:
     """Results grouped by (recipe dataset name, model)."""
@@ -273,13 +337,31 @@ def _paper(table: dict, ds: str, dom: str, model: str) -> str:
 
 
 # ------------------------------------------------------------------------------ temperatures
+def active_temperatures(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The learned per-user temperatures after the autoencoder stage (``tau_ae``) and the users' training
+    interactions over all domains, from a run's ``temperatures.npz``, for the users with any."""
+    with np.load(path) as z:
+        tau, cnt = z["tau_ae"], z["total_count"]
+    active = cnt > 0
+    return tau[active], cnt[active]
+
+
+def activity_spearman(tau: np.ndarray, counts: np.ndarray) -> float:
+    """Spearman ρ of the temperatures ``tau`` with the users' activity ``counts``; NaN when either is constant."""
+    from scipy.stats import spearmanr
+
+    if np.ptp(tau) == 0 or np.ptp(counts) == 0:
+        return float("nan")
+    return float(spearmanr(counts, tau).statistic)
+
+
 def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dict[str, dict[str, float]]]:
     """Plot learned per-user temperatures (after the autoencoder stage) against training activity."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy.stats import pearsonr, spearmanr
+    from scipy.stats import pearsonr
 
     stats: dict[str, dict[str, float]] = {}
     finished = [(ds, path.parent) for ds in datasets for path in sorted((out / "runs" / ds / "uclr").glob("seed*/results.json"))]
@@ -299,12 +381,10 @@ def temperature_analysis(out: Path, datasets: list[str]) -> tuple[list[str], dic
         for d, path in found:
             if d != ds:
                 continue
-            with np.load(path) as z:
-                tau, cnt = z["tau_ae"], z["total_count"]
-            active = cnt > 0
-            taus.append(tau[active])
-            counts.append(cnt[active])
-            per_seed.setdefault(ds, []).append(float(spearmanr(cnt[active], tau[active]).statistic))
+            tau, cnt = active_temperatures(path)
+            taus.append(tau)
+            counts.append(cnt)
+            per_seed.setdefault(ds, []).append(activity_spearman(tau, cnt))
         tau, cnt = taus[0], counts[0]  # scatter of the first seed
         ax.scatter(cnt, tau, s=3, alpha=0.3, color="tab:blue", label="users (seed 0)")
         edges = np.unique(np.quantile(cnt, np.linspace(0, 1, 10)))
@@ -407,7 +487,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
         "# UCLR reproduction (Yang et al., WWW 2024): Tables 2-5",
         "",
         *coverage,
-        *([f"**No finished run at all on: {', '.join(unrun)}**; these datasets are absent from every table below.", ""] if unrun else []),
+        *([f"**No finished run at all on: {', '.join(unrun)}**; these datasets are absent from Tables 2-5 below.", ""] if unrun else []),
         *(["**QUICK smoke run: the numbers are not meaningful.**", ""] if quick else []),
         "Leave-one-out per user per domain, 1 positive + 99 sampled in-domain negatives fixed by the seed, metrics @10 in %, "
         "mean ± std over seeds; early stopping on validation MRR@10, test reported.",
@@ -488,6 +568,8 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     ]
 
     lines += classics_section(out, by, datasets)
+    choice_lines, choices = choices_section(out, datasets)
+    lines += choice_lines
 
     # ---------------------------------------------------------------- Table 3
     lines += [
@@ -567,7 +649,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
               "of training + evaluation (the wall-clock times their results.json record)."]
     path = out / "report.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
-    atomic_write_text(out / "summary.json", json.dumps({"checks": checks, "temperatures": tstats}, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps({"checks": checks, "temperatures": tstats, **({"choices": choices} if choices else {})}, indent=2) + "\n")
     return path
 
 
@@ -623,6 +705,113 @@ def classics_section(out: Path, by: dict, datasets: list[str]) -> list[str]:
             "compare UCLR's test MRR@10 with each classic's.", "", *tables]
 
 
+def collect_choices(out: Path, datasets: list[str]) -> dict[tuple[str, str], list[RunResult]]:
+    """The finished runs of ``--section choices`` by ``(dataset, variant folder)`` (those of
+    :func:`choice_variants` only), each with its validation metrics in place of its test ones (it has none:
+    ``eval.test=false``), so the tables' helpers read validation and a choice never reads test."""
+    found: dict[tuple[str, str], list[RunResult]] = {}
+    for ds in datasets:
+        for name in choice_variants():
+            for path in sorted((Path(out) / "runs" / ds / "choices" / name).glob("seed*/results.json")):
+                r = RunResult.read(path)
+                found.setdefault((ds, name), []).append(dataclasses.replace(r, metrics=r.valid_metrics, buckets={}))
+    return found
+
+
+def choices_section(out: Path, datasets: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """Report lines of ``--section choices`` and their summary (none without a finished run): per choice of
+    :data:`CHOICES`, validation MRR@10 of every value per dataset and domain, the mean over domains and over
+    the datasets where every value has a finished run, the winner by that mean and whether the model's default
+    is it; then the learned temperatures of each contrastive view."""
+    by = collect_choices(out, datasets)
+    if not by:
+        return [], {}
+    defaults = choice_defaults()
+    seeds = sorted({r.seed for runs in by.values() for r in runs})
+    lines = ["## Open choices of UCLR on validation (`--section choices`; issue #32; validation MRR@10, %)", "",
+             "Each choice is made on the validation split alone: every run of this section is `uclr` at the schedule above with "
+             "`eval.test=false`, so the test split is not even scored. One value of a choice is varied at a time, the other "
+             f"staying at the model's default (`UCLRParams`: {', '.join(f'`{n}={v}`' for n, v in defaults.items())}); the "
+             f"`element+dropout` view drops the encoder's hidden units at rate {CHOICE_ENCODER_DROPOUT:g} (`encoder_dropout`). "
+             "Per dataset: the mean over domains; the winner has the highest mean of those over the datasets where every value "
+             f"has a finished run. Seed(s) {', '.join(map(str, seeds))}"
+             + (": with one seed a difference of a few tenths may be seed noise (the main tables' ± give UCLR's spread over seeds)."
+                if len(seeds) == 1 else ", mean over seeds."), ""]
+    summary: dict[str, Any] = {}
+    for choice, values in CHOICES.items():
+        names = {value: _variant_of(choice, value) for value in values}
+        held = ", ".join(f"`{n}={v}`" for n, v in defaults.items() if n != choice)
+        rows, complete = [], [ds for ds in datasets if all(by.get((ds, names[v])) for v in values)]
+        means = {v: [] for v in values}
+        for ds in datasets:
+            doms = _domains({key: runs for key, runs in by.items() if key[0] == ds}, ds)
+            if not doms:
+                continue
+            rows += [[f"{ds} {d}", *[_fmt(_metric(by.get((ds, names[v]), []), d, "MRR@10")) for v in values]] for d in doms]
+            per_value = {v: _domain_mean(by.get((ds, names[v]), []), doms) for v in values}
+            rows.append([f"**{ds}: mean over domains**", *[_fmt(per_value[v]) for v in values]])
+            if ds in complete:
+                for v in values:
+                    means[v].append(per_value[v][0])
+        header = ["dataset / domain", *[f"`{v}`" + (" (default)" if v == defaults[choice] else "") for v in values]]
+        if complete:
+            rows.append([f"**mean over {', '.join(complete)}**", *[f"**{100 * np.mean(means[v]):.2f}**" for v in values]])
+        winner = max(values, key=lambda v: np.mean(means[v])) if complete else None
+        lines += [f"### `{choice}` (at {held})", "", markdown_table(header, rows), *_choice_verdict(choice, values, means, winner, [ds for ds in datasets if ds not in complete]), ""]
+        summary[choice] = {"default": defaults[choice], "winner": winner, "datasets": complete,
+                           "mean_valid_mrr10": {v: float(np.mean(means[v])) for v in values} if complete else {}}
+    lines += _choice_temperatures(out, datasets, by)
+    runs = [r for rs in by.values() for r in rs]
+    lines += [f"The section's {len(runs)} finished runs took {sum(r.timing.get('train_s', 0.0) + r.timing.get('eval_s', 0.0) for r in runs) / 60:.1f} min "
+              "of training + evaluation (their PGE pretraining is the main plan's cached one where it was trained first).", ""]
+    return lines, summary
+
+
+def _choice_verdict(choice: str, values: Sequence[str], means: dict[str, list[float]], winner: str | None,
+                    absent: list[str]) -> list[str]:
+    """The ``winner`` of ``choice`` (None: no dataset has a finished run of every value) with each value's
+    mean validation MRR@10 over the datasets of ``means`` (provisional while ``absent`` ones lack a run), and
+    whether the model's default is it ("the default should change to ..." when not)."""
+    if winner is None:
+        return [f"No dataset has a finished run of every `{choice}` yet: no winner."]
+    n = len(means[winner])
+    wins = sum(means[winner][k] >= max(means[v][k] for v in values) for k in range(n))
+    default = choice_defaults()[choice]
+    lines = [f"**Validation winner: `{choice}={winner}`** (mean validation MRR@10 over {n} dataset(s): "
+             + ", ".join(f"{v} {100 * np.mean(means[v]):.2f}" for v in values) + f"; best on {wins} of {n})."]
+    if absent:
+        lines.append(f"Provisional: not every value has a finished run on {', '.join(absent)}.")
+    if winner == default:
+        lines.append(f"The model's current default (`UCLRParams.{choice}={default}`) is the validation winner.")
+    else:
+        lines.append(f"The model's current default (`UCLRParams.{choice}={default}`) is not the validation winner: "
+                     f"**the default should change to `{choice}={winner}`**.")
+    return [" ".join(lines)]
+
+
+def _choice_temperatures(out: Path, datasets: list[str], by: dict[tuple[str, str], list[RunResult]]) -> list[str]:
+    """Per dataset and contrastive view of ``--section choices``: the spread of the learned per-user
+    temperatures and their Spearman correlation with activity (mean over seeds), from each run's ``temperatures.npz``."""
+    rows = []
+    for ds in datasets:
+        for mode in CHOICES["mask_mode"]:
+            name = _variant_of("mask_mode", mode)
+            found = [path for r in by.get((ds, name), []) if (path := Path(out) / "runs" / ds / "choices" / name / f"seed{r.seed}" / "temperatures.npz").exists()]
+            if not found:
+                continue
+            loaded = [active_temperatures(path) for path in found]
+            rho = np.mean([activity_spearman(tau, cnt) for tau, cnt in loaded])
+            tau = np.concatenate([t for t, _ in loaded])
+            rows.append([ds, f"`{mode}`", len(found), len(tau), f"{tau.mean():.4f} ± {tau.std():.4f}", f"{tau.min():.4f} - {tau.max():.4f}", _num(float(rho), ".3f")])
+    if not rows:
+        return []
+    return ["### Learned temperatures per contrastive view", "",
+            "Per-user temperatures after the autoencoder stage (`tau_ae`) of each view's run: their spread (sd) and Spearman ρ "
+            "with the user's training interactions over all domains (mean over seeds; section 3.4 expects larger τ for more "
+            "active users).", "",
+            markdown_table(["dataset", "mask_mode", "seeds", "users", "τ mean ± sd", "τ range", "Spearman ρ(τ, activity)"], rows)]
+
+
 def _matches(r: RunResult, ds: str) -> bool:
     cfg_data = r.config.get("data", {})
     spec = DATASETS[ds]
@@ -658,6 +847,8 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
     runs = plan_runs(out, datasets, seed_list, schedule, data_dir, device) if "main" in sections else []
     if "classics" in sections:
         runs += plan_classics(out, domains, seed_list, schedule, data_dir, device)
+    if "choices" in sections:
+        runs += plan_choices(out, datasets, seed_list, schedule, data_dir, device)
     return run_plan(Invocation("uclr", out, data_dir, quick, seeds, device, () if tuple(sections) == DEFAULT_SECTIONS else tuple(sections)), runs,
                     lambda failed: report(out, quick=quick, seeds=seeds, device=device, datasets=datasets, failed=failed, sections=sections))
 
@@ -682,6 +873,8 @@ def planned_dirs(out: Path, datasets: list[str], seeds: list[int], sections: Seq
         by = _by(results, datasets)
         domains = {ds: _domains(by, ds) for ds in datasets if _domains(by, ds)}
         planned += [run.run_dir for run in plan_classics(out, domains, seeds, SCHEDULE, None, "cpu")]
+    if "choices" in sections:
+        planned += [run.run_dir for run in plan_choices(out, datasets, seeds, SCHEDULE, None, "cpu")]
     return planned
 
 

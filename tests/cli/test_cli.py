@@ -52,7 +52,7 @@ def test_run_then_evaluate(tmp_path):
         (["reproduce", "merit", "--out", "x", "--section", "switch"], "--section: expected one of ['main', 'switches'] for merit, got 'switch'"),
         (["reproduce", "m3oe", "--out", "x", "--section", "switches"], "--section: the m3oe recipe has no sections"),
         (["reproduce", "mtal", "--out", "x", "--section", "privacy-sweep"], "--section: expected one of ['main', 'privacy'] for mtal, got 'privacy-sweep'"),
-        (["reproduce", "uclr", "--out", "x", "--section", "classic"], "--section: expected one of ['classics', 'main'] for uclr, got 'classic'"),
+        (["reproduce", "uclr", "--out", "x", "--section", "classic"], "--section: expected one of ['choices', 'classics', 'main'] for uclr, got 'classic'"),
         (["reproduce", "merit", "--out", "x", "--report-only", "--section", "switches"], "--section: --report-only reports every section"),
         (["demo", "--out", "x", "--device", "tpu"], "--device: expected auto, cpu or cuda, got 'tpu'"),
         (["demo", "--out", "x", "--devices", "cpu"], "--devices"),

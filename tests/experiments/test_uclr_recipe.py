@@ -172,6 +172,6 @@ def test_cli_passes_section_classics_to_the_recipe(tmp_path, monkeypatch):
 def test_unknown_section_is_a_user_error(tmp_path):
     from cdrec.errors import CdrecError
 
-    with pytest.raises(CdrecError, match=r"--section: expected one of \['classics', 'main'\], got 'classic'"):
+    with pytest.raises(CdrecError, match=r"--section: expected one of \['choices', 'classics', 'main'\], got 'classic'"):
         recipe.reproduce(tmp_path / "x", quick=True, sections=["classic"])
     assert not (tmp_path / "x").exists()

@@ -156,3 +156,141 @@ def test_a_relative_pge_cache_is_written_under_the_run_folder_not_the_working_fo
     run_config(load_config(None, sets), tmp_path / "runs" / "a")
     assert (tmp_path / "runs" / "cache" / "pge.pt").exists() and list(cwd.iterdir()) == []
     assert "../cache/pge.pt" in (tmp_path / "runs" / "a" / "config.yaml").read_text()
+
+
+# ------------------------------------------------------------------------------ --section choices
+VARIANTS = ["row-decoded", "element-decoded", "element+dropout-decoded", "row-original", "row-finetuned"]
+
+
+def test_choices_plan_is_every_variant_on_every_dataset_validation_only_sharing_the_main_pge_cache(tmp_path):
+    plan = recipe.plan_choices(tmp_path, list(recipe.DATASETS), [0, 1, 2], recipe.SCHEDULE, None, "cpu")
+    assert sorted(recipe.choice_variants()) == sorted(VARIANTS)  # row-decoded (both defaults) serves both choices once
+    assert [run.run_dir.relative_to(tmp_path).as_posix() for run in plan] == [
+        f"runs/{ds}/choices/{name}/seed0" for ds in recipe.DATASETS for name in recipe.choice_variants()]  # 20 runs, seed 0 alone
+    for run in plan:
+        cfg = run.build_config()
+        setting = recipe.choice_variants()[run.run_dir.parent.name]
+        assert cfg.model == "uclr" and cfg.seed == 0 and cfg.eval.test is False
+        assert {k: cfg.model_params[k] for k in setting} == setting
+        assert cfg.model_params.get("encoder_dropout") == (0.1 if setting["mask_mode"] == "element+dropout" else None)
+        ds = run.run_dir.parts[-4]
+        main = recipe._config("uclr", ds, 0, recipe.SCHEDULE, None, "cpu")
+        main_dir = tmp_path / "runs" / ds / "uclr" / "seed0"
+        assert pge_cache_path(cfg.model_params["pge_cache"], run.run_dir) == pge_cache_path(main.model_params["pge_cache"], main_dir)
+        assert cfg.train == main.train and cfg.data == main.data and cfg.split == main.split  # the PGE cache key's inputs
+        assert main.eval.test is True
+    assert "choices" in recipe.SECTIONS and "choices" not in recipe.DEFAULT_SECTIONS
+
+
+def _fake_choice(out: Path, ds: str, name: str, valid: dict[str, float], *, test: dict[str, float] | None = None,
+                 taus: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+    """A finished ``--section choices`` run of variant ``name`` on ``ds`` (config as the recipe writes it) with
+    validation MRR@10 ``valid`` per domain; ``test`` puts test metrics in its results.json (a choice must not read them)."""
+    cfg = recipe._config("uclr", ds, 0, recipe.SCHEDULE, None, "cpu", choice=recipe.choice_variants()[name])
+    valid_metrics = {"overall": {"MRR@10": float(np.mean(list(valid.values())))}, **{d: {"MRR@10": v, "n": 100} for d, v in valid.items()}}
+    metrics = {"overall": {}, **{d: {"MRR@10": v, "n": 100} for d, v in (test or {}).items()}} if test else {}
+    result = RunResult(model="uclr", dataset=ds, protocol="loo", seed=0, metrics=metrics, valid_metrics=valid_metrics,
+                       setting={"scope": "joint"}, config=cfg.to_dict(), timing={"train_s": 60.0, "eval_s": 0.0},
+                       data_stats={"domains": {d: {"users": 10, "items": 20, "interactions": 30} for d in valid}})
+    run = out / "runs" / ds / "choices" / name / "seed0"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps(result.to_dict()))
+    (run / "config.yaml").write_text(dump_config(cfg))
+    if taus is not None:
+        tau, counts = taus
+        np.savez_compressed(run / "temperatures.npz", tau_ae=tau, total_count=counts)
+
+
+def _choices(out: Path) -> Path:
+    """Douban with every variant, abe without element+dropout; test metrics that rank the views the other way round."""
+    douban = {"row-decoded": 0.20, "element-decoded": 0.23, "element+dropout-decoded": 0.22, "row-original": 0.15, "row-finetuned": 0.18}
+    abe = {"row-decoded": 0.12, "element-decoded": 0.11, "row-original": 0.10, "row-finetuned": 0.16}
+    for name, v in douban.items():
+        _fake_choice(out, "douban", name, {"book": v, "music": v - 0.02}, test={"book": 0.5 - v, "music": 0.5 - v})
+    for name, v in abe.items():
+        _fake_choice(out, "abe", name, {"Beauty": v, "Electronics": v + 0.02})
+    Invocation("uclr", out, device="cpu", sections=("choices",)).save()
+    return out
+
+
+def _rows(table: str) -> dict[str, list[str]]:
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines() if line.startswith("| ")}
+
+
+def test_choices_report_tables_validation_mrr_and_names_the_winner_and_the_default_to_change(tmp_path):
+    out = _choices(tmp_path)
+    text = recipe.report(out, device="cpu").read_text()
+    assert "## Coverage: 9 of the 20 runs of the plan are finished" in text
+    assert "- `abe/choices/element+dropout-decoded`: 0 of 1 finished: missing seed0" in text
+    assert "- `afk/choices/row-decoded`: 0 of 1 finished: missing seed0" in text and "`douban/uclr`" not in text
+    assert "--section choices" in text
+    section = text.split("## Open choices of UCLR on validation")[1].split("\n## ")[0]
+    mask, score = section.split("### `mask_mode`")[1].split("### `score_with`")
+    rows = _rows(mask)
+    assert rows["douban book"] == ["20.00", "23.00", "22.00"] and rows["douban music"] == ["18.00", "21.00", "20.00"]  # validation, not test
+    assert rows["abe Beauty"] == ["12.00", "11.00", "–"] and rows["**abe: mean over domains**"] == ["13.00", "12.00", "–"]
+    assert rows["**mean over douban**"] == ["**19.00**", "**22.00**", "**21.00**"]  # abe lacks a view: not in the mean
+    assert ("**Validation winner: `mask_mode=element`** (mean validation MRR@10 over 1 dataset(s): row 19.00, element 22.00, "
+            "element+dropout 21.00; best on 1 of 1). Provisional: not every value has a finished run on afk, abe, ml-1m-genre. "
+            "The model's current default (`UCLRParams.mask_mode=row`) is not the validation winner: "
+            "**the default should change to `mask_mode=element`**.") in mask
+    rows = _rows(score)
+    assert list(rows)[0] == "dataset / domain" and rows["dataset / domain"] == ["`decoded` (default)", "`original`", "`finetuned`"]
+    assert rows["**mean over douban, abe**"] == ["**16.00**", "**12.50**", "**17.00**"]  # (19 + 13) / 2, (14 + 11) / 2, (17 + 17) / 2
+    assert ("**Validation winner: `score_with=finetuned`** (mean validation MRR@10 over 2 dataset(s): decoded 16.00, original 12.50, "
+            "finetuned 17.00; best on 1 of 2).") in score and "**the default should change to `score_with=finetuned`**" in score
+    summary = json.loads((out / "summary.json").read_text())["choices"]
+    assert summary["mask_mode"]["winner"] == "element" and summary["mask_mode"]["datasets"] == ["douban"]
+    assert summary["score_with"] == {"default": "decoded", "winner": "finetuned", "datasets": ["douban", "abe"],
+                                     "mean_valid_mrr10": pytest.approx({"decoded": 0.16, "original": 0.125, "finetuned": 0.17})}
+    assert "nan" not in text.lower() and "/tmp" not in text
+    table2 = text.split("## Table 2")[1].split("\n## ")[0]
+    assert "| uclr |" not in table2  # a choice's run is not a Table 2 run
+
+
+def test_choices_report_says_when_the_default_is_the_validation_winner(tmp_path):
+    for name, v in zip(VARIANTS, [0.30, 0.25, 0.20, 0.10, 0.29]):
+        for ds, doms in (("douban", ("book", "music")), ("afk", ("Food", "Kitchen"))):
+            _fake_choice(tmp_path, ds, name, dict.fromkeys(doms, v))
+    text = recipe.report(tmp_path, device="cpu", sections=("choices",)).read_text()
+    assert "The model's current default (`UCLRParams.mask_mode=row`) is the validation winner." in text
+    assert "The model's current default (`UCLRParams.score_with=decoded`) is the validation winner." in text
+    assert "should change" not in text and "best on 2 of 2" in text
+
+
+def test_choices_report_gives_the_temperature_spread_and_its_correlation_with_activity_per_view(tmp_path):
+    counts = np.array([0, 3, 5, 8, 20, 40])
+    flat = np.full(6, 0.1)
+    rising = 0.05 + 0.001 * counts
+    _fake_choice(tmp_path, "douban", "row-decoded", {"book": 0.2, "music": 0.2}, taus=(flat, counts))
+    _fake_choice(tmp_path, "douban", "element-decoded", {"book": 0.2, "music": 0.2}, taus=(rising, counts))
+    text = recipe.report(tmp_path, device="cpu", sections=("choices",)).read_text()
+    lines = [line for line in text.split("### Learned temperatures per contrastive view")[1].splitlines() if line.startswith("| douban")]
+    active = rising[counts > 0]
+    assert lines == ["| douban | `row` | 1 | 5 | 0.1000 ± 0.0000 | 0.1000 - 0.1000 | – |",  # constant τ: no correlation to give
+                     f"| douban | `element` | 1 | 5 | {active.mean():.4f} ± {active.std():.4f} | {active.min():.4f} - {active.max():.4f} | 1.000 |"]
+
+
+def test_a_choices_run_scores_validation_only_and_reuses_the_main_plans_pge(tmp_path, monkeypatch):
+    """Through the real pipeline on tiny synthetic data: the main plan's `uclr` run, then `--section choices`
+    in the same folder: each choice's results.json has validation metrics and no test metrics, the PGE cache
+    the main run wrote is read, not rewritten, and the report has both the Table 2 row and the choices."""
+    monkeypatch.setitem(recipe.DATASETS, "synthetic", {"name": "synthetic", "synthetic": {"n_users": 200, "items_per_domain": 250, "n_domains": 2, "signal": 1.0}})
+    monkeypatch.setattr(recipe, "QUICK", {"train": {"lr": 0.01, "epochs": 2, "patience": 1, "batch_size": 512},
+                                          "ladder": {"ae_epochs": 1, "ae_passes": 1, "ft_epochs": 1, "dim": 16, "hidden": [16, 8]},
+                                          "seeds": 1, "datasets": ["synthetic"]})
+    monkeypatch.setattr(recipe, "PHASES", [["uclr"]])
+    recipe.reproduce(tmp_path, quick=True, device="cpu", datasets=["synthetic"])
+    cache = tmp_path / "cache" / "pge-synthetic-seed0.pt"
+    written = cache.stat().st_mtime_ns
+    text = recipe.reproduce(tmp_path, quick=True, device="cpu", datasets=["synthetic"], sections=["choices"]).read_text()
+    assert cache.stat().st_mtime_ns == written and list(tmp_path.rglob("pge-*.pt")) == [cache]  # read, not rewritten, no other
+    for name in VARIANTS:
+        res = RunResult.read(tmp_path / "runs" / "synthetic" / "choices" / name / "seed0" / "results.json")
+        assert res.metrics == {} and res.buckets == {} and res.config["eval"]["test"] is False
+        assert set(res.valid_metrics) == {"overall", "D0", "D1"} and 0 < res.valid_metrics["D0"]["MRR@10"] <= 1
+        assert res.history[0]["epochs"][0]["stage"] == "pge"
+    main = RunResult.read(tmp_path / "runs" / "synthetic" / "uclr" / "seed0" / "results.json")
+    assert main.history[0]["epochs"][:2] == res.history[0]["epochs"][:2]  # the cached pretraining's epochs
+    assert "## Open choices of UCLR on validation" in text and "| uclr |" in text.split("## Table 2")[1].split("\n## ")[0]
+    assert "_All 5 runs of the plan are finished and shown below._" in text
