@@ -1,7 +1,8 @@
 """Train and evaluate one cdrec model for the peer comparison, in its own process (clean peak memory).
 
 Usage: ``python -m benchmarks.cdrec_driver spec.json out.json``. The spec matches the RecBole
-driver's (model, sizes, epochs). It also writes, for the RecBole side, the exact train / valid /
+driver's (model, sizes, epochs); a model other than ``BPR`` and ``SASRec`` is a two-domain classic of
+the RecBole-CDR benchmark (:func:`run_two_domain`). It also writes, for the RecBole side, the exact train / valid /
 test rows of cdrec's leave-one-out split as RecBole benchmark atomic files, and cdrec's fixed 1+99
 test candidates (raw ids), so both libraries train on the same rows and are scored on the same lists.
 """
@@ -12,6 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,6 +99,55 @@ def run_bprmf(spec: dict, out: dict) -> None:
     )
 
 
+def two_domain_split(spec: dict) -> tuple[Split, Any, int, int]:
+    """The benchmark's two-domain data, split and 1+99 candidates (seed 0), as every classic sees it:
+    ``spec["data"]`` loaded as ``cdrec run`` would (the pair kept), ``spec["users"]`` (when set) a seeded
+    sample of the users for a quick check, leave-one-out per user per domain. Returns the split, the
+    model's params and the (source, target) domain indices."""
+    from cdrec.config import load_config
+    from cdrec.data.datasets import load_dataset
+    from cdrec.models import registry
+    from cdrec.models.cf.two_domain import resolve_pair
+    from cdrec.train.tasks import make_split
+
+    cfg = load_config(None, base={"model": spec["model"], "seed": 0, "data": spec["data"], "model_params": spec["model_params"]})
+    params = registry.build_params(cfg.model, cfg.model_params)
+    data = load_dataset(registry.get(cfg.model).cls.select_data(cfg.data, params), seed=cfg.seed)
+    if spec.get("users"):
+        kept = np.random.default_rng(0).permutation(np.unique(data.users))[: int(spec["users"])]
+        data = data.subset(np.flatnonzero(np.isin(data.users, kept)))
+    source, target = resolve_pair(data.domains, params, model=cfg.model, target_only=True)
+    return make_split(data, cfg), params, source, target
+
+
+def run_two_domain(spec: dict, out: dict) -> None:
+    """A two-domain classic on :func:`two_domain_split`: BPR batches over both domains' training rows,
+    ``spec["epochs"]`` epochs, no early stopping; HR@10 / NDCG@10 on the target's 1+99 test candidates."""
+    from cdrec.models import registry
+
+    device = resolve_device(spec.get("device", "cpu"))
+    t0 = time.perf_counter()
+    split, params, _, target = two_domain_split(spec)
+    model_cls = registry.get(spec["model"]).cls
+    joint, _ = model_cls.evaluation_split(split, params)
+    out["prep_s"] = time.perf_counter() - t0
+    seed_everything(0)
+    model = model_cls.from_split(joint, params)
+    cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["batch_size"], lr=spec.get("lr", 1e-3), patience=10**6, metric="epoch", progress=False, device=str(device))
+    sampler = BPRSampler(joint.train, cfg.batch_size, seed=0)
+    clock = EpochClock(sampler.epoch)
+    Trainer(model, cfg, seed=0, device=device).fit(clock, last_epoch_validator(), n_batches=len(sampler))
+    target_only = joint.restrict(target, parts=("valid", "test"))
+    scorer, _ = RankingTask.scorers(model, split.data, device)
+    w, c = time.perf_counter(), time.process_time()
+    ev = evaluate_sampled(scorer, target_only, "test", ks=(10,), scorer_device=device)
+    metrics = ev.metrics["overall"]
+    out.update(
+        epoch_s=clock.wall, epoch_cpu_s=clock.cpu, eval_s=time.perf_counter() - w, eval_cpu_s=time.process_time() - c,
+        rows_per_epoch=int(len(joint.train_rows)), metrics={"hit@10": metrics["HR@10"], "ndcg@10": metrics["NDCG@10"], "n": metrics["n"]},
+    )
+
+
 def run_sasrec(spec: dict, out: dict) -> None:
     from benchmarks.sasrec_bench import run as sasrec_run
 
@@ -107,7 +158,7 @@ def main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     torch.set_num_threads(int(spec.get("threads", 1)))
     out: dict = {"library": "cdrec", "model": spec["model"]}
-    {"BPR": run_bprmf, "SASRec": run_sasrec}[spec["model"]](spec, out)
+    {"BPR": run_bprmf, "SASRec": run_sasrec}.get(spec["model"], run_two_domain)(spec, out)
     out["peak_rss_mb"] = own_peak_rss_mb()
     out["versions"] = {"torch": torch.__version__, "numpy": np.__version__}
     Path(out_path).write_text(json.dumps(out, indent=2))

@@ -87,22 +87,7 @@ def main(spec_path: str, out_path: str) -> None:
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = Trainer(config, model)
-    epoch_s: list[float] = []
-    epoch_cpu_s: list[float] = []
-    losses: list[float] = []
-    original = trainer._train_epoch
-
-    def timed(*args, **kwargs):
-        start, cpu = time.perf_counter(), time.process_time()
-        loss = original(*args, **kwargs)
-        epoch_s.append(time.perf_counter() - start)
-        epoch_cpu_s.append(time.process_time() - cpu)
-        losses.append(float(sum(loss) if isinstance(loss, tuple) else loss))
-        rss = own_peak_rss_mb()
-        print(f"EPOCH {len(epoch_s)} wall_s={epoch_s[-1]:.3f} cpu_s={epoch_cpu_s[-1]:.3f} peak_rss_mb={rss:.0f}", flush=True)
-        return loss
-
-    trainer._train_epoch = timed
+    clock = clock_epochs(trainer)
     trainer.fit(train_data, valid_data=None, saved=False, show_progress=False)
     t0, cpu = time.perf_counter(), time.process_time()
     result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
@@ -110,9 +95,7 @@ def main(spec_path: str, out_path: str) -> None:
     out = {
         "library": "recbole",
         "model": model_name,
-        "epoch_s": epoch_s,
-        "epoch_cpu_s": epoch_cpu_s,
-        "losses": losses,
+        **clock,
         "prep_s": prep_s,
         "eval_s": eval_s,
         "eval_cpu_s": eval_cpu_s,
@@ -148,12 +131,38 @@ def score_candidates(model, test_data, cand_path: str, device: str) -> dict:
         scores = model.full_sort_predict(batch).view(len(rows), -1).float().cpu().numpy()
     cs = np.take_along_axis(scores, items, axis=1)
     cs[items == 0] = -np.inf  # an item RecBole never saw cannot be ranked
-    rank = 1 + (cs[:, 1:] >= cs[:, :1]).sum(axis=1)
+    return hit_ndcg_at_10(cs)
+
+
+def hit_ndcg_at_10(scores):
+    """HR@10 and NDCG@10 of ``scores[n, 1 + negatives]`` (positive first; a tie counts against it)."""
+    import numpy as np
+
+    rank = 1 + (scores[:, 1:] >= scores[:, :1]).sum(axis=1)
     return {
         "hit@10": float(np.mean(rank <= 10)),
         "ndcg@10": float(np.mean(np.where(rank <= 10, 1.0 / np.log2(rank + 1.0), 0.0))),
         "n": int(len(rank)),
     }
+
+
+def clock_epochs(trainer) -> dict[str, list[float]]:
+    """Wrap ``trainer._train_epoch`` (RecBole's one training pass, no evaluation) to record the wall
+    and CPU seconds and the loss of every epoch, printed as they come; the lists fill in place."""
+    clock: dict[str, list[float]] = {"epoch_s": [], "epoch_cpu_s": [], "losses": []}
+    original = trainer._train_epoch
+
+    def timed(*args, **kwargs):
+        start, cpu = time.perf_counter(), time.process_time()
+        loss = original(*args, **kwargs)
+        clock["epoch_s"].append(time.perf_counter() - start)
+        clock["epoch_cpu_s"].append(time.process_time() - cpu)
+        clock["losses"].append(float(sum(loss) if isinstance(loss, tuple) else loss))
+        print(f"EPOCH {len(clock['epoch_s'])} wall_s={clock['epoch_s'][-1]:.3f} cpu_s={clock['epoch_cpu_s'][-1]:.3f} peak_rss_mb={own_peak_rss_mb():.0f}", flush=True)
+        return loss
+
+    trainer._train_epoch = timed
+    return clock
 
 
 if __name__ == "__main__":

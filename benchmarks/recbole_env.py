@@ -26,21 +26,27 @@ def python() -> Path:
 
 def ensure(log=print) -> Path:
     """Create the virtualenv and install RecBole when missing; return its python."""
-    py = python()
-    if py.exists() and subprocess.run([str(py), "-c", "import recbole, torch"], capture_output=True).returncode == 0:
+    return build_venv(VENV, [[RECBOLE, *PINS]], probe="import recbole, torch", log=log)
+
+
+def build_venv(venv: Path, installs: list[list[str]], *, probe: str, log=print) -> Path:
+    """The python of ``venv``, built when ``probe`` fails there: ``TORCH`` first, then each ``pip
+    install`` argument list of ``installs`` in turn (``--no-deps`` may lead one)."""
+    py = venv / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", probe], capture_output=True).returncode == 0:
         return py
-    log(f"building RecBole virtualenv in {VENV} (one time)")
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True)
+    log(f"building virtualenv {venv} (one time)")
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(py), "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, TORCH], check=True)
-    subprocess.run([*pip, RECBOLE, *PINS], check=True)
+    for args in [[TORCH], *installs]:
+        subprocess.run([*pip, *args], check=True)
     return py
 
 
-def versions() -> dict[str, str]:
-    """Installed versions of the packages that matter (recorded in the benchmark JSON)."""
-    out = subprocess.run([str(python()), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
-    keep = {"recbole", "torch", "numpy", "pandas", "scipy"}
+def versions(py: Path | None = None, keep: tuple[str, ...] = ("recbole", "torch", "numpy", "pandas", "scipy")) -> dict[str, str]:
+    """Installed versions of the packages that matter in a virtualenv's ``py`` (default RecBole's),
+    recorded in the benchmark JSON."""
+    out = subprocess.run([str(py or python()), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
     pairs = (line.split("==", 1) for line in out.splitlines() if "==" in line)
     return {name.lower(): ver for name, ver in pairs if name.lower() in keep}
 

