@@ -73,16 +73,41 @@ def headline_rows(root: Path) -> dict[str, list[HeadlineRow]]:
 
 
 def headline_markdown(root: Path, link_base: str) -> str:
-    """The headline table: one row per paper's main cell, linking ``link_base/<paper>/report.md``."""
+    """The headline table (one row per paper's main cell, linking ``link_base/<paper>/report.md``) and, below
+    it, what is not reproduced: cells not run yet and cells more than :data:`SHORTFALL` worse than the paper's,
+    each with how ours ran."""
     header = ["paper", "data", "metric", "paper's", "ours (mean ± std)", "ours − paper's", "report", "how ours ran"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    missing: list[str] = []
     for paper, rows in headline_rows(root).items():
         link = f"{link_base}/{paper}/report.md"
         for row in rows:
             lines.append("| " + " | ".join(row.cells(link)) + " |")
+            missing += _shortfall(row)
         if not rows:
             lines.append(f"| {paper} | – | – | – | not run yet | – | – | no committed runs |")
+            missing.append(f"- {paper}: no committed runs yet.")
+    if missing:
+        lines += ["", "Not reproduced (from the same runs; each report lists its missing runs and its departures from the paper):", "", *missing]
     return "\n".join(lines) + "\n"
+
+
+SHORTFALL = 0.01
+"""A cell counts as not reproduced when ours is worse than the paper's by more than this share of it."""
+
+
+def _shortfall(row: HeadlineRow) -> list[str]:
+    """The line of ``row`` in the not-reproduced list: not run, or worse than the paper by more than :data:`SHORTFALL`."""
+    if row.ours is None:
+        return [f"- {row.paper}, {row.dataset}: not run yet."]
+    if not row.paper_value:
+        return []
+    rel = (row.ours[0] - row.paper_value) / abs(row.paper_value)
+    worse = -rel if row.higher_is_better else rel
+    if worse <= SHORTFALL:
+        return []
+    side = "below" if row.higher_is_better else "above"
+    return [f"- {row.paper}, {row.dataset}: {row.metric} {100 * worse:.1f}% {side} the paper's; ours: {row.note or 'see the report'}."]
 
 
 def update_readme(readme: Path, table: str) -> None:

@@ -66,3 +66,17 @@ def test_all_refuses_what_it_cannot_do(args, message, tmp_path, monkeypatch):
 def test_all_without_runs_is_an_error(tmp_path):
     result = CliRunner().invoke(app, ["reproduce", "all", "--report-only", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "no <paper>/runs/**/results.json" in result.output
+
+
+def test_below_the_table_lists_cells_not_run_and_cells_short_of_the_paper(tmp_path, monkeypatch):
+    rows = {"m3oe": [HeadlineRow("M3oE", "ML-1M", "mean AUC (%)", 77.02, (77.05, 0.2, 5))],
+            "merit": [HeadlineRow("MERIT", "abe: Beauty", "test MRR", 0.2004, (0.1698, 0.0, 1), digits=4, note="d=32"),
+                      HeadlineRow("MERIT", "afk: Food", "test MRR", 0.1801, None)],
+            "mtal": [HeadlineRow("MTAL", "ML-1M", "RMSE", 0.878, (0.900, 0.0, 1), higher_is_better=False, digits=3, note="4 rounds")],
+            "uclr": []}
+    monkeypatch.setattr(headline, "headline_rows", lambda root: rows)
+    below = headline.headline_markdown(tmp_path, "docs/reproductions").split("Not reproduced", 1)[1]
+    assert "- MERIT, abe: Beauty: test MRR 15.3% below the paper's; ours: d=32." in below
+    assert "- MERIT, afk: Food: not run yet." in below and "- uclr: no committed runs yet." in below
+    assert "- MTAL, ML-1M: RMSE 2.5% above the paper's; ours: 4 rounds." in below
+    assert "M3oE" not in below  # within the paper's cell
