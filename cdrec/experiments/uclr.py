@@ -908,5 +908,5 @@ def headline(out: Path) -> list[HeadlineRow]:
         train = runs[0].config["train"] if runs else SCHEDULE["train"]
         name, differs = HEADLINE_DATA[ds]
         rows.append(HeadlineRow("UCLR (WWW 2024)", f"{name}: {domain}", "test MRR@10 (%)", cells["uclr"][0], (100 * mean, 100 * std, n) if n else None,
-                                digits=2, note=f"Adam lr {train['lr']:g} (paper 1e-3), ≤{train['epochs']} epochs, patience {train['patience']}; {differs}"))
+                                digits=2, note=f"Adam lr {train['lr']:g} ({'the paper' + chr(39) + 's' if train['lr'] == 1e-3 else 'paper 1e-3'}), ≤{train['epochs']} epochs, patience {train['patience']}; {differs}"))
     return rows
