@@ -640,6 +640,7 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
             runs = by.get((ds, model), [])
             if runs:
                 trows.append([ds, model, f"{np.mean([r.timing.get('train_s', 0.0) for r in runs]):.1f}", f"{np.mean([r.timing.get('eval_s', 0.0) for r in runs]):.1f}"])
+    lines += _epochs_section(results, datasets)
     lines += ["## Checks (computed from the numbers above)", "",
               "Each compares means over the finished seeds; the paired t-tests above say which differences are significant.", "",
               *(checks or ["None: no finished `uclr` run beside a reference."]), "",
@@ -651,6 +652,55 @@ def write_report(out: Path, results: list[RunResult], datasets: list[str], sched
     atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_text(out / "summary.json", json.dumps({"checks": checks, "temperatures": tstats, **({"choices": choices} if choices else {})}, indent=2) + "\n")
     return path
+
+
+STAGE_CAPS = {"ae": "ae_epochs", "finetune": "ft_epochs", "cat": "cat_epochs", "art": "art_epochs"}
+"""The ``model_params`` key that caps a training stage (by the stage name before ``:`` or ``-``); every other stage
+(PGE, a single-domain model's scope, CAT-ART's MF) is capped by ``train.epochs``."""
+
+
+def stage_epochs(run: RunResult) -> list[tuple[str, int, int, int]]:
+    """``(stage, best epoch, epochs run, cap)`` of every trained stage of ``run``, from its history: a model with
+    one trainer per scope records its best epoch; a staged model (UCLR's ladder, CAT-ART) records each epoch's
+    stage, and the best is the first epoch with the highest validation ``train.metric`` within the stage (a LoRA
+    finetune's epoch 0 is its starting point: best epoch 0 means finetuning never beat it)."""
+    metric = run.config.get("train", {}).get("metric", "MRR@10")
+    params = run.config.get("model_params") or {}
+    found = []
+    for entry in run.history or []:
+        epochs = entry.get("epochs") or []
+        stages = list(dict.fromkeys(e.get("stage") for e in epochs))
+        for stage in stages:
+            mine = [e for e in epochs if e.get("stage") == stage]
+            if stage is None:
+                name, best = entry.get("scope", "joint"), int(entry.get("best_epoch", 0))
+            else:
+                scores = [e.get("valid", {}).get(metric, float("-inf")) for e in mine]
+                name, best = stage, int(mine[int(np.argmax(scores))]["epoch"])  # a finetune's epoch 0 is its starting point
+            key = STAGE_CAPS.get(str(stage).replace("-", ":").split(":")[0]) if stage is not None else None
+            cap = int(params.get(key, run.config["train"]["epochs"]) if key else run.config["train"]["epochs"])
+            found.append((name, best, max(int(e.get("epoch", 0)) for e in mine) if stage is not None else len(mine), cap))
+    return found
+
+
+def _epochs_section(results: list[RunResult], datasets: list[str]) -> list[str]:
+    """Each trained run's best epoch against its cap, per stage, and how many stages stopped at their cap."""
+    rows, at_cap, total = [], 0, 0
+    for ds in datasets:
+        for r in sorted((r for r in results if r.config.get("data", {}).get("name") == DATASETS[ds]["name"]
+                         and r.config.get("data", {}).get("domains") == DATASETS[ds].get("domains")), key=lambda r: (r.model, r.seed)):
+            stages = stage_epochs(r)
+            if not stages:
+                continue
+            total += len(stages)
+            at_cap += sum(best == cap for _, best, _, cap in stages)
+            rows.append([ds, r.model, r.seed, ", ".join(f"{name} {best}/{ran}/{cap}" for name, best, ran, cap in stages)])
+    if not rows:
+        return []
+    return ["## Training length: best epoch / epochs run / cap, per stage", "",
+            f"{at_cap} of the {total} trained stages had their best epoch at the cap (not converged there); the others stopped "
+            "early on validation MRR@10 (patience) or ran to the cap past their best epoch.", "",
+            markdown_table(["dataset", "model", "seed", "stage best/run/cap"], rows)]
 
 
 def _best_baseline(by: dict, ds: str, domain: str) -> str | None:

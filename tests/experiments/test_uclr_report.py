@@ -294,3 +294,19 @@ def test_a_choices_run_scores_validation_only_and_reuses_the_main_plans_pge(tmp_
     assert main.history[0]["epochs"][:2] == res.history[0]["epochs"][:2]  # the cached pretraining's epochs
     assert "## Open choices of UCLR on validation" in text and "| uclr |" in text.split("## Table 2")[1].split("\n## ")[0]
     assert "_All 5 runs of the plan are finished and shown below._" in text
+
+
+def test_stage_epochs_give_best_epoch_run_and_cap_per_stage():
+    def ep(epoch, stage, mrr):
+        return {"epoch": epoch, "stage": stage, "valid": {"MRR@10": mrr}}
+
+    staged = RunResult(model="uclr", dataset="douban", protocol="p", seed=0, metrics={},
+                       config={"train": {"epochs": 200, "metric": "MRR@10"}, "model_params": {"ae_epochs": 20, "ft_epochs": 10}},
+                       history=[{"scope": "joint", "best_epoch": 9, "epochs": [
+                           ep(1, "pge", 0.1), ep(2, "pge", 0.3), ep(3, "pge", 0.2),
+                           *[ep(k, "ae", 0.1 * k) for k in range(1, 21)],
+                           ep(0, "finetune:0", 0.5), ep(1, "finetune:0", 0.4), ep(2, "finetune:0", 0.5)]}])
+    assert recipe.stage_epochs(staged) == [("pge", 2, 3, 200), ("ae", 20, 20, 20), ("finetune:0", 0, 2, 10)]
+    single = RunResult(model="bprmf", dataset="douban", protocol="p", seed=0, metrics={}, config={"train": {"epochs": 200}},
+                       history=[{"scope": "book", "best_epoch": 65, "epochs": [{"epoch": k} for k in range(1, 86)]}])
+    assert recipe.stage_epochs(single) == [("book", 65, 85, 200)]
