@@ -61,7 +61,7 @@ whose recorded training took at least this long (the item-mean base fits in less
 
 
 def _trains(result: dict) -> bool:
-    return getattr(registry.get(result["model"]).cls, "optimised", True) and result.get("timing", {}).get("train_s", 0.0) >= TRAINED_S
+    return getattr(registry.get(result["config"]["model"]).cls, "optimised", True) and result.get("timing", {}).get("train_s", 0.0) >= TRAINED_S
 
 
 def _cheapest_run(paper: str) -> Path:

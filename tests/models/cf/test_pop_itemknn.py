@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,7 +193,7 @@ def test_recipes_list_the_baselines_first():
 
     assert uclr.BASELINES[:2] == ["pop", "itemknn"] and uclr.PHASES[0][:2] == ["pop", "itemknn"]
     for model in uclr.BASELINES:
-        cfg = uclr._config(model, "douban", 0, uclr.SCHEDULE, None, "cpu", Path("cache"))
+        cfg = uclr._config(model, "douban", 0, uclr.SCHEDULE, None, "cpu")
         assert cfg.model == model and cfg.scope == "single"
 
 
