@@ -686,9 +686,9 @@ def stage_epochs(run: RunResult) -> list[tuple[str, int, int, int]]:
 def _epochs_section(results: list[RunResult], datasets: list[str]) -> list[str]:
     """Each trained run's best epoch against its cap, per stage, and how many stages stopped at their cap."""
     rows, at_cap, total = [], 0, 0
+    by = _by(results, datasets)
     for ds in datasets:
-        for r in sorted((r for r in results if r.config.get("data", {}).get("name") == DATASETS[ds]["name"]
-                         and r.config.get("data", {}).get("domains") == DATASETS[ds].get("domains")), key=lambda r: (r.model, r.seed)):
+        for r in sorted((r for (d, _), runs in by.items() if d == ds for r in runs), key=lambda r: (r.model, r.seed)):
             stages = stage_epochs(r)
             if not stages:
                 continue
