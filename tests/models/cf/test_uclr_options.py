@@ -39,8 +39,8 @@ def test_element_masking_differs_per_user_and_per_step_and_repeats_under_a_seed(
     assert len(torch.unique(first, dim=0)) > 32  # ... and per user: the users' masks differ
     partly = (first == 0).any(1) & (first == 1).any(1)
     assert partly.float().mean() > 0.9  # coordinates, not whole users, are masked
-    # whole-user masking (the default) zeroes rows: every row is all kept or all zero
-    rows = ContrastiveAE(8, 64, UCLRParams(dim=8, hidden=[8, 4], mask_ratio=0.5)).mask(x)
+    # whole-user masking zeroes rows: every row is all kept or all zero
+    rows = ContrastiveAE(8, 64, UCLRParams(dim=8, hidden=[8, 4], mask_ratio=0.5, mask_mode="row")).mask(x)
     assert bool(((rows == 0).all(1) | (rows == 1).all(1)).all())
 
 
