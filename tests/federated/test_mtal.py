@@ -280,3 +280,35 @@ def test_decoys_of_a_row_with_few_free_columns_are_all_of_them():
     assert got[0] == [3, 4]  # 6 asked, 2 free
     assert len(got[1]) == 3 and set(got[1]) <= {1, 2, 3, 4}
     assert len(got[2]) == 3 and set(got[2]) <= {0, 1, 2}
+
+
+def test_peer_predictions_in_any_pair_chunk_leave_every_round_bit_identical(data, monkeypatch):
+    """score_pairs' chunk (4,096 pairs, was 16,384) is a speed choice: chunks of 7 pairs give each organization the
+    same outputs F_t, bit for bit, every round."""
+    import functools
+
+    from cdrec.federated import organization
+    from cdrec.models.assisted.aae import score_pairs
+
+    fed = fed_of(data)
+    runs = []
+    for chunk in (None, 7):
+        monkeypatch.setattr(organization, "score_pairs", score_pairs if chunk is None else functools.partial(score_pairs, pair_chunk=chunk))
+        runs.append(run_mtal(fed, cfg_of(rounds=2)).orgs)
+    for a, b in zip(*runs):
+        for ha, hb in zip(a.history, b.history):
+            np.testing.assert_array_equal(ha["f_test"], hb["f_test"])
+            assert ha["valid"] == hb["valid"] and ha["test"] == hb["test"]
+
+
+def test_train_output_pairs_gives_the_block_paths_metrics_up_to_rounding(data):
+    """model_params.train_output=pairs (one dot product per observed entry in training) against the default output
+    block: every organization's metrics of every round agree to 1e-6 and each selects the same round."""
+    fed = fed_of(data)
+    runs = [run_mtal(fed, cfg_of(rounds=2, model=AAEParams(epochs=8, batch_size=40, dropout=0.1, train_output=how))).orgs
+            for how in ("block", "pairs")]
+    for a, b in zip(*runs):
+        assert a.best_round() == b.best_round()
+        for ha, hb in zip(a.history, b.history):
+            for part in ("valid", "test"):
+                np.testing.assert_allclose([ha[part][k] for k in sorted(ha[part])], [hb[part][k] for k in sorted(hb[part])], rtol=0, atol=1e-6)
