@@ -1,11 +1,10 @@
 """MTAL benchmark (not a unit test), two modes.
 
-``--compare REF``: runs of `cdrec reproduce mtal`'s plan, each trained by the code at git ``REF`` and by this
-tree, one after the other in fresh one-thread subprocesses; prints wall and CPU seconds of each and asserts that
-both give the same metrics, bit for bit (test metrics per organization and overall, validation metrics, the
-round each organization selected). ``--new-set KEY=VALUE`` sets an option on this tree's side only (e.g.
-``model_params.train_output=pairs``, which changes the float rounding): the metrics are then compared and their
-largest difference printed instead of asserted.
+``--compare REF``: runs of `cdrec reproduce mtal`'s plan, trained one after the other in one fresh one-thread
+process as the recipe trains them, by the code at git ``REF`` and then by this tree; prints wall and CPU seconds
+of each run and asserts that both give the same metrics, bit for bit (test and validation metrics per
+organization and overall). ``--new-set KEY=VALUE`` sets an option on this tree's side only: the metrics are then
+compared and their largest difference printed instead of asserted.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_mtal.py --compare 4cf9e74 --data-dir ../shared/data \\
         [--job ml-100k/explicit/user/uniform/mtal-aae ...] [--set setting.rounds=2 ...] [--new-set KEY=VALUE]
@@ -59,23 +58,34 @@ print(json.dumps({"K": len(fed.orgs), "wall_s": wall, "cpu_s": cpu.ru_utime + cp
 """
 
 PLANNED = r"""
-import json, sys, tempfile, time, torch
+import contextlib, json, sys, tempfile, time, torch
 torch.set_num_threads(1)
 from pathlib import Path
 from cdrec.config import load_config
 from cdrec.experiments import mtal
 from cdrec.experiments.pipeline import run_config
-job_name, data_dir, sets = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-dataset, *column, row = job_name.split("/")
+try:  # what `cdrec reproduce mtal` shares between its runs, where the code has it
+    from cdrec.federated.shared_fits import sharing_fits
+except ImportError:
+    sharing_fits = contextlib.nullcontext
+job_names, data_dir, sets = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 jobs = {job[:3]: job for job in mtal.plan_sections(False, tuple(mtal.SECTIONS))}
-job = jobs[(dataset, "/".join(column), row)]
-cfg = mtal.job_config(job, 0, mtal.schedule(False, None), Path(data_dir), "cpu")
-cfg = load_config(None, sets, base=cfg.to_dict()) if sets else cfg
-wall, cpu = time.perf_counter(), time.process_time()
-res = run_config(cfg, tempfile.mkdtemp(prefix="bench_mtal_"))
-print(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
-                  "metrics": res.metrics, "valid": res.valid_metrics}))
+out = {}
+with sharing_fits():
+    for name in job_names:
+        dataset, *column, row = name.split("/")
+        cfg = mtal.job_config(jobs[(dataset, "/".join(column), row)], 0, mtal.schedule(False, None), Path(data_dir), "cpu")
+        cfg = load_config(None, sets, base=cfg.to_dict()) if sets else cfg
+        wall, cpu = time.perf_counter(), time.process_time()
+        res = run_config(cfg, tempfile.mkdtemp(prefix="bench_mtal_"))
+        out[name] = {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "metrics": res.metrics,
+                     "valid": res.valid_metrics, "reused_fits": res.timing.get("reused_fits", 0)}
+print(json.dumps(out))
 """
+
+
+DEFAULT_JOBS = [f"ml-100k/explicit/user/uniform/{row}" for row in ("mtal-aae", "mtal-aae-heldout", "ablation-eta-0.3", "ablation-eta-1.0")]
+"""``--compare``'s runs: the ML-100K ablation column's MTAL rows, in the plan's order."""
 
 
 def measure(data_dir: str, domains: str, rounds: int, epochs: int) -> dict:
@@ -93,12 +103,13 @@ def checkout(ref: str, into: Path) -> Path:
     return into / "tree"
 
 
-def run_planned(code: Path, job: str, data_dir: str, sets: list[str]) -> dict:
-    """One planned run trained by the ``cdrec`` package under ``code``, in a fresh one-thread process."""
+def run_planned(code: Path, jobs: list[str], data_dir: str, sets: list[str]) -> dict:
+    """Planned runs trained one after the other by the ``cdrec`` package under ``code`` in one fresh one-thread
+    process, as `cdrec reproduce mtal` trains them (sharing what that code shares between runs)."""
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", PLANNED, job, data_dir, json.dumps(sets)], capture_output=True, text=True, env=env, cwd=code)
+    out = subprocess.run([sys.executable, "-c", PLANNED, json.dumps(jobs), data_dir, json.dumps(sets)], capture_output=True, text=True, env=env, cwd=code)
     if out.returncode:
-        raise SystemExit(f"{job} under {code} failed:\n{out.stderr[-3000:]}")
+        raise SystemExit(f"{jobs} under {code} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -117,30 +128,32 @@ def compare(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_mtal_ref_") as tmp:
         ref_code = checkout(args.compare, Path(tmp))
         data_dir = str(Path(args.data_dir).resolve())
-        print("| run | code | wall s | CPU s | overall test metrics |")
-        print("|---|---|---|---|---|")
-        totals = {"ref": 0.0, "new": 0.0}
-        for job in args.job:
-            ref = run_planned(ref_code, job, data_dir, args.set)
-            new = run_planned(REPO, job, data_dir, args.set + args.new_set)
-            for side, r, code in (("ref", ref, args.compare), ("new", new, "this tree" + (f" ({' '.join(args.new_set)})" if args.new_set else ""))):
-                totals[side] += r["cpu_s"]
-                overall = ", ".join(f"{k} {v:.6f}" for k, v in r["metrics"]["overall"].items() if k != "n")
-                print(f"| {job} | {code} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {overall} |", flush=True)
-            diff = max(largest_difference(ref["metrics"], new["metrics"]), largest_difference(ref["valid"], new["valid"]))
-            if args.new_set:
-                print(f"  largest metric difference with {' '.join(args.new_set)}: {diff:.2e}", flush=True)
-            else:
-                assert diff == 0.0, f"{job}: metrics differ from {args.compare}'s (largest difference {diff:.2e})"
-        print(f"\nCPU s in all: {args.compare} {totals['ref']:.1f}, this tree {totals['new']:.1f} "
-              f"(x{totals['ref'] / max(totals['new'], 1e-9):.2f})" + ("" if args.new_set else "; metrics identical bit for bit"))
+        ref = run_planned(ref_code, args.job, data_dir, args.set)
+        new = run_planned(REPO, args.job, data_dir, args.set + args.new_set)
+    label = {"ref": args.compare, "new": "this tree" + (f" ({' '.join(args.new_set)})" if args.new_set else "")}
+    print("| run | code | wall s | CPU s | local fits reused | overall test metrics |")
+    print("|---|---|---|---|---|---|")
+    diffs = {}
+    for job in args.job:
+        for side, r in (("ref", ref[job]), ("new", new[job])):
+            overall = ", ".join(f"{k} {v:.6f}" for k, v in r["metrics"]["overall"].items() if k != "n")
+            print(f"| {job} | {label[side]} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['reused_fits']} | {overall} |")
+        diffs[job] = max(largest_difference(ref[job]["metrics"], new[job]["metrics"]), largest_difference(ref[job]["valid"], new[job]["valid"]))
+    cpu = {side: sum(r["cpu_s"] for r in runs.values()) for side, runs in (("ref", ref), ("new", new))}
+    print(f"\nCPU s in all: {label['ref']} {cpu['ref']:.1f}, {label['new']} {cpu['new']:.1f} (x{cpu['ref'] / max(cpu['new'], 1e-9):.2f})")
+    if args.new_set:
+        print(f"largest metric difference: {max(diffs.values()):.2e}")
+        return
+    differing = {job: d for job, d in diffs.items() if d != 0.0}
+    assert not differing, f"metrics differ from {args.compare}'s: {differing}"
+    print("metrics (test and validation, per organization and overall) identical bit for bit")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default="../shared/data")
     ap.add_argument("--compare", metavar="REF", help="git ref whose code the runs are compared with (e.g. 4cf9e74)")
-    ap.add_argument("--job", action="append", help="dataset/column/row of the mtal plan (repeatable; default: ML-100K explicit/user/uniform mtal-aae)")
+    ap.add_argument("--job", action="append", help="dataset/column/row of the mtal plan, in plan order (repeatable; default: DEFAULT_JOBS)")
     ap.add_argument("--set", action="append", default=[], help="KEY=VALUE override of every compared run, both sides")
     ap.add_argument("--new-set", action="append", default=[], help="KEY=VALUE override of this tree's side only")
     ap.add_argument("--rounds", type=int, default=10)
@@ -149,7 +162,7 @@ def main() -> None:
     ap.add_argument("--skip-full", action="store_true")
     args = ap.parse_args()
     if args.compare:
-        args.job = args.job or ["ml-100k/explicit/user/uniform/mtal-aae"]
+        args.job = args.job or DEFAULT_JOBS
         compare(args)
         return
     rows = []

@@ -64,11 +64,6 @@ class AAEParams(ModelParams):
     # side-information encoders (AAE_s): "stack" = the rating encoder's Linear/tanh stack ([256, 128]),
     # as the authors' code; "linear" = one linear map to the code
     side_encoder: str = "stack"
-    # outputs a training step computes: "block" = the mini-batch's rows x n_out output block (or its touched
-    # columns when large), then the observed entries gathered from it (the reproductions' arithmetic);
-    # "pairs" = one dot product per observed entry, as inference does (the output layer's cost falls from
-    # rows x n_out to the entries, about 20x less on ML-100K / ML-1M; other float rounding, so other numbers)
-    train_output: str = "block"
 
 
 @register("aae", family="assisted", params=AAEParams, min_domains=2,
@@ -101,7 +96,6 @@ class AAE(nn.Module):
         self.out_bias = nn.Parameter(torch.zeros(n_out))
         require(params.init in ("xavier", "torch"), f"model_params.init: expected xavier or torch, got {params.init!r}")
         require(params.lr_schedule in ("none", "cosine"), f"model_params.lr_schedule: expected none or cosine, got {params.lr_schedule!r}")
-        require(params.train_output in ("block", "pairs"), f"model_params.train_output: expected block or pairs, got {params.train_output!r}")
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -135,11 +129,8 @@ class AAE(nn.Module):
 
         A small block (``len(h) x n_out <= DENSE_BLOCK``, e.g. a mini-batch of 100 users over the
         1,682 ML-100K items) is one matrix product and a flat gather (cheapest forward and backward);
-        a larger one computes only the columns the pairs touch (a ``len(h) x touched`` block).
-        ``params.train_output="pairs"``: one dot product per pair, no block at all."""
+        a larger one computes only the columns the pairs touch (a ``len(h) x touched`` block)."""
         n_out = self.out_weight.shape[0]
-        if self.params.train_output == "pairs":
-            return (h.index_select(0, pos) * self.out_weight.index_select(0, cols)).sum(1) + self.out_bias.index_select(0, cols)
         if h.shape[0] * n_out <= DENSE_BLOCK:
             block = torch.addmm(self.out_bias, h, self.out_weight.T)
             return block.reshape(-1).index_select(0, pos * n_out + cols)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import scipy.sparse as sp
 import torch
 
-from cdrec.errors import CdrecError
 from cdrec.models.assisted import aae as aae_mod
 from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_rows, fit_autoencoder, predict_autoencoder, score_pairs
 from cdrec.models.assisted.base import BaseModel
@@ -166,25 +164,6 @@ def test_side_encoders_are_the_rating_encoders_tanh_stack_or_one_linear():
     assert (stack.row_side.net[0].in_features, stack.row_side.net[0].out_features, stack.row_side.net[2].out_features) == (5, 256, 128)
     linear = AAE(10, 20, AAEParams(side_info=True, side_encoder="linear"), d_row_side=5, d_col_side=3)
     assert [type(m).__name__ for m in linear.col_side.net] == ["Linear"] and linear.col_side.net[0].out_features == 128
-
-
-def test_train_output_pairs_gives_the_block_paths_outputs_and_gradients():
-    """model_params.train_output=pairs computes one dot product per observed entry instead of the batch's output
-    block: the same outputs and gradients up to float rounding (not bit for bit, hence an option)."""
-    x = torch.randn(6, 10, generator=torch.Generator().manual_seed(2))
-    pos = torch.tensor([0, 5, 5, 2, 0, 3])
-    cols = torch.tensor([29, 0, 4, 4, 7, 0])
-    runs = []
-    for how in ("block", "pairs"):
-        torch.manual_seed(1)
-        model = AAE(10, 30, AAEParams(train_output=how)).eval()  # no dropout: both passes see the same code
-        out = model.score(model.hidden(x), pos, cols)
-        (out * torch.arange(1.0, 7.0)).sum().backward()
-        runs.append([out.detach(), *(p.grad.clone() for p in model.parameters())])
-    for a, b in zip(*runs):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    with pytest.raises(CdrecError, match="model_params.train_output"):
-        AAE(10, 30, AAEParams(train_output="dense"))
 
 
 def test_score_pairs_chunk_size_changes_no_bit():
