@@ -28,6 +28,11 @@ answers a question the papers do not ask and costs about 1.5 CPU-hours per seed 
 5 rounds, about 3 minutes each; 6 ML-1M runs, about 12 minutes each), against the 2.5 the whole default plan aims at;
 its reference rows (MTAL without privacy, Alone, the authors' strength) are runs of the default plan, shared.
 
+Runs of one column that differ only in eta, w, ``assist_fit`` or the number of rounds (``mtal-aae``, its held-out
+row, the eta / w ablations) begin with the same round-1 local fits; the recipe trains each of those once and the
+later runs take its parameters (:mod:`cdrec.federated.shared_fits`, bit-identical; ``timing.reused_fits`` of a
+run's ``results.json`` counts them).
+
 The CPU schedule (2 shared cores) says where it departs from the papers in the report: ``SCHEDULES["cpu"]``
 versus the papers' ``SCHEDULES["paper"]`` (20 local epochs, 10 rounds, 4 seeds).
 """
@@ -47,6 +52,7 @@ from cdrec.config import RunConfig, load_config
 from cdrec.errors import CdrecError, require
 from cdrec.experiments.headline import HeadlineRow
 from cdrec.experiments.runner import OPTIONS_FILE, Invocation, PlannedRun, coverage_section, failed_section, run_plan
+from cdrec.federated.shared_fits import sharing_fits
 from cdrec.results.schema import RunResult, atomic_write_text
 from cdrec.results.tables import markdown_table
 from cdrec.results.plots import save_figure
@@ -426,8 +432,9 @@ def reproduce(out: Path, *, data_dir: Path | None = None, quick: bool = False, s
             for job, seed, run_dir in planned_runs(out, sched, quick, sections)
             if job[0] == "ml-100k" or (root / ("ml-1m" if job[0] == "ml-1m" else "douban-ga-dtcdr")).exists()]
     extra = () if tuple(sections) == DEFAULT_SECTIONS else tuple(sections)
-    return run_plan(Invocation("mtal", out, data_dir, quick, seeds, device, extra), runs,
-                    lambda failed: report(out, quick=quick, seeds=seeds, device=device, failed=failed))
+    with sharing_fits():  # round-1 local fits equal between runs of a column are trained once (shared_fits)
+        return run_plan(Invocation("mtal", out, data_dir, quick, seeds, device, extra), runs,
+                        lambda failed: report(out, quick=quick, seeds=seeds, device=device, failed=failed))
 
 
 def report_sections(out: Path, quick: bool, seeds: int | None) -> tuple[str, ...]:
@@ -492,6 +499,12 @@ def _mean(results: list[RunResult], metric: str, org: str = "overall") -> float 
 def _cell(res: dict, dataset: str, column: str, row: str, metric: str) -> float | None:
     """The mean ``metric`` of one (dataset, column, row) over its seeds; None when it was not run."""
     return _mean(res[(dataset, column, row)], metric) if (dataset, column, row) in res else None
+
+
+def _wall(result: RunResult) -> str:
+    """A run's recorded wall seconds, and how many of its local fits it took from an equal earlier fit (shared_fits)."""
+    reused = result.timing.get("reused_fits", 0)
+    return f"{result.timing.get('train_s', 0):.0f}" + (f" ({reused} local fits reused)" if reused else "")
 
 
 def _f(v: float | None) -> str:
@@ -574,7 +587,7 @@ def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = ()
         lines += [f"MTAL AAE with gradient-assistance weights w optimized on training entries (Eq. 8 as written) on "
                   f"explicit/user/genre: RMSE {_f(_mean(w, 'RMSE'))} ({_run_schedule(w)}) versus "
                   f"{_f(_mean(main, 'RMSE'))} for the main row ({_run_schedule(main)}).", ""]
-    trows = [[f"{k[0]} {k[1]}", k[2], _run_schedule(v), f"{v[0].timing.get('train_s', 0):.0f}", f"{v[0].timing.get('peak_rss_mb', 0):.0f}",
+    trows = [[f"{k[0]} {k[1]}", k[2], _run_schedule(v), _wall(v[0]), f"{v[0].timing.get('peak_rss_mb', 0):.0f}",
               v[0].data_stats.get("messages", "–"), v[0].data_stats.get("values", "–")]
              for k, v in sorted(res.items()) if k[2].startswith("mtal")]
     if trows:

@@ -79,6 +79,12 @@ def _pool(fed: Federation, which: list[int]) -> Block:
     return Block(parts["train"], parts["valid"], parts["test"], groups, int(offs[-1]), fed.orgs[which[0]].row_side, col_side)
 
 
+def block_rows(block: Block) -> np.ndarray:
+    """The rows a block's entries are on, sorted: all its pair model keeps (initialized as in a table of all rows, so
+    the same numbers; see PairModel.keep_rows)."""
+    return np.unique(np.concatenate([block.train.rows, block.valid.rows, block.test.rows]))
+
+
 def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n_groups: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """Train ``backbone`` on the block; returns scores on its valid and test entries."""
     tr, va, te = block.train, block.valid, block.test
@@ -107,12 +113,15 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
     mean = float(tr.y.mean())
     model.init_output_bias(mean if feedback == "explicit" else float(np.log(mean + 1e-6) - np.log1p(-mean + 1e-6)))
     g = block.groups if n_groups > 1 else {k: np.zeros_like(v) for k, v in block.groups.items()}
+    used = block_rows(block)
+    model.keep_rows(used)
+    row_side = block.row_side[used] if block.row_side is not None else None
 
     def predict(e: Entries, grp: np.ndarray) -> np.ndarray:
-        return predict_pairs(model, e.rows, e.cols, grp, block.row_side, block.col_side, device=cfg.device)
+        return predict_pairs(model, np.searchsorted(used, e.rows), e.cols, grp, row_side, block.col_side, device=cfg.device)
 
     validate = (lambda: overarching(feedback, predict(va, g["valid"]), va.y)) if len(va) else None
-    fit_pairs(model, tr.rows, tr.cols, g["train"], tr.y, feedback=feedback, row_side=block.row_side, col_side=block.col_side,
+    fit_pairs(model, np.searchsorted(used, tr.rows), tr.cols, g["train"], tr.y, feedback=feedback, row_side=row_side, col_side=block.col_side,
               epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.pair_weight_decay, seed=cfg.seed,
               validate=validate, patience=cfg.patience, device=cfg.device)
     return predict(va, g["valid"]), predict(te, g["test"])

@@ -35,6 +35,7 @@ import scipy.sparse as sp
 import torch
 
 from cdrec.errors import require
+from cdrec.federated import shared_fits
 from cdrec.federated.alignment import Entries, OrgHoldings
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.privacy import interval_release, laplace_dp
@@ -194,6 +195,7 @@ class Organization:
         self.weights: list[np.ndarray] = []
         self.etas: list[float] = []
         self._codes: torch.Tensor | None = None
+        self.reused_fits = 0  # local fits taken from an equal earlier fit (shared_fits.sharing_fits)
         tr = holdings.train
         self.inputs = autoencoder_inputs(tr, cfg.feedback, (holdings.n_rows, holdings.n_cols), holdings.row_side, holdings.col_side)
         self.clip = (float(tr.y.min()), float(tr.y.max())) if cfg.feedback == "explicit" and len(tr) else None
@@ -300,11 +302,30 @@ class Organization:
         seed = int(self.rng.integers(2**31))
         torch.manual_seed(seed)
         self.model = AAE(self.h.n_cols, self.n_out, self.cfg.model, **side_dims(self.h.row_side, self.h.col_side))
-        losses = fit_autoencoder(self.model, self.inputs, targets, loss="mse", seed=seed, device=self.cfg.device)
+        store = shared_fits.active() if t in shared_fits.SHARED_ROUNDS else None
+        key = self._fit_digest(targets, seed) if store is not None else ""
+        earlier = store.get(key) if store is not None else None
+        if earlier is None:
+            losses = fit_autoencoder(self.model, self.inputs, targets, loss="mse", seed=seed, device=self.cfg.device)
+            if store is not None:
+                store.put(key, self.model.state_dict(), losses)
+        else:  # the same computation as an earlier fit of this process (see shared_fits): its parameters
+            self.model.load_state_dict(earlier[0])
+            self.model.to(self.cfg.device).eval()
+            losses = earlier[1]
+            self.reused_fits += 1
         self._codes = None  # hidden codes of this round's model, computed once on first use
         if self.cfg.keep_models:
             self.models.append({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         return losses
+
+    def _fit_digest(self, targets: sp.csr_matrix, seed: int) -> str:
+        """What :func:`fit_autoencoder` reads for this fit (:func:`shared_fits.fit_digest`)."""
+        targets.sort_indices()  # as fit_autoencoder orders them
+        x = self.inputs
+        return shared_fits.fit_digest([x.inputs.indptr, x.inputs.indices, x.inputs.data, x.row_side, x.col_summary,
+                                       targets.indptr, targets.indices, targets.data], self.cfg.model,
+                                      shape=[x.inputs.shape, targets.shape], seed=seed, device=self.cfg.device, loss="mse")
 
     def _codes_of(self, model: AAE) -> torch.Tensor:
         """Hidden codes of every row under ``model`` (one encoder pass serves all peers' keys)."""

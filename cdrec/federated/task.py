@@ -37,6 +37,7 @@ from cdrec.data.datasets import load_dataset
 from cdrec.data.interactions import Interactions
 from cdrec.data.splits import ratio_split
 from cdrec.errors import CdrecError, require
+from cdrec.federated import shared_fits
 from cdrec.federated.alignment import Entries, Federation, build_federation
 from cdrec.federated.baselines import BaselineConfig, federation_metrics, rating_clip, run_baseline
 from cdrec.federated.mtal import run_mtal
@@ -177,6 +178,7 @@ class MTALTask(Task):
         device = str(resolve_device(cfg.train.device))
         t0 = time.perf_counter()
         history: list[dict] = []
+        reused: dict[str, int] = {}
         if s.mode == "mtal":
             run = run_mtal(fed, mtal_config_of(s, prepared.params, cfg.seed, device), progress=cfg.train.progress)
             best = [o.best_round() for o in run.orgs]
@@ -186,6 +188,8 @@ class MTALTask(Task):
             for o, b in zip(run.orgs, best):
                 test[o.name]["best_round"] = b
             messages = {"messages": run.transport.n_sent, "values": run.transport.n_values, "payload_bytes": dict(run.transport.payload_bytes)}
+            if shared_fits.active() is not None:  # inside `cdrec reproduce mtal`: local fits taken from an equal earlier fit
+                reused = {"reused_fits": sum(o.reused_fits for o in run.orgs)}
         else:
             bcfg = BaselineConfig(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
                                   seed=cfg.seed, device=device,
@@ -200,7 +204,7 @@ class MTALTask(Task):
             model=SHORT[cfg.model], dataset=prepared.data.name, protocol="ratio-by-user-" + "-".join(f"{r:g}" for r in cfg.split.ratios),
             seed=cfg.seed, metrics=test, setting=setting, valid_metrics=valid, config=cfg.to_dict(),
             data_stats={"organizations": {o.name: {"n_cols": o.n_cols, "train": len(o.train), "valid": len(o.valid), "test": len(o.test)} for o in fed.orgs}, **messages},
-            timing={"train_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": peak_rss_mb()}, history=history,
+            timing={"train_s": round(time.perf_counter() - t0, 3), "peak_rss_mb": peak_rss_mb(), **reused}, history=history,
         )
 
     saves_model = False

@@ -363,3 +363,25 @@ def test_reproduce_the_privacy_section_alone_trains_only_its_runs(tmp_path, monk
     assert json.loads((tmp_path / "out/reproduce.json").read_text())["sections"] == ["privacy"]
     assert "## Privacy strength sweep" in text and (tmp_path / "out/privacy.png").exists()
     assert "- Laplace DP: MTAL stops beating the best Alone from alpha = 10 on; test RMSE grows with the strength: yes" in text
+
+
+def test_reproduce_shares_equal_fits_between_its_runs_and_the_report_shows_the_reuse(tmp_path, monkeypatch):
+    """A reproduction trains its runs inside shared_fits.sharing_fits (one store for all of them), and the cost table
+    of the report names the local fits a run took from an earlier run; `cdrec run` alone shares nothing."""
+    from cdrec.federated import shared_fits
+
+    (tmp_path / "data/ml-100k").mkdir(parents=True)
+    (tmp_path / "data/ml-100k/u.data").write_text("")
+    stores = []
+
+    def fake_run(cfg, run_dir, **_):
+        stores.append(shared_fits.active())
+        result = _explicit_result(0.9)
+        result.timing = {"train_s": 12.0, **({"reused_fits": 8} if run_dir.parent.name == "mtal-aae" else {})}
+        write_result(run_dir, result)
+
+    monkeypatch.setattr(runner, "run_config", fake_run)
+    reproduce(tmp_path / "out", data_dir=tmp_path / "data", quick=True, device="cpu")
+    assert stores and stores[0] is not None and all(s is stores[0] for s in stores)
+    assert shared_fits.active() is None
+    assert "| 12 (8 local fits reused) |" in (tmp_path / "out/report.md").read_text()

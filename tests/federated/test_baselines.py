@@ -15,6 +15,7 @@ from cdrec.federated.alignment import build_federation
 from cdrec.federated.baselines import BaselineConfig, run_baseline
 from cdrec.metrics import paper_list_metrics
 from cdrec.models.assisted.aae import AAEParams
+from cdrec.models.assisted.blocks import PairModel
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,20 @@ def test_papers_scoring_ranks_per_aligned_id_and_leaves_the_selection_metric_alo
     assert {k: v for k, v in paper["overall"].items() if "[paper]" not in k} == plain["overall"]
     if alignment == "item":  # lists per item (its held-out raters), not per user
         assert np.array_equal(np.unique(test.rows), np.unique(test.items))
+
+
+def test_pair_models_on_the_blocks_rows_only_give_every_metric_bit_identical(monkeypatch):
+    """Alone / MTCDR pair models keep the row tables of their block's rows only (PairModel.keep_rows): the same
+    metrics, bit for bit, as tables of all rows, side information included."""
+    data = make_synthetic(SyntheticConfig(n_users=120, n_domains=3, items_per_domain=15, min_activity=10, max_activity=14, max_activity_share=0.7, seed=4))
+    fed = build_federation(data, ratio_split(data, [0.8, 0.1, 0.1], by_user=True, seed=0), side_info=True)
+    alone_rows = [len(baselines.block_rows(baselines._pool(fed, [k]))) for k in range(len(fed.orgs))]
+    assert max(alone_rows) < fed.n_rows  # each organization's block leaves rows out
+    cfg = BaselineConfig(epochs=3, batch_size=32, seed=1)
+    for mode, backbone in (("alone", "mf"), ("alone", "mlp"), ("alone", "ncf"), ("mtcdr", "ncf")):
+        cut = run_baseline(fed, mode, backbone, cfg)
+        with monkeypatch.context() as m:  # the tables of all rows, as before keep_rows
+            m.setattr(baselines, "block_rows", lambda block: np.arange(fed.n_rows))
+            m.setattr(PairModel, "keep_rows", lambda self, rows: None)
+            full = run_baseline(fed, mode, backbone, cfg)
+        assert cut == full, (mode, backbone)

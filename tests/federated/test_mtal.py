@@ -280,3 +280,51 @@ def test_decoys_of_a_row_with_few_free_columns_are_all_of_them():
     assert got[0] == [3, 4]  # 6 asked, 2 free
     assert len(got[1]) == 3 and set(got[1]) <= {1, 2, 3, 4}
     assert len(got[2]) == 3 and set(got[2]) <= {0, 1, 2}
+
+
+def test_peer_predictions_in_any_pair_chunk_leave_every_round_bit_identical(data, monkeypatch):
+    """score_pairs' chunk (4,096 pairs, was 16,384) is a speed choice: chunks of 7 pairs give each organization the
+    same outputs F_t, bit for bit, every round."""
+    import functools
+
+    from cdrec.federated import organization
+    from cdrec.models.assisted.aae import score_pairs
+
+    fed = fed_of(data)
+    runs = []
+    for chunk in (None, 7):
+        monkeypatch.setattr(organization, "score_pairs", score_pairs if chunk is None else functools.partial(score_pairs, pair_chunk=chunk))
+        runs.append(run_mtal(fed, cfg_of(rounds=2)).orgs)
+    for a, b in zip(*runs):
+        for ha, hb in zip(a.history, b.history):
+            np.testing.assert_array_equal(ha["f_test"], hb["f_test"])
+            assert ha["valid"] == hb["valid"] and ha["test"] == hb["test"]
+
+
+
+def test_round_one_fits_equal_between_runs_are_trained_once_and_change_no_bit(data, monkeypatch):
+    """Inside sharing_fits (``cdrec reproduce mtal``), a run whose round-1 local fits equal an earlier run's (same
+    organizations, F0, model and seed; other eta / rounds) takes their parameters instead of training: every round
+    of it is bit-identical to the run trained alone, and only its own later rounds train. Another seed shares nothing."""
+    from cdrec.federated import organization
+    from cdrec.federated.shared_fits import sharing_fits
+
+    fed = fed_of(data)
+    calls = []
+    real_fit = organization.fit_autoencoder
+    monkeypatch.setattr(organization, "fit_autoencoder", lambda *a, **kw: calls.append(1) or real_fit(*a, **kw))
+    alone = run_mtal(fed, cfg_of(rounds=2, eta=0.2)).orgs
+    K = len(fed.orgs)
+    with sharing_fits() as store:
+        first = run_mtal(fed, cfg_of(rounds=3)).orgs
+        calls.clear()
+        shared = run_mtal(fed, cfg_of(rounds=2, eta=0.2)).orgs
+        assert len(calls) == K and store.hits == K  # round 2 only
+        other_seed = run_mtal(fed, cfg_of(rounds=1, seed=5)).orgs
+    assert [o.reused_fits for o in first] == [0] * K and [o.reused_fits for o in shared] == [1] * K
+    assert [o.reused_fits for o in other_seed] == [0] * K
+    for a, b in zip(alone, shared):
+        assert len(a.history) == len(b.history) == 3
+        for ha, hb in zip(a.history, b.history):
+            np.testing.assert_array_equal(ha["f_test"], hb["f_test"])
+            assert ha["valid"] == hb["valid"] and ha["test"] == hb["test"]

@@ -92,6 +92,8 @@ class PairModel(nn.Module):
     """
 
     task = "mtal"
+    row_tables: tuple[str, ...] = ("row_emb",)
+    """The embedding tables indexed by row (:meth:`keep_rows` cuts them)."""
 
     def __init__(self, n_rows: int, n_cols: int, dim: int, *, d_row_side: int = 0, d_col_side: int = 0) -> None:
         super().__init__()
@@ -101,6 +103,16 @@ class PairModel(nn.Module):
         nn.init.normal_(self.col_emb.weight, std=0.01)
         self.row_side = nn.Linear(d_row_side, dim, bias=False) if d_row_side else None
         self.col_side = nn.Linear(d_col_side, dim, bias=False) if d_col_side else None
+
+    def keep_rows(self, rows: np.ndarray) -> None:
+        """Keep only the ``rows`` (sorted ids) of every row table, row ``rows[j]`` becoming row ``j``, with the values
+        they were initialized to. Rows outside a block never receive a gradient, so Adam never moves them (no weight
+        decay on the pair models) and nothing scores them: cutting them leaves every other value bit-identical and
+        spares Adam and the dense embedding gradients a table of all rows per organization (Alone baselines)."""
+        index = torch.as_tensor(rows, dtype=torch.int64)
+        for name in self.row_tables:
+            table = getattr(self, name).weight.detach()
+            setattr(self, name, nn.Embedding.from_pretrained(table.index_select(0, index.to(table.device)).clone(), freeze=False))
 
     def embed(
         self, rows: torch.Tensor, cols: torch.Tensor, row_side: torch.Tensor | None, col_side: torch.Tensor | None

@@ -20,6 +20,8 @@ class MFParams(ModelParams):
 
 @register("assisted-mf", family="assisted", params=MFParams)
 class MF(PairModel):
+    row_tables = ("row_emb", "row_bias")
+
     def __init__(self, n_rows: int, n_cols: int, params: MFParams, *, n_groups: int = 1, d_row_side: int = 0, d_col_side: int = 0) -> None:
         super().__init__(n_rows, n_cols, params.dim, d_row_side=d_row_side, d_col_side=d_col_side)
         self.row_bias = nn.Embedding(n_rows, 1)

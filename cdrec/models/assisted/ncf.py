@@ -22,6 +22,8 @@ class NCFParams(ModelParams):
 
 @register("assisted-ncf", family="assisted", params=NCFParams)
 class NCF(PairModel):
+    row_tables = ("row_emb", "mlp_row")
+
     def __init__(self, n_rows: int, n_cols: int, params: NCFParams, *, n_groups: int = 1, d_row_side: int = 0, d_col_side: int = 0) -> None:
         super().__init__(n_rows, n_cols, params.dim, d_row_side=d_row_side, d_col_side=d_col_side)
         half = params.layers[0] // 2

@@ -164,3 +164,16 @@ def test_side_encoders_are_the_rating_encoders_tanh_stack_or_one_linear():
     assert (stack.row_side.net[0].in_features, stack.row_side.net[0].out_features, stack.row_side.net[2].out_features) == (5, 256, 128)
     linear = AAE(10, 20, AAEParams(side_info=True, side_encoder="linear"), d_row_side=5, d_col_side=3)
     assert [type(m).__name__ for m in linear.col_side.net] == ["Linear"] and linear.col_side.net[0].out_features == 128
+
+
+def test_score_pairs_chunk_size_changes_no_bit():
+    """Each pair's output is its own dot product: any chunking of the pairs gives the same bits (the default chunk
+    is a speed choice only)."""
+    torch.manual_seed(0)
+    model = AAE(8, 300, AAEParams())
+    codes = torch.randn(500, 256)
+    rng = np.random.default_rng(1)
+    pos, cols = rng.integers(0, 500, 20_000), rng.integers(0, 300, 20_000)
+    whole = score_pairs(model, codes, pos, cols, pair_chunk=20_000)
+    for chunk in (7, 4096, 16384):
+        np.testing.assert_array_equal(score_pairs(model, codes, pos, cols, pair_chunk=chunk), whole)
