@@ -77,7 +77,7 @@ def forward_positions(valid: torch.Tensor) -> torch.Tensor:
 def unpack(packed: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Scatter ``packed [n_valid, ...]`` (rows of ``h[valid]``) back to ``[B, L, ...]``, zeros elsewhere."""
     out = packed.new_zeros((*valid.shape, *packed.shape[1:]))
-    return out.index_put(tuple(valid.nonzero().T), packed)
+    return out.index_put_(tuple(valid.nonzero().T), packed)  # in place on a fresh tensor: no copy of the zeros
 
 
 class MultiHeadAttention(nn.Module):
@@ -106,9 +106,13 @@ class MultiHeadAttention(nn.Module):
         mask: torch.Tensor,
         query_valid: torch.Tensor | None = None,
         key_valid: torch.Tensor | None = None,
+        *,
+        packed_output: bool = False,
     ) -> torch.Tensor:
         """With ``query_valid`` / ``key_valid`` the projections run on the valid tokens only
-        (empty slots get zero queries/keys/values; the mask already hides them)."""
+        (empty slots get zero queries/keys/values; the mask already hides them); with
+        ``packed_output`` too the output is the rows of the valid queries (``[n_valid, d]``), not
+        scattered back to ``[B, L, d]``."""
         b, lq, d = query.shape
         lk = key_value.shape[1]
         h = self.n_heads
@@ -124,7 +128,8 @@ class MultiHeadAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop).transpose(1, 2).reshape(b, lq, d)
         if query_valid is None:
             return self.out(out)
-        return unpack(self.out(out[query_valid]), query_valid)
+        packed = self.out(out[query_valid])
+        return packed if packed_output else unpack(packed, query_valid)
 
 
 class AttentionBlock(nn.Module):
@@ -142,7 +147,7 @@ class AttentionBlock(nn.Module):
 
     def forward(self, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor, query_valid: torch.Tensor, key_valid: torch.Tensor | None = None) -> torch.Tensor:
         x = query[query_valid]
-        att = self.mha(query, key_value, mask, query_valid, key_valid)[query_valid]
+        att = self.mha(query, key_value, mask, query_valid, key_valid, packed_output=True)
         return unpack(self.norm(x + self.drop(att)), query_valid)
 
 
@@ -330,17 +335,48 @@ def domain_info_nce(
     (``get_m_neg`` / ``get_ab_neg``: 128 per position, per domain). Per position costs memory
     ``P x N x d`` for the ``P`` target positions of the batch (logits are computed there only)."""
     if not per_position:
-        neg = torch.cat([sample_domain_negatives(len(h), n, a, b, h.device) for a, b in ranges], dim=1)
-        e_pos, e_neg, invalid = item_emb(targets), item_emb(neg), seen_mask(neg, seen)
-        return sum(sampled_info_nce(h, e_pos, e_neg, invalid, w, temperature, all_rows=all_rows) for w in weights)
+        neg = draw_negatives(len(h), ranges, n, h.device)
+        e_pos, e_neg = embed_together(item_emb, targets, neg)
+        return info_nce_sum(h, e_pos, e_neg, seen_mask(neg, seen), weights, temperature, all_rows=all_rows)
     keep = torch.stack(weights).any(0)
     rows, cols = keep.nonzero(as_tuple=True)
-    neg = torch.cat([sample_domain_negatives(len(rows), n, a, b, h.device) for a, b in ranges], dim=1)
+    neg = draw_negatives(len(rows), ranges, n, h.device)
     # every kept position is a one-position row with negatives of its own
     hk, e_pos = h[rows, cols][:, None], item_emb(targets[rows, cols])[:, None]
     per = info_nce_per_position(hk, e_pos, item_emb(neg), seen_mask(neg, seen[rows]), temperature)[:, 0]
     loss = h.new_zeros(keep.shape).index_put((rows, cols), per)
     return sum(masked_sequence_mean(loss, w, all_rows=all_rows) for w in weights)
+
+
+def draw_negatives(n_rows: int, ranges: list[tuple[int, int]], n: int, device: torch.device) -> torch.Tensor:
+    """``[n_rows, n * len(ranges)]``: ``n`` uniform negatives per row from each global item range, in
+    the order of ``ranges`` (:func:`sample_domain_negatives`, one draw per range)."""
+    return torch.cat([sample_domain_negatives(n_rows, n, a, b, device) for a, b in ranges], dim=1)
+
+
+def embed_together(item_emb: nn.Embedding, *ids: torch.Tensor) -> list[torch.Tensor]:
+    """``item_emb(x)`` for every ``x`` in ``ids`` from a single lookup: the backward pass then builds
+    one dense ``[n_items, d]`` gradient instead of one per lookup (the same values; on CPU each dense
+    embedding gradient costs a fill and a scatter over the whole table)."""
+    rows = item_emb(torch.cat([x.reshape(-1) for x in ids]))
+    return [part.view(*x.shape, rows.shape[-1]) for part, x in zip(rows.split([x.numel() for x in ids]), ids)]
+
+
+def info_nce_sum(
+    h: torch.Tensor,
+    e_pos: torch.Tensor,
+    e_neg: torch.Tensor,
+    neg_invalid: torch.Tensor,
+    weights: list[torch.Tensor],
+    temperature: float,
+    *,
+    all_rows: bool = False,
+) -> torch.Tensor:
+    """``sum(sampled_info_nce(h, e_pos, e_neg, neg_invalid, w, ...) for w in weights)`` with the
+    logits over the negatives computed once for all position sets (Eq. 14's two target domains
+    share ``h_M^F`` and the negatives)."""
+    per = info_nce_per_position(h, e_pos, e_neg, neg_invalid, temperature)
+    return sum(masked_sequence_mean(per, w, all_rows=all_rows) for w in weights)
 
 
 def full_softmax_ce(h: torch.Tensor, item_weight: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -66,6 +66,10 @@ from cdrec.models.sequential.blocks import (
     init_like_authors,
     reversed_positions,
     domain_info_nce,
+    draw_negatives,
+    embed_together,
+    info_nce_sum,
+    seen_mask,
 )
 
 ABLATIONS = ("none", "SF1", "SF2", "SF3", "SF4", "FF1", "MF1", "MF2", "RL1", "RL2")
@@ -323,12 +327,37 @@ class MERIT(SequentialModel):
         by_domain = p.loss_norm == "domain"
         per_position = p.negatives == "position"
         weights = [self.item_domain(targets) == d for d in range(2)] if by_domain else [targets > 0]
+        # Eq. 15: L_A and L_B on h_X^F + SG(h_M^F) at the slots of each domain
+        h_ab = f["A"] + f["B"] + self.residual(f["M"])
+        if not per_position:
+            return self.shared_lookup_losses(f["M"], h_ab, targets, dom_targets, weights, seen)
         loss_m = domain_info_nce(
             f["M"], targets, weights, seen, self.item_emb, self.item_ranges, p.n_negatives, p.temperature, per_position=per_position, all_rows=by_domain
         )
-        # Eq. 15: L_A and L_B on h_X^F + SG(h_M^F) at the slots of each domain
-        h_ab = f["A"] + f["B"] + self.residual(f["M"])
         return {"M": loss_m, "AB": self.domain_loss(h_ab, dom_targets, seen, self.item_emb, all_rows=by_domain, per_position=per_position)}
+
+    def shared_lookup_losses(
+        self, h_m: torch.Tensor, h_ab: torch.Tensor, targets: torch.Tensor, dom_targets: torch.Tensor, weights: list[torch.Tensor], seen: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """L_M and L_A + L_B with per-sequence negatives, as ``domain_info_nce`` and ``domain_loss``
+        compute them (the same draws in the same order: L_M's from both domains, then each domain
+        with targets in the batch), but with one embedding lookup for all targets and negatives
+        and L_M's logits computed once for its two target domains (at d=256 these ``B x N x d``
+        lookups, their dense gradients and the repeated logits took about a fifth of a training step)."""
+        p = self.params
+        all_rows = p.loss_norm == "domain"
+        n_rows, device = len(h_m), h_m.device
+        neg_m = draw_negatives(n_rows, self.item_ranges, p.n_negatives, device)
+        tdom = self.item_domain(dom_targets)
+        ab_weights = [tdom == d for d in range(2)]
+        present = [d for d, w in enumerate(ab_weights) if bool(w.any())]
+        neg_ab = [draw_negatives(n_rows, [self.item_ranges[d]], p.n_negatives, device) for d in present]
+        e_t, e_dt, e_neg_m, *e_neg_ab = embed_together(self.item_emb, targets, dom_targets, neg_m, *neg_ab)
+        loss_m = info_nce_sum(h_m, e_t, e_neg_m, seen_mask(neg_m, seen), weights, p.temperature, all_rows=all_rows)
+        loss_ab = h_ab.new_zeros(())
+        for d, neg, e_neg in zip(present, neg_ab, e_neg_ab):
+            loss_ab = loss_ab + info_nce_sum(h_ab, e_dt, e_neg, seen_mask(neg, seen), [ab_weights[d]], p.temperature, all_rows=all_rows)
+        return {"M": loss_m, "AB": loss_ab}
 
     def residual(self, h_m: torch.Tensor) -> torch.Tensor:
         """The mixed representation added to the domain tasks: stop-gradient (Eq. 15), plain (RL1),

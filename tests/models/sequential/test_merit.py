@@ -397,3 +397,53 @@ def test_run_folders_with_the_old_attend_padding_key_still_load():
     assert registry.build_params("merit", {"attend_padding": False}).authors_code == []
     assert registry.build_params("merit", {"attend_padding": True, "authors_code": ["score_h_m_only"]}).authors_code == [
         "no_key_padding_mask", "score_h_m_only"]
+
+
+def reference_loss_terms(net: MERIT, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """L_M and L_A + L_B as computed before the shared lookup (per-sequence negatives): L_M's logits
+    once per target domain, one embedding lookup per targets / negatives tensor, the domain losses
+    one after the other, each drawing its negatives when its domain has targets."""
+    from cdrec.models.sequential.blocks import sample_domain_negatives, sampled_info_nce, seen_mask
+
+    items, domains, targets, dom_t = batch["items"], batch["domains"], batch["targets"], batch["domain_targets"]
+    p = net.params
+    all_rows = p.loss_norm == "domain"
+    f = net.forward(items, domains)
+    seen = torch.cat([items, targets, dom_t], dim=1)
+    weights = [net.item_domain(targets) == d for d in range(2)] if all_rows else [targets > 0]
+    neg = torch.cat([sample_domain_negatives(len(items), p.n_negatives, a, b, items.device) for a, b in net.item_ranges], dim=1)
+    e_pos, e_neg = net.item_emb(targets), net.item_emb(neg)
+    loss_m = sum(sampled_info_nce(f["M"], e_pos, e_neg, seen_mask(neg, seen), w, p.temperature, all_rows=all_rows) for w in weights)
+    h_ab = f["A"] + f["B"] + f["M"].detach()
+    loss_ab = h_ab.new_zeros(())
+    for d, (a, b) in enumerate(net.item_ranges):
+        w = net.item_domain(dom_t) == d
+        if bool(w.any()):
+            neg = sample_domain_negatives(len(items), p.n_negatives, a, b, items.device)
+            loss_ab = loss_ab + sampled_info_nce(h_ab, net.item_emb(dom_t), net.item_emb(neg), seen_mask(neg, seen), w, p.temperature, all_rows=all_rows)
+    return {"M": loss_m, "AB": loss_ab}
+
+
+@pytest.mark.parametrize("loss_norm,one_domain", [("domain", False), ("pooled", False), ("domain", True)])
+def test_shared_lookup_loss_matches_the_reference_formulation(loss_norm, one_domain):
+    """The training loss (one embedding lookup, L_M's logits once) equals the earlier formulation
+    with the same draws: values, every parameter's gradient and the random state left for the next
+    batch, with dropout on."""
+    batch = make_batch(b=6, length=12, seed=3)
+    if one_domain:  # no domain-B targets in L_A + L_B: its negatives are not drawn
+        keep = batch["domain_targets"] <= 30
+        batch["domain_targets"] = torch.where(keep, batch["domain_targets"], torch.zeros_like(batch["domain_targets"]))
+    grads = []
+    for compute in (MERIT.loss_terms, reference_loss_terms):
+        net = model(loss_norm=loss_norm, dropout=0.3).train()
+        torch.manual_seed(7)
+        terms = compute(net, batch)
+        (terms["M"] + terms["AB"]).backward()
+        grads.append(({k: t.detach() for k, t in terms.items()}, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}, torch.get_rng_state()))
+    (fast, fast_grad, fast_rng), (ref, ref_grad, ref_rng) = grads
+    assert torch.equal(fast_rng, ref_rng)
+    for k in ("M", "AB"):
+        assert fast[k].item() == pytest.approx(ref[k].item(), rel=1e-6, abs=1e-7), k
+    assert fast_grad.keys() == ref_grad.keys()
+    for name, g in fast_grad.items():
+        torch.testing.assert_close(g, ref_grad[name], rtol=1e-5, atol=1e-7, msg=name)
