@@ -120,8 +120,10 @@ class CoNet(TwoDomainModel):
         their profiles in the other domain ``[n, k]`` (the other network's item input)."""
         user, other = user[:, None, :], other[:, None, :]  # [n, 1, k]: a row's, shared by its c candidates
         a = {domain: (user, item), 1 - domain: torch.cat([user, other], -1)}
+        last = len(self.cross) - 1
         for layer, cross in enumerate(self.cross):  # Eq. 2, both networks a layer at a time ([n, 1, .] broadcast over candidates)
-            a = {d: torch.relu(concat_linear(self.layers[d][layer], a[d]) + concat_linear(cross, a[1 - d])) for d in range(2)}
+            a = {d: torch.relu(concat_linear(self.layers[d][layer], a[d]) + concat_linear(cross, a[1 - d]))
+                 for d in range(2) if layer < last or d == domain}  # the other network's last layer feeds no score
         return self.outputs[domain](a[domain]).squeeze(-1)
 
     def batch_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
