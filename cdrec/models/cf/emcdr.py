@@ -36,7 +36,7 @@ from cdrec.config import bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.cf.blocks import MLP
-from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams
+from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams, inner_products
 from cdrec.models.registry import register
 
 MAPPINGS = ("mlp", "linear")
@@ -68,8 +68,8 @@ class EMCDR(TwoDomainModel):
     def __init__(self, split: Split, params: EMCDRParams) -> None:
         super().__init__()
         self._init_pair(split, params)
-        self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim)  # U_d u at row d * n_users + u
-        self.item_emb = nn.Embedding(self.n_items, params.dim)
+        self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim, sparse=True)  # U_d u at row d * n_users + u
+        self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)
         for table in (self.domain_user_emb, self.item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
         hidden = params.mapping_hidden or 2 * params.dim
@@ -95,7 +95,13 @@ class EMCDR(TwoDomainModel):
         return torch.where(self.mapped[users][:, None], mapped, own)
 
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
-        return torch.einsum("nd,ncd->nc", self.user_factors(users, domain), self.item_emb(items))
+        return inner_products(self.user_factors(users, domain), self.item_emb(items))
+
+    def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        """With each domain's own factors (training), both domains' rows in one product; else per domain."""
+        if not self._own_factors:
+            return super().row_scores(users, items, domains)
+        return inner_products(self.domain_user_emb(domains * self.n_users + users), self.item_emb(items))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with self.own_factors():

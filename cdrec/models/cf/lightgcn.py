@@ -51,22 +51,36 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
     return torch.sparse_coo_tensor(index, torch.as_tensor(vals, dtype=torch.float32), (n, n), check_invariants=False).coalesce()
 
 
-class _SymmetricSpMM(torch.autograd.Function):
-    """``A @ X`` for a symmetric sparse ``A``: the backward pass is ``A @ G`` (no transpose needed)."""
+class _SparseMatmul(torch.autograd.Function):
+    """``A @ X`` for a fixed sparse ``A`` whose transpose ``A^T`` is given: the backward pass is
+    ``A^T @ G`` (no transpose built per step; a symmetric ``A`` is its own)."""
 
     @staticmethod
-    def forward(ctx: Any, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adjacency = adjacency
-        return adjacency @ x
+    def forward(ctx: Any, matrix: torch.Tensor, transposed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.transposed = transposed
+        return matrix @ x
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        return None, ctx.adjacency @ grad
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, ctx.transposed @ grad
+
+
+def sparse_matmul(matrix: torch.Tensor, x: torch.Tensor, transposed: torch.Tensor | None = None) -> torch.Tensor:
+    """``matrix @ x`` differentiable in ``x``, the backward pass reading ``transposed`` (``matrix^T``,
+    prepared once; ``None`` for a symmetric ``matrix``)."""
+    return _SparseMatmul.apply(matrix, matrix if transposed is None else transposed, x)
 
 
 def light_convolution(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """One hop ``A @ x`` of light graph convolution for a symmetric sparse ``A`` (LightGCN Eq. 7)."""
-    return _SymmetricSpMM.apply(adjacency, x)
+    return sparse_matmul(adjacency, x)
+
+
+def to_csr(matrix: torch.Tensor) -> torch.Tensor:
+    """A sparse COO ``matrix`` in CSR layout (whose products run several times faster on CPU)."""
+    with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice is not the user's concern
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+        return matrix.to_sparse_csr()
 
 
 def layer_mean(adjacency: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:
@@ -95,9 +109,7 @@ class GraphPropagation(RankingModel):
     def _csr(self) -> torch.Tensor:
         """The adjacency in CSR layout on the model's device (converted once per device)."""
         if self._adj_csr is None or self._adj_csr.device != self.adjacency.device:
-            with warnings.catch_warnings():  # torch's "sparse CSR support is in beta" notice is not the user's concern
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
-                self._adj_csr = self.adjacency.to_sparse_csr()
+            self._adj_csr = to_csr(self.adjacency)
         return self._adj_csr
 
     def train(self, mode: bool = True) -> "GraphPropagation":

@@ -22,19 +22,31 @@ rows were scored), so a reader never mistakes a target-only number for a two-dom
 positive's domain); :meth:`TwoDomainModel.loss` weights the two domains' BPR means by
 ``source_weight`` and ``1 - source_weight`` (the ``alpha`` of CMF and DTCDR), adds ``reg`` times the
 batch's squared embedding norms and whatever extra term the model has (:meth:`TwoDomainModel.extra_loss`).
+
+**Speed, the same maths.** CMF, DTCDR, CoNet, BiTGCF and EMCDR build their embedding tables with
+``sparse=True``: each lookup's backward is then a row-sparse gradient (the batch's rows) instead of a
+zero-filled copy of the whole table, and a step's several lookups of one table sum cheaply;
+:meth:`TwoDomainModel.configure_optimizers` turns every sparse gradient into the dense one before the
+optimizer steps (:func:`dense_gradients`), so the optimizer is still dense Adam over whole tables,
+every row's moments decaying every step as before (not SparseAdam's lazy update). Adam runs its
+fused kernel (one pass over each table per step, as BPR-MF's): the same update. A model whose
+domain only picks a row (CMF, EMCDR's own factors, BiTGCF's propagated tables) scores both domains'
+rows of a batch in one product (:meth:`TwoDomainModel.row_scores`); DTCDR reads its tables once per
+batch and runs each domain's network on its rows. What changes is the order of some floating-point
+sums (the test ``test_sparse_tables_step_as_dense_adam_on_dense_gradients`` checks the steps agree).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cdrec.config import DataConfig, ModelParams, bounded
+from cdrec.config import DataConfig, ModelParams, TrainConfig, bounded
 from cdrec.data.splits import Split
 from cdrec.errors import CdrecError, require
 from cdrec.models.base import RankingModel
@@ -91,6 +103,26 @@ def resolve_pair(domains: list[str], params: TwoDomainParams, *, model: str, tar
     return 0, 1
 
 
+def dense_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+    """Replace every sparse (row) gradient of ``optimizer``'s parameters by its dense equivalent (an
+    optimizer step pre-hook: dense Adam, fused or not, takes dense gradients only)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            grad = param.grad
+            if grad is not None and grad.is_sparse:  # on the CPU one scatter-add of the rows (to_dense adds a whole-table pass)
+                rows_only = not grad.is_cuda and grad.sparse_dim() == 1
+                param.grad = torch.zeros_like(param).index_add_(0, grad._indices()[0], grad._values()) if rows_only else grad.to_dense()
+
+
+def inner_products(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``[n, c]`` inner products of ``users[n, k]`` with ``items[n, c, k]``: a product and a sum for a few
+    candidates per row (training's positive and negative: cheaper than a batch of tiny matrix products),
+    a batched matrix product for many (evaluation's lists, whole catalogues)."""
+    if items.shape[1] <= 4:
+        return (users.unsqueeze(1) * items).sum(-1)
+    return torch.einsum("nd,ncd->nc", users, items)
+
+
 class TwoDomainModel(RankingModel):
     """Base of the two-domain models: the pair, per-row domain routing, the weighted two-domain BPR.
 
@@ -137,6 +169,19 @@ class TwoDomainModel(RankingModel):
         weights[self.source], weights[self.target] = params.source_weight, 1 - params.source_weight
         self.register_buffer("domain_weight", weights, persistent=False)
 
+    def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
+        """The Trainer's optimizer of ``cfg`` (Adam with its fused kernel), sparse gradients made dense
+        before each step (:func:`dense_gradients`)."""
+        from cdrec.train.trainer import make_optimizer
+
+        params = [p for p in self.parameters() if p.requires_grad]
+        if cfg.optimizer == "adam" and all(p.device.type in ("cpu", "cuda") for p in params):
+            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        else:
+            optimizer = make_optimizer(params, cfg)
+        optimizer.register_step_pre_hook(dense_gradients)
+        return optimizer
+
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
         """``[n, c]`` scores of ``users[n]`` for ``items[n, c]`` (all of ``domain``)."""
         raise TypeError(f"{type(self).__name__} must implement domain_scores")
@@ -152,11 +197,17 @@ class TwoDomainModel(RankingModel):
     def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
         """``[B, c]`` scores of ``items[B, c]``, row ``b`` all in domain ``domains[b]``: one
         :meth:`domain_scores` call per domain on that domain's rows."""
+        return self.route_rows(items, domains, lambda rows, d: self.domain_scores(users[rows], items[rows], d))
+
+    @staticmethod
+    def route_rows(items: torch.Tensor, domains: torch.Tensor, score: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+        """``[B, c]`` scores assembled from ``score(rows, d)``, called once per domain ``d`` with the
+        indices ``rows`` of the batch rows in ``d``."""
         out = torch.empty(items.shape, device=items.device)
         for d in range(2):  # a loop over the two domains, each one vectorized call
             rows = torch.nonzero(domains == d).squeeze(1)
             if rows.numel():
-                out[rows] = self.domain_scores(users[rows], items[rows], d).to(out.dtype)
+                out[rows] = score(rows, d).to(out.dtype)
         return out
 
     def pair_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -166,13 +217,14 @@ class TwoDomainModel(RankingModel):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``sum_d w_d mean_{rows of d}`` :meth:`pair_loss` (BPR by default) + ``reg`` L2 + :meth:`extra_loss`."""
         users, pos, neg = batch["user"], batch["pos"], batch["neg"]
+        l2 = self.batch_l2(batch)  # first: its (sparse) gradients then reach the tables last, added in place to the scores' (dense) ones
         domains = self.item_domain[pos]
         scores = self.row_scores(users, torch.stack([pos, neg], 1), domains)
         per_row = self.pair_loss(scores[:, 0], scores[:, 1])
         sums = torch.zeros(2, device=per_row.device).index_add(0, domains, per_row)
         counts = torch.bincount(domains, minlength=2).clamp(min=1)
         bpr = (self.domain_weight * sums / counts).sum()
-        return bpr + self.params.reg * self.batch_l2(batch).mean() + self.extra_loss(batch)
+        return bpr + self.params.reg * l2.mean() + self.extra_loss(batch)
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Candidates of either domain: each row routed by its first candidate's domain when a row is

@@ -5,6 +5,7 @@ cannot), and the faces (`cdrec run`, `evaluate`, `recommend`)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -12,15 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from cdrec.config import load_config
+from cdrec.config import TrainConfig, load_config
 from cdrec.data.splits import leave_one_out
 from cdrec.data.synthetic import make_synthetic
 from cdrec.errors import CdrecError
 from cdrec.experiments.pipeline import evaluate_run, load_run_config, run_config
 from cdrec.models import registry
+from cdrec.models.cf.bitgcf import domain_graphs, joint_domain_graph
+from cdrec.models.cf.conet import concat_linear
 from cdrec.models.cf.disencdr import gaussian_kl
 from cdrec.models.cf.dcdcsr import max_min_normalize
 from cdrec.models.cf.dtcdr import DTCDRParams
+from cdrec.models.cf.lightgcn import sparse_matmul, to_csr
 from cdrec.models.cf.sscdr import triplet_hinge, unit_ball
 from cdrec.train.tasks import task_for
 from tests.cli_helpers import call_main
@@ -154,6 +158,91 @@ def test_bitgcf_transfers_only_between_a_common_users_domains():
     torch.testing.assert_close(degree[0], counts[common, 0] / counts[common].sum(1))
     fixed = build("bitgcf-fixed-mean", split).keep[:, common]
     assert torch.all(fixed == 0.8)
+
+
+def dense_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` whose embedding tables give dense gradients (the path before sparse tables)."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if isinstance(module, torch.nn.Embedding):
+            module.sparse = False
+    return twin
+
+
+@pytest.mark.parametrize("variant", ["cmf", "emcdr", "dtcdr", "conet", "bitgcf", "bitgcf-fixed-mean"])
+def test_sparse_tables_step_as_dense_adam_on_dense_gradients(variant):
+    """The tables' row-sparse gradients, made dense before the step, move every parameter as plain
+    (non-fused) Adam on the dense path's gradients does, over three steps."""
+    split = tiny_split()
+    model = build(variant, split).train()
+    twin = dense_twin(model)
+    fast = model.configure_optimizers(TrainConfig(lr=0.01))
+    plain = torch.optim.Adam(twin.parameters(), lr=0.01)
+    tables = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)]
+    for step in range(3):
+        batch = batch_of(split, seed=step)
+        for net, opt in ((model, fast), (twin, plain)):
+            opt.zero_grad(set_to_none=True)
+            net.loss(batch).backward()
+        if variant in ("cmf", "emcdr", "dtcdr"):  # only lookups read their tables: row-sparse gradients
+            assert all(t.grad.is_sparse for t in tables)
+        fast.step()
+        plain.step()
+        for (name, mine), theirs in zip(model.named_parameters(), twin.parameters()):
+            torch.testing.assert_close(mine, theirs, atol=1e-6, rtol=1e-5, msg=f"step {step}: {name}")
+
+
+def test_bitgcf_joint_graph_is_the_per_domain_graphs_without_their_isolated_items():
+    """One node per (domain, user) and per item, the same normalised weights as the two per-domain
+    graphs (whose copies of the other domain's items have no edge); propagation gives the same tables."""
+    split = tiny_split()
+    data = split.data
+    n_users, n_items = data.n_users, data.n_items
+    joint = joint_domain_graph(split).to_dense()
+    per_domain = domain_graphs(split).to_dense()
+    item_domain = torch.as_tensor(data.item_domain())
+    old_user = torch.arange(2 * n_users) // n_users * (n_users + n_items) + torch.arange(2 * n_users) % n_users
+    old_item = item_domain * (n_users + n_items) + n_users + torch.arange(n_items)
+    old = torch.cat([old_user, old_item])
+    torch.testing.assert_close(joint, per_domain[old][:, old])
+    assert per_domain.sum() == pytest.approx(float(joint.sum()))  # nothing of the old graph is left out
+    model = build("bitgcf", split).eval()
+    users, items = model.propagate()
+    # the per-domain graphs' propagation (the layout before), one block of rows per domain
+    u, i = model.domain_user_emb.weight.view(2, n_users, -1), model.item_emb.weight
+    layer_users, layer_items = [u], [i]
+    for _ in range(model.params.layers):
+        out = per_domain @ torch.cat([u[0], i, u[1], i])
+        blocks = out.view(2, n_users + n_items, -1)
+        u = model.transfer(blocks[:, :n_users])
+        i = torch.where(item_domain[:, None] == 0, blocks[0, n_users:], blocks[1, n_users:])
+        layer_users.append(u)
+        layer_items.append(i)
+    torch.testing.assert_close(users, torch.cat(layer_users, -1).reshape(2 * n_users, -1))
+    torch.testing.assert_close(items, torch.cat(layer_items, -1))
+
+
+def test_conet_layer_of_a_row_part_and_candidates_is_the_layer_of_their_concatenation():
+    """``concat_linear`` on ``(user [n, 1, k], items [n, c, k'])`` is the layer on ``[user ; item]`` per candidate."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(7, 5)
+    first, second = torch.randn(4, 1, 3), torch.randn(4, 6, 4)
+    torch.testing.assert_close(concat_linear(layer, (first, second)), layer(torch.cat([first.expand(-1, 6, -1), second], -1)))
+    x = torch.randn(4, 6, 7)
+    assert torch.equal(concat_linear(layer, x), layer(x))
+
+
+def test_sparse_matmul_backward_reads_the_given_transpose():
+    """``sparse_matmul(A, x, A^T)`` is ``A @ x`` with the gradient ``A^T @ g`` (CoNet's mean-item profiles)."""
+    generator = torch.Generator().manual_seed(0)
+    dense = torch.rand(7, 5, generator=generator) * (torch.rand(7, 5, generator=generator) < 0.4)
+    coo = dense.to_sparse()
+    x = torch.randn(5, 3, generator=generator, requires_grad=True)
+    out = sparse_matmul(to_csr(coo), x, to_csr(coo.t().coalesce()))
+    torch.testing.assert_close(out, dense @ x)
+    grad = torch.randn(7, 3, generator=generator)
+    out.backward(grad)
+    torch.testing.assert_close(x.grad, dense.T @ grad)
 
 
 def test_disencdr_scores_shared_plus_exclusive_means_and_its_kl_terms():
