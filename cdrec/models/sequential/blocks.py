@@ -334,10 +334,10 @@ def domain_info_nce(
     ``per_position`` once per target position, as the MERIT authors' ``TrainDataset`` does
     (``get_m_neg`` / ``get_ab_neg``: 128 per position, per domain). Per position costs memory
     ``P x N x d`` for the ``P`` target positions of the batch (logits are computed there only)."""
-    if not per_position:
+    if not per_position:  # separate lookups and losses: the committed baseline runs' exact sums (MERIT's own loss shares them)
         neg = draw_negatives(len(h), ranges, n, h.device)
-        e_pos, e_neg = embed_together(item_emb, targets, neg)
-        return info_nce_sum(h, e_pos, e_neg, seen_mask(neg, seen), weights, temperature, all_rows=all_rows)
+        e_pos, e_neg, invalid = item_emb(targets), item_emb(neg), seen_mask(neg, seen)
+        return sum(sampled_info_nce(h, e_pos, e_neg, invalid, w, temperature, all_rows=all_rows) for w in weights)
     keep = torch.stack(weights).any(0)
     rows, cols = keep.nonzero(as_tuple=True)
     neg = draw_negatives(len(rows), ranges, n, h.device)
