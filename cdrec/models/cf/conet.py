@@ -81,8 +81,7 @@ class CoNet(TwoDomainModel):
         self._init_pair(split, params)
         self.user_emb = nn.Embedding(self.n_users, params.dim, sparse=True)
         self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)
-        for table in (self.user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=params.init_std)
+        self.init_tables(self.user_emb, self.item_emb)
         sizes = [2 * params.dim, *params.towers]
         self.layers = nn.ModuleList(nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])) for _ in range(2))  # W_d^l
         self.cross = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))  # H^l

