@@ -106,8 +106,7 @@ class BiTGCF(TwoDomainModel, GraphPropagation):
         self._init_graph(joint_domain_graph(split))
         self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim, sparse=True)  # row d * n_users + u
         self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)
-        for table in (self.domain_user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=params.init_std)
+        self.init_tables(self.domain_user_emb, self.item_emb)
         if params.transfer == "degree":
             keep = interaction_share(split)
         else:

@@ -69,8 +69,7 @@ class CLFM(TwoDomainModel):
         self.item_emb = nn.Embedding(self.n_items, params.dim)  # V_1 and V_2
         self.shared_patterns = nn.Parameter(torch.empty(params.dim, params.shared_columns))  # S_0
         self.domain_patterns = nn.Parameter(torch.empty(2, params.dim, params.dim - params.shared_columns))  # S_d'
-        for table in (self.user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=params.init_std)
+        self.init_tables(self.user_emb, self.item_emb)
         for patterns in (self.shared_patterns, self.domain_patterns):
             nn.init.normal_(patterns, std=params.dim ** -0.5)
 

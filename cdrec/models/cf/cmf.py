@@ -42,8 +42,7 @@ class CMF(TwoDomainModel):
         self._init_pair(split, params)
         self.user_emb = nn.Embedding(self.n_users, params.dim, sparse=True)  # U, shared by both domains
         self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)  # V (source items) and Z (target items)
-        for table in (self.user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=params.init_std)
+        self.init_tables(self.user_emb, self.item_emb)
 
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
         return inner_products(self.user_emb(users), self.item_emb(items))

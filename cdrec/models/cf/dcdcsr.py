@@ -86,7 +86,7 @@ class DCDCSR(EMCDR):
         self.register_buffer("counts", torch.as_tensor(split.train_counts(), dtype=torch.float32), persistent=False)
         if params.affine_items == "refit":
             self.affine_item_emb = nn.Embedding(self.n_items, params.dim)
-            nn.init.normal_(self.affine_item_emb.weight, std=params.init_std)
+            self.init_tables(self.affine_item_emb)
 
     def domain_factors(self, domain: int) -> torch.Tensor:
         """``[n_users, dim]`` the domain's own user factors, detached (the benchmark's inputs)."""

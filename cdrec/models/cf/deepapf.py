@@ -68,8 +68,7 @@ class DeepAPF(TwoDomainModel):
         self.cross_user_emb = nn.Embedding(self.n_users, params.dim)  # u_i
         self.site_user_emb = nn.Embedding(2 * self.n_users, params.dim)  # u_i^s: row s * n_users + i
         self.item_emb = nn.Embedding(self.n_items, params.dim)
-        for table in (self.cross_user_emb, self.site_user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=params.init_std)
+        self.init_tables(self.cross_user_emb, self.site_user_emb, self.item_emb)
         self.attention = attention_net(params.dim, params.attention_hidden or params.dim)
         self.output = nn.Parameter(torch.ones(params.dim))  # w
         uses_cross = torch.ones_like(self.overlap) if params.cross_site_users == "all" else self.overlap

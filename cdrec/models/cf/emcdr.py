@@ -70,8 +70,7 @@ class EMCDR(TwoDomainModel):
         self._init_pair(split, params)
         self.domain_user_emb = nn.Embedding(2 * self.n_users, params.dim, sparse=True)  # U_d u at row d * n_users + u
         self.item_emb = nn.Embedding(self.n_items, params.dim, sparse=True)
-        for table in (self.domain_user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=params.init_std)
+        self.init_tables(self.domain_user_emb, self.item_emb)
         hidden = params.mapping_hidden or 2 * params.dim
         self.mapping = MLP([params.dim, hidden, params.dim]) if params.mapping == "mlp" else nn.Linear(params.dim, params.dim, bias=False)
         who = {"overlap": self.overlap, "cold": self.present[self.source] & ~self.present[self.target], "all": torch.ones_like(self.overlap)}

@@ -91,8 +91,7 @@ class NATR(TwoDomainModel):
         self.source_user_emb = nn.Embedding(self.n_users, params.dim)
         self.target_user_emb = nn.Embedding(self.n_users, params.dim)  # p_u
         self.item_emb = nn.Embedding(self.n_items, params.dim)  # source items' MF factors and q_i
-        for table in (self.source_user_emb, self.target_user_emb, self.item_emb):
-            nn.init.normal_(table.weight, std=params.init_std)
+        self.init_tables(self.source_user_emb, self.target_user_emb, self.item_emb)
         self.transfer = nn.Linear(params.dim, params.dim)  # T
         hidden = params.attention_hidden or params.dim
         self.item_attention = attention_net(params.dim, hidden)

