@@ -85,9 +85,7 @@ class BPRMF(RankingModel):
             from cdrec.train.lazy_adam import LazyAdam
 
             return LazyAdam(params, lr=cfg.lr)
-        if cfg.optimizer == "adam" and all(p.device.type in ("cpu", "cuda") for p in params):
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        return make_optimizer(params, cfg)
+        return make_optimizer(params, cfg, fused=True)
 
     @property
     def train_step(self) -> Callable[[dict[str, torch.Tensor], list[torch.optim.Optimizer]], float]:

@@ -184,11 +184,7 @@ class TwoDomainModel(RankingModel):
         before each step (:func:`dense_gradients`)."""
         from cdrec.train.trainer import make_optimizer
 
-        params = [p for p in self.parameters() if p.requires_grad]
-        if cfg.optimizer == "adam" and all(p.device.type in ("cpu", "cuda") for p in params):
-            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-        else:
-            optimizer = make_optimizer(params, cfg)
+        optimizer = make_optimizer(self.parameters(), cfg, fused=True)
         optimizer.register_step_pre_hook(dense_gradients)
         return optimizer
 
