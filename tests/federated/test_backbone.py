@@ -118,16 +118,19 @@ def run_cfg(model: str = "aae", **setting):
     return load_config(None, sets + [f"setting.{k}={json.dumps(v)}" for k, v in setting.items()])
 
 
-def test_results_json_records_each_organizations_choice_and_scores(tmp_path):
-    run_config(run_cfg(backbone="auto"), tmp_path / "auto")
+@pytest.mark.parametrize("feedback", ["explicit", "implicit"])
+def test_results_json_records_each_organizations_choice_and_scores(tmp_path, feedback):
+    """Explicit feedback chooses the lowest validation RMSE, implicit the highest validation NDCG@10."""
+    run_config(run_cfg(backbone="auto", feedback=feedback), tmp_path / "auto")
     saved = RunResult.read(tmp_path / "auto" / "results.json")
     assert saved.setting["backbone"] == "auto"
     choices = saved.data_stats["backbones"]
     assert set(choices) == {"D0", "D1", "D2"}
+    best = min if feedback == "explicit" else max
     for rec in choices.values():
         assert rec["chosen"] in LOCAL_BACKBONES and list(rec["valid"]) == list(LOCAL_BACKBONES)
-        assert rec["valid"][rec["chosen"]] == min(rec["valid"].values())
-    run_config(run_cfg(), tmp_path / "aae")  # the papers' AAE: no choice is made or recorded
+        assert rec["valid"][rec["chosen"]] == best(rec["valid"].values())
+    run_config(run_cfg(feedback=feedback), tmp_path / "aae")  # the papers' AAE: no choice is made or recorded
     assert "backbones" not in RunResult.read(tmp_path / "aae" / "results.json").data_stats
 
 
