@@ -945,8 +945,9 @@ def _per_organization(res: dict) -> list[str]:
 
 OWN_BACKBONE_NOTE = (
     "MTAL is backbone-agnostic: any local model that fits the pseudo-residuals can assist. In the row `mtal-auto` "
-    "(`setting.backbone=auto`) each organization, before round 1 and on its own entries only, fits MF, NCF, MLP and "
-    "the autoencoder exactly as its Alone rows do, scores them on its own validation entries (RMSE explicit, NDCG@10 "
+    "(`setting.backbone=auto`) each organization, before round 1 and on its own entries only, fits MF, NCF and MLP "
+    "exactly as its Alone rows do and the autoencoder as its Alone AE with the AAE's local schedule (`model_params`, "
+    "early stopping), scores them on its own validation entries (RMSE explicit, NDCG@10 "
     "implicit; ties to the earlier of MF, NCF, MLP, AAE) and fits the winner to its pseudo-targets over all columns in "
     "every round (a pair model for the epochs its Alone fit kept); nothing of the choice is sent. Everything else is "
     "the `mtal-aae` row's (eta, w, rounds, F0). Metric as in the layout tables: RMSE explicit, MAP@10 implicit.")

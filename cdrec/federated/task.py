@@ -14,8 +14,8 @@ The run's ``setting`` section says what to run (names as in ``results.json``):
   users, the round selected on the other half), ``base`` (``mean``: the papers' F0 =
   per-item mean / popularity; ``zero``: F0 = 0, a diagnostic departure, see MTALConfig.base),
   ``backbone`` (the local model of every round: ``aae``, the papers'; ``mf`` / ``ncf`` / ``mlp``, the pair models of
-  the Alone rows; ``auto``: each organization fits all four as its Alone rows on its own training entries and keeps
-  the best on its own validation entries, see :func:`~cdrec.federated.baselines.choose_backbone`; the pair models
+  the Alone rows; ``auto``: each organization fits all four as its Alone rows (the autoencoder with the AAE's
+  ``model_params``) on its own training entries and keeps the best on its own validation entries, see :func:`~cdrec.federated.baselines.choose_backbone`; the pair models
   use ``train.epochs`` (their Alone fits' cap), ``train.batch_size`` and ``train.lr``; ``results.json`` records each
   organization's choice under ``data_stats.backbones``), ``paper_eval_batch`` (implicit feedback: the batch of aligned ids the papers' code averages its
   MAP@10 / NDCG@10 over, 100 for ML-100K and 500 for ML-1M; it only sets the extra
