@@ -156,3 +156,18 @@ def test_the_flower_deployment_refuses_another_backbone():
 
     with pytest.raises(CdrecError, match=r"^setting.backbone=auto: the deployed federation \(Flower\) runs the AAE local model only"):
         federation_from_config(run_cfg(backbone="auto"))
+
+
+def test_an_organization_that_chooses_the_aae_reuses_the_round_one_fit_of_an_aae_run(fed, monkeypatch):
+    """Inside sharing_fits (``cdrec reproduce mtal``), the round-1 pseudo-targets do not depend on the backbones, so an
+    organization whose choice is the AAE takes the round-1 parameters the ``mtal-aae`` run of its column trained."""
+    from cdrec.federated.shared_fits import sharing_fits
+
+    aae_org = fed.orgs[1].name
+    monkeypatch.setattr(baselines, "fit_block", lambda block, backbone, *a: baselines.BlockFit(
+        block.valid.y + (0.0 if (backbone == "ae") == np.array_equal(block.valid.items, fed.orgs[1].valid.items) else 0.5), np.zeros(0), 1))
+    with sharing_fits() as store:
+        run_mtal(fed, cfg_of(backbone="aae", rounds=1))
+        auto = run_mtal(fed, cfg_of(rounds=1)).orgs
+    assert {o.name: o.backbone for o in auto} == {h.name: "aae" if h.name == aae_org else "mf" for h in fed.orgs}
+    assert store.hits == 1 and [o.reused_fits for o in auto] == [int(o.name == aae_org) for o in auto]
