@@ -233,6 +233,9 @@ MODEL = {"base": "assisted-base", "mf": "assisted-mf", "mlp": "assisted-mlp", "n
 # half of each organization's validation users, the round chosen on the other half (the papers fit them on
 # training entries, where every local model has already fitted the residuals, and suggest a validation set).
 HELDOUT = {"eta": "optimize", "weights": "optimize", "assist_fit": "valid-split"}
+AUTO_ROW = "mtal-auto"
+"""The MTAL row whose organizations each assist with their own best local model (MF, NCF, MLP or AAE on their own
+validation entries, ``setting.backbone=auto``), at the settings of its column's ``mtal-aae`` row otherwise."""
 
 
 PAPER_METRIC = "MAP@10[paper]"  # implicit feedback scored as the papers' code scores it (paper_list_metrics)
@@ -267,7 +270,7 @@ def job_config(job: tuple, seed: int, sched: dict, data_dir: Path | None, device
             sets.append(f"model_params.batch_size={batch}")
     rounds = {"rounds": sched["rounds"]} if setting["mode"] == "mtal" else {}  # a baseline refuses round settings
     setting = {**rounds, "paper_eval_batch": batch or 100, **setting}
-    if model == "aae" and row.startswith("mtal-aae") and row not in ("mtal-aae-wopt", "mtal-aae-heldout"):
+    if model == "aae" and (row.startswith("mtal-aae") or row == AUTO_ROW) and row not in ("mtal-aae-wopt", "mtal-aae-heldout"):
         setting.update(sched.get("assist", {}))  # the main MTAL rows of this schedule
     sets += [f"setting.{k}={json.dumps(v)}" for k, v in setting.items()]
     return load_config(None, sets)
@@ -356,7 +359,10 @@ def plan(quick: bool) -> list[tuple]:
     # paper 002 Table 5: the MTAL rows of its two columns with DP / IP on the residuals, RMSE cells first
     table5 = [(*job[:2], privacy_row(m, PRIVACY_PAPER_SETTING[m]), *job[3:5], {**job[5], **privacy_setting(m, PRIVACY_PAPER_SETTING[m])}, *job[6:])
               for fb in ("explicit", "implicit") for job in p002 if job[1].startswith(fb) and job[2] == "mtal-aae" for m in ("dp", "ip")]
-    return main + heldout + ablations + base0 + joint + p002 + t4_ml1m + side_jobs + table5
+    # beyond the papers: each MTAL row's column again with every organization's own backbone (setting.backbone=auto)
+    own_backbone = [(*job[:2], AUTO_ROW, *job[3:5], {**job[5], "backbone": "auto"}, *job[6:])
+                    for job in main + p002 + t4_ml1m if job[2] == "mtal-aae"]
+    return main + heldout + ablations + base0 + joint + p002 + t4_ml1m + side_jobs + own_backbone + table5
 
 
 def privacy_row(mechanism: str, strength: float) -> str:
@@ -599,6 +605,7 @@ def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = ()
     lines += _paper002(res)
     lines += _privacy_table5(res)
     lines += _per_organization(res)
+    lines += _own_backbone(res)
     lines += _privacy_sweep(out, res, quick, sections)
     lines += ["## What a peer learns from the messages", "", QUERY_PRIVACY, ""]
     path = out / "report.md"
@@ -625,9 +632,10 @@ LAYOUT_HEADER = ["mode", "model"] + [f"{c} ({_metric(COLUMNS[c][0])})" for c in 
 
 
 def _layout(res: dict, dataset: str) -> str:
-    """Our mean metric per (row, column) of ``dataset`` in the layout of paper 001's tables."""
+    """Our mean metric per (row, column) of ``dataset`` in the layout of paper 001's tables, and the MTAL row with
+    each organization's own backbone (:data:`AUTO_ROW`, which the papers do not have)."""
     table = []
-    for mode, b in LAYOUT_ROWS:
+    for mode, b in [*LAYOUT_ROWS, ("mtal", AUTO_ROW[5:])]:
         name = f"{mode}-{b}" if mode != "mtal" else f"mtal-{b}"
         table.append([mode, b, *(_f(_cell(res, dataset, c, name, _metric(COLUMNS[c][0]))) for c in COLS)])
     return markdown_table(LAYOUT_HEADER, table)
@@ -811,6 +819,8 @@ def _paper002(res: dict) -> list[str]:
             if (mode, b) == ("mtal", "aae"):
                 rmse, ndcg = ours(ds, col_part, "mtal-aae-heldout")
                 rows.append(["mtal", "aae, held-out w / eta", rmse, "–", ndcg, "–"])
+                rmse, ndcg = ours(ds, col_part, AUTO_ROW)
+                rows.append(["mtal", "each organization's own backbone", rmse, "–", ndcg, "–"])
         lines += [markdown_table(["mode", "model", "RMSE (ours)", "RMSE (paper)", "NDCG@10 (ours)", "NDCG@10 (paper)"], rows), ""]
     return lines
 
@@ -931,6 +941,53 @@ def _per_organization(res: dict) -> list[str]:
                       markdown_table(["organization", "items n_k", *(f"Alone {b}" for b in BACKBONES), "DMTCDR AAE",
                                       "improvement over the best Alone (from these rounded cells)"], ptable), ""]
     return lines if shown else lines + _not_run("ML-1M or Douban user-aligned")
+
+
+OWN_BACKBONE_NOTE = (
+    "MTAL is backbone-agnostic: any local model that fits the pseudo-residuals can assist. In the row `mtal-auto` "
+    "(`setting.backbone=auto`) each organization, before round 1 and on its own entries only, fits MF, NCF and MLP "
+    "exactly as its Alone rows do and the autoencoder as its Alone AE with the AAE's local schedule (`model_params`, "
+    "early stopping), scores them on its own validation entries (RMSE explicit, NDCG@10 "
+    "implicit; ties to the earlier of MF, NCF, MLP, AAE) and fits the winner to its pseudo-targets over all columns in "
+    "every round (a pair model for the epochs its Alone fit kept); nothing of the choice is sent. Everything else is "
+    "the `mtal-aae` row's (eta, w, rounds, F0). Metric as in the layout tables: RMSE explicit, MAP@10 implicit.")
+
+
+def _backbone_choices(results: list[RunResult]) -> list[list[str]]:
+    """Per seed: how many organizations chose each backbone, and each organization's choice (``data_stats.backbones``)."""
+    rows = []
+    for r in sorted(results, key=lambda r: r.seed):
+        chosen = {org: rec["chosen"] for org, rec in r.data_stats.get("backbones", {}).items()}
+        counts = ", ".join(f"{b} {n}" for b, n in ((b, list(chosen.values()).count(b)) for b in ("mf", "ncf", "mlp", "aae")) if n)
+        rows.append([str(r.seed), counts or "–", ", ".join(f"{org}: {b}" for org, b in chosen.items()) or "–"])
+    return rows
+
+
+def _own_backbone(res: dict) -> list[str]:
+    """The MTAL row with each organization's own backbone against the best Alone row and the MTAL AAE row, per dataset
+    and column, and the backbone each organization chose per seed."""
+    lines = ["## MTAL with each organization's own backbone (`setting.backbone=auto`; beyond the papers)", "", OWN_BACKBONE_NOTE, ""]
+    shown = False
+    for ds, label in DATASET_LABEL.items():
+        columns = sorted({k[1] for k in res if k[0] == ds and k[2] in ("mtal-aae", AUTO_ROW)})
+        if not columns:
+            continue
+        shown, rows, choices = True, [], []
+        for c in columns:
+            m = _metric(c.split("/")[0])
+            lower = m == "RMSE"
+            best = _best_row(res, ds, c, "alone-", m, side=False)
+            fixed, own = (_cell(res, ds, c, r, m) for r in ("mtal-aae", AUTO_ROW))
+            rows.append([c, m, f"{best[0]} {best[1]:.4f}" if best else "–", _f(fixed), _f(own), _beats(own, best, lower),
+                         _beats(own, ("mtal-aae", fixed) if fixed is not None else None, lower), len(res.get((ds, c, AUTO_ROW), []))])
+            choices += [[c, *row] for row in _backbone_choices(res.get((ds, c, AUTO_ROW), []))]
+        lines += [f"### {label}", "",
+                  markdown_table(["column", "metric", "best Alone (without side information)", "MTAL AAE", "MTAL, own backbone",
+                                  "own backbone better than the best Alone", "own backbone better than MTAL AAE", "seeds (own backbone)"], rows), ""]
+        lines += [f"Backbone chosen per organization ({label}):", "",
+                  markdown_table(["column", "seed", "organizations per backbone", "choice per organization"], choices), ""] if choices else \
+                 [f"_Backbone chosen per organization ({label}): no `{AUTO_ROW}` run is finished._", ""]
+    return lines if shown else lines + _not_run(f"`{AUTO_ROW}` or `mtal-aae`")
 
 
 def _sweep_points(res: dict, dataset: str, quick: bool) -> dict[str, list[tuple[float, float | None]]]:

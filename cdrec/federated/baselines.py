@@ -12,24 +12,23 @@ model is trained with the overarching loss (MSE on ratings / BCE-with-logits on 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from cdrec.errors import require
-from cdrec.federated.alignment import Entries, Federation
+from cdrec.federated.alignment import Entries, Federation, OrgHoldings
+from cdrec.federated.backbones import LOCAL_BACKBONES, PAIR_MODELS, BackboneChoice
 from cdrec.federated.organization import autoencoder_inputs, base_model, key_metrics, overarching, side_dims
 from cdrec.models.assisted.aae import AAEParams, AE, fit_autoencoder, predict_autoencoder
 from cdrec.models.assisted.blocks import fit_pairs, predict_pairs
-from cdrec.models.assisted.mf import MF, MFParams
-from cdrec.models.assisted.mlp import MLP, MLPParams
-from cdrec.models.assisted.ncf import NCF, NCFParams
 
 BACKBONES = ("base", "mf", "mlp", "ncf", "ae")
 MODES = ("joint", "alone", "mtcdr")
-PAIR_MODELS = {"mf": (MF, MFParams), "mlp": (MLP, MLPParams), "ncf": (NCF, NCFParams)}
 
 
 @dataclass
@@ -85,12 +84,26 @@ def block_rows(block: Block) -> np.ndarray:
     return np.unique(np.concatenate([block.train.rows, block.valid.rows, block.test.rows]))
 
 
-def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n_groups: int, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+class BlockFit(NamedTuple):
+    """Scores of a fitted backbone on a block's validation and test entries, and the epochs of the state kept
+    (the best validation epoch; 0 for the base model, which trains none)."""
+
+    valid: np.ndarray
+    test: np.ndarray
+    epochs: int
+
+
+def best_epoch(history: list[float]) -> int:
+    """The epoch (from 1) of the lowest validation value of a fit's history: the state early stopping keeps."""
+    return int(np.argmin(history)) + 1 if history else 0
+
+
+def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n_groups: int, n_rows: int) -> BlockFit:
     """Train ``backbone`` on the block; returns scores on its valid and test entries."""
     tr, va, te = block.train, block.valid, block.test
     if backbone == "base":
         base = base_model(tr, block.n_cols, feedback)
-        return base.predict(va.cols), base.predict(te.cols)
+        return BlockFit(base.predict(va.cols), base.predict(te.cols), 0)
     torch.manual_seed(cfg.seed)
     if backbone == "ae":
         params = cfg.ae or AAEParams()
@@ -104,10 +117,10 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
                 model.out_bias.copy_(torch.as_tensor(f0.values, dtype=torch.float32))
         validate = (lambda: overarching(feedback, predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device), va.y)) if len(va) else None
         # a cosine schedule runs to its end, as the authors' 200-epoch AE baselines; the best validation epoch is kept
-        fit_autoencoder(model, data, targets, loss="mse" if feedback == "explicit" else "bce", seed=cfg.seed, device=cfg.device,
-                        epochs=cfg.epochs, validate=validate, patience=cfg.epochs if params.lr_schedule == "cosine" else cfg.patience)
-        return (predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device),
-                predict_autoencoder(model, data, te.rows, te.cols, device=cfg.device))
+        history = fit_autoencoder(model, data, targets, loss="mse" if feedback == "explicit" else "bce", seed=cfg.seed, device=cfg.device,
+                                  epochs=cfg.epochs, validate=validate, patience=cfg.epochs if params.lr_schedule == "cosine" else cfg.patience)
+        return BlockFit(predict_autoencoder(model, data, va.rows, va.cols, device=cfg.device),
+                        predict_autoencoder(model, data, te.rows, te.cols, device=cfg.device), best_epoch(history) if validate is not None else cfg.epochs)
     cls, pcls = PAIR_MODELS[backbone]
     model = cls(n_rows, block.n_cols, pcls(), n_groups=n_groups, **side_dims(block.row_side, block.col_side))
     mean = float(tr.y.mean())
@@ -121,10 +134,34 @@ def fit_block(block: Block, backbone: str, feedback: str, cfg: BaselineConfig, n
         return predict_pairs(model, np.searchsorted(used, e.rows), e.cols, grp, row_side, block.col_side, device=cfg.device)
 
     validate = (lambda: overarching(feedback, predict(va, g["valid"]), va.y)) if len(va) else None
-    fit_pairs(model, np.searchsorted(used, tr.rows), tr.cols, g["train"], tr.y, feedback=feedback, row_side=row_side, col_side=block.col_side,
-              epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.pair_weight_decay, seed=cfg.seed,
-              validate=validate, patience=cfg.patience, device=cfg.device)
-    return predict(va, g["valid"]), predict(te, g["test"])
+    history = fit_pairs(model, np.searchsorted(used, tr.rows), tr.cols, g["train"], tr.y, feedback=feedback, row_side=row_side,
+                        col_side=block.col_side, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.pair_weight_decay,
+                        seed=cfg.seed, validate=validate, patience=cfg.patience, device=cfg.device)
+    return BlockFit(predict(va, g["valid"]), predict(te, g["test"]), best_epoch(history) if validate is not None else cfg.epochs)
+
+
+def choose_backbone(h: OrgHoldings, feedback: str, candidates: tuple[str, ...], cfg: BaselineConfig,
+                    clip: tuple[float, float] | None) -> BackboneChoice:
+    """One organization's private choice of its MTAL local model: each candidate of :data:`LOCAL_BACKBONES` fitted
+    on ``h``'s training entries exactly as its Alone baseline (:func:`fit_block`: the pair models with early stopping
+    on the overarching loss at most ``cfg.epochs`` epochs, ``aae`` as the Alone autoencoder for ``cfg.ae.epochs``), and
+    scored on ``h``'s own validation entries only (its test entries are not even handed over). The best metric wins
+    (lowest RMSE / highest NDCG@10; a missing metric loses); ties go to the earlier candidate of
+    :data:`LOCAL_BACKBONES`. Everything is seeded by ``cfg.seed``, so a rerun makes the same choice."""
+    require(len(candidates) > 0 and all(c in LOCAL_BACKBONES for c in candidates),
+            f"backbone candidates: expected some of {LOCAL_BACKBONES}, got {candidates}")
+    no_test = h.test.take(np.zeros(len(h.test), dtype=bool))
+    parts = {"train": h.train, "valid": h.valid, "test": no_test}
+    block = Block(h.train, h.valid, no_test, {k: np.zeros(len(e), dtype=np.int64) for k, e in parts.items()}, h.n_cols, h.row_side, h.col_side)
+    metric, lower = ("RMSE", True) if feedback == "explicit" else ("NDCG@10", False)
+    valid, epochs = {}, {}
+    for name in (c for c in LOCAL_BACKBONES if c in candidates):
+        fit_cfg = dataclasses.replace(cfg, epochs=(cfg.ae or AAEParams()).epochs) if name == "aae" else cfg
+        fit = fit_block(block, "ae" if name == "aae" else name, feedback, fit_cfg, 1, h.n_rows)
+        valid[name] = float(key_metrics(feedback, h.valid, fit.valid, clip).get(metric, np.nan))
+        epochs[name] = max(fit.epochs, 1)
+    rank = {name: (np.inf if np.isnan(v) else v if lower else -v) for name, v in valid.items()}
+    return BackboneChoice(min(rank, key=lambda name: rank[name]), valid, epochs)
 
 
 def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig, paper_batch: int | None = None) -> dict:
@@ -137,11 +174,11 @@ def run_baseline(fed: Federation, mode: str, backbone: str, cfg: BaselineConfig,
     scores = {"valid": [None] * K, "test": [None] * K}
     if mode == "alone":
         for k in range(K):
-            v, t = fit_block(_pool(fed, [k]), backbone, fed.feedback, cfg, 1, fed.n_rows)
+            v, t, _ = fit_block(_pool(fed, [k]), backbone, fed.feedback, cfg, 1, fed.n_rows)
             scores["valid"][k], scores["test"][k] = v, t
     else:
         block = _pool(fed, list(range(K)))
-        v, t = fit_block(block, backbone, fed.feedback, cfg, K if mode == "mtcdr" else 1, fed.n_rows)
+        v, t, _ = fit_block(block, backbone, fed.feedback, cfg, K if mode == "mtcdr" else 1, fed.n_rows)
         for k in range(K):
             scores["valid"][k] = v[block.groups["valid"] == k]
             scores["test"][k] = t[block.groups["test"] == k]

@@ -11,8 +11,9 @@ phase method takes the messages delivered to it and returns the messages it send
                        its evaluation keys on aligned rows (mixed with decoy keys if configured)
 ``residuals(t)``       pseudo-residuals ``r_t^{k,k} = -dL_k/dF_{t-1}`` (Eq. 5); the aligned part,
                        privacy-enhanced if configured, as :class:`ResidualMessage` to each peer
-``fit(t, inbox)``      pseudo-targets over all n columns from own + received residuals; local AAE
-                       ``f_t^k = argmin l2`` (Eq. 6)
+``fit(t, inbox)``      pseudo-targets over all n columns from own + received residuals; local model
+                       ``f_t^k = argmin l2`` (Eq. 6): the AAE, or the organization's own choice of
+                       backbone (``MTALConfig.backbone``, made in ``start`` on its validation entries)
 ``predictions(t)``     ``r_hat_t^{k,l}`` on each peer's residual keys and query keys (Eq. 7)
 ``update(t, inbox)``   weights ``w_t^k`` on the simplex (Eq. 8, L-BFGS, optional), learning rate
                        ``eta_t^k`` (constant or line search, Eq. 9) and ``F_t = F_{t-1} + eta sum_j w_j
@@ -37,11 +38,13 @@ import torch
 from cdrec.errors import require
 from cdrec.federated import shared_fits
 from cdrec.federated.alignment import Entries, OrgHoldings
+from cdrec.federated.backbones import BACKBONE_SETTINGS, LOCAL_BACKBONES, PAIR_MODELS, BackboneChoice
 from cdrec.federated.messages import AlignmentMessage, PredictionMessage, QueryMessage, ResidualMessage
 from cdrec.federated.privacy import interval_release, laplace_dp
 from cdrec.metrics.ranking import mean_over_ranked, paper_list_metrics, ranked_list_metrics
 from cdrec.models.assisted.aae import AAE, AAEParams, AutoencoderData, encode_rows, fit_autoencoder, score_pairs
 from cdrec.models.assisted.base import BaseModel
+from cdrec.models.assisted.blocks import PairModel, fit_pairs, predict_pairs
 
 
 def base_model(train: Entries, n_cols: int, feedback: str) -> BaseModel:
@@ -87,6 +90,15 @@ class MTALConfig:
     # decoy keys per held-out key in each query message (0: the query carries exactly the held-out keys),
     # drawn among the row's columns the organization holds no entry at; see draw_decoys
     query_decoys: int = 0
+    # the local model every round fits to the pseudo-targets (Eq. 6): "aae" (the papers'), "mf" / "ncf" / "mlp" (the
+    # pair models of the Alone baselines over (row, column) keys of all n columns), or "auto": each organization
+    # chooses among all four on its own validation entries (cdrec.federated.baselines.choose_backbone)
+    backbone: str = "aae"
+    # the pair models' Alone fits (the choice; early stopping, at most pair_epochs epochs) and round fits (the
+    # epochs its Alone fit kept, Adam pair_lr, mini-batches of pair_batch_size keys)
+    pair_epochs: int = 10
+    pair_batch_size: int = 1024
+    pair_lr: float = 1e-3
     seed: int = 0
     device: str = "cpu"
 
@@ -177,6 +189,7 @@ class Organization:
 
     def __init__(self, holdings: OrgHoldings, peers: list[str], cfg: MTALConfig) -> None:
         require(cfg.base in ("mean", "zero"), f"MTALConfig.base: expected mean or zero, got {cfg.base!r}")
+        require(cfg.backbone in BACKBONE_SETTINGS, f"MTALConfig.backbone: expected one of {BACKBONE_SETTINGS}, got {cfg.backbone!r}")
         self.h = holdings
         self.name = holdings.name
         self.peers = [p for p in peers if p != self.name]
@@ -196,6 +209,7 @@ class Organization:
         self.etas: list[float] = []
         self._codes: torch.Tensor | None = None
         self.reused_fits = 0  # local fits taken from an equal earlier fit (shared_fits.sharing_fits)
+        self.backbone_choice: BackboneChoice | None = None  # made in start() unless the backbone is the AAE
         tr = holdings.train
         self.inputs = autoencoder_inputs(tr, cfg.feedback, (holdings.n_rows, holdings.n_cols), holdings.row_side, holdings.col_side)
         self.clip = (float(tr.y.min()), float(tr.y.max())) if cfg.feedback == "explicit" and len(tr) else None
@@ -229,6 +243,8 @@ class Organization:
     # ----------------------------------------------------------------------------- base model
     def start(self) -> list[QueryMessage]:
         tr = self.h.train
+        if self.cfg.backbone != "aae":
+            self.backbone_choice = self._choose_backbone()
         self.base = base_model(tr, self.h.n_cols, self.cfg.feedback)
         if self.cfg.base == "zero":
             self.base.values[:] = 0.0
@@ -238,6 +254,22 @@ class Organization:
         self.peer_queries: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._record(0, None, None)
         return self._query_messages()
+
+    @property
+    def backbone(self) -> str:
+        """The local model of the rounds: ``cfg.backbone``, or this organization's choice under ``auto``."""
+        return self.cfg.backbone if self.backbone_choice is None else self.backbone_choice.chosen
+
+    def _choose_backbone(self) -> BackboneChoice:
+        """Alone fits of the candidates (all of :data:`LOCAL_BACKBONES` under ``auto``, else ``cfg.backbone``, whose fit
+        gives the round fits' epochs) on this organization's own entries, scored on its own validation entries; nothing
+        is sent (only the choice and its scores are recorded in ``results.json``)."""
+        from cdrec.federated.baselines import BaselineConfig, choose_backbone  # baselines imports this module
+
+        candidates = LOCAL_BACKBONES if self.cfg.backbone == "auto" else (self.cfg.backbone,)
+        fits = BaselineConfig(epochs=self.cfg.pair_epochs, batch_size=self.cfg.pair_batch_size, lr=self.cfg.pair_lr, ae=self.cfg.model,
+                              seed=self.cfg.seed, device=self.cfg.device)
+        return choose_backbone(self.h, self.cfg.feedback, candidates, fits, self.clip)
 
     def _query_messages(self) -> list[QueryMessage]:
         """One query per peer: the held-out keys on rows aligned with it, plus (``cfg.query_decoys > 0``) the
@@ -301,6 +333,8 @@ class Organization:
         )
         seed = int(self.rng.integers(2**31))
         torch.manual_seed(seed)
+        if self.backbone != "aae":
+            return self._fit_pair_model(targets.tocoo(), seed)
         self.model = AAE(self.h.n_cols, self.n_out, self.cfg.model, **side_dims(self.h.row_side, self.h.col_side))
         store = shared_fits.active() if t in shared_fits.SHARED_ROUNDS else None
         key = self._fit_digest(targets, seed) if store is not None else ""
@@ -314,10 +348,27 @@ class Organization:
             self.model.to(self.cfg.device).eval()
             losses = earlier[1]
             self.reused_fits += 1
-        self._codes = None  # hidden codes of this round's model, computed once on first use
+        return self._fitted(losses)
+
+    def _fitted(self, losses: list[float]) -> list[float]:
+        """Bookkeeping after this round's fit: its hidden codes are computed once on first use; with ``keep_models``
+        its parameters are kept for the prediction stage."""
+        self._codes = None
         if self.cfg.keep_models:
             self.models.append({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         return losses
+
+    def _fit_pair_model(self, targets: sp.coo_matrix, seed: int) -> list[float]:
+        """The chosen pair model (MF / NCF / MLP, as its Alone baseline builds it) fitted to the pseudo-targets over all
+        ``n`` columns by the l2 loss (Eq. 6) for the epochs its Alone fit kept; its output bias starts at their mean."""
+        cls, params = PAIR_MODELS[self.backbone]
+        self.model = cls(self.h.n_rows, self.n_out, params())
+        self.model.init_output_bias(float(targets.data.mean()) if targets.nnz else 0.0)
+        rows, cols = targets.row.astype(np.int64), targets.col.astype(np.int64)
+        losses = fit_pairs(self.model, rows, cols, np.zeros_like(rows), targets.data, feedback="explicit", row_side=None, col_side=None,
+                           epochs=self.backbone_choice.epochs[self.backbone], batch_size=self.cfg.pair_batch_size, lr=self.cfg.pair_lr,
+                           weight_decay=0.0, seed=seed, device=self.cfg.device, fused=True)
+        return self._fitted(losses)
 
     def _fit_digest(self, targets: sp.csr_matrix, seed: int) -> str:
         """What :func:`fit_autoencoder` reads for this fit (:func:`shared_fits.fit_digest`)."""
@@ -327,11 +378,15 @@ class Organization:
                                        targets.indptr, targets.indices, targets.data], self.cfg.model,
                                       shape=[x.inputs.shape, targets.shape], seed=seed, device=self.cfg.device, loss="mse")
 
-    def _codes_of(self, model: AAE) -> torch.Tensor:
-        """Hidden codes of every row under ``model`` (one encoder pass serves all peers' keys)."""
+    def _codes_of(self, model: AAE | PairModel) -> torch.Tensor | None:
+        """Hidden codes of every row under an AAE ``model`` (one encoder pass serves all peers' keys); None for a pair
+        model, which scores keys directly."""
+        if isinstance(model, PairModel):
+            return None
         return encode_rows(model, self.inputs, np.arange(self.h.n_rows), device=self.cfg.device)
 
-    def _predict(self, owner: str, rows: np.ndarray, cols: np.ndarray, model: AAE | None = None, codes: torch.Tensor | None = None) -> np.ndarray:
+    def _predict(self, owner: str, rows: np.ndarray, cols: np.ndarray, model: AAE | PairModel | None = None,
+                 codes: torch.Tensor | None = None) -> np.ndarray:
         """Outputs of this round's model (or ``model`` with its ``codes``) at ``owner``'s (row, col) keys."""
         if model is None:
             if self._codes is None:
@@ -339,6 +394,10 @@ class Organization:
             model, codes = self.model, self._codes
         elif codes is None:
             codes = self._codes_of(model)
+        if isinstance(model, PairModel):
+            rows = np.asarray(rows, dtype=np.int64)
+            return predict_pairs(model, rows, self.offset[owner] + np.asarray(cols, dtype=np.int64), np.zeros_like(rows), None, None,
+                                 device=self.cfg.device)
         return score_pairs(model, codes, rows, self.offset[owner] + cols)
 
     def predictions(self, t: int) -> list[PredictionMessage]:

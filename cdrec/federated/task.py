@@ -13,7 +13,11 @@ The run's ``setting`` section says what to run (names as in ``results.json``):
   entries as in Eqs. 8-9; ``valid``: on the validation entries; ``valid-split``: on half of the validation
   users, the round selected on the other half), ``base`` (``mean``: the papers' F0 =
   per-item mean / popularity; ``zero``: F0 = 0, a diagnostic departure, see MTALConfig.base),
-  ``paper_eval_batch`` (implicit feedback: the batch of aligned ids the papers' code averages its
+  ``backbone`` (the local model of every round: ``aae``, the papers'; ``mf`` / ``ncf`` / ``mlp``, the pair models of
+  the Alone rows; ``auto``: each organization fits all four as its Alone rows (the autoencoder with the AAE's
+  ``model_params``) on its own training entries and keeps the best on its own validation entries, see :func:`~cdrec.federated.baselines.choose_backbone`; the pair models
+  use ``train.epochs`` (their Alone fits' cap), ``train.batch_size`` and ``train.lr``; ``results.json`` records each
+  organization's choice under ``data_stats.backbones``), ``paper_eval_batch`` (implicit feedback: the batch of aligned ids the papers' code averages its
   MAP@10 / NDCG@10 over, 100 for ML-100K and 500 for ML-1M; it only sets the extra
   ``MAP@10[paper]`` / ``NDCG@10[paper]`` figures, never what is selected on), ``query_decoys`` (decoy keys per
   held-out key in each evaluation query, hiding from peers which keys are held out; metrics unchanged).
@@ -39,6 +43,7 @@ from cdrec.data.splits import ratio_split
 from cdrec.errors import CdrecError, require
 from cdrec.federated import shared_fits
 from cdrec.federated.alignment import Entries, Federation, build_federation
+from cdrec.federated.backbones import BACKBONE_SETTINGS
 from cdrec.federated.baselines import BaselineConfig, federation_metrics, rating_clip, run_baseline
 from cdrec.federated.mtal import run_mtal
 from cdrec.federated.organization import MTALConfig, Organization, key_metrics
@@ -51,7 +56,8 @@ SHORT = {"aae": "aae", "assisted-ae": "ae", "assisted-base": "base", "assisted-m
 
 
 PARTITIONS = ("uniform", "genre", "domain")
-MTAL_ONLY = ("eta", "weights", "assist_fit", "privacy", "privacy_alpha", "privacy_thresholds", "rounds", "base", "align_ratio", "query_decoys")
+MTAL_ONLY = ("eta", "weights", "assist_fit", "privacy", "privacy_alpha", "privacy_thresholds", "rounds", "base", "align_ratio", "query_decoys",
+             "backbone")
 """Settings of the assistance rounds (and partial alignment, which the pooled or separate baselines do not model)."""
 
 
@@ -75,6 +81,7 @@ class MTALSetting:
     base: str = "mean"
     paper_eval_batch: int = bounded(100, 1)
     query_decoys: int = bounded(0, 0)
+    backbone: str = "aae"
 
 
 @dataclass
@@ -94,6 +101,9 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     require(s.privacy in MECHANISMS, f"setting.privacy: expected one of {MECHANISMS}, got {s.privacy!r}")
     require((isinstance(s.eta, float) and s.eta > 0) or s.eta == "optimize", f"setting.eta: expected a number > 0 or 'optimize', got {s.eta!r}")
     require(s.base in ("mean", "zero"), f"setting.base: expected mean or zero, got {s.base!r}")
+    require(s.backbone in BACKBONE_SETTINGS, f"setting.backbone: expected one of {', '.join(BACKBONE_SETTINGS)}, got {s.backbone!r}")
+    require(s.backbone == "aae" or not s.side_info, f"setting.backbone={s.backbone}: the pair-model local fits take no side "
+            "information; leave setting.side_info false or use backbone aae")
     if s.partition is None:
         builder = (cfg.data.domains or "").partition(":")[0]
         s.partition = "uniform" if builder.startswith("uniform") else "genre" if builder.startswith("genre") else "domain"
@@ -114,11 +124,13 @@ def parse_setting(cfg: RunConfig) -> MTALSetting:
     return s
 
 
-def mtal_config_of(s: MTALSetting, params: Any, seed: int, device: str) -> MTALConfig:
-    """The :class:`MTALConfig` of setting ``s`` (mode ``mtal``) with the AAE's ``params``."""
+def mtal_config_of(s: MTALSetting, params: Any, cfg: RunConfig, device: str) -> MTALConfig:
+    """The :class:`MTALConfig` of setting ``s`` (mode ``mtal``) with the AAE's ``params``; the pair backbones train by
+    ``cfg.train``'s epochs, batch size and learning rate, as the Alone rows do."""
     return MTALConfig(rounds=s.rounds, eta=s.eta, optimize_w=s.weights == "optimize", assist_fit=s.assist_fit, privacy=s.privacy,
                       privacy_alpha=s.privacy_alpha, ip_thresholds=s.privacy_thresholds, feedback=s.feedback, model=dataclasses.replace(params, side_info=s.side_info),
-                      base=s.base, query_decoys=s.query_decoys, seed=seed, device=device)
+                      base=s.base, query_decoys=s.query_decoys, backbone=s.backbone, pair_epochs=cfg.train.epochs,
+                      pair_batch_size=cfg.train.batch_size, pair_lr=cfg.train.lr, seed=cfg.seed, device=device)
 
 
 def check_split_and_metric(cfg: RunConfig) -> None:
@@ -180,7 +192,7 @@ class MTALTask(Task):
         history: list[dict] = []
         reused: dict[str, int] = {}
         if s.mode == "mtal":
-            run = run_mtal(fed, mtal_config_of(s, prepared.params, cfg.seed, device), progress=cfg.train.progress)
+            run = run_mtal(fed, mtal_config_of(s, prepared.params, cfg, device), progress=cfg.train.progress)
             best = [o.best_round() for o in run.orgs]
             test = federation_metrics(fed, "test", [o.test_scores() for o in run.orgs], s.paper_eval_batch)
             valid = {o.name: o.history[b]["valid"] for o, b in zip(run.orgs, best)}
@@ -190,6 +202,8 @@ class MTALTask(Task):
             messages = {"messages": run.transport.n_sent, "values": run.transport.n_values, "payload_bytes": dict(run.transport.payload_bytes)}
             if shared_fits.active() is not None:  # inside `cdrec reproduce mtal`: local fits taken from an equal earlier fit
                 reused = {"reused_fits": sum(o.reused_fits for o in run.orgs)}
+            if s.backbone != "aae":  # each organization's local model and the validation scores it chose by
+                messages["backbones"] = {o.name: o.backbone_choice.record() for o in run.orgs}
         else:
             bcfg = BaselineConfig(epochs=cfg.train.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr,
                                   seed=cfg.seed, device=device,

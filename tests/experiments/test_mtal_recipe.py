@@ -12,7 +12,7 @@ import pytest
 from cdrec.errors import RunFailed
 from cdrec.experiments import RECIPES, runner
 from cdrec.experiments.demo import DEMO_STEPS
-from cdrec.experiments.mtal import (COLUMNS, ITEM_MEAN_RMSE, PAPER_T4, PRIVACY_SWEEP, SCHEDULES, headline, job_config, plan, plan_sections,
+from cdrec.experiments.mtal import (AUTO_ROW, COLUMNS, ITEM_MEAN_RMSE, PAPER_T4, PRIVACY_SWEEP, SCHEDULES, headline, job_config, plan, plan_sections,
                                     planned_runs, report, reproduce, schedule, write_report)
 from cdrec.federated.task import check_split_and_metric, parse_setting
 from cdrec.results.schema import RunResult, write_result
@@ -44,6 +44,44 @@ def test_plan_covers_table4_and_paper002_with_mtal_first():
     assert {j[1] for j in held_s} == set(COLUMNS) and all(j[5]["side_info"] and j[5]["assist_fit"] == "valid-split" for j in held_s)
     assert len(plan(True)) == 3
     assert all(len(v) == 6 for v in PAPER_T4.values())
+
+
+def test_every_mtal_row_has_a_twin_with_each_organizations_own_backbone():
+    """``mtal-auto``: the ``mtal-aae`` job of each column (ML-100K, ML-1M, Douban) with ``setting.backbone=auto`` and
+    nothing else changed; the jobs that were planned before keep their configs (no ``backbone`` key)."""
+    jobs = plan(False)
+    main = {j[:2]: j for j in jobs if j[2] == "mtal-aae"}
+    auto = {j[:2]: j for j in jobs if j[2] == AUTO_ROW}
+    assert set(auto) == set(main) and {ds for ds, _ in auto} == {"ml-100k", "ml-1m", "douban"}
+    for key, job in auto.items():
+        assert job[5] == {**main[key][5], "backbone": "auto"} and job[3:5] == main[key][3:5] and job[6:] == main[key][6:]
+        sched = {"name": "cpu", **SCHEDULES["cpu"]}
+        twin, fixed = (job_config(j, 0, sched, None, "cpu").to_dict() for j in (job, main[key]))
+        assert {**twin, "setting": {k: v for k, v in twin["setting"].items() if k != "backbone"}} == fixed
+    assert not any("backbone" in j[5] for j in jobs if j[2] != AUTO_ROW)
+
+
+def test_own_backbone_section_from_fake_runs(tmp_path):
+    out = tmp_path / "mtal"
+    col = "ml-100k/explicit/user/genre"
+    for row, rmse in (("mtal-aae", 0.985), ("alone-ncf", 0.971), ("alone-mf", 0.99)):
+        _explicit(out, f"{col}/{row}", rmse)
+    for seed, rmse, chosen in ((0, 0.962, {"Action": "ncf", "Drama": "mlp"}), (1, 0.964, {"Action": "ncf", "Drama": "ncf"})):
+        result = _explicit_result(rmse, seed)
+        result.data_stats = {"backbones": {org: {"chosen": b, "valid": {b: 0.9}, "epochs": {b: 3}} for org, b in chosen.items()}}
+        write_result(out / f"runs/{col}/{AUTO_ROW}/seed{seed}", result)
+    write_result(out / "runs/douban/explicit/user/domain/mtal-aae/seed0", _explicit_result(0.86))
+    text = report(out).read_text()
+    section = text.split("## MTAL with each organization's own backbone")[1].split("\n## ")[0]
+    ml100k = section.split("### ML-100K")[1].split("### ")[0]
+    assert "| explicit/user/genre | RMSE | alone-ncf 0.9710 | 0.9850 | 0.9630 | yes | yes | 2 |" in ml100k
+    assert "| explicit/user/genre | 0 | ncf 1, mlp 1 | Action: ncf, Drama: mlp |" in ml100k
+    assert "| explicit/user/genre | 1 | ncf 2 | Action: ncf, Drama: ncf |" in ml100k
+    douban = section.split("### Douban")[1]
+    assert "| explicit/user/domain | RMSE | – | 0.8600 | – | – | – | 0 |" in douban
+    assert "_Backbone chosen per organization (Douban): no `mtal-auto` run is finished._" in douban
+    layout = text.split("## ML-100K, paper 001's layout")[1].split("Paper 001 Table 1")[0]
+    assert "| mtal | auto | – | 0.9630 | – | – | – | – |" in layout
 
 
 @pytest.mark.parametrize("schedule", ["quick", "cpu"])
@@ -134,8 +172,8 @@ def test_a_partial_report_names_the_missing_runs_and_the_columns_without_runs(tm
     assert text.startswith(f"# AAE + MTAL reproduction (papers 001 and 002)\n\n## Coverage: 3 of the {n_planned} runs of the plan are finished\n")
     assert "`cdrec reproduce mtal --out docs/reproductions/mtal --device cpu` trains the missing ones" in text
     assert "- `ml-100k/explicit`: 3 of " in text and "- `ml-1m/explicit`: 0 of " in text
-    assert "| ML-100K explicit/user/uniform | 3 of 23 | 1 of 1 |" in text
-    assert "| ML-1M explicit/item/uniform | **no run** (0 of 7) | 0 of 1 |" in text
+    assert "| ML-100K explicit/user/uniform | 3 of 24 | 1 of 1 |" in text
+    assert "| ML-1M explicit/item/uniform | **no run** (0 of 8) | 0 of 1 |" in text
     assert "| ML-100K ablations (explicit/user/uniform) | **no run** (0 of 17) | – |" in text
     assert "| ML-100K privacy (explicit/user/uniform) | **no run** (0 of 2) | – |" in text
     assert "| ML-1M privacy (explicit/user/genre) | **no run** (0 of 2) | – |" in text

@@ -107,4 +107,6 @@ def federation_from_config(cfg: RunConfig, device: str = "cpu") -> tuple[Federat
     s = prepared.setting
     require(s.mode == "mtal", f"setting.mode: the federation runs mtal, got {s.mode!r}")
     require(s.base == "mean", "setting.base: the deployed federation runs the papers' F0 (mean); with zero, round 1 would send each organization's ratings (2 x rating) to its peers")
-    return prepared.fed, mtal_config_of(s, prepared.params, cfg.seed, device)
+    require(s.backbone == "aae", f"setting.backbone={s.backbone}: the deployed federation (Flower) runs the AAE local model only; "
+            "other backbones run in process (`cdrec run`)")
+    return prepared.fed, mtal_config_of(s, prepared.params, cfg, device)
