@@ -21,7 +21,7 @@ from torch import nn
 from cdrec.config import ModelParams, TrainConfig, bounded
 from cdrec.data.splits import Split
 from cdrec.models.base import RankingModel
-from cdrec.models.cf.blocks import MLP
+from cdrec.models.cf.blocks import MLP, concat_linear
 from cdrec.models.registry import register
 from cdrec.train.trainer import make_optimizer
 
@@ -67,12 +67,12 @@ class NeuMF(RankingModel):
 
     def _logits(self, users: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``users[n]``, ``items[n, c]`` -> logits ``[n, c]`` and the L2 of the embeddings used."""
-        c = items.shape[1]
-        ug = self.user_gmf(users)[:, None, :].expand(-1, c, -1)
-        um = self.user_mlp(users)[:, None, :].expand(-1, c, -1)
+        ug, um = self.user_gmf(users)[:, None, :], self.user_mlp(users)[:, None, :]
         ig, im = self.item_gmf(items), self.item_mlp(items)
         gmf = ug * ig
-        mlp = self.tower(torch.cat([um, im], dim=-1))
+        mlp = concat_linear(self.tower[0], (um, im))  # the tower's first layer on [p_u^M ; q_i^M], the user's half once per row
+        for layer in list(self.tower)[1:]:
+            mlp = layer(mlp)
         logits = self.predict(torch.cat([gmf, mlp], dim=-1)).squeeze(-1)
         l2 = ug.pow(2).sum(-1) + um.pow(2).sum(-1) + ig.pow(2).sum(-1) + im.pow(2).sum(-1)
         return logits, l2
