@@ -79,18 +79,35 @@ def atomic_torch_save(obj: object, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, *, fused: bool = False) -> torch.optim.Optimizer:
+def dense_gradients(optimizer: torch.optim.Optimizer, *_: object) -> None:
+    """Replace every sparse (row) gradient of ``optimizer``'s parameters by its dense equivalent (an
+    optimizer step pre-hook: dense Adam, fused or not, takes dense gradients only)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            grad = param.grad
+            if grad is not None and grad.is_sparse:  # on the CPU one scatter-add of the rows (to_dense adds a whole-table pass)
+                rows_only = not grad.is_cuda and grad.sparse_dim() == 1
+                param.grad = torch.zeros_like(param).index_add_(0, grad._indices()[0], grad._values()) if rows_only else grad.to_dense()
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig, *, fused: bool = False, sparse_gradients: bool = False) -> torch.optim.Optimizer:
     """The optimizer of ``cfg``; ``fused`` asks Adam for its fused kernel (one pass over each tensor per
-    step, the same update) where every parameter lives on the CPU or a CUDA device."""
+    step, the same update) where every parameter lives on the CPU or a CUDA device. ``sparse_gradients``
+    (parameters of ``nn.Embedding(..., sparse=True)`` tables) makes every sparse gradient dense before
+    each step (:func:`dense_gradients`), so the optimizer is still the dense one over whole tables."""
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "adam":
         fused = fused and all(p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise CdrecError(f"train.optimizer: expected adam, adamw or sgd, got {cfg.optimizer!r}")
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
+    elif cfg.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise CdrecError(f"train.optimizer: expected adam, adamw or sgd, got {cfg.optimizer!r}")
+    if sparse_gradients:
+        optimizer.register_step_pre_hook(dense_gradients)
+    return optimizer
 
 
 @dataclass

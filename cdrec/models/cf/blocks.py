@@ -5,6 +5,7 @@
 * :func:`info_nce_loss` — the symmetric in-batch InfoNCE of CAT-ART's contrastive autoencoder.
 * :func:`clip_temperatures` — the clipping of every temperature into ``[tau_min, tau_max]``.
 * :class:`MLP` — a plain ReLU multilayer perceptron (encoder / decoder / NeuMF tower).
+* :func:`concat_linear` — a linear layer on ``[row part ; candidate part]`` without building the concatenation.
 * :class:`LoRAEmbedding` — ``W = W0 + B A`` over a frozen embedding table (UCLR section 3.5).
 """
 
@@ -70,6 +71,17 @@ def clip_temperatures(tau: torch.Tensor, tau_min: float, tau_max: float) -> None
     """Clip temperatures in place into ``[tau_min, tau_max]`` (UCLR section 4.2)."""
     with torch.no_grad():
         tau.clamp_(tau_min, tau_max)
+
+
+def concat_linear(layer: nn.Linear, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``layer(x)``; for a pair ``(first, second)``, ``layer`` of their concatenation ``[first ; second]``
+    as the sum of its two column blocks' products, never building it (``first`` ``[n, 1, k]``, one per
+    row, is multiplied once, not once per candidate of ``second`` ``[n, c, k']``)."""
+    if isinstance(x, torch.Tensor):
+        return layer(x)
+    first, second = x
+    k = first.shape[-1]
+    return F.linear(first, layer.weight[:, :k]) + F.linear(second, layer.weight[:, k:], layer.bias)
 
 
 class MLP(nn.Sequential):

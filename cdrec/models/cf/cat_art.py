@@ -73,6 +73,7 @@ from cdrec.models.cf.blocks import MLP, bpr_loss, info_nce_loss
 from cdrec.models.cf.bprmf import BPRMF, BPRMFParams
 from cdrec.models.cf.uclr import fit_domain_stage, score_by_domain, score_item_range, stage_checkpoint, trainer_settings, user_batches
 from cdrec.models.registry import register
+from cdrec.train.trainer import make_optimizer
 
 if TYPE_CHECKING:
     from cdrec.train.trainer import FitResult, Trainer
@@ -378,7 +379,7 @@ class _ARTStage(nn.Module):
         params = [w for w in self.head.parameters() if w.requires_grad]
         if self.p.finetune_items:
             params.append(self.item_emb.weight)
-        return torch.optim.Adam(params, lr=cfg.lr)
+        return make_optimizer(params, dataclasses.replace(cfg, optimizer="adam", weight_decay=0.0), fused=True)  # Adam at the run's lr, fused kernel
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         items = self.item_emb if self.p.finetune_items else (lambda idx: self.item_emb(idx).detach())

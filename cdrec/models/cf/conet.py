@@ -32,12 +32,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cdrec.config import bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
+from cdrec.models.cf.blocks import concat_linear
 from cdrec.models.cf.lightgcn import sparse_matmul, to_csr
 from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams
 from cdrec.models.registry import register
@@ -62,17 +62,6 @@ def mean_item_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items
     counts = np.bincount(rows, minlength=n_users)
     values = torch.as_tensor(1.0 / counts[rows], dtype=torch.float32)
     return torch.sparse_coo_tensor(torch.as_tensor(np.stack([rows, cols])), values, (n_users, n_items), check_invariants=False).coalesce()
-
-
-def concat_linear(layer: nn.Linear, x: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``layer(x)``; for a pair ``(first, second)``, ``layer`` of their concatenation ``[first ; second]``
-    as the sum of its two column blocks' products, never building it (``first`` ``[n, 1, k]``, one per
-    row, is multiplied once, not once per candidate of ``second`` ``[n, c, k']``)."""
-    if isinstance(x, torch.Tensor):
-        return layer(x)
-    first, second = x
-    k = first.shape[-1]
-    return F.linear(first, layer.weight[:, :k]) + F.linear(second, layer.weight[:, k:], layer.bias)
 
 
 @register("conet", family="cf", params=CoNetParams, min_domains=2, max_domains=2, needs=PAIR_NEEDS)

@@ -80,8 +80,8 @@ class GAMTCDR(DomainGraphModel):
         domains = self.domain_rows(split)
         # every domain's graph as one block-diagonal graph: user u of domain d is node d * n_users + u
         self._init_domains(split, normalized_adjacency(domains * n_users + split.train.users, split.train.items, n_domains * n_users, data.n_items))
-        self.user_emb = nn.Embedding(n_domains * n_users, params.dim)
-        self.item_emb = nn.Embedding(data.n_items, params.dim)
+        self.user_emb = nn.Embedding(n_domains * n_users, params.dim, sparse=True)  # sparse: the L2 lookups' gradients are the batch's rows
+        self.item_emb = nn.Embedding(data.n_items, params.dim, sparse=True)
         nn.init.normal_(self.user_emb.weight, std=params.init_std)
         nn.init.normal_(self.item_emb.weight, std=params.init_std)
         rows = n_users if params.attention == "user" else 1

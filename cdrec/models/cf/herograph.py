@@ -60,10 +60,11 @@ class HeroGraph(DomainGraphModel):
         data = split.data
         train = split.train
         self._init_domains(split, normalized_adjacency(train.users, train.items, data.n_users, data.n_items))
-        self.domain_user_emb = nn.Embedding(data.n_domains * data.n_users, params.dim)  # w_u^d at row d * n_users + u
-        self.item_emb = nn.Embedding(data.n_items, params.dim)  # w_i (each item is in one domain)
-        self.graph_user_emb = nn.Embedding(data.n_users, params.dim)  # layer-0 node embeddings of the shared graph
-        self.graph_item_emb = nn.Embedding(data.n_items, params.dim)
+        # sparse: a lookup's gradient is the batch's rows (GraphPropagation.configure_optimizers makes it dense)
+        self.domain_user_emb = nn.Embedding(data.n_domains * data.n_users, params.dim, sparse=True)  # w_u^d at row d * n_users + u
+        self.item_emb = nn.Embedding(data.n_items, params.dim, sparse=True)  # w_i (each item is in one domain)
+        self.graph_user_emb = nn.Embedding(data.n_users, params.dim, sparse=True)  # layer-0 node embeddings of the shared graph
+        self.graph_item_emb = nn.Embedding(data.n_items, params.dim, sparse=True)
         for table in (self.domain_user_emb, self.item_emb, self.graph_user_emb, self.graph_item_emb):
             nn.init.normal_(table.weight, std=params.init_std)
 

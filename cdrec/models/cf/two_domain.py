@@ -27,7 +27,7 @@ batch's squared embedding norms and whatever extra term the model has (:meth:`Tw
 ``sparse=True``: each lookup's backward is then a row-sparse gradient (the batch's rows) instead of a
 zero-filled copy of the whole table, and a step's several lookups of one table sum cheaply;
 :meth:`TwoDomainModel.configure_optimizers` turns every sparse gradient into the dense one before the
-optimizer steps (:func:`dense_gradients`), so the optimizer is still dense Adam over whole tables,
+optimizer steps (:func:`~cdrec.train.trainer.dense_gradients`), so the optimizer is still dense Adam over whole tables,
 every row's moments decaying every step as before (not SparseAdam's lazy update). Adam runs its
 fused kernel (one pass over each table per step, as BPR-MF's): the same update. A model whose
 domain only picks a row (CMF, EMCDR's own factors, BiTGCF's propagated tables) scores both domains'
@@ -51,6 +51,7 @@ from cdrec.config import DataConfig, ModelParams, TrainConfig, bounded
 from cdrec.data.splits import Split
 from cdrec.errors import CdrecError, require
 from cdrec.models.base import RankingModel
+from cdrec.train.trainer import make_optimizer
 
 INITS = ("xavier", "normal")
 """The embedding tables' initialisations (:meth:`TwoDomainModel.init_tables`)."""
@@ -113,17 +114,6 @@ def resolve_pair(domains: list[str], params: TwoDomainParams, *, model: str, tar
     return 0, 1
 
 
-def dense_gradients(optimizer: torch.optim.Optimizer, *_: Any) -> None:
-    """Replace every sparse (row) gradient of ``optimizer``'s parameters by its dense equivalent (an
-    optimizer step pre-hook: dense Adam, fused or not, takes dense gradients only)."""
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            grad = param.grad
-            if grad is not None and grad.is_sparse:  # on the CPU one scatter-add of the rows (to_dense adds a whole-table pass)
-                rows_only = not grad.is_cuda and grad.sparse_dim() == 1
-                param.grad = torch.zeros_like(param).index_add_(0, grad._indices()[0], grad._values()) if rows_only else grad.to_dense()
-
-
 def inner_products(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """``[n, c]`` inner products of ``users[n, k]`` with ``items[n, c, k]``: a product and a sum for a few
     candidates per row (training's positive and negative: cheaper than a batch of tiny matrix products),
@@ -181,12 +171,8 @@ class TwoDomainModel(RankingModel):
 
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         """The Trainer's optimizer of ``cfg`` (Adam with its fused kernel), sparse gradients made dense
-        before each step (:func:`dense_gradients`)."""
-        from cdrec.train.trainer import make_optimizer
-
-        optimizer = make_optimizer(self.parameters(), cfg, fused=True)
-        optimizer.register_step_pre_hook(dense_gradients)
-        return optimizer
+        before each step (:func:`~cdrec.train.trainer.dense_gradients`)."""
+        return make_optimizer(self.parameters(), cfg, fused=True, sparse_gradients=True)
 
     def init_tables(self, *tables: nn.Embedding) -> None:
         """Initialise embedding ``tables`` as ``params.init`` says: ``xavier``, Xavier-normal (Glorot &
