@@ -29,6 +29,11 @@ reported with the stage and the error instead of numbers.
 
 RecBole-CDR runs from its source at a pinned commit in its own virtualenv (:mod:`benchmarks.recbole_cdr_env`).
 ``--users N`` keeps a seeded sample of N users for a quick end-to-end check (not a measurement).
+``--seeds N`` trains every model at seeds 0..N-1 in both libraries (the start and the training draws;
+the split and the candidates stay seed 0), a seed's cdrec run then RecBole-CDR's: the table's figures
+are the means over seeds, the targets judged on them, and a second table gives mean ± sd of HR@10,
+NDCG@10 and the ratios, the paired per-seed differences and how many seeds meet each bar alone
+(:func:`aggregate`). ``--models`` picks the models (e.g. ``cmf,conet``).
 """
 
 from __future__ import annotations
