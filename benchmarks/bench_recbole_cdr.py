@@ -29,6 +29,11 @@ reported with the stage and the error instead of numbers.
 
 RecBole-CDR runs from its source at a pinned commit in its own virtualenv (:mod:`benchmarks.recbole_cdr_env`).
 ``--users N`` keeps a seeded sample of N users for a quick end-to-end check (not a measurement).
+``--seeds N`` trains every model at seeds 0..N-1 in both libraries (the start and the training draws;
+the split and the candidates stay seed 0), a seed's cdrec run then RecBole-CDR's: the table's figures
+are the means over seeds, the targets judged on them, and a second table gives mean ± sd of HR@10,
+NDCG@10 and the ratios, the paired per-seed differences and how many seeds meet each bar alone
+(:func:`aggregate`). ``--models`` picks the models (e.g. ``cmf,conet``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benchmarks import recbole_cdr_env
 from benchmarks.common import ROOT, cdrec_child, log, machine, median, run_child, write_json
@@ -99,24 +106,87 @@ def summarize(ours: dict[str, Any], theirs: dict[str, Any] | None, why: str | No
     }
     row["hit@10_minus_recbole_cdr"] = round(row["cdrec"]["hit@10"] - same["hit@10"], 4)
     row["ndcg@10_minus_recbole_cdr"] = round(row["cdrec"]["ndcg@10"] - same["ndcg@10"], 4)
-    row["targets"] = {
+    row["targets"] = targets_of(row)
+    return row
+
+
+def targets_of(row: dict[str, Any]) -> dict[str, bool]:
+    """Which of the issue's bars a compared row meets (its ratios and HR@10 difference)."""
+    return {
         "epoch_time": row["ratio"]["epoch_wall"] <= TARGETS["epoch_ratio_max"],
         "epoch_cpu_time": row["ratio"]["epoch_cpu"] <= TARGETS["epoch_ratio_max"],
         "row_cpu_time": row["ratio"]["row_cpu"] <= TARGETS["epoch_ratio_max"],
         "hit@10_within_0.01": row["hit@10_minus_recbole_cdr"] >= -TARGETS["hit@10_below_max"],
     }
+
+
+SPREAD = {"cdrec_hit@10": ("cdrec", "hit@10"), "cdrec_ndcg@10": ("cdrec", "ndcg@10"),
+          "recbole_cdr_hit@10": ("recbole_cdr", "same_candidates", "hit@10"), "recbole_cdr_ndcg@10": ("recbole_cdr", "same_candidates", "ndcg@10"),
+          "hit@10_minus_recbole_cdr": ("hit@10_minus_recbole_cdr",), "ndcg@10_minus_recbole_cdr": ("ndcg@10_minus_recbole_cdr",),
+          "epoch_ratio_wall": ("ratio", "epoch_wall"), "epoch_ratio_cpu": ("ratio", "epoch_cpu"), "row_cpu_ratio": ("ratio", "row_cpu")}
+"""The figures a multi-seed row gives as mean and standard deviation over seeds (name -> path in a row)."""
+
+
+def mean_sd(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (0 for one value), minimum and maximum of ``values``, and the values."""
+    array = np.asarray(values, dtype=float)
+    return {"mean": round(float(array.mean()), 4), "sd": round(float(array.std(ddof=1)) if len(array) > 1 else 0.0, 4),
+            "min": round(float(array.min()), 4), "max": round(float(array.max()), 4), "values": [round(float(v), 4) for v in array]}
+
+
+def mean_leaves(trees: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first tree with every number (not a flag) replaced by its mean over ``trees`` (same keys)."""
+    out: dict[str, Any] = {}
+    for key, value in trees[0].items():
+        if isinstance(value, dict):
+            out[key] = mean_leaves([tree[key] for tree in trees])
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = float(np.mean([tree[key] for tree in trees]))
+        else:
+            out[key] = value
+    return out
+
+
+def aggregate(rows: list[dict[str, Any]], seeds: list[int]) -> dict[str, Any]:
+    """One model's row over several seeds (``rows[k]`` from ``seeds[k]``, each :func:`summarize`'s): the
+    row's figures are their means over seeds (the ratios and differences the means of the per-seed ones)
+    and the targets are judged on those means; ``spread`` gives mean and standard deviation of the main
+    figures (:data:`SPREAD`), ``paired`` counts the seeds that meet each bar on their own, ``per_seed``
+    keeps every seed's row. One seed: its row unchanged. A seed where RecBole-CDR failed: that failure."""
+    if len(rows) == 1:
+        return rows[0]
+    failed = [(seed, row) for seed, row in zip(seeds, rows) if "ratio" not in row]
+    if failed:
+        seed, row = failed[0]
+        return {**row, "failed_seed": seed, "per_seed": dict(zip(map(str, seeds), rows))}
+    row = mean_leaves(rows)
+    row["targets"] = targets_of(row)
+
+    def at(tree: dict[str, Any], path: tuple[str, ...]) -> float:
+        for key in path:
+            tree = tree[key]
+        return float(tree)
+
+    row["spread"] = {name: mean_sd([at(r, path) for r in rows]) for name, path in SPREAD.items()}
+    row["paired"] = {f"seeds_{bar}": sum(bool(r["targets"][bar]) for r in rows) for bar in rows[0]["targets"]}
+    row["paired"]["seeds"] = len(rows)
+    row["per_seed"] = dict(zip(map(str, seeds), rows))
     return row
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The Markdown page of one run: what ran, then one table row per model (a failure says why)."""
     cfg, env = result["config"], result["recbole_cdr_env"]
+    seeds = cfg.get("seeds", [0])
     packages = ", ".join(f"{k} {v}" for k, v in sorted(env.items()) if k != "recbole_cdr_commit")
     lines = [
         f"# cdrec vs RecBole-CDR ({result['dataset']}, {cfg['source']} -> {cfg['target']})",
         "",
         (f"**Quick check on {cfg['users']} sampled users, {cfg['epochs']} epoch(s): not a measurement.**" if cfg["users"]
-         else f"{cfg['epochs']} epoch(s) per phase, all users."),
+         else f"{cfg['epochs']} epoch(s) per phase, all users.")
+        + (f" Seeds {', '.join(map(str, seeds))} (start and training draws of both libraries; split and candidates seed 0): every figure of "
+           "the first table is the mean over seeds, the targets judged on the means; the second gives mean ± sd and the seeds meeting each bar alone."
+           if len(seeds) > 1 else ""),
         f"Threads per process: {result['machine']['threads_per_process']}; load average at start {result['machine']['load_average_at_start']}; "
         + (f"RecBole-CDR {env['recbole_cdr_commit'][:7]} on {packages}." if env else "RecBole-CDR was not set up (the rows say why)."),
         "Epoch: median wall (CPU) seconds of a training pass; ratios cdrec / RecBole-CDR; per row: CPU seconds per training interaction an epoch walks "
@@ -143,12 +213,37 @@ def markdown(result: dict[str, Any]) -> str:
             f"{ours['rows_per_epoch'] / 1000:.1f} / {(recbole_cdr_rows(rb) or float('nan')) / 1000:.1f} | {r['row_cpu']:.2f} | "
             f"{ours['peak_rss_mb']:.0f} / {rb['peak_rss_mb']:.0f} ({r['peak_memory']:.2f}) | {ours['hit@10']:.4f} / {same['hit@10']:.4f} | "
             f"{ours['ndcg@10']:.4f} / {same['ndcg@10']:.4f} | {met} |")
+    if len(seeds) > 1:
+        lines += seed_table(result["models"])
     unknown = {n: r["recbole_cdr"]["same_candidates"]["unknown_candidate_items"] for n, r in result["models"].items()
                if "same_candidates" in r.get("recbole_cdr", {})}
     if any(unknown.values()):
         lines += ["", f"Candidate items RecBole-CDR never saw in its files, ranked last for it (which favours it; only a --users sample "
                       f"leaves items without rows): {unknown}."]
     return "\n".join(lines) + "\n"
+
+
+def seed_table(models: dict[str, Any]) -> list[str]:
+    """The multi-seed table: mean ± sd over seeds of HR@10, NDCG@10 and the ratios, the paired (per-seed)
+    differences cdrec - RecBole-CDR with their smallest, and how many seeds meet each bar on their own."""
+
+    def pm(spread: dict[str, Any], digits: int = 4) -> str:
+        return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f}"
+
+    lines = ["", "| model | HR@10 cdrec | HR@10 RecBole-CDR | HR@10 difference, paired (min) | NDCG@10 cdrec | NDCG@10 RecBole-CDR | "
+             "NDCG@10 difference, paired (min) | epoch ratio CPU | epoch ratio wall | per-row CPU ratio | seeds within 0.01 HR@10 / epoch ratio <= 0.5 (CPU) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name, row in models.items():
+        if "spread" not in row:
+            lines.append(f"| {name} | no comparison at seed {row.get('failed_seed', 0)} (first table) | | | | | | | | | |")
+            continue
+        sp, paired = row["spread"], row["paired"]
+        lines.append(
+            f"| {name} | {pm(sp['cdrec_hit@10'])} | {pm(sp['recbole_cdr_hit@10'])} | {pm(sp['hit@10_minus_recbole_cdr'])} ({sp['hit@10_minus_recbole_cdr']['min']:+.4f}) | "
+            f"{pm(sp['cdrec_ndcg@10'])} | {pm(sp['recbole_cdr_ndcg@10'])} | {pm(sp['ndcg@10_minus_recbole_cdr'])} ({sp['ndcg@10_minus_recbole_cdr']['min']:+.4f}) | "
+            f"{pm(sp['epoch_ratio_cpu'], 3)} | {pm(sp['epoch_ratio_wall'], 3)} | {pm(sp['row_cpu_ratio'], 3)} | "
+            f"{paired['seeds_hit@10_within_0.01']} / {paired['seeds_epoch_cpu_time']} ({paired['seeds_epoch_time']} wall) of {paired['seeds']} |")
+    return lines
 
 
 def prepare_recbole_cdr(mirror: str | None) -> tuple[Path | None, dict[str, str], str | None]:
@@ -161,9 +256,36 @@ def prepare_recbole_cdr(mirror: str | None) -> tuple[Path | None, dict[str, str]
         return None, {}, f"RecBole-CDR set-up failed: {type(exc).__name__}: {exc}"
 
 
+def compare_model(name: str, seed: int, base: dict[str, Any], work: Path, rb_python: Path | None, why: str | None, threads: int) -> dict[str, Any]:
+    """Both libraries' run of model ``name`` at ``seed`` (start and training draws; the split and the
+    candidates stay seed 0), each in its own process: :func:`summarize`'s row, or ``{"cdrec_error": ...}``."""
+    tag = name if seed == 0 else f"{name}-seed{seed}"
+    log(f"{tag}: cdrec")
+    try:
+        ours = run_child(cdrec_child(), {**base, "model": name, "seed": seed}, work, f"cdrec-{tag}", threads=threads)
+    except RuntimeError as exc:
+        return {"cdrec_error": str(exc).splitlines()[-1]}
+    theirs, failure = None, why
+    if rb_python is not None:
+        log(f"{tag}: cdrec HR@10 {ours['metrics']['hit@10']:.4f}, {median(ours['epoch_s']):.3f} s/epoch; RecBole-CDR {MODELS[name]} next")
+        rb_spec = {"model": MODELS[name], "src": str(recbole_cdr_env.SRC), "export_dir": str(work / "atomic"), "candidates": str(work / "candidates.json"),
+                   "checkpoint_dir": str(work / "ckpt"), "epochs": base["epochs"], "batch_size": base["batch_size"], "lr": base["lr"], "dim": 64,
+                   "device": base["device"], "seed": seed}
+        try:
+            theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_cdr_driver.py"))], rb_spec, work, f"recbole-cdr-{tag}", threads=threads, cwd=work)
+        except RuntimeError as exc:
+            failure = f"the driver process died: {str(exc).splitlines()[-1]}"
+    row = summarize(ours, theirs, failure)
+    rb = row["recbole_cdr"]
+    log(f"{tag}: RecBole-CDR " + (f"failed at {rb['failed']}: {rb['error']}" if "failed" in rb else f"HR@10 {rb['same_candidates']['hit@10']:.4f}, {rb['epoch_s']:.3f} s/epoch"))
+    return row
+
+
 def run(out: Path, *, data_dir: Path | None, models: tuple[str, ...] = DEFAULT_MODELS, epochs: int = 20, users: int | None = None,
-        threads: int = 1, device: str = "cpu", source: str = "book", target: str = "music", mirror: str | None = None) -> dict[str, Any]:
-    """Run the comparison, write ``recbole_cdr.json`` and ``recbole_cdr.md`` into ``out``; return the result."""
+        threads: int = 1, device: str = "cpu", source: str = "book", target: str = "music", mirror: str | None = None,
+        seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """Run the comparison (each model at every seed of ``seeds``), write ``recbole_cdr.json`` and
+    ``recbole_cdr.md`` into ``out``; return the result."""
     from benchmarks.cdr_export import export_two_domain
     from benchmarks.cdrec_driver import two_domain_split
 
@@ -181,31 +303,20 @@ def run(out: Path, *, data_dir: Path | None, models: tuple[str, ...] = DEFAULT_M
         "benchmark": "recbole_cdr", "dataset": "douban", "machine": machine(device, threads), "recbole_cdr_env": rb_versions,
         "config": {"source": source, "target": target, "epochs": epochs, "users": users, "batch_size": 2048, "lr": 1e-3, "dim": 64,
                    "protocol": "leave-one-out per user per domain, 1+99 candidates (seed 0), target domain's test rows",
-                   "test_rows": len(candidates["users"])},
+                   "test_rows": len(candidates["users"]), "seeds": list(seeds)},
         "targets": TARGETS, "models": {},
     }
     for name in models:
-        log(f"{name}: cdrec")
-        row: dict[str, Any]
-        try:
-            ours = run_child(cdrec_child(), {**base, "model": name}, work, f"cdrec-{name}", threads=threads)
-        except RuntimeError as exc:
-            result["models"][name] = {"cdrec_error": str(exc).splitlines()[-1]}
-            continue
-        theirs, failure = None, why
-        if rb_python is not None:
-            log(f"{name}: cdrec HR@10 {ours['metrics']['hit@10']:.4f}, {median(ours['epoch_s']):.3f} s/epoch; RecBole-CDR {MODELS[name]} next")
-            rb_spec = {"model": MODELS[name], "src": str(recbole_cdr_env.SRC), "export_dir": str(work / "atomic"), "candidates": str(work / "candidates.json"),
-                       "checkpoint_dir": str(work / "ckpt"), "epochs": epochs, "batch_size": 2048, "lr": 1e-3, "dim": 64, "device": device}
-            try:
-                theirs = run_child([str(rb_python), str(Path(__file__).with_name("recbole_cdr_driver.py"))], rb_spec, work, f"recbole-cdr-{name}", threads=threads, cwd=work)
-            except RuntimeError as exc:
-                failure = f"the driver process died: {str(exc).splitlines()[-1]}"
-        row = summarize(ours, theirs, failure)
-        row["config"] = {"recbole_cdr_model": MODELS[name], "cdrec_model_params": base["model_params"]}
-        result["models"][name] = row
-        rb = row["recbole_cdr"]
-        log(f"{name}: RecBole-CDR " + (f"failed at {rb['failed']}: {rb['error']}" if "failed" in rb else f"HR@10 {rb['same_candidates']['hit@10']:.4f}, {rb['epoch_s']:.3f} s/epoch"))
+        rows: list[dict[str, Any]] = []
+        for seed in seeds:
+            row = compare_model(name, seed, base, work, rb_python, why, threads)
+            if "cdrec" not in row:
+                break
+            rows.append(row)
+        if len(rows) < len(seeds):
+            result["models"][name] = {**row, **({"failed_seed": seed} if len(seeds) > 1 else {})}
+        else:
+            result["models"][name] = {**aggregate(rows, list(seeds)), "config": {"recbole_cdr_model": MODELS[name], "cdrec_model_params": base["model_params"]}}
         write_json(out / "recbole_cdr.json", result)
     write_json(out / "recbole_cdr.json", result)
     (out / "recbole_cdr.md").write_text(markdown(result))
@@ -218,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None, help="folder holding douban-ga-dtcdr/ (default: $CDREC_DATA_DIR, else ../shared/data)")
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated cdrec names of " + ",".join(MODELS))
     ap.add_argument("--epochs", type=int, default=20, help="epochs per training phase, both libraries")
+    ap.add_argument("--seeds", type=int, default=1, help="train each model at seeds 0..N-1 in both libraries (start and training draws; "
+                    "the split and candidates stay seed 0): the table gives means, a second one mean ± sd and the seeds meeting each bar")
     ap.add_argument("--users", type=int, default=None, help="a seeded sample of this many users (a quick check, not a measurement)")
     ap.add_argument("--threads", type=int, default=1, help="torch / BLAS threads of every timed process")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -230,8 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: --models: unknown {unknown}; expected some of {list(MODELS)}", file=sys.stderr)
         return 2
+    if not models:
+        print(f"error: --models: expected at least one of {list(MODELS)}", file=sys.stderr)
+        return 2
+    if args.seeds < 1:
+        print(f"error: --seeds: expected a count of at least 1, got {args.seeds}", file=sys.stderr)
+        return 2
     result = run(args.out, data_dir=args.data_dir, models=models, epochs=args.epochs, users=args.users, threads=args.threads,
-                 device=args.device, source=args.source, target=args.target, mirror=args.recbole_cdr_mirror)
+                 device=args.device, source=args.source, target=args.target, mirror=args.recbole_cdr_mirror, seeds=tuple(range(args.seeds)))
     print(markdown(result))
     return 0
 

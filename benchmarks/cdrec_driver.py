@@ -122,7 +122,9 @@ def two_domain_split(spec: dict) -> tuple[Split, Any, int, int]:
 
 def run_two_domain(spec: dict, out: dict) -> None:
     """A two-domain classic on :func:`two_domain_split`: BPR batches over both domains' training rows,
-    ``spec["epochs"]`` epochs, no early stopping; HR@10 / NDCG@10 on the target's 1+99 test candidates."""
+    ``spec["epochs"]`` epochs, no early stopping; HR@10 / NDCG@10 on the target's 1+99 test candidates.
+    ``spec["seed"]`` (default 0) seeds the start and the training draws; the split and the candidates
+    keep seed 0 whatever it is."""
     from cdrec.models import registry
 
     device = resolve_device(spec.get("device", "cpu"))
@@ -131,12 +133,13 @@ def run_two_domain(spec: dict, out: dict) -> None:
     model_cls = registry.get(spec["model"]).cls
     joint, _ = model_cls.evaluation_split(split, params)
     out["prep_s"] = time.perf_counter() - t0
-    seed_everything(0)
+    seed = int(spec.get("seed", 0))
+    seed_everything(seed)
     model = model_cls.from_split(joint, params)
     cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["batch_size"], lr=spec.get("lr", 1e-3), patience=10**6, metric="epoch", progress=False, device=str(device))
-    sampler = BPRSampler(joint.train, cfg.batch_size, seed=0)
+    sampler = BPRSampler(joint.train, cfg.batch_size, seed=seed)
     clock = EpochClock(sampler.epoch)
-    Trainer(model, cfg, seed=0, device=device).fit(clock, last_epoch_validator(), n_batches=len(sampler))
+    Trainer(model, cfg, seed=seed, device=device).fit(clock, last_epoch_validator(), n_batches=len(sampler))
     target_only = joint.restrict(target, parts=("valid", "test"))
     scorer, _ = RankingTask.scorers(model, split.data, device)
     w, c = time.perf_counter(), time.process_time()

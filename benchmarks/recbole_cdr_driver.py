@@ -3,7 +3,8 @@
 Usage: ``python recbole_cdr_driver.py spec.json out.json``. The spec names the RecBole-CDR model class,
 the pinned source folder (put first on ``sys.path``), the export folder of
 :func:`benchmarks.cdr_export.export_two_domain` (source and target domain datasets as benchmark files)
-and its candidates JSON, the epochs per training phase, batch size, learning rate and embedding size.
+and its candidates JSON, the epochs per training phase, batch size, learning rate, embedding size and
+the seed of RecBole-CDR's start and draws (``seed``, default 0).
 
 A model trains in the phases its own YAML lists (``train_epochs``: ``BOTH`` for most, ``SOURCE``,
 ``TARGET`` then ``OVERLAP`` for EMCDR), each for ``spec["epochs"]`` epochs without validation or early
@@ -66,7 +67,7 @@ def config_dict(spec: dict, phases: list[str]) -> dict:
         "eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "split_valid": {"RS": [0.8, 0.2]}, "group_by": "user", "order": "RO", "mode": "uni100"},
         "metrics": ["Hit", "NDCG"], "topk": [10], "valid_metric": "NDCG@10",
         "eval_step": spec["epochs"] + 1, "stopping_step": 10**6,
-        "seed": 0, "reproducibility": True, "show_progress": False, "state": "WARNING",
+        "seed": int(spec.get("seed", 0)), "reproducibility": True, "show_progress": False, "state": "WARNING",
         "use_gpu": spec.get("device") == "cuda", "gpu_id": 0, "checkpoint_dir": spec["checkpoint_dir"],
         "save_dataset": False, "save_dataloaders": False, "log_wandb": False,
     }

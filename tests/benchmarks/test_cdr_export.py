@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.bench_recbole_cdr import summarize
+from benchmarks.bench_recbole_cdr import aggregate, markdown, summarize
+from benchmarks.bench_recbole_cdr import main as bench_main
 from benchmarks.cdr_export import domain_name, export_two_domain
 from cdrec.data.candidates import add_sampled_candidates
 from cdrec.data.splits import leave_one_out
@@ -81,3 +82,47 @@ def test_summary_says_why_recbole_cdr_did_not_run():
     unavailable = summarize(cdrec_out(0.4), None, "RecBole-CDR set-up failed: no source")
     assert unavailable["recbole_cdr"] == {"failed": "set-up", "error": "RecBole-CDR set-up failed: no source", "traceback": None}
     assert np.isclose(failed["cdrec"]["epoch_s"], 2.0)
+
+
+def theirs_out(hit: float, cpu: float = 4.0) -> dict:
+    return {"phases": ["BOTH:2"], "phase_epoch_s": {"BOTH": 4.0}, "phase_epoch_cpu_s": {"BOTH": cpu}, "eval_s": 0.2, "peak_rss_mb": 400.0,
+            "rows_per_epoch": {"source": 4, "target": 4, "overlap_users": 0, "interactions": 8},
+            "cdrec_candidates": {"hit@10": hit, "ndcg@10": hit / 2, "n": 5, "unknown_candidate_items": 0}}
+
+
+def test_seeds_aggregate_to_means_with_spread_and_per_seed_bars():
+    """Over seeds the row's figures are means (ratios and differences the means of the per-seed ones), the
+    targets judged on them; spread gives mean ± sd, paired the seeds meeting each bar alone."""
+    rows = [summarize(cdrec_out(hit), theirs_out(0.5, cpu), None) for hit, cpu in ((0.48, 2.0), (0.50, 2.0), (0.52, 1.0))]
+    row = aggregate(rows, [0, 1, 2])
+    assert row["cdrec"]["hit@10"] == pytest.approx(0.5) and row["hit@10_minus_recbole_cdr"] == pytest.approx(0.0)
+    assert row["ratio"]["epoch_cpu"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+    assert row["targets"]["hit@10_within_0.01"] is True and row["targets"]["epoch_cpu_time"] is False
+    assert row["spread"]["hit@10_minus_recbole_cdr"] == {"mean": 0.0, "sd": 0.02, "min": -0.02, "max": 0.02, "values": [-0.02, 0.0, 0.02]}
+    assert row["paired"] == {"seeds": 3, "seeds_epoch_time": 3, "seeds_epoch_cpu_time": 2, "seeds_row_cpu_time": 2, "seeds_hit@10_within_0.01": 2}
+    assert row["per_seed"]["2"] is rows[2] and row["recbole_cdr"]["phases"] == ["BOTH:2"]
+    assert aggregate(rows[:1], [0]) is rows[0]
+    failed = aggregate([rows[0], summarize(cdrec_out(0.4), {"failed": "model", "error": "boom"}, None)], [0, 1])
+    assert failed["failed_seed"] == 1 and failed["recbole_cdr"]["failed"] == "model" and "spread" not in failed
+
+
+def bench_result(seeds: list[int], row: dict) -> dict:
+    return {"dataset": "douban", "machine": {"threads_per_process": 1, "load_average_at_start": [0.1, 0.1, 0.1]}, "recbole_cdr_env": {},
+            "config": {"source": "book", "target": "music", "epochs": 2, "users": None, "seeds": seeds}, "models": {"cmf": row}}
+
+
+def test_markdown_adds_the_seed_table_only_for_several_seeds():
+    rows = [summarize(cdrec_out(hit), theirs_out(0.5), None) for hit in (0.48, 0.52)]
+    one = markdown(bench_result([0], rows[0]))
+    several = markdown(bench_result([0, 1], aggregate(rows, [0, 1])))
+    assert "±" not in one and one.count("| cmf |") == 1
+    seed_line = [line for line in several.splitlines() if line.startswith("| cmf |")][1]
+    assert "0.5000 ± 0.0283" in seed_line and "1 / 2 (2 wall) of 2" in seed_line
+    assert "Seeds 0, 1" in several
+
+
+def test_bad_seed_count_and_empty_model_list_are_refused(capsys):
+    assert bench_main(["--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert bench_main(["--models", ","]) == 2
+    assert "--models" in capsys.readouterr().err

@@ -11,7 +11,9 @@ Choices (:mod:`cdrec.models.cf.two_domain` for the pair and the evaluation):
 * **Loss**: BPR per domain on cdrec's implicit data instead of the paper's Bregman divergences
   (squared loss for ratings); ``alpha`` is ``model_params.source_weight`` (0.5: both domains alike).
 * One item table holds ``V`` and ``Z`` (each item belongs to one domain); L2 ``reg`` on the batch's
-  rows, as BPR-MF does.
+  rows, as BPR-MF does, taken from the rows the step scores (each table read once per step).
+* An epoch walks every training row of both domains once, as the paper's fit visits every observed
+  entry of both relations per iteration.
 * With ``source_weight = 0.5`` CMF is BPR-MF trained jointly on both domains, one user vector per user:
   the baseline the transfer models must beat.
 """
@@ -51,5 +53,9 @@ class CMF(TwoDomainModel):
         """Both domains' rows in one product (a score is ``U_u . V_i`` in either domain)."""
         return self.domain_scores(users, items, 0)
 
-    def batch_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(t.pow(2).sum(-1) for t in (self.user_emb(batch["user"]), self.item_emb(batch["pos"]), self.item_emb(batch["neg"])))
+    def scored_batch(self, batch: dict[str, torch.Tensor], domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair's scores and the L2 term from one read of each table (the rows scored are the rows
+        regularised, so each table gets one row-sparse gradient per step)."""
+        user = self.user_emb(batch["user"])
+        items = self.item_emb(torch.stack([batch["pos"], batch["neg"]], 1))  # [B, 2, k]
+        return inner_products(user, items), user.pow(2).sum(-1) + items.pow(2).sum((1, 2))

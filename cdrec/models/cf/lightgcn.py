@@ -58,16 +58,25 @@ def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_i
 
 class _SparseMatmul(torch.autograd.Function):
     """``A @ X`` for a fixed sparse ``A`` whose transpose ``A^T`` is given: the backward pass is
-    ``A^T @ G`` (no transpose built per step; a symmetric ``A`` is its own)."""
+    ``A^T @ G`` (no transpose built per step; a symmetric ``A`` is its own). With ``rows`` it also
+    returns ``X[rows]``, whose gradient is added into the same dense one: ``X`` gets one gradient."""
 
     @staticmethod
-    def forward(ctx: Any, matrix: torch.Tensor, transposed: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, matrix: torch.Tensor, transposed: torch.Tensor, x: torch.Tensor, rows: torch.Tensor | None = None) -> Any:
         ctx.transposed = transposed
-        return sparse_product(matrix, x)
+        product = sparse_product(matrix, x)
+        if rows is None:
+            return product
+        ctx.save_for_backward(rows)
+        return product, x.index_select(0, rows.reshape(-1)).view(*rows.shape, x.shape[-1])
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
-        return None, None, sparse_product(ctx.transposed, grad)
+    def backward(ctx: Any, grad: torch.Tensor, *row_grad: torch.Tensor) -> tuple[None, None, torch.Tensor, None]:
+        out = sparse_product(ctx.transposed, grad)
+        if row_grad:
+            (rows,) = ctx.saved_tensors
+            out.index_add_(0, rows.reshape(-1), row_grad[0].reshape(-1, out.shape[-1]))
+        return None, None, out, None
 
 
 def sparse_product(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -83,6 +92,13 @@ def sparse_matmul(matrix: torch.Tensor, x: torch.Tensor, transposed: torch.Tenso
     """``matrix @ x`` differentiable in ``x``, the backward pass reading ``transposed`` (``matrix^T``,
     prepared once; ``None`` for a symmetric ``matrix``)."""
     return _SparseMatmul.apply(matrix, matrix if transposed is None else transposed, x)
+
+
+def sparse_matmul_and_rows(matrix: torch.Tensor, x: torch.Tensor, transposed: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(matrix @ x, x[rows])`` (``x[rows]`` shaped ``[*rows.shape, k]``) as one autograd node: ``x``
+    gets a single dense gradient, ``transposed @ G`` plus the rows' gradients added in place (no
+    row-sparse gradient beside a dense one, whose sum would copy the whole of ``x``)."""
+    return _SparseMatmul.apply(matrix, transposed, x, rows)
 
 
 def light_convolution(adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

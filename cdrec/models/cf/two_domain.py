@@ -27,13 +27,16 @@ batch's squared embedding norms and whatever extra term the model has (:meth:`Tw
 ``sparse=True``: each lookup's backward is then a row-sparse gradient (the batch's rows) instead of a
 zero-filled copy of the whole table, and a step's several lookups of one table sum cheaply;
 :meth:`TwoDomainModel.configure_optimizers` turns every sparse gradient into the dense one before the
-optimizer steps (:func:`~cdrec.train.trainer.dense_gradients`), so the optimizer is still dense Adam over whole tables,
-every row's moments decaying every step as before (not SparseAdam's lazy update). Adam runs its
-fused kernel (one pass over each table per step, as BPR-MF's): the same update. A model whose
-domain only picks a row (CMF, EMCDR's own factors, BiTGCF's propagated tables) scores both domains'
-rows of a batch in one product (:meth:`TwoDomainModel.row_scores`); DTCDR reads its tables once per
-batch and runs each domain's network on its rows. What changes is the order of some floating-point
-sums (the test ``test_sparse_tables_step_as_dense_adam_on_dense_gradients`` checks the steps agree).
+optimizer steps (:class:`~cdrec.train.trainer.DenseGradients`, into one buffer per table kept from step to step: a fresh
+table-sized tensor per step costs more than the scatter itself), so the optimizer is still dense
+Adam over whole tables, every row's moments decaying every step as before (not SparseAdam's lazy
+update). Adam runs its fused kernel (one pass over each table per step, as BPR-MF's): the same
+update. A model whose domain only picks a row (CMF, EMCDR's own factors, BiTGCF's propagated tables)
+scores both domains' rows of a batch in one product (:meth:`TwoDomainModel.row_scores`); DTCDR reads
+its tables once per batch and runs each domain's network on its rows; CMF and CoNet take the L2 term
+from the very rows they score (:meth:`TwoDomainModel.scored_batch`), so each table is read once per
+step and gets one gradient. What changes is the order of some floating-point sums (the test
+``test_sparse_tables_step_as_dense_adam_on_dense_gradients`` checks the steps agree).
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ class TwoDomainModel(RankingModel):
 
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         """The Trainer's optimizer of ``cfg`` (Adam with its fused kernel), sparse gradients made dense
-        before each step (:func:`~cdrec.train.trainer.dense_gradients`)."""
+        before each step (:class:`~cdrec.train.trainer.DenseGradients`)."""
         return make_optimizer(self.parameters(), cfg, fused=True, sparse_gradients=True)
 
     def init_tables(self, *tables: nn.Embedding) -> None:
@@ -230,12 +233,17 @@ class TwoDomainModel(RankingModel):
             return 0.5 * (F.softplus(-pos) + F.softplus(neg))
         return -F.logsigmoid(pos - neg)
 
+    def scored_batch(self, batch: dict[str, torch.Tensor], domains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, 2]`` scores of the batch's positive and negative (:meth:`row_scores`, rows in ``domains``)
+        and ``[B]`` squared norms of its embeddings (:meth:`batch_l2`, the ``reg`` term). A model whose
+        scores read the very embeddings the L2 term sums (CMF, CoNet) overrides it to read each table once."""
+        l2 = self.batch_l2(batch)  # first: its (sparse) gradients then reach the tables last, added in place to the scores' (dense) ones
+        return self.row_scores(batch["user"], torch.stack([batch["pos"], batch["neg"]], 1), domains), l2
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """``sum_d w_d mean_{rows of d}`` :meth:`pair_loss` (BPR by default) + ``reg`` L2 + :meth:`extra_loss`."""
-        users, pos, neg = batch["user"], batch["pos"], batch["neg"]
-        l2 = self.batch_l2(batch)  # first: its (sparse) gradients then reach the tables last, added in place to the scores' (dense) ones
-        domains = self.item_domain[pos]
-        scores = self.row_scores(users, torch.stack([pos, neg], 1), domains)
+        domains = self.item_domain[batch["pos"]]
+        scores, l2 = self.scored_batch(batch, domains)
         per_row = self.pair_loss(scores[:, 0], scores[:, 1])
         sums = torch.zeros(2, device=per_row.device).index_add(0, domains, per_row)
         counts = torch.bincount(domains, minlength=2).clamp(min=1)

@@ -23,7 +23,8 @@ from cdrec.models.cf.conet import concat_linear
 from cdrec.models.cf.disencdr import gaussian_kl
 from cdrec.models.cf.dcdcsr import max_min_normalize
 from cdrec.models.cf.dtcdr import DTCDRParams
-from cdrec.models.cf.lightgcn import sparse_matmul, to_csr
+from cdrec.train.trainer import DenseGradients
+from cdrec.models.cf.lightgcn import sparse_matmul, sparse_matmul_and_rows, to_csr
 from cdrec.models.cf.sscdr import triplet_hinge, unit_ball
 from cdrec.train.tasks import task_for
 from tests.cli_helpers import call_main
@@ -221,6 +222,68 @@ def test_sparse_matmul_backward_reads_the_given_transpose():
     grad = torch.randn(7, 3, generator=generator)
     out.backward(grad)
     torch.testing.assert_close(x.grad, dense.T @ grad)
+
+
+def test_sparse_matmul_and_rows_gives_x_one_gradient_of_both_reads():
+    """``(A @ x, x[rows])`` with the gradient ``A^T @ g`` plus the rows' gradients scattered (repeats add up)."""
+    generator = torch.Generator().manual_seed(1)
+    dense = torch.rand(6, 5, generator=generator) * (torch.rand(6, 5, generator=generator) < 0.5)
+    coo = dense.to_sparse()
+    x = torch.randn(5, 3, generator=generator, requires_grad=True)
+    rows = torch.tensor([[4, 0], [4, 2]])
+    product, picked = sparse_matmul_and_rows(to_csr(coo), x, to_csr(coo.t().coalesce()), rows)
+    torch.testing.assert_close(product, dense @ x)
+    torch.testing.assert_close(picked, x.detach()[rows])
+    g_product, g_rows = torch.randn(6, 3, generator=generator), torch.randn(2, 2, 3, generator=generator)
+    torch.autograd.backward([product, picked], [g_product, g_rows])
+    expected = dense.T @ g_product
+    expected[4] += g_rows[0, 0] + g_rows[1, 0]
+    expected[0] += g_rows[0, 1]
+    expected[2] += g_rows[1, 1]
+    torch.testing.assert_close(x.grad, expected)
+    assert not x.grad.is_sparse
+
+
+@pytest.mark.parametrize("variant", ["cmf", "conet"])
+def test_cmf_and_conet_read_each_table_once_per_step_and_regularise_the_rows_they_score(variant):
+    """The L2 term is ``||u||^2 + ||i||^2 + ||j||^2`` of the batch's rows and the scores the routed ones,
+    from one lookup of each table per step (CoNet's items come with its profile product, no lookup):
+    each table gets one gradient, CMF's item table one entry per pair member, CoNet's a dense one."""
+    split = tiny_split()
+    model = build(variant, split).train()
+    batch = batch_of(split)
+    lookups = {"user_emb": 0, "item_emb": 0}
+    for name in lookups:
+        getattr(model, name).register_forward_hook(lambda *_, name=name: lookups.__setitem__(name, lookups[name] + 1))
+    model.loss(batch).backward()
+    assert lookups == {"user_emb": 1, "item_emb": 1 if variant == "cmf" else 0}
+    item_grad = model.item_emb.weight.grad
+    assert (item_grad.is_sparse and item_grad._nnz() == 2 * len(batch["user"])) if variant == "cmf" else not item_grad.is_sparse
+    domains = model.item_domain[batch["pos"]]
+    with torch.no_grad():
+        scores, l2 = model.scored_batch(batch, domains)
+        expected_l2 = sum(table(batch[key]).pow(2).sum(-1) for table, key in ((model.user_emb, "user"), (model.item_emb, "pos"), (model.item_emb, "neg")))
+        torch.testing.assert_close(l2, expected_l2)
+        torch.testing.assert_close(scores, model.row_scores(batch["user"], torch.stack([batch["pos"], batch["neg"]], 1), domains))
+
+
+def test_dense_gradients_scatter_rows_into_one_buffer_kept_across_steps():
+    """The pre-hook turns a row-sparse gradient into its dense equivalent, in the same buffer every
+    step (a fresh table-sized tensor per step is what it saves), zeroed between steps."""
+    table = torch.nn.Embedding(7, 3, sparse=True)
+    optimizer = torch.optim.Adam(table.parameters(), lr=0.1)
+    hook = DenseGradients()
+    optimizer.register_step_pre_hook(hook)
+    grads = []
+    for rows in (torch.tensor([1, 1, 4]), torch.tensor([2])):
+        optimizer.zero_grad(set_to_none=True)
+        table(rows).sum().backward()
+        expected = table.weight.grad.to_dense()
+        optimizer.step()
+        assert not table.weight.grad.is_sparse
+        torch.testing.assert_close(table.weight.grad, expected)
+        grads.append(table.weight.grad)  # kept alive: a fresh tensor per step could not take its memory
+    assert grads[0] is grads[1] and len(hook.buffers) == 1
 
 
 def test_disencdr_scores_shared_plus_exclusive_means_and_its_kl_terms():
