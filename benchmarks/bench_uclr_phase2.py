@@ -2,6 +2,7 @@
 (not a unit test).
 
     OMP_NUM_THREADS=1 python -m benchmarks.bench_uclr_phase2 --dataset douban --epochs 3 --out bench.json
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_uclr_phase2 --models neumf --param negatives=1 --epochs 8
 
 Builds each model's run config exactly as the recipe does (:func:`cdrec.experiments.uclr._config` at
 :data:`~cdrec.experiments.uclr.SCHEDULE`, CPU), caps every training stage at ``--epochs`` epochs and
@@ -9,7 +10,7 @@ trains it with the ranking task's normal path (sampler, Trainer, validation on M
 ``Trainer.fit`` (a staged model's stages too) is timed in process CPU seconds, split into its epochs'
 training (batches and steps) and validation passes. Also records each stage's validation metric per
 epoch and a digest of the trained weights, so two checkouts can be compared (``PYTHONPATH`` names the
-checkout to measure).
+checkout to measure). ``--param KEY=VALUE`` (repeatable) sets a model option on top of the recipe's.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
+import yaml
 
 PHASE2 = ["neumf", "lightgcn", "pge-lightgcn", "uclr-lightgcn", "herograph", "ga-mtcdr", "cat-art"]
 
@@ -71,12 +73,13 @@ def timing_trainer(records: list[dict]) -> type:
     return TimingTrainer
 
 
-def bench(model_name: str, dataset: str, epochs: int, data_dir: Path | None) -> dict:
+def bench(model_name: str, dataset: str, epochs: int, data_dir: Path | None, params: dict[str, Any] | None = None) -> dict:
     from cdrec.experiments import uclr
     from cdrec.train import tasks
     from cdrec.train.trainer import seed_everything
 
     cfg = _capped(uclr._config(model_name, dataset, 0, uclr.SCHEDULE, data_dir, "cpu"), epochs)
+    cfg = dataclasses.replace(cfg, model_params={**cfg.model_params, **(params or {})})
     task = tasks.task_for(model_name)
     prepared = task.prepare(cfg)
     records: list[dict] = []
@@ -94,7 +97,7 @@ def bench(model_name: str, dataset: str, epochs: int, data_dir: Path | None) -> 
                                 "weights_sha1": hashlib.sha1(b"".join(t.detach().cpu().numpy().tobytes() for t in model.state_dict().values())).hexdigest()})
     finally:
         tasks.Trainer = original
-    return {"model": model_name, "dataset": dataset, "epochs": epochs, "records": records}
+    return {"model": model_name, "dataset": dataset, "epochs": epochs, "params": params or {}, "records": records}
 
 
 def summary(result: dict) -> list[str]:
@@ -114,11 +117,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a model option over the recipe's (YAML value)")
     args = parser.parse_args()
+    params = {key: yaml.safe_load(value) for key, _, value in (p.partition("=") for p in args.param)}
     torch.set_num_threads(1)
     results = []
     for name in args.models:
-        result = bench(name, args.dataset, args.epochs, args.data_dir)
+        result = bench(name, args.dataset, args.epochs, args.data_dir, params)
         results.append(result)
         print("\n".join(summary(result)), flush=True)
     if args.out is not None:

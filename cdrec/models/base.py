@@ -17,6 +17,7 @@ class RankingModel(nn.Module):
     Subclasses implement :meth:`from_split` (sizes come from the data view, never from a file),
     :meth:`loss` over a BPR batch (``user``, ``pos``, ``neg``, ``domain`` tensors) and
     :meth:`score`. :meth:`score_all` defaults to scoring an item range with :meth:`score`.
+    :attr:`train_negatives` is how many negatives the ranking task's sampler draws per positive.
     A model with nothing to optimise (``pop``, ``itemknn``) sets ``optimised = False`` and implements
     :meth:`fit_interactions` instead of :meth:`loss`.
     """
@@ -26,6 +27,12 @@ class RankingModel(nn.Module):
     optimised: ClassVar[bool] = True
     """False for a model computed in one pass over the training interactions: the ranking task calls
     :meth:`fit_interactions` once instead of the Trainer (no epochs, no optimizer, no checkpoints)."""
+
+    @property
+    def train_negatives(self) -> int:
+        """Negatives per positive in a training batch: ``neg`` is ``[B]`` for 1 (the default), else
+        ``[B, n]`` with distinct items per row (:class:`~cdrec.data.samplers.BPRSampler`)."""
+        return 1
 
     @classmethod
     def from_split(cls, split: Split, params: Any) -> "RankingModel":

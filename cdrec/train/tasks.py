@@ -226,6 +226,12 @@ def ranking_scopes(cfg: RunConfig, split: Split, params: Any) -> tuple[list[tupl
     return [("joint", joint)], evaluated
 
 
+def training_sampler(model: RankingModel, split: Split, cfg: RunConfig) -> BPRSampler:
+    """The BPR sampler of ``split``'s training rows, drawing the model's :attr:`~RankingModel.train_negatives`
+    negatives per positive."""
+    return BPRSampler(split.train, cfg.train.batch_size, seed=cfg.seed, n_negatives=model.train_negatives)
+
+
 @register_task("ranking")
 class RankingTask(Task):
     """Leave-one-out ranking for collaborative-filtering models (joint or per-domain)."""
@@ -278,7 +284,7 @@ class RankingTask(Task):
     def train(self, model: RankingModel, split: Split, scope: str, cfg: RunConfig, device: torch.device, run_dir: Path, *, resume: bool = False) -> tuple[float, dict]:
         """Train ``model`` with the Trainer (early stopping on validation); returns the training
         seconds and the scope's ``history`` entry."""
-        sampler = BPRSampler(split.train, cfg.train.batch_size, seed=cfg.seed)
+        sampler = training_sampler(model, split, cfg)
         trainer = Trainer(
             model, cfg.train, seed=cfg.seed, device=device,
             checkpoint=run_dir / f"checkpoint-{scope}.pt", desc=f"{cfg.model}:{scope}",

@@ -2,8 +2,11 @@
 
 Generalized matrix factorisation ``phi_GMF = p_u^G * q_i^G`` and an MLP tower over
 ``[p_u^M ; q_i^M]`` are fused by one linear layer: ``y_ui = h^T [phi_GMF ; phi_MLP]`` (NeuMF Eq. 12).
-Training uses NeuMF's log loss (Eq. 7) on the BPR sampler's triples: the positive is labelled 1,
-the sampled negative 0 (one negative per positive), with L2 ``reg`` on the batch's embeddings.
+Training uses NeuMF's log loss (Eq. 7): each positive is labelled 1 and its ``negatives`` sampled
+items 0 (one binary cross-entropy over the ``[B, 1 + negatives]`` logits), with L2 ``reg`` on the
+batch's embeddings. ``negatives`` is NeuMF's sampling ratio: 4 per positive (section 4.1, "Parameter
+Settings"; section 4.3 / Figure 7 find 3-6 best and one too few); ``negatives=1`` is the pointwise
+pair cdrec trained before.
 Embedding size ``dim`` for both paths (UCLR section 4.2: m = 128); the MLP tower halves the width
 per layer (``2 dim -> dim -> dim / 2`` by default). The four tables are ``sparse=True`` embeddings (a
 step's gradient is the batch's rows) stepped by fused dense Adam (:meth:`NeuMF.configure_optimizers`):
@@ -28,13 +31,15 @@ from cdrec.train.trainer import make_optimizer
 
 @dataclass
 class NeuMFParams(ModelParams):
-    """Embedding size, MLP tower widths after the input (default ``[dim, dim // 2]``), L2 weight."""
+    """Embedding size, MLP tower widths after the input (default ``[dim, dim // 2]``), L2 weight,
+    negatives sampled per positive (NeuMF section 4.1: 4)."""
 
     dim: int = bounded(128, 1)
     layers: list[int] = bounded(lo=1, default_factory=list)
     reg: float = bounded(1e-5, 0)
     dropout: float = bounded(0.0, 0, 1, hi_open=True)
     init_std: float = bounded(0.01, 0, lo_open=True)
+    negatives: int = bounded(4, 1)
 
 
 @register("neumf", family="cf", params=NeuMFParams)
@@ -60,6 +65,10 @@ class NeuMF(RankingModel):
     def from_split(cls, split: Split, params: NeuMFParams) -> "NeuMF":
         return cls(split.data.n_users, split.data.n_items, params)
 
+    @property
+    def train_negatives(self) -> int:
+        return self.params.negatives
+
     def configure_optimizers(self, cfg: TrainConfig) -> torch.optim.Optimizer:
         """The Trainer's optimizer of ``cfg``, Adam with its fused kernel; the tables' row-sparse gradients
         are made dense before each step (the same update as dense tables)."""
@@ -78,7 +87,9 @@ class NeuMF(RankingModel):
         return logits, l2
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        items = torch.stack([batch["pos"], batch["neg"]], dim=1)
+        """Log loss (NeuMF Eq. 7) over the positive and its negatives (``neg`` ``[B]`` or ``[B, n]``)."""
+        pos, neg = batch["pos"], batch["neg"]
+        items = torch.cat([pos[:, None], neg.reshape(len(pos), -1)], dim=1)
         logits, l2 = self._logits(batch["user"], items)
         labels = torch.zeros_like(logits)
         labels[:, 0] = 1.0
