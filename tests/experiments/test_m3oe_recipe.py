@@ -64,6 +64,19 @@ def test_m2m_and_adatt_sp_rows_carry_the_papers_cells_and_join_the_t_test():
     assert "paper M2M | 74.12" in text and "paper AdaTT-sp | 72.49" in text
     assert info["best"] == "M2M" and info["beats_all"] is False and "M3oE vs M2M" in text
     assert text.index("| AdaTT-sp |") < text.index("| M2M |")  # block (b) before block (d)
+    # each of the papers' new baselines has its own paired t-test against M3oE, not only the best one
+    pairwise = text[text.index("M3oE against each baseline"):]
+    m2m = next(line for line in pairwise.splitlines() if line.startswith("| M2M |"))
+    adatt = next(line for line in pairwise.splitlines() if line.startswith("| AdaTT-sp |"))
+    assert m2m.split("|")[2].strip() == f"{summary(results['M3oE'])[0][-2] - summary(results['M2M'])[0][-2]:+.2f}"
+    assert adatt.split("|")[2].strip().startswith("+") and m2m.split("|")[5].strip() == "3"
+
+
+def test_pairwise_ttests_need_two_shared_seeds():
+    results = {"M2M": [fake("m2m", 0, 0.78)], "M3oE": [fake("m3oe", s, 0.77) for s in range(3)]}
+    lines, _ = table2_markdown("ml-1m", results, with_paper=False)
+    row = next(line for line in lines[-2].splitlines() if line.startswith("| M2M |"))
+    assert row.split("|")[2:6] == [" – ", " – ", " – ", " 1 "]
 
 
 def test_fusion_weights_are_averaged_over_seeds():
