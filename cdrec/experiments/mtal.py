@@ -606,6 +606,7 @@ def write_report(out: Path, sched: dict, quick: bool, failed: Sequence[str] = ()
     lines += _privacy_table5(res)
     lines += _per_organization(res)
     lines += _own_backbone(res)
+    lines += _rounds_by_organization(res)
     lines += _privacy_sweep(out, res, quick, sections)
     lines += ["## What a peer learns from the messages", "", QUERY_PRIVACY, ""]
     path = out / "report.md"
@@ -988,6 +989,89 @@ def _own_backbone(res: dict) -> list[str]:
                   markdown_table(["column", "seed", "organizations per backbone", "choice per organization"], choices), ""] if choices else \
                  [f"_Backbone chosen per organization ({label}): no `{AUTO_ROW}` run is finished._", ""]
     return lines if shown else lines + _not_run(f"`{AUTO_ROW}` or `mtal-aae`")
+
+
+ROUNDS_COLUMN_PART = "user/domain"
+"""Columns (``<feedback>/<this>``) whose MTAL runs get the per-round, per-organization section (Douban's book and
+music; a dataset with such a column joins the section without more code)."""
+
+ROUND_METRIC = {"explicit": "RMSE", "implicit": "NDCG@10"}
+"""Validation (per organization) and test (pooled) metric of the per-round tables: each organization's round choice
+is made on it (RMSE explicit, NDCG@10 implicit)."""
+
+
+def _weights(w: list[float] | None) -> str:
+    return "–" if w is None else ", ".join(f"{v:.2f}" for v in w)
+
+
+def _round_rows(result: RunResult, orgs: list[str], metric: str) -> list[list[str]]:
+    """One row per recorded round: each organization's validation ``metric``, eta and w, then the pooled test ``metric``."""
+    rows = []
+    for h in result.history:
+        cells = []
+        for org in orgs:
+            eta = (h.get("eta") or {}).get(org)
+            cells += [_f((h.get("valid_by_org") or {}).get(org, {}).get(metric)), "–" if eta is None else f"{eta:g}",
+                      _weights((h.get("w") or {}).get(org))]
+        rows.append([str(h["round"]), *cells, _f(h.get("test", {}).get(metric))])
+    return rows
+
+
+def _best_round(result: RunResult, org: str, metric: str) -> tuple[int, float, float] | None:
+    """(best round, its validation ``metric``, round 0's) of ``org``: argmin for RMSE, argmax otherwise; None when not recorded."""
+    points = [(h["round"], h.get("valid_by_org", {}).get(org, {}).get(metric)) for h in result.history]
+    points = [(r, v) for r, v in points if v is not None]
+    if not points:
+        return None
+    best = (min if metric == "RMSE" else max)(points, key=lambda p: p[1])
+    return best[0], best[1], points[0][1]
+
+
+def _alone_valid(res: dict, ds: str, column: str, row: str, result: RunResult, org: str, metric: str) -> tuple[str, float] | None:
+    """``org``'s own Alone validation figure (what it is, value): for ``mtal-auto`` its chosen backbone's
+    (``data_stats.backbones``), for ``mtal-aae`` the best of the finished ``alone-*`` runs' ``valid_metrics`` (same seed);
+    None when not recorded."""
+    if row == AUTO_ROW:
+        rec = result.data_stats.get("backbones", {}).get(org) or {}
+        value = rec.get("valid", {}).get(rec.get("chosen"))
+        return (f"its own Alone fit ({rec['chosen']})", value) if value is not None else None
+    alone = [(f"best Alone ({b}, seed {result.seed})", r.valid_metrics.get(org, {}).get(metric)) for b in BACKBONES
+             for r in res.get((ds, column, f"alone-{b}"), []) if r.seed == result.seed]
+    alone = [(name, v) for name, v in alone if v is not None]
+    return (min if metric == "RMSE" else max)(alone, key=lambda p: p[1]) if alone else None
+
+
+def _rounds_by_organization(res: dict) -> list[str]:
+    """Per round of each finished ``mtal-aae`` / ``mtal-auto`` run in a :data:`ROUNDS_COLUMN_PART` column (its lowest
+    seed): each organization's validation metric, eta and w, the pooled test metric; then each organization's best
+    validation round, its gain over round 0 (F0) and its own Alone validation figure."""
+    keys = sorted(k for k in res if k[1].endswith("/" + ROUNDS_COLUMN_PART) and k[2] in ("mtal-aae", AUTO_ROW))
+    labels = ", ".join(dict.fromkeys(DATASET_LABEL[k[0]] for k in keys)) or "Douban"
+    lines = [f"## Per round, per organization ({labels})", "",
+             "Round 0 is F0 (the item means); each round adds eta x the organization's fit to the pseudo-residuals, the "
+             "assisting organizations' fits weighted by w (– = not used in that round). Each table is the run's lowest "
+             "finished seed; validation is each organization's own, test is pooled over organizations.", ""]
+    if not keys:
+        return lines + _not_run(f"`mtal-aae` or `{AUTO_ROW}` {ROUNDS_COLUMN_PART}")
+    for ds, column, row in keys:
+        result = min(res[(ds, column, row)], key=lambda r: r.seed)
+        metric = ROUND_METRIC[column.split("/")[0]]
+        orgs = sorted({org for h in result.history for org in h.get("valid_by_org", {})})
+        header = ["round", *(f"{org} {part}" for org in orgs for part in (f"valid {metric}", "eta", "w")), f"test {metric} (pooled)"]
+        sentences = []
+        for org in orgs:
+            best = _best_round(result, org, metric)
+            if best is None:
+                continue
+            sign = 1 if metric == "RMSE" else -1
+            alone = _alone_valid(res, ds, column, row, result, org, metric)
+            versus = (f"{alone[0]} {alone[1]:.4f}, so MTAL's best is {sign * (alone[1] - best[1]):+.4f} against it (+ = MTAL better)"
+                      if alone else "its own Alone validation figure is not recorded")
+            sentences.append(f"{org}: best validation {metric} {best[1]:.4f} at round {best[0]}, a gain of "
+                             f"{sign * (best[2] - best[1]):.4f} over round 0's {best[2]:.4f}; {versus}.")
+        lines += [f"### {DATASET_LABEL[ds]} {column}, `{row}` (seed {result.seed})", "",
+                  markdown_table(header, _round_rows(result, orgs, metric)), "", *(f"- {s}" for s in sentences), ""]
+    return lines
 
 
 def _sweep_points(res: dict, dataset: str, quick: bool) -> dict[str, list[tuple[float, float | None]]]:

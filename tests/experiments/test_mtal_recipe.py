@@ -423,3 +423,42 @@ def test_reproduce_shares_equal_fits_between_its_runs_and_the_report_shows_the_r
     assert stores and stores[0] is not None and all(s is stores[0] for s in stores)
     assert shared_fits.active() is None
     assert "| 12 (8 local fits reused) |" in (tmp_path / "out/report.md").read_text()
+
+
+def _rounds_result(metric: str, valid: dict[str, list[float]], test: list[float], seed: int = 0) -> RunResult:
+    """An MTAL run whose history records per round each organization's validation ``metric`` and the pooled test one;
+    eta / w are None in round 0 (F0), 0.3 and [0.5, 0.5] after it."""
+    rounds = range(len(test))
+    history = [{"round": r, "test": {metric: test[r]}, "valid_by_org": {o: {metric: v[r], "n": 5} for o, v in valid.items()},
+                "eta": {o: None if r == 0 else 0.3 for o in valid}, "w": {o: None if r == 0 else [0.5, 0.5] for o in valid}}
+               for r in rounds]
+    return RunResult(model="aae", dataset="douban", protocol="p", seed=seed, history=history,
+                     metrics={"overall": {metric: test[-1], "n": 10}, **{o: {metric: v[-1], "n": 5} for o, v in valid.items()}})
+
+
+def test_per_round_per_organization_section_from_fake_runs(tmp_path):
+    out = tmp_path / "mtal"
+    explicit, implicit = out / "runs/douban/explicit/user/domain", out / "runs/douban/implicit/user/domain"
+    write_result(explicit / "mtal-aae/seed0", _rounds_result("RMSE", {"book": [0.79, 0.78, 0.80], "music": [0.85, 0.83, 0.82]},
+                                                             [0.82, 0.81, 0.815]))
+    alone = _explicit_result(0.77)
+    alone.valid_metrics = {"book": {"RMSE": 0.753, "n": 5}, "music": {"RMSE": 0.79, "n": 5}}
+    write_result(explicit / "alone-ncf/seed0", alone)
+    auto = _rounds_result("RMSE", {"book": [0.79, 0.76, 0.757]}, [0.82, 0.79, 0.788])
+    auto.data_stats = {"backbones": {"book": {"chosen": "mlp", "valid": {"mlp": 0.7531, "ncf": 0.76}, "epochs": {"mlp": 4}}}}
+    write_result(explicit / f"{AUTO_ROW}/seed0", auto)
+    write_result(implicit / "mtal-aae/seed0", _rounds_result("NDCG@10", {"book": [0.30, 0.36, 0.34]}, [0.31, 0.35, 0.33]))
+    text = report(out).read_text()
+    section = text.split("## Per round, per organization (Douban)")[1].split("\n## ")[0]
+    aae = section.split("### Douban explicit/user/domain, `mtal-aae` (seed 0)")[1].split("### ")[0]
+    assert "| round | book valid RMSE | book eta | book w | music valid RMSE | music eta | music w | test RMSE (pooled) |" in aae
+    assert "| 0 | 0.7900 | – | – | 0.8500 | – | – | 0.8200 |" in aae
+    assert "| 1 | 0.7800 | 0.3 | 0.50, 0.50 | 0.8300 | 0.3 | 0.50, 0.50 | 0.8100 |" in aae
+    assert "| 2 | 0.8000 | 0.3 | 0.50, 0.50 | 0.8200 | 0.3 | 0.50, 0.50 | 0.8150 |" in aae
+    assert "book: best validation RMSE 0.7800 at round 1, a gain of 0.0100 over round 0's 0.7900; best Alone (ncf, seed 0) 0.7530" in aae
+    assert "music: best validation RMSE 0.8200 at round 2, a gain of 0.0300 over round 0's 0.8500; best Alone (ncf, seed 0) 0.7900" in aae
+    own = section.split(f"`{AUTO_ROW}` (seed 0)")[1].split("### ")[0]
+    assert "book: best validation RMSE 0.7570 at round 2, a gain of 0.0330 over round 0's 0.7900; its own Alone fit (mlp) 0.7531" in own
+    ndcg = section.split("### Douban implicit/user/domain, `mtal-aae` (seed 0)")[1]
+    assert "| 2 | 0.3400 | 0.3 | 0.50, 0.50 | 0.3300 |" in ndcg
+    assert "book: best validation NDCG@10 0.3600 at round 1, a gain of 0.0600 over round 0's 0.3000; its own Alone validation figure is not recorded" in ndcg
