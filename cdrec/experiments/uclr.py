@@ -72,12 +72,11 @@ users, LoRA finetune at most 10 epochs per domain (the model's defaults). Until 
 ran Adam lr 1e-2 for at most 8 epochs with patience 2, which left BPR-MF near the popularity ranker
 on Douban (issue #32: book MRR@10 17.75 at lr 1e-2 against 20.21 at lr 1e-3, seed 0)."""
 
-PHASES = [["pop", "itemknn", "bprmf", *LADDER], ["neumf", "lightgcn", *CROSS_DOMAIN]]
+PHASES = [["pop", "itemknn", "bprmf", *LADDER], ["neumf", "lightgcn", *LIGHTGCN_BACKBONE, *CROSS_DOMAIN]]
 """Run order: every dataset and seed of the first phase (the done-when comparison: the one-pass
-Pop and ItemKNN, BPR-MF, the ladder, UCLR) before the costlier NeuMF, LightGCN and multi-target
-cross-domain baselines. ``LIGHTGCN_BACKBONE`` (``pge-lightgcn``, ``uclr-lightgcn``: PGE by a joint
-LightGCN, with their own cached pretraining) run once added to a phase, and Table 2 lists them beside
-``lightgcn``."""
+Pop and ItemKNN, BPR-MF, the ladder, UCLR) before the costlier NeuMF, LightGCN, UCLR on a LightGCN
+backbone (``pge-lightgcn``, ``uclr-lightgcn``: PGE by a joint LightGCN, with their own cached
+pretraining; Table 2 lists them beside ``lightgcn``) and the multi-target cross-domain baselines."""
 
 CLASSICS = ["cmf", "clfm", "dtcdr", "conet", "deepapf", "bitgcf", "disencdr", "emcdr", "sscdr", "dcdcsr", "natr"]
 """The two-domain classics of ``--section classics`` (:mod:`cdrec.models.cf.two_domain`): dual-target

@@ -75,6 +75,16 @@ def test_lightgcn_backbone_rows_beside_lightgcn_in_table2(tmp_path, monkeypatch)
     assert not (tmp_path / "cache" / "pge-synthetic-seed0.pt").exists()
 
 
+def test_main_plan_runs_uclr_on_the_lightgcn_backbone_right_after_lightgcn(tmp_path):
+    runs = recipe.plan_runs(tmp_path, ["douban", "afk"], [0, 1], recipe.SCHEDULE, None, "cpu")
+    labels = [r.label for r in runs]
+    for ds in ("douban", "afk"):
+        for seed in (0, 1):
+            at = labels.index(f"{ds}/lightgcn/seed{seed}")
+            assert labels[at + 1:at + 3] == [f"{ds}/pge-lightgcn/seed{seed}", f"{ds}/uclr-lightgcn/seed{seed}"]
+    assert len(runs) == 2 * 2 * sum(len(phase) for phase in recipe.PHASES)
+
+
 def test_classics_section_plans_every_pair_and_direction(tmp_path, monkeypatch):
     """Single-target classics on every ordered pair, dual-target ones on every unordered pair; not in the default plan."""
     monkeypatch.setitem(recipe.DATASETS, "three", {"name": "synthetic"})
